@@ -1,0 +1,5 @@
+.PHONY: up test
+up:
+	bash scripts/up.sh $(ARGS)
+test:
+	bash scripts/test.sh $(ARGS)

@@ -1,0 +1,1 @@
+"""The node agent: collects in the background, serves the last collection."""

@@ -1,0 +1,189 @@
+"""The agent process: a collection thread and an HTTP server over the latest collection."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from .. import __version__
+from ..backends import select as select_backend
+from ..collectors import build as build_collectors
+from ..collectors.base import CollectContext
+from ..config import AgentConfig
+from ..errors import UserError
+from ..exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, parse_compat
+from ..snapshot import NodeSnapshot
+from . import httpserver
+from .collect import Collection
+from .httpserver import Request, Response
+from .rendered import Rendered
+
+log = logging.getLogger("gpufleet.agent")
+
+JSON_TYPE = "application/json"
+
+INDEX = """<!doctype html><title>gpufleet agent</title>
+<h1>gpufleet agent {version}</h1><p>node <b>{node}</b>, backend <b>{backend}</b></p>
+<ul><li><a href="/metrics">/metrics</a> Prometheus / OpenMetrics</li>
+<li><a href="/api/v1/snapshot">/api/v1/snapshot</a> JSON snapshot</li>
+<li><a href="/healthz">/healthz</a> health</li></ul>"""
+
+
+class AgentService:
+    """Collect every `interval` seconds in a thread; answer requests from the last result."""
+
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        try:
+            self.compat = parse_compat(cfg.compat)
+            backend, self.backend_note = select_backend(
+                cfg.backend, simulate=cfg.simulate, seed=cfg.seed, node=cfg.node
+            )
+            ctx = CollectContext(procfs=cfg.procfs, sysfs=cfg.sysfs, backend=backend)
+            collectors = build_collectors(ctx, cfg.collectors)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        self.backend = backend
+        self.collection = Collection(cfg.node, collectors, labels=cfg.labels,
+                                     backend=backend.name if backend else "none")
+        self.latest: Rendered | None = None
+        self.listeners: list[Callable[[NodeSnapshot], None]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- collection ----------------------------------------------------------------------
+
+    def collect_once(self) -> Rendered:
+        snap = self.collection.run()
+        rendered = Rendered(snap, self.compat)
+        self.latest = rendered  # one reference swap: readers never see a half-built result
+        for listener in self.listeners:
+            try:
+                listener(snap)
+            except Exception:
+                log.exception("snapshot listener failed")
+        return rendered
+
+    def _loop(self) -> None:
+        interval = self.cfg.interval
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.collect_once()
+            except Exception:  # never let the thread die: the server would serve stale data
+                log.exception("collection failed")
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind (suspended host, slow collector): skip, don't burst
+                next_at = time.monotonic()
+                delay = 0
+            self._stop.wait(delay)
+
+    def start_collecting(self) -> None:
+        self.collect_once()  # serve real data from the first request on
+        self._thread = threading.Thread(target=self._loop, name="gpufleet-collect", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        if self.backend is not None:
+            try:
+                self.backend.close()
+            except Exception:
+                log.debug("backend close failed", exc_info=True)
+
+    # ---- HTTP ------------------------------------------------------------------------------
+
+    def handle(self, req: Request) -> Response:
+        r = self.latest
+        if req.path == "/metrics":
+            if r is None:
+                return Response(503, b"no collection yet\n")
+            gz = "gzip" in req.headers.get("accept-encoding", "")
+            om = "application/openmetrics-text" in req.headers.get("accept", "")
+            form = "openmetrics" if om else "text"
+            headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gz else {}
+            return Response(200, r.body(form, gz), OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE,
+                            headers)
+        if req.path == "/api/v1/snapshot":
+            if r is None:
+                return Response(503, b'{"error":"no collection yet"}', JSON_TYPE)
+            gz = "gzip" in req.headers.get("accept-encoding", "")
+            headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gz else {}
+            return Response(200, r.body("json", gz), JSON_TYPE, headers)
+        if req.path == "/healthz":
+            return self._health(r)
+        if req.path == "/":
+            html = INDEX.format(version=__version__, node=self.cfg.node,
+                                backend=self.collection.backend)
+            return Response(200, html.encode(), "text/html; charset=utf-8")
+        return Response(404, b"not found: try /metrics, /api/v1/snapshot or /healthz\n")
+
+    def _health(self, r: Rendered | None) -> Response:
+        if r is None:
+            return Response(503, b'{"status":"starting"}', JSON_TYPE)
+        age = time.time() - r.timestamp
+        failed = [c.collector for c in r.snapshot.collectors if not c.success]
+        stale = age > 3 * self.cfg.interval + 1
+        all_failed = bool(r.snapshot.collectors) and len(failed) == len(r.snapshot.collectors)
+        status = "stale" if stale else ("failing" if all_failed else ("degraded" if failed else "ok"))
+        body = json.dumps({
+            "status": status, "node": self.cfg.node, "last_collection_age_seconds": round(age, 3),
+            "interval_seconds": self.cfg.interval, "failed_collectors": failed,
+            "backend": self.collection.backend, "version": __version__,
+        }).encode()
+        return Response(503 if stale or all_failed else 200, body, JSON_TYPE)
+
+    # ---- process --------------------------------------------------------------------------
+
+    async def serve(self, ready: Callable[[str], None] | None = None) -> None:
+        host, port = self.cfg.listen
+        try:
+            server = await httpserver.start(host, port, self.handle)
+        except OSError as e:
+            raise UserError(_bind_error(host, port, e)) from None
+        bound = server.sockets[0].getsockname()
+        url = f"http://{_fmt_host(host)}:{bound[1]}"
+        log.info("gpufleet agent %s serving %s/metrics (node %s; %s)", __version__, url, self.cfg.node,
+                 self.backend_note)
+        if ready:
+            ready(url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        async with server:
+            await stop.wait()
+
+    def run(self) -> None:
+        self.start_collecting()
+        try:
+            asyncio.run(self.serve())
+        finally:
+            self.stop()
+
+
+def _fmt_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _bind_error(host: str, port: int, e: OSError) -> str:
+    where = f"{_fmt_host(host)}:{port}"
+    if e.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is already in use: stop the other process or pick another with --listen HOST:PORT"
+    if e.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: {host} is not an address of this machine; check --listen"
+    if e.errno == errno.EACCES:
+        return f"not allowed to listen on {where}: ports below 1024 need root; choose a higher port with --listen"
+    return f"cannot listen on {where}: {e.strerror or e}"

@@ -1,0 +1,264 @@
+"""The metric catalogue: the one place a metric name is spelled.
+
+Every series gpufleet exports, stores, charts or alerts on is one `Metric` entry here. A
+metric belongs to a *scope* (node, cpu, disk, net, gpu, mig, gpu_process, user, collector);
+the scope says which records of a `NodeSnapshot` carry it and which identity labels they
+have. A record stores the value under `Metric.key` in its `values` dict, so adding a
+metric is one entry here plus the code that fills that key.
+
+Compatibility names (`--compat dcgm`, `--compat all-smi`) live beside each entry, with the
+scale that turns our base unit into theirs (e.g. bytes -> MiB for DCGM_FI_DEV_FB_USED).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["gauge", "counter", "info"]
+Scope = Literal["node", "cpu", "disk", "net", "gpu", "mig", "gpu_process", "user", "collector", "agent"]
+
+PREFIX = "gpufleet_"
+
+# Identity labels each scope's records carry (besides `node`, which every series has).
+SCOPE_LABELS: dict[str, tuple[str, ...]] = {
+    "node": (),
+    "agent": (),
+    "cpu": ("cpu",),
+    "disk": ("device", "mountpoint", "fstype"),
+    "net": ("interface",),
+    "gpu": ("gpu", "uuid", "model", "vendor"),
+    "mig": ("gpu", "uuid", "model", "vendor", "gpu_instance", "compute_instance", "profile"),
+    "gpu_process": ("gpu", "uuid", "pid", "user", "command", "container", "pod", "namespace", "slurm_job"),
+    "user": ("user",),
+    "collector": ("collector",),
+}
+
+# Name stem per scope: gpufleet_<stem>_<key>.
+SCOPE_STEM: dict[str, str] = {
+    "node": "node",
+    "agent": "agent",
+    "cpu": "cpu",
+    "disk": "disk",
+    "net": "network",
+    "gpu": "gpu",
+    "mig": "mig",
+    "gpu_process": "gpu_process",
+    "user": "user",
+    "collector": "collector",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Compat:
+    """Another exporter's name for a metric: value_theirs = value_ours * scale."""
+
+    name: str
+    help: str
+    scale: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    scope: Scope
+    key: str
+    kind: Kind
+    help: str
+    unit: str = ""
+    # Labels beyond the scope's identity labels. For `info` metrics they are read from the
+    # record's `info` dict; for others from the record's `labels` (rarely needed).
+    labels: tuple[str, ...] = ()
+    dcgm: Compat | None = None
+    allsmi: Compat | None = None
+    # Human-facing: how the UI shows it ("percent" turns a ratio into %).
+    display: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{PREFIX}{SCOPE_STEM[self.scope]}_{self.key}"
+
+    @property
+    def family(self) -> str:
+        """OpenMetrics family name: counters drop their `_total` suffix."""
+        if self.kind == "counter" and self.name.endswith("_total"):
+            return self.name[: -len("_total")]
+        if self.kind == "info" and self.name.endswith("_info"):
+            return self.name[: -len("_info")]
+        return self.name
+
+
+MiB = 1.0 / (1024 * 1024)
+
+CATALOGUE: tuple[Metric, ...] = (
+    # ---- node: identity and host totals -------------------------------------------------
+    Metric("node", "info", "info", "Node metadata: OS, kernel, CPU model, agent backend.",
+           labels=("hostname", "os", "os_version", "kernel", "cpu_model", "arch", "backend")),
+    Metric("node", "boot_time_seconds", "gauge", "Unix time the node booted.", "seconds"),
+    Metric("node", "uptime_seconds", "gauge", "Seconds since the node booted.", "seconds"),
+    Metric("node", "cpu_cores", "gauge", "Logical CPU cores.", display="count"),
+    Metric("node", "cpu_physical_cores", "gauge", "Physical CPU cores.", display="count"),
+    Metric("node", "cpu_utilization_ratio", "gauge", "Busy share of all CPU cores (0-1).", "ratio",
+           allsmi=Compat("all_smi_cpu_utilization", "CPU utilization percentage", 100.0), display="percent"),
+    Metric("node", "cpu_frequency_hertz", "gauge", "Current mean CPU frequency.", "hertz"),
+    Metric("node", "load1", "gauge", "1-minute load average."),
+    Metric("node", "load5", "gauge", "5-minute load average."),
+    Metric("node", "load15", "gauge", "15-minute load average."),
+    Metric("node", "memory_total_bytes", "gauge", "Physical memory.", "bytes",
+           allsmi=Compat("all_smi_memory_total_bytes", "Total system memory in bytes")),
+    Metric("node", "memory_used_bytes", "gauge", "Memory in use (total - available).", "bytes",
+           allsmi=Compat("all_smi_memory_used_bytes", "Used system memory in bytes")),
+    Metric("node", "memory_available_bytes", "gauge", "Memory available to new work.", "bytes",
+           allsmi=Compat("all_smi_memory_available_bytes", "Available system memory in bytes")),
+    Metric("node", "swap_total_bytes", "gauge", "Swap space.", "bytes"),
+    Metric("node", "swap_used_bytes", "gauge", "Swap in use.", "bytes"),
+    Metric("node", "processes", "gauge", "Processes running on the node.", display="count"),
+    Metric("node", "users_logged_in", "gauge", "Login sessions on the node.", display="count"),
+    Metric("node", "gpus", "gauge", "Accelerators the agent sees.", display="count"),
+    # ---- per core ----------------------------------------------------------------------
+    Metric("cpu", "utilization_ratio", "gauge", "Busy share of one logical CPU core (0-1).", "ratio",
+           display="percent"),
+    Metric("cpu", "frequency_hertz", "gauge", "Current frequency of one logical CPU core.", "hertz"),
+    # ---- disks per mount ----------------------------------------------------------------
+    Metric("disk", "size_bytes", "gauge", "Filesystem size.", "bytes"),
+    Metric("disk", "used_bytes", "gauge", "Filesystem space used.", "bytes"),
+    Metric("disk", "free_bytes", "gauge", "Filesystem space free to unprivileged users.", "bytes"),
+    Metric("disk", "read_bytes_total", "counter", "Bytes read from the device.", "bytes"),
+    Metric("disk", "written_bytes_total", "counter", "Bytes written to the device.", "bytes"),
+    Metric("disk", "reads_total", "counter", "Read operations completed on the device."),
+    Metric("disk", "writes_total", "counter", "Write operations completed on the device."),
+    # ---- network per interface ----------------------------------------------------------
+    Metric("net", "receive_bytes_total", "counter", "Bytes received.", "bytes"),
+    Metric("net", "transmit_bytes_total", "counter", "Bytes sent.", "bytes"),
+    Metric("net", "receive_packets_total", "counter", "Packets received."),
+    Metric("net", "transmit_packets_total", "counter", "Packets sent."),
+    Metric("net", "receive_errors_total", "counter", "Receive errors."),
+    Metric("net", "transmit_errors_total", "counter", "Transmit errors."),
+    Metric("net", "receive_drops_total", "counter", "Received packets dropped."),
+    Metric("net", "transmit_drops_total", "counter", "Packets dropped on send."),
+    # ---- accelerators -------------------------------------------------------------------
+    Metric("gpu", "info", "info", "Accelerator metadata.",
+           labels=("driver_version", "pci_bus_id", "serial", "vbios_version", "compute_mode", "mig_mode")),
+    Metric("gpu", "up", "gauge", "1 while the accelerator answers, 0 when it is lost or fails."),
+    Metric("gpu", "utilization_ratio", "gauge", "Share of time a kernel was running (0-1).", "ratio",
+           dcgm=Compat("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", 100.0),
+           allsmi=Compat("all_smi_gpu_utilization", "GPU utilization percentage", 100.0), display="percent"),
+    Metric("gpu", "memory_bandwidth_utilization_ratio", "gauge",
+           "Share of time device memory was read or written (0-1).", "ratio",
+           dcgm=Compat("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", 100.0), display="percent"),
+    Metric("gpu", "memory_used_bytes", "gauge", "Device memory in use.", "bytes",
+           dcgm=Compat("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", MiB),
+           allsmi=Compat("all_smi_gpu_memory_used_bytes", "GPU memory used in bytes")),
+    Metric("gpu", "memory_free_bytes", "gauge", "Device memory free.", "bytes",
+           dcgm=Compat("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", MiB)),
+    Metric("gpu", "memory_total_bytes", "gauge", "Device memory.", "bytes",
+           allsmi=Compat("all_smi_gpu_memory_total_bytes", "GPU memory total in bytes")),
+    Metric("gpu", "temperature_celsius", "gauge", "Die temperature.", "celsius",
+           dcgm=Compat("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C)."),
+           allsmi=Compat("all_smi_gpu_temperature_celsius", "GPU temperature in celsius")),
+    Metric("gpu", "memory_temperature_celsius", "gauge", "Memory (HBM) temperature.", "celsius",
+           dcgm=Compat("DCGM_FI_DEV_MEMORY_TEMP", "Memory temperature (in C).")),
+    Metric("gpu", "fan_speed_ratio", "gauge", "Fan speed as a share of its maximum (0-1).", "ratio",
+           dcgm=Compat("DCGM_FI_DEV_FAN_SPEED", "Fan speed (in %).", 100.0), display="percent"),
+    Metric("gpu", "power_watts", "gauge", "Power draw.", "watts",
+           dcgm=Compat("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W)."),
+           allsmi=Compat("all_smi_gpu_power_consumption_watts", "GPU power consumption in watts")),
+    Metric("gpu", "power_limit_watts", "gauge", "Enforced power limit.", "watts",
+           dcgm=Compat("DCGM_FI_DEV_POWER_MGMT_LIMIT", "Power management limit (in W).")),
+    Metric("gpu", "energy_joules_total", "counter", "Energy used since the driver loaded.", "joules",
+           dcgm=Compat("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+                       "Total energy consumption since boot (in mJ).", 1000.0)),
+    Metric("gpu", "sm_clock_hertz", "gauge", "SM (shader) clock.", "hertz",
+           dcgm=Compat("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", 1e-6),
+           allsmi=Compat("all_smi_gpu_frequency_mhz", "GPU frequency in MHz", 1e-6)),
+    Metric("gpu", "memory_clock_hertz", "gauge", "Memory clock.", "hertz",
+           dcgm=Compat("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", 1e-6)),
+    Metric("gpu", "performance_state", "gauge", "Performance state (0 = P0, fastest, to 15)."),
+    Metric("gpu", "pcie_transmit_bytes_per_second", "gauge", "PCIe throughput out of the device.",
+           "bytes", dcgm=Compat("DCGM_FI_DEV_PCIE_TX_THROUGHPUT", "PCIe TX throughput (in KB/s).", 1e-3)),
+    Metric("gpu", "pcie_receive_bytes_per_second", "gauge", "PCIe throughput into the device.",
+           "bytes", dcgm=Compat("DCGM_FI_DEV_PCIE_RX_THROUGHPUT", "PCIe RX throughput (in KB/s).", 1e-3)),
+    Metric("gpu", "ecc_corrected_errors_total", "counter", "Corrected (single-bit) ECC errors, volatile.",
+           dcgm=Compat("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "Total number of single-bit volatile ECC errors.")),
+    Metric("gpu", "ecc_uncorrected_errors_total", "counter", "Uncorrected (double-bit) ECC errors, volatile.",
+           dcgm=Compat("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors.")),
+    Metric("gpu", "xid_errors_total", "counter", "XID errors reported by the driver since the agent started."),
+    Metric("gpu", "last_xid", "gauge", "Code of the most recent XID error (0 when none).",
+           dcgm=Compat("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.")),
+    Metric("gpu", "clock_throttle_reasons", "gauge", "Bitmask of active clock throttle reasons (NVML encoding).",
+           dcgm=Compat("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "Current clock throttle reasons.")),
+    Metric("gpu", "graphics_engine_active_ratio", "gauge",
+           "Share of time the graphics or compute engine was active (0-1).", "ratio",
+           dcgm=Compat("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "Ratio of time the graphics engine is active.")),
+    Metric("gpu", "sm_active_ratio", "gauge", "Share of cycles an SM had at least one warp (0-1).", "ratio",
+           dcgm=Compat("DCGM_FI_PROF_SM_ACTIVE", "The ratio of cycles an SM has at least 1 warp assigned.")),
+    Metric("gpu", "sm_occupancy_ratio", "gauge", "Resident warps over the SM maximum (0-1).", "ratio",
+           dcgm=Compat("DCGM_FI_PROF_SM_OCCUPANCY", "The ratio of number of warps resident on an SM.")),
+    Metric("gpu", "tensor_active_ratio", "gauge", "Share of cycles the tensor cores were active (0-1).",
+           "ratio", dcgm=Compat("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+                                "Ratio of cycles the tensor (HMMA) pipe is active.")),
+    Metric("gpu", "dram_active_ratio", "gauge", "Share of cycles device memory was busy (0-1).", "ratio",
+           dcgm=Compat("DCGM_FI_PROF_DRAM_ACTIVE", "Ratio of cycles the device memory interface is active.")),
+    Metric("gpu", "processes", "gauge", "Processes using the accelerator.", display="count"),
+    Metric("gpu", "mig_instances", "gauge", "MIG GPU instances configured (0 when MIG is off).", display="count"),
+    # ---- MIG instances --------------------------------------------------------------------
+    Metric("mig", "memory_used_bytes", "gauge", "Device memory used by the MIG instance.", "bytes",
+           dcgm=Compat("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", MiB)),
+    Metric("mig", "memory_total_bytes", "gauge", "Device memory of the MIG instance.", "bytes"),
+    Metric("mig", "graphics_engine_active_ratio", "gauge",
+           "Share of time the instance's engines were active (0-1).", "ratio",
+           dcgm=Compat("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "Ratio of time the graphics engine is active.")),
+    # ---- who uses each accelerator ----------------------------------------------------------
+    Metric("gpu_process", "memory_used_bytes", "gauge", "Device memory used by one process.", "bytes"),
+    Metric("user", "gpu_memory_used_bytes", "gauge", "Device memory used by a user's processes.", "bytes"),
+    Metric("user", "gpus_in_use", "gauge", "Accelerators on which a user has a process.", display="count"),
+    Metric("user", "processes", "gauge", "Processes a user runs on the node.", display="count"),
+    Metric("user", "cpu_utilization_ratio", "gauge",
+           "CPU a user's processes use, in cores (1.0 = one core busy).", "ratio"),
+    Metric("user", "memory_used_bytes", "gauge", "Resident memory of a user's processes.", "bytes"),
+    # ---- the agent itself ---------------------------------------------------------------------
+    Metric("collector", "duration_seconds", "gauge", "Time the collector took in the last collection.", "seconds"),
+    Metric("collector", "success", "gauge", "1 if the collector succeeded in the last collection."),
+    Metric("collector", "errors_total", "counter", "Collector failures since the agent started."),
+    Metric("agent", "build_info", "info", "Agent version.", labels=("version", "python_version")),
+    Metric("agent", "collections_total", "counter", "Collections since the agent started."),
+    Metric("agent", "last_collection_timestamp_seconds", "gauge", "Unix time of the last collection.", "seconds"),
+    Metric("agent", "collection_duration_seconds", "gauge", "Wall time of the last full collection.", "seconds"),
+    Metric("agent", "collection_cpu_seconds", "gauge", "CPU time of the last full collection.", "seconds"),
+)
+
+
+@dataclass(frozen=True)
+class _Index:
+    by_name: dict[str, Metric] = field(default_factory=dict)
+    by_scope: dict[str, tuple[Metric, ...]] = field(default_factory=dict)
+
+
+def _build_index() -> _Index:
+    idx = _Index()
+    for m in CATALOGUE:
+        if m.name in idx.by_name:
+            raise RuntimeError(f"duplicate metric {m.name} in catalogue")
+        if not m.help:
+            raise RuntimeError(f"metric {m.name} has no help")
+        idx.by_name[m.name] = m
+    for scope in SCOPE_LABELS:
+        idx.by_scope[scope] = tuple(m for m in CATALOGUE if m.scope == scope)
+    return idx
+
+
+_INDEX = _build_index()
+BY_NAME: dict[str, Metric] = _INDEX.by_name
+BY_SCOPE: dict[str, tuple[Metric, ...]] = _INDEX.by_scope
+
+
+def metric(name: str) -> Metric:
+    """Look a metric up by its full name; KeyError names the unknown metric."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}: not in the gpufleet catalogue") from None
+
+
+def keys(scope: str) -> frozenset[str]:
+    """Value keys valid for a scope's records (non-info metrics)."""
+    return frozenset(m.key for m in BY_SCOPE[scope] if m.kind != "info")

@@ -1,0 +1,43 @@
+"""The collector table: one collector per file, run in this order.
+
+Order matters only where a collector reads what an earlier one wrote: `accelerators`
+joins GPU processes with the table `processes` built, and `usage` sums both per user.
+The name is the `--collectors` / `--no-collector` switch.
+"""
+
+from __future__ import annotations
+
+from .base import CollectContext, Collector, Factory
+
+
+def _table() -> dict[str, Factory]:
+    # Imported here so a collector whose library is missing fails alone, at build time.
+    from . import accelerators, cpu, disks, memory, network, processes, system, usage, users
+
+    return {
+        "system": system.SystemCollector,
+        "cpu": cpu.CpuCollector,
+        "memory": memory.MemoryCollector,
+        "disks": disks.DiskCollector,
+        "network": network.NetworkCollector,
+        "users": users.UsersCollector,
+        "processes": processes.ProcessCollector,
+        "accelerators": accelerators.AcceleratorCollector,
+        "usage": usage.UsageCollector,
+    }
+
+
+def collector_names() -> list[str]:
+    return list(_table())
+
+
+def build(ctx: CollectContext, enabled: list[str] | None = None) -> list[Collector]:
+    table = _table()
+    names = enabled if enabled is not None else list(table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise ValueError(f"unknown collector {unknown[0]!r}; known: {', '.join(table)}")
+    return [table[n](ctx) for n in table if n in names]
+
+
+__all__ = ["CollectContext", "Collector", "build", "collector_names"]

@@ -1,0 +1,212 @@
+"""Typed configuration from four sources: command line > environment > YAML file > default.
+
+Each option is declared once (`Option`) with its parser; every error names the source and
+the key (`--interval`, `GPUFLEET_INTERVAL`, `agent.yaml: interval`) and what to do.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+ENV_PREFIX = "GPUFLEET_"
+
+
+# ---- value parsers: take a raw value (str from CLI/env, anything from YAML) -----------------
+
+
+def parse_listen(raw: Any) -> tuple[str, int]:
+    """'HOST:PORT', '[::1]:PORT' or ':PORT' (loopback) -> (host, port)."""
+    text = str(raw).strip()
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]*):(\d+)", text)
+    if not m:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9401 or [::1]:9401)")
+    host = m.group(1) or m.group(3) or "127.0.0.1"
+    port = int(m.group(2) or m.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range 0-65535")
+    return host, port
+
+
+def parse_interval(raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{raw!r} is not a number of seconds") from None
+    if not 0.5 <= value <= 3600:
+        raise ValueError(f"{value:g} s is out of range: use 0.5 to 3600 seconds")
+    return value
+
+
+def parse_int(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError(f"{raw!r} is not an integer")
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{raw!r} is not an integer") from None
+
+
+def parse_str(raw: Any) -> str:
+    if isinstance(raw, (dict, list)):
+        raise ValueError(f"expected a single value, got {type(raw).__name__}")
+    return str(raw).strip()
+
+
+def parse_list(raw: Any) -> list[str]:
+    if isinstance(raw, list):
+        return [str(x).strip() for x in raw if str(x).strip()]
+    return [x.strip() for x in str(raw).split(",") if x.strip()]
+
+
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def parse_labels(raw: Any) -> dict[str, str]:
+    """{'cluster': 'a'} from YAML, or 'cluster=a,rack=r1' from CLI/env."""
+    if isinstance(raw, dict):
+        pairs = {str(k): str(v) for k, v in raw.items()}
+    else:
+        pairs = {}
+        for item in parse_list(raw):
+            if "=" not in item:
+                raise ValueError(f"label {item!r} is not NAME=VALUE")
+            k, v = item.split("=", 1)
+            pairs[k.strip()] = v.strip()
+    for k in pairs:
+        if not LABEL_NAME.fullmatch(k) or k.startswith("__"):
+            raise ValueError(f"label name {k!r} is not valid (letters, digits, _; not starting with __)")
+    return pairs
+
+
+def parse_path(raw: Any) -> Path:
+    return Path(str(raw)).expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str  # key in YAML and dataclass field; CLI flag is --name with _ -> -
+    parse: Callable[[Any], Any]
+    help: str = ""
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+def resolve(
+    options: list[Option],
+    cli: Mapping[str, Any],
+    env: Mapping[str, str],
+    config_file: Path | None,
+) -> dict[str, Any]:
+    """Merge the sources; return only the options some source set (defaults are the caller's)."""
+    known = {o.name: o for o in options}
+    merged: dict[str, tuple[Any, str]] = {}
+    if config_file is not None:
+        for key, value in _read_yaml(config_file).items():
+            if key not in known:
+                raise UserError(
+                    f"{config_file}: unknown key {key!r}; valid keys: {', '.join(sorted(known))}"
+                )
+            merged[key] = (value, f"{config_file}: {key}")
+    for o in options:
+        if o.env in env and env[o.env] != "":
+            merged[o.name] = (env[o.env], o.env)
+    for o in options:
+        if cli.get(o.name) is not None:
+            merged[o.name] = (cli[o.name], o.flag)
+    result: dict[str, Any] = {}
+    for name, (raw, source) in merged.items():
+        try:
+            result[name] = known[name].parse(raw)
+        except ValueError as e:
+            raise UserError(f"{source}: {e}") from None
+    return result
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise UserError(f"cannot read config file {path}: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = ""
+        mark = getattr(e, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        raise UserError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of option: value at the top level")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+# ---- the agent's options ----------------------------------------------------------------
+
+
+AGENT_OPTIONS: list[Option] = [
+    Option("listen", parse_listen, "HOST:PORT to serve /metrics on (loopback unless told)"),
+    Option("node", parse_str, "node name (default: the hostname)"),
+    Option("simulate", parse_str, "simulate accelerators with a named profile, e.g. 8xH100"),
+    Option("backend", parse_str, "auto|nvml|amdsmi|sim|none"),
+    Option("compat", parse_list, "also emit other exporters' names: dcgm,all-smi"),
+    Option("interval", parse_interval, "seconds between collections (0.5 to 3600)"),
+    Option("seed", parse_int, "random seed for simulated accelerators"),
+    Option("labels", parse_labels, "node labels NAME=VALUE,... (cluster, datacenter, ...)"),
+    Option("collectors", parse_list, "collectors to run (default: all)"),
+    Option("procfs", parse_path, "procfs root (for containers and tests)"),
+    Option("sysfs", parse_path, "sysfs root"),
+    Option("hub", parse_str, "hub URL to push snapshots to"),
+    Option("token", parse_str, "join token for the hub"),
+    Option("spool", parse_path, "directory for the on-disk queue while the hub is unreachable"),
+    Option("log_level", parse_str, "debug|info|warning|error"),
+]
+
+
+@dataclass(slots=True)
+class AgentConfig:
+    listen: tuple[str, int] = ("127.0.0.1", 9401)
+    node: str = field(default_factory=socket.gethostname)
+    simulate: str | None = None
+    backend: str = "auto"
+    compat: list[str] = field(default_factory=list)
+    interval: float = 5.0
+    seed: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    collectors: list[str] | None = None
+    procfs: Path = Path("/proc")
+    sysfs: Path = Path("/sys")
+    hub: str | None = None
+    token: str | None = None
+    spool: Path | None = None
+    log_level: str = "info"
+
+
+def load_agent_config(
+    cli: Mapping[str, Any], env: Mapping[str, str], config_file: Path | None = None
+) -> AgentConfig:
+    values = resolve(AGENT_OPTIONS, cli, env, config_file)
+    cfg = AgentConfig(**values)
+    if cfg.simulate and cfg.backend == "auto":
+        cfg.backend = "sim"
+    if cfg.log_level not in ("debug", "info", "warning", "error"):
+        raise UserError(f"log level {cfg.log_level!r} is not one of debug, info, warning, error")
+    if not cfg.node:
+        raise UserError("node name is empty: pass --node NAME")
+    return cfg

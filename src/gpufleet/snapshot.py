@@ -1,0 +1,160 @@
+"""NodeSnapshot: the one typed record that flows from collectors to exposition, hub and UI.
+
+Numeric readings live in each record's `values` dict, keyed by the catalogue's `Metric.key`
+for that record's scope (see catalogue.py); a reading a device does not offer is simply
+absent. Strings that identify or describe (names, users, commands) are typed fields.
+
+The JSON form (GET /api/v1/snapshot, and what agents push to the hub) is this structure
+encoded by msgspec; docs/snapshot.md documents it.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+Values = dict[str, float]
+
+
+class HostInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    hostname: str = ""
+    os: str = ""
+    os_version: str = ""
+    kernel: str = ""
+    arch: str = ""
+    cpu_model: str = ""
+    boot_time: float = 0.0
+
+
+class CpuCore(msgspec.Struct, kw_only=True, omit_defaults=True):
+    cpu: int
+    values: Values = {}
+
+
+class Disk(msgspec.Struct, kw_only=True, omit_defaults=True):
+    device: str
+    mountpoint: str
+    fstype: str = ""
+    values: Values = {}
+
+
+class NetInterface(msgspec.Struct, kw_only=True, omit_defaults=True):
+    interface: str
+    values: Values = {}
+
+
+class LoginUser(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str
+    terminal: str = ""
+    host: str = ""
+    started: float = 0.0
+    pid: int | None = None
+
+
+class Owner(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Who a process belongs to beyond its Unix user: container, pod, batch job."""
+
+    container: str = ""  # container id (docker/containerd/podman/cri-o), short form
+    runtime: str = ""  # docker | containerd | podman | crio | ...
+    pod: str = ""  # Kubernetes pod name (or pod UID when the name is unknown)
+    pod_uid: str = ""
+    namespace: str = ""
+    slurm_job: str = ""
+
+
+class Process(msgspec.Struct, kw_only=True, omit_defaults=True):
+    pid: int
+    ppid: int = 0
+    user: str = ""
+    name: str = ""
+    command: str = ""
+    state: str = ""
+    cpu_ratio: float = 0.0  # cores busy (1.0 = one full core), like `top`'s %CPU / 100
+    memory_bytes: int = 0  # resident set size
+    cpu_seconds: float = 0.0
+    started: float = 0.0
+    owner: Owner | None = None
+    gpus: list[int] = []  # indices of accelerators this process uses
+
+
+class GpuProcess(msgspec.Struct, kw_only=True, omit_defaults=True):
+    pid: int
+    memory_bytes: int | None = None
+    kind: str = "compute"  # compute | graphics
+    user: str = ""
+    command: str = ""
+    owner: Owner | None = None
+    gpu_instance: int | None = None  # MIG instance the process runs in
+
+
+class MigInstance(msgspec.Struct, kw_only=True, omit_defaults=True):
+    gpu_instance: int
+    compute_instance: int = 0
+    profile: str = ""
+    uuid: str = ""
+    values: Values = {}
+
+
+class Gpu(msgspec.Struct, kw_only=True, omit_defaults=True):
+    index: int
+    uuid: str
+    model: str
+    vendor: str
+    up: bool = True
+    info: dict[str, str] = {}  # driver_version, pci_bus_id, serial, vbios_version, ...
+    values: Values = {}
+    throttle_reasons: list[str] = []
+    processes: list[GpuProcess] = []
+    mig: list[MigInstance] = []
+    events: list[str] = []  # recent notable events, e.g. "xid 79"
+
+
+class UserUsage(msgspec.Struct, kw_only=True, omit_defaults=True):
+    user: str
+    values: Values = {}
+
+
+class CollectorStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
+    collector: str
+    success: bool
+    duration: float
+    error: str = ""
+    errors_total: int = 0
+
+
+class NodeSnapshot(msgspec.Struct, kw_only=True, omit_defaults=True):
+    node: str
+    timestamp: float
+    schema: int = SCHEMA_VERSION
+    agent_version: str = ""
+    backend: str = ""
+    labels: dict[str, str] = {}
+    host: HostInfo = msgspec.field(default_factory=HostInfo)
+    values: Values = {}  # node-scope readings (memory, load, ...)
+    cpus: list[CpuCore] = []
+    disks: list[Disk] = []
+    networks: list[NetInterface] = []
+    users: list[LoginUser] = []
+    processes: list[Process] = []
+    gpus: list[Gpu] = []
+    usage: list[UserUsage] = []  # per-user aggregates
+    collectors: list[CollectorStatus] = []
+    agent: Values = {}  # agent-scope readings (collections_total, ...)
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(NodeSnapshot)
+
+
+def to_json(snapshot: NodeSnapshot) -> bytes:
+    return _encoder.encode(snapshot)
+
+
+def from_json(data: bytes | str) -> NodeSnapshot:
+    """Decode and validate; raises msgspec.ValidationError naming the bad field's path."""
+    return _decoder.decode(data)
+
+
+def json_schema() -> dict[str, object]:
+    return msgspec.json.schema(NodeSnapshot)

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gpufleet.catalogue import CATALOGUE, SCOPE_LABELS
+from gpufleet.exposition import parse_compat, render
+from sample_snapshot import sample_snapshot
+
+
+def samples(text: bytes) -> dict[tuple[str, frozenset], float]:
+    out = {}
+    for fam in text_string_to_metric_families(text.decode()):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def test_catalogue_names_follow_conventions() -> None:
+    for m in CATALOGUE:
+        assert m.name.startswith("gpufleet_") and m.help
+        assert (m.kind == "counter") == m.name.endswith("_total"), m.name
+        assert m.scope in SCOPE_LABELS
+        for unit in ("percent", "mib", "mhz", "milli", "kilo"):
+            assert unit not in m.name.lower(), m.name
+
+
+def test_text_values_and_labels() -> None:
+    s = samples(render(sample_snapshot()))
+    gpu0 = {("node", "n1"), ("gpu", "0"), ("uuid", "GPU-aaa"), ("model", "NVIDIA H100 80GB HBM3"), ("vendor", "nvidia")}
+    assert s[("gpufleet_gpu_utilization_ratio", frozenset(gpu0))] == 0.87
+    assert s[("gpufleet_gpu_power_watts", frozenset(gpu0))] == 512.25
+    assert s[("gpufleet_node_memory_total_bytes", frozenset({("node", "n1")}))] == 64e9
+    assert s[("gpufleet_cpu_utilization_ratio", frozenset({("node", "n1"), ("cpu", "1")}))] == 0.25
+    # absent reading -> no series (GPU 1 has no temperature)
+    assert not [k for k in s if k[0] == "gpufleet_gpu_temperature_celsius" and ("gpu", "1") in k[1]]
+    proc = [k for k in s if k[0] == "gpufleet_gpu_process_memory_used_bytes"]
+    assert len(proc) == 1 and ("user", "alice") in proc[0][1] and ("pod", "train-0") in proc[0][1]
+    # quotes in label values are escaped and survive a round trip
+    info = [k for k in s if k[0] == "gpufleet_node_info"]
+    assert ("cpu_model", 'Xeon "Gold"') in info[0][1]
+    fail = frozenset({("node", "n1"), ("collector", "disks")})
+    assert s[("gpufleet_collector_success", fail)] == 0
+    assert s[("gpufleet_collector_errors_total", fail)] == 3
+
+
+def test_openmetrics_families() -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+
+    text = render(sample_snapshot(), openmetrics=True).decode()
+    assert text.endswith("# EOF\n")
+    fams = {f.name: f for f in om_parse(text)}
+    assert fams["gpufleet_gpu_energy_joules"].type == "counter"
+    assert fams["gpufleet_gpu"].type == "info"
+    assert fams["gpufleet_gpu"].samples[0].name == "gpufleet_gpu_info"
+    assert fams["gpufleet_gpu_energy_joules"].samples[0].name == "gpufleet_gpu_energy_joules_total"
+
+
+def test_dcgm_compat_units_and_labels() -> None:
+    s = samples(render(sample_snapshot(), compat=("dcgm",)))
+    util = [(k, v) for k, v in s.items() if k[0] == "DCGM_FI_DEV_GPU_UTIL"]
+    by_gpu = {dict(k[1])["gpu"]: v for k, v in util}
+    assert by_gpu == {"0": 87.0, "1": 0.0}
+    labels = dict(next(k for k, _ in util if dict(k[1])["gpu"] == "0")[1])
+    assert labels["UUID"] == "GPU-aaa" and labels["device"] == "nvidia0"
+    assert labels["modelName"] == "NVIDIA H100 80GB HBM3" and labels["Hostname"] == "n1"
+    assert labels["DCGM_FI_DRIVER_VERSION"] == "550.54"
+    fb = {dict(k[1]).get("GPU_I_ID", "-"): v for k, v in s.items() if k[0] == "DCGM_FI_DEV_FB_USED"}
+    assert fb == {"-": 2048.0, "1": 3.0}  # MiB, whole GPU and MIG instance in one family
+    energy = [v for k, v in s.items() if k[0] == "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"]
+    assert energy == [1234500.0]  # mJ
+    assert [v for k, v in s.items() if k[0] == "DCGM_FI_DEV_SM_CLOCK"] == [1980.0]
+
+
+def test_allsmi_compat() -> None:
+    s = samples(render(sample_snapshot(), compat=("all-smi",)))
+    util = {dict(k[1])["index"]: v for k, v in s.items() if k[0] == "all_smi_gpu_utilization"}
+    assert util == {"0": 87.0, "1": 0.0}
+    lbl = dict(next(k[1] for k in s if k[0] == "all_smi_gpu_utilization"))
+    assert set(lbl) == {"gpu", "instance", "uuid", "index"}
+    assert [v for k, v in s.items() if k[0] == "all_smi_memory_total_bytes"] == [64e9]
+
+
+def test_parse_compat() -> None:
+    assert parse_compat("dcgm, all-smi,dcgm") == ("dcgm", "all-smi")
+    assert parse_compat("") == ()
+    with pytest.raises(ValueError, match="unknown compat mode 'nvsmi'"):
+        parse_compat("nvsmi")
