@@ -61,6 +61,213 @@ def agent(config_file: Path | None, **raw: Any) -> None:
     service.run()
 
 
+# ---- hub ----------------------------------------------------------------------------------------
+
+DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def parse_duration(text: str) -> float:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*", text or "")
+    if not m:
+        raise UserError(f"{text!r} is not a duration like 90s, 30m, 12h, 7d or 1y")
+    return float(m.group(1)) * DURATION[m.group(2) or "s"]
+
+
+def _hub_options(f: Any) -> Any:
+    opts = [
+        click.option("--listen", default="127.0.0.1:8080", show_default=True, envvar="GPUFLEET_HUB_LISTEN",
+                     help="HOST:PORT for the API and web UI (loopback unless told)"),
+        click.option("--data", "data", default="gpufleet-data", show_default=True, envvar="GPUFLEET_DATA",
+                     type=click.Path(file_okay=False, path_type=Path), help="data directory"),
+        click.option("--targets", type=click.Path(dir_okay=False, path_type=Path), envvar="GPUFLEET_TARGETS",
+                     help="YAML file of exporters to pull (file_sd format); reloaded when it changes"),
+        click.option("--remote-write", envvar="GPUFLEET_REMOTE_WRITE",
+                     help="also send every sample to this Prometheus remote-write URL"),
+        click.option("--history", envvar="GPUFLEET_HISTORY",
+                     help="read history from prometheus+http://HOST:PORT instead of the embedded store"),
+        click.option("--retention-raw", default="2d", show_default=True, help="keep raw samples this long"),
+        click.option("--retention-1m", default="30d", show_default=True, help="keep 1-minute rollups this long"),
+        click.option("--retention-1h", default="400d", show_default=True, help="keep 1-hour rollups this long"),
+        click.option("--down-after", default="2m", show_default=True,
+                     help="a silent node is down after this long (stale after 3 intervals)"),
+        click.option("--log-level", default="info", envvar="GPUFLEET_LOG_LEVEL",
+                     type=click.Choice(["debug", "info", "warning", "error"])),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _hub_setup(kw: dict[str, Any]) -> tuple[Any, Any]:
+    from .config import parse_listen
+    from .hub.run import bind, open_hub
+    from .hub.service import HubOptions
+
+    _setup_logging(kw["log_level"])
+    try:
+        host, port = parse_listen(kw["listen"])
+    except ValueError as e:
+        raise UserError(f"--listen: {e}") from None
+    if kw["targets"] is not None and not kw["targets"].exists():
+        raise UserError(f"--targets: file {kw['targets']} does not exist")
+    opts = HubOptions(
+        data=kw["data"], targets=kw["targets"], remote_write=kw["remote_write"], history=kw["history"],
+        down_after=parse_duration(kw["down_after"]),
+        retention={"raw": parse_duration(kw["retention_raw"]), "1m": parse_duration(kw["retention_1m"]),
+                   "1h": parse_duration(kw["retention_1h"])},
+    )
+    sock = bind(host, port)
+    try:
+        hub = open_hub(opts)
+    except BaseException:
+        sock.close()
+        raise
+    return hub, sock
+
+
+def _announce(hub: Any, what: str) -> Any:
+    def announce(url: str) -> None:
+        click.echo(f"gpufleet {what} {__version__}: web UI and API at {url}/  (data in {hub.opts.data})")
+        token = hub.first_token()
+        if token:
+            click.echo("Agents join with this token (shown once; more with `gpufleet token create`):")
+            click.echo(f"  gpufleet agent --hub {url} --token {token}")
+    return announce
+
+
+@cli.command()
+@_hub_options
+def hub(**kw: Any) -> None:
+    """Run the hub: registry, ingest, history, API and web UI."""
+    from .hub.run import serve
+
+    h, sock = _hub_setup(kw)
+    serve(h, sock, _announce(h, "hub"))
+
+
+@cli.command()
+@_hub_options
+@click.option("--simulate", "simulate", type=int, default=None, metavar="N",
+              help="add N simulated nodes of mixed GPU profiles (the demo)")
+@click.option("--no-agent", is_flag=True, help="do not run an agent for this machine")
+@click.option("--interval", default=5.0, show_default=True, type=float, help="collection interval, seconds")
+def up(simulate: int | None, no_agent: bool, interval: float, **kw: Any) -> None:
+    """Hub + an agent for this machine in one process: the embedded default."""
+    from .hub.local import start_local_feeds
+    from .hub.run import serve
+
+    if simulate is not None and not 1 <= simulate <= 5000:
+        raise UserError("--simulate takes a number of nodes from 1 to 5000")
+    if not 0.5 <= interval <= 3600:
+        raise UserError("--interval must be between 0.5 and 3600 seconds")
+    h, sock = _hub_setup(kw)
+    try:
+        feeds, note = start_local_feeds(h, agent=not no_agent, simulate=simulate, interval=interval)
+    except BaseException:
+        sock.close()
+        h.close()
+        raise
+    announce = _announce(h, "up")
+
+    def _say(url: str) -> None:
+        if note:
+            click.echo(note)
+        announce(url)
+
+    serve(h, sock, _say, feeds)
+
+
+@cli.group()
+def token() -> None:
+    """Join tokens that let agents register with the hub."""
+
+
+def _state(data: Path) -> Any:
+    from .hub.state import HubState
+
+    if not (data / "hub.db").exists():
+        raise UserError(f"no hub data in {data}: pass the hub's --data directory (start the hub once first)")
+    return HubState(data / "hub.db")
+
+
+@token.command("create")
+@click.option("--data", default="gpufleet-data", show_default=True, envvar="GPUFLEET_DATA",
+              type=click.Path(file_okay=False, path_type=Path), help="the hub's data directory")
+@click.option("--note", default="", help="what the token is for")
+def token_create(data: Path, note: str) -> None:
+    """Print a new join token (the last word of the output)."""
+    from .hub.state import HubState
+
+    data.mkdir(parents=True, exist_ok=True)
+    st = HubState(data / "hub.db")
+    try:
+        t = st.create_token(note)
+    finally:
+        st.close()
+    click.echo(f"new join token: {t}")
+
+
+@token.command("list")
+@click.option("--data", default="gpufleet-data", show_default=True, envvar="GPUFLEET_DATA",
+              type=click.Path(file_okay=False, path_type=Path))
+def token_list(data: Path) -> None:
+    """List join tokens (their first characters only)."""
+    import datetime as dt
+
+    st = _state(data)
+    try:
+        for t in st.tokens():
+            created = dt.datetime.fromtimestamp(float(t["created"])).isoformat(timespec="seconds")  # type: ignore[arg-type]
+            state = "revoked" if t["revoked"] else "active"
+            click.echo(f"{t['prefix']}...  {state:8} {created}  {t['note']}")
+    finally:
+        st.close()
+
+
+@token.command("revoke")
+@click.argument("token_or_prefix")
+@click.option("--data", default="gpufleet-data", show_default=True, envvar="GPUFLEET_DATA",
+              type=click.Path(file_okay=False, path_type=Path))
+def token_revoke(token_or_prefix: str, data: Path) -> None:
+    """Revoke a join token (nodes that already joined keep their own credentials)."""
+    st = _state(data)
+    try:
+        n = st.revoke_token(token_or_prefix)
+    finally:
+        st.close()
+    if not n:
+        raise UserError(f"no active token matches {token_or_prefix!r}: see `gpufleet token list`")
+    click.echo(f"revoked {n} token(s)")
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="file_sd JSON file to write (atomically)")
+@click.option("--data", default="gpufleet-data", show_default=True, envvar="GPUFLEET_DATA",
+              type=click.Path(file_okay=False, path_type=Path), help="the hub's data directory")
+def sd(out: Path, data: Path) -> None:
+    """Write Prometheus file_sd targets for every registered agent."""
+    import json
+    import os
+    import tempfile
+
+    st = _state(data)
+    try:
+        from .hub.sd import sd_groups
+
+        groups = sd_groups(st.nodes())
+    finally:
+        st.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".sd-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(groups, f, indent=2)
+    os.replace(tmp, out)
+    click.echo(f"wrote {len(groups)} target(s) to {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="gpufleet", standalone_mode=False)

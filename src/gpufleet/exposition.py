@@ -118,32 +118,37 @@ def _label_block(names: tuple[str, ...], values: Iterable[str]) -> str:
 
 
 def _native_lines(snap: NodeSnapshot, openmetrics: bool, out: list[str]) -> None:
+    node_lbl = f'node="{escape(snap.node)}"'
+    for scope in BY_SCOPE:
+        render_scope(scope, list(records(snap, scope)), openmetrics, out, node_lbl)
+
+
+def render_scope(scope: str, recs: list[Record], openmetrics: bool, out: list[str], base_labels: str = "") -> None:
+    """Append the catalogue's metrics of one scope for the given records."""
     from .catalogue import SCOPE_LABELS
 
-    node_lbl = f'node="{escape(snap.node)}"'
-    for scope, metrics in BY_SCOPE.items():
-        recs = list(records(snap, scope))
-        if not recs:
-            continue
-        names = SCOPE_LABELS[scope]
-        prefixes = [
-            node_lbl + ("," + _label_block(names, ids) if ids else "") for ids, _, _ in recs
-        ]
-        for m in metrics:
-            lines: list[str] = []
-            if m.kind == "info":
-                for pfx, (_, _, info) in zip(prefixes, recs):
-                    extra = _label_block(m.labels, (info.get(k, "") for k in m.labels))
-                    lines.append(f"{m.name}{{{pfx},{extra}}} 1")
-            else:
-                key = m.key
-                for pfx, (_, values, _) in zip(prefixes, recs):
-                    v = values.get(key)
-                    if v is not None:
-                        lines.append(f"{m.name}{{{pfx}}} {format_value(v)}")
-            if lines:
-                _header(out, m, openmetrics)
-                out.extend(lines)
+    if not recs:
+        return
+    names = SCOPE_LABELS[scope]
+    prefixes = []
+    for ids, _, _ in recs:
+        own = _label_block(names, ids) if ids else ""
+        prefixes.append(",".join(p for p in (base_labels, own) if p))
+    for m in BY_SCOPE[scope]:
+        lines: list[str] = []
+        if m.kind == "info":
+            for pfx, (_, _, info) in zip(prefixes, recs):
+                extra = _label_block(m.labels, (info.get(k, "") for k in m.labels))
+                lines.append(f"{m.name}{{{','.join(p for p in (pfx, extra) if p)}}} 1")
+        else:
+            key = m.key
+            for pfx, (_, values, _) in zip(prefixes, recs):
+                v = values.get(key)
+                if v is not None:
+                    lines.append(f"{m.name}{{{pfx}}} {format_value(v)}" if pfx else f"{m.name} {format_value(v)}")
+        if lines:
+            _header(out, m, openmetrics)
+            out.extend(lines)
 
 
 def _header(out: list[str], m: Metric, openmetrics: bool) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from .. import __version__
-from ..backends import select as select_backend
+from ..backends import BackendUnavailable, resolve
 from ..collectors import build as build_collectors
 from ..collectors.base import CollectContext
 from ..config import AgentConfig
@@ -42,12 +42,13 @@ class AgentService:
         self.cfg = cfg
         try:
             self.compat = parse_compat(cfg.compat)
-            backend, self.backend_note = select_backend(
+            backend, self.backend_note = resolve(
                 cfg.backend, simulate=cfg.simulate, seed=cfg.seed, node=cfg.node
             )
-            ctx = CollectContext(procfs=cfg.procfs, sysfs=cfg.sysfs, backend=backend)
+            ctx = CollectContext(procfs=cfg.procfs, sysfs=cfg.sysfs, backend=backend,
+                                 options={"node": cfg.node})
             collectors = build_collectors(ctx, cfg.collectors)
-        except ValueError as e:
+        except (ValueError, BackendUnavailable) as e:
             raise UserError(str(e)) from None
         self.backend = backend
         self.collection = Collection(cfg.node, collectors, labels=cfg.labels,

@@ -2,7 +2,7 @@
 
 Order matters only where a collector reads what an earlier one wrote: `accelerators`
 joins GPU processes with the table `processes` built, and `usage` sums both per user.
-The name is the `--collectors` / `--no-collector` switch.
+The name is what `--collectors` lists.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from .base import CollectContext, Collector, Factory
 
 def _table() -> dict[str, Factory]:
     # Imported here so a collector whose library is missing fails alone, at build time.
-    from . import accelerators, cpu, disks, memory, network, processes, system, usage, users
+    from . import accelerators, cpu, disks, memory, network, processes, simhost, system, usage, users
 
     return {
         "system": system.SystemCollector,
@@ -24,7 +24,13 @@ def _table() -> dict[str, Factory]:
         "processes": processes.ProcessCollector,
         "accelerators": accelerators.AcceleratorCollector,
         "usage": usage.UsageCollector,
+        "simhost": simhost.SimHostCollector,
     }
+
+
+# Not run unless asked for: stands in for the real host collectors on simulated nodes.
+OFF_BY_DEFAULT = frozenset({"simhost"})
+SIMULATED_NODE = ["simhost", "accelerators", "usage"]
 
 
 def collector_names() -> list[str]:
@@ -33,7 +39,7 @@ def collector_names() -> list[str]:
 
 def build(ctx: CollectContext, enabled: list[str] | None = None) -> list[Collector]:
     table = _table()
-    names = enabled if enabled is not None else list(table)
+    names = enabled if enabled is not None else [n for n in table if n not in OFF_BY_DEFAULT]
     unknown = [n for n in names if n not in table]
     if unknown:
         raise ValueError(f"unknown collector {unknown[0]!r}; known: {', '.join(table)}")

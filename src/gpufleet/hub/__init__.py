@@ -1,0 +1,1 @@
+"""The hub: registry, ingest, storage, query API, web UI."""

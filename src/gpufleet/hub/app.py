@@ -1,0 +1,235 @@
+"""The hub's HTTP API (FastAPI: OpenAPI at /docs), versioned under /api/v1."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import re
+import time
+import zlib
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from .. import __version__
+from ..catalogue import BY_NAME, CATALOGUE
+from ..exposition import TEXT_CONTENT_TYPE, render_scope
+from .sd import sd_groups
+from .service import Hub, IngestError
+
+MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
+AGGS = ("avg", "max", "min", "last")
+NODE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$"
+
+
+class RegisterBody(BaseModel):
+    node: str = Field(pattern=NODE_NAME, description="node name (letters, digits, . _ : -)")
+    labels: dict[str, str] = Field(default_factory=dict)
+    agent_url: str | None = Field(default=None, description="where Prometheus can scrape this node's agent")
+
+
+class RegisterReply(BaseModel):
+    node: str
+    credential: str
+
+
+def _bearer(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise HTTPException(401, "missing credential: send `Authorization: Bearer <token>`")
+    return value.strip()
+
+
+def parse_matchers(items: list[str]) -> list[Any]:
+    from ..store import Matcher
+
+    out = []
+    for item in items:
+        m = MATCHER.match(item)
+        if not m:
+            raise HTTPException(400, f'match {item!r} is not NAME="VALUE" (operators =, !=, =~, !~)')
+        value = m.group(3).encode().decode("unicode_escape")
+        try:
+            out.append(Matcher(m.group(1), m.group(2), value))
+        except ValueError as e:
+            raise HTTPException(400, f"match {item!r}: {e}") from None
+    return out
+
+
+def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        stop = asyncio.Event()
+        task = asyncio.create_task(hub.run_background(stop)) if background else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if task:
+                await task
+
+    app = FastAPI(title="gpufleet hub", version=__version__, lifespan=lifespan,
+                  description="Registry, ingest, history and service discovery for a GPU fleet.")
+    app.state.hub = hub
+
+    @app.exception_handler(IngestError)
+    async def _ingest_error(request: Request, exc: IngestError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    # ---- agents ---------------------------------------------------------------------------------
+
+    @app.post("/api/v1/register", response_model=RegisterReply, tags=["agents"])
+    def register(body: RegisterBody, request: Request) -> RegisterReply:
+        """Exchange a join token for this node's own credential."""
+        token = _bearer(request)
+        cred = hub.register(token, body.node, body.labels, body.agent_url)
+        return RegisterReply(node=body.node, credential=cred)
+
+    @app.post("/api/v1/push", tags=["agents"])
+    async def push(request: Request) -> dict[str, int]:
+        """Store a batch of snapshots (oldest first), idempotent per (node, timestamp)."""
+        node = hub.authenticate(_bearer(request))
+        body = await _read_body(request, hub.opts.max_push_bytes)
+        snapshots = hub.decode_push(body, node)
+        accepted, dups = await asyncio.to_thread(hub.ingest, snapshots)
+        return {"accepted": accepted, "duplicates": dups}
+
+    # ---- the fleet --------------------------------------------------------------------------------
+
+    @app.get("/api/v1/nodes", tags=["fleet"])
+    def nodes() -> dict[str, Any]:
+        """Every node with its status (up / stale / down) since when, and labels."""
+        return {"nodes": [v.describe() for _, v in sorted(hub.fleet.nodes.items())]}
+
+    @app.get("/api/v1/nodes/{name}", tags=["fleet"])
+    def node(name: str) -> dict[str, Any]:
+        v = hub.node(name)
+        if v is None:
+            raise HTTPException(404, f"unknown node {name!r}")
+        return v.describe()
+
+    @app.get("/api/v1/nodes/{name}/snapshot", tags=["fleet"])
+    def node_snapshot(name: str) -> Response:
+        """The node's latest snapshot (schema: docs/snapshot.md)."""
+        v = hub.node(name)
+        if v is None:
+            raise HTTPException(404, f"unknown node {name!r}")
+        if v.json is None:
+            raise HTTPException(404, f"node {name!r} has sent no data yet")
+        return Response(v.json, media_type="application/json")
+
+    @app.get("/api/v1/snapshots", tags=["fleet"])
+    def snapshots(processes: bool = Query(False, description="include each host's full process table")) -> Response:
+        """The latest snapshot of every node in one call (without host process tables unless asked)."""
+        parts = []
+        for _, v in sorted(hub.fleet.nodes.items()):
+            data = v.json if processes else hub.fleet.summary_json(v)
+            if data is not None:
+                parts.append(data)
+        return Response(b'{"snapshots":[' + b",".join(parts) + b"]}", media_type="application/json")
+
+    # ---- history -----------------------------------------------------------------------------------
+
+    @app.get("/api/v1/query_range", tags=["history"])
+    def query_range(
+        metric: str = Query(..., description="catalogue metric name, e.g. gpufleet_gpu_utilization_ratio"),
+        match: list[str] = Query([], description='label matchers like gpu="0" or node=~"a.*"'),
+        start: float | None = Query(None, description="Unix seconds (default: end - 1 h)"),
+        end: float | None = Query(None, description="Unix seconds (default: now)"),
+        step: float | None = Query(None, description="seconds per point (default: range / points)"),
+        points: int = Query(500, ge=1, le=11000),
+        agg: str = Query("avg", description="avg | max | min | last within each step"),
+    ) -> dict[str, Any]:
+        if metric not in BY_NAME:
+            raise HTTPException(400, f"unknown metric {metric!r}: see GET /api/v1/metrics for the catalogue")
+        if agg not in AGGS:
+            raise HTTPException(400, f"agg {agg!r} is not one of {', '.join(AGGS)}")
+        end_ = time.time() if end is None else end
+        start_ = end_ - 3600 if start is None else start
+        if start_ >= end_:
+            raise HTTPException(400, f"start {start_} must be before end {end_}")
+        step_ = step if step is not None else max(1.0, (end_ - start_) / points)
+        if step_ <= 0 or (end_ - start_) / step_ > 11000:
+            raise HTTPException(400, "step too small: at most 11,000 points per series")
+        matchers = parse_matchers(match)
+        try:
+            results = hub.query_range(metric, matchers, start_, end_, step_, agg)
+        except ValueError as e:
+            raise HTTPException(400, str(e)) from None
+        return {
+            "metric": metric, "start": start_, "end": end_, "step": step_, "agg": agg,
+            "series": [
+                {"labels": r[0], "timestamps": [float(t) for t in r[1]], "values": [_num(x) for x in r[2]]}
+                for r in results
+            ],
+        }
+
+    @app.get("/api/v1/metrics", tags=["history"])
+    def metrics_catalogue() -> dict[str, Any]:
+        """The metric catalogue: names, types, units, help and other exporters' names."""
+        return {"metrics": [
+            {"name": m.name, "scope": m.scope, "kind": m.kind, "unit": m.unit, "help": m.help,
+             "display": m.display, "dcgm": m.dcgm.name if m.dcgm else None,
+             "all_smi": m.allsmi.name if m.allsmi else None}
+            for m in CATALOGUE
+        ]}
+
+    # ---- integration ---------------------------------------------------------------------------------
+
+    @app.get("/api/v1/sd/prometheus", tags=["integration"])
+    def http_sd() -> list[dict[str, Any]]:
+        """Prometheus http_sd targets: every registered agent, with its labels."""
+        return sd_groups(hub.fleet.nodes.values())
+
+    @app.get("/healthz", tags=["hub"])
+    def healthz() -> JSONResponse:
+        counts = hub.fleet.counts()
+        body = {"status": "ok", "version": __version__, "nodes": counts,
+                "uptime_seconds": round(time.time() - hub.started, 1),
+                "storage": "embedded" if hub.store is not None else "external"}
+        return JSONResponse(body)
+
+    @app.get("/metrics", tags=["hub"])
+    def own_metrics() -> Response:
+        out: list[str] = []
+        info = {"version": __version__, "python_version": platform.python_version()}
+        render_scope("hub", [((), hub.own_values(), info)], False, out)
+        out.append("")
+        return Response("\n".join(out), media_type=TEXT_CONTENT_TYPE)
+
+    return app
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else float(x)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise IngestError(413, f"push body of {declared} bytes exceeds the limit of {limit}")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise IngestError(413, f"push body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "").lower()
+    if encoding == "gzip":
+        try:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            body = d.decompress(body, limit + 1)
+        except zlib.error as e:
+            raise IngestError(400, f"body is not valid gzip: {e}") from None
+        if len(body) > limit:
+            raise IngestError(413, f"decompressed push body exceeds the limit of {limit} bytes")
+    elif encoding not in ("", "identity"):
+        raise IngestError(400, f"Content-Encoding {encoding!r} is not supported: send gzip or none")
+    return body
+

@@ -1,0 +1,68 @@
+"""What `gpufleet up` feeds the hub in-process: this machine's agent and a simulated fleet."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+from ..agent.collect import Collection
+from ..agent.service import AgentService
+from ..backends.sim import SimBackend
+from ..backends.sim_profiles import DEMO_FLEET
+from ..collectors import SIMULATED_NODE, build
+from ..collectors.base import CollectContext
+from ..config import AgentConfig
+from .run import LocalFeeds
+from .service import Hub
+
+log = logging.getLogger("gpufleet.hub")
+
+NO_GPU_NOTE = ("No accelerator found on this machine: the hub shows its host metrics. "
+               "For a demo fleet run `gpufleet up --simulate 16`.")
+
+
+def sim_fleet(count: int, seed: int = 0) -> list[Collection]:
+    """`count` simulated nodes cycling through the demo fleet's mix of profiles."""
+    nodes = []
+    for i in range(count):
+        base, profile = DEMO_FLEET[i % len(DEMO_FLEET)]
+        name = base if i < len(DEMO_FLEET) else f"{base.rsplit('-', 1)[0]}-{i // len(DEMO_FLEET) + 1:02d}"
+        backend = SimBackend(profile, seed=seed, node=name)
+        ctx = CollectContext(backend=backend, options={"node": name})
+        labels = {"cluster": "demo", "profile": profile, "simulated": "true"}
+        nodes.append(Collection(name, build(ctx, SIMULATED_NODE), labels=labels, backend="sim"))
+    return nodes
+
+
+def start_local_feeds(hub: Hub, *, agent: bool, simulate: int | None, interval: float) -> tuple[LocalFeeds, str]:
+    feeds = LocalFeeds()
+    note = ""
+    if agent:
+        cfg = AgentConfig(node=socket.gethostname(), interval=interval, backend="auto")
+        service = AgentService(cfg)
+        if service.backend is None and simulate is None:
+            note = NO_GPU_NOTE
+        hub.fleet.view(cfg.node).source = "local"
+        feeds.add_service(service, hub)
+    if simulate:
+        fleet = sim_fleet(simulate)
+        for c in fleet:
+            hub.fleet.view(c.node).labels = dict(c.labels)
+            hub.fleet.view(c.node).source = "local"
+
+        def loop(stop: threading.Event) -> None:
+            next_at = time.monotonic()
+            while not stop.is_set():
+                for c in fleet:
+                    try:
+                        hub.ingest([c.run()])
+                    except Exception:
+                        log.exception("simulated node %s failed", c.node)
+                next_at += interval
+                stop.wait(max(0.0, next_at - time.monotonic()))
+
+        feeds.add_loop(loop)
+        note = f"Simulating {simulate} nodes of mixed GPU profiles (labels cluster=demo, simulated=true)."
+    return feeds, note

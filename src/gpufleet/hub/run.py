@@ -1,0 +1,89 @@
+"""Running the hub as a process: `gpufleet hub` and `gpufleet up` (hub + local agent)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import UserError
+from .app import create_app
+from .service import Hub, HubOptions
+
+log = logging.getLogger("gpufleet.hub")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind before starting the server, so a taken port is one clear line, not a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise UserError(f"port {port} on {host} is already in use: stop the other process or pick "
+                            "another with --listen HOST:PORT") from None
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def open_hub(opts: HubOptions) -> Hub:
+    try:
+        return Hub(opts)
+    except (ValueError, OSError) as e:
+        raise UserError(f"cannot open the hub's data directory {opts.data}: {e}") from None
+
+
+class LocalFeeds:
+    """In-process agents (`up`): each collects on its own thread and hands snapshots to the hub."""
+
+    def __init__(self) -> None:
+        self.stops: list[Callable[[], None]] = []
+
+    def add_service(self, service: Any, hub: Hub) -> None:
+        service.listeners.append(lambda snap: hub.ingest([snap]))
+        service.start_collecting()
+        self.stops.append(service.stop)
+
+    def add_loop(self, target: Callable[[threading.Event], None]) -> None:
+        stop = threading.Event()
+        t = threading.Thread(target=target, args=(stop,), daemon=True, name="gpufleet-feed")
+        t.start()
+
+        def _stop() -> None:
+            stop.set()
+            t.join(timeout=5)
+
+        self.stops.append(_stop)
+
+    def stop(self) -> None:
+        for s in self.stops:
+            try:
+                s()
+            except Exception:
+                log.debug("feed stop failed", exc_info=True)
+
+
+def serve(hub: Hub, sock: socket.socket, announce: Callable[[str], None], feeds: LocalFeeds | None = None) -> None:
+    import uvicorn
+
+    app = create_app(hub)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    announce(url)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if feeds:
+            feeds.stop()
+        hub.close()

@@ -1,0 +1,326 @@
+"""The hub's core, apart from HTTP: ingest, status, pull scraping, background upkeep."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..series import snapshot_series
+from ..snapshot import NodeSnapshot, from_json
+from .fleet import Fleet, NodeView
+from .state import HubState
+
+log = logging.getLogger("gpufleet.hub")
+
+
+class PushBody(msgspec.Struct):
+    snapshots: list[NodeSnapshot]
+
+
+class IngestError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(slots=True)
+class HubOptions:
+    data: Path = Path("gpufleet-data")
+    targets: Path | None = None
+    remote_write: str | None = None
+    history: str | None = None
+    down_after: float = 120.0
+    max_push_bytes: int = 32 * 1024 * 1024
+    retention: dict[str, float] = field(default_factory=dict)  # raw / 1m / 1h -> seconds
+
+
+class Hub:
+    def __init__(self, opts: HubOptions) -> None:
+        self.opts = opts
+        opts.data.mkdir(parents=True, exist_ok=True)
+        self.state = HubState(opts.data / "hub.db")
+        self.fleet = Fleet(down_after=opts.down_after)
+        self.store: Any = None
+        self.history: Any = None
+        self.remote: Any = None
+        self._store_lock = threading.Lock()
+        self.counters = {"snapshots": 0, "samples": 0, "duplicates": 0, "rejected": 0, "store_errors": 0,
+                         "scrape_errors": 0}
+        self.last_lag = 0.0
+        self._lags: deque[tuple[float, float]] = deque(maxlen=4096)
+        self._dirty: set[str] = set()
+        self.started = time.time()
+        self._open_storage()
+        self._restore()
+        self.targets_watcher: Any = None
+        if opts.targets is not None:
+            from .targets import TargetsWatcher
+
+            self.targets_watcher = TargetsWatcher(opts.targets)
+
+    # ---- set up -------------------------------------------------------------------------------
+
+    def _open_storage(self) -> None:
+        if self.opts.history:
+            from .history import PromHistory
+
+            self.history = PromHistory(self.opts.history)
+        else:
+            from ..store import HOUR, MINUTE, RAW, StoreOptions, TimeSeriesStore
+
+            so = StoreOptions()
+            names = {"raw": RAW, "1m": MINUTE, "1h": HOUR}
+            for name, seconds in self.opts.retention.items():
+                so.retention[names[name]] = seconds
+            self.store = TimeSeriesStore(str(self.opts.data / "tsdb"), so)
+            self.history = self.store
+        if self.opts.remote_write:
+            from .remote_write import RemoteWriter
+
+            self.remote = RemoteWriter(self.opts.remote_write)
+            self.remote.start()
+
+    def _restore(self) -> None:
+        for rec in self.state.nodes():
+            v = self.fleet.view(rec.name)
+            v.labels, v.source, v.agent_url = rec.labels, rec.source, rec.agent_url
+            v.status, v.since, v.last_seen = rec.status, rec.status_since, rec.last_seen
+        for name, _ts, data in self.state.load_latest():
+            try:
+                self.fleet.restore(from_json(data), data)
+            except msgspec.DecodeError:
+                log.warning("ignoring unreadable saved snapshot of node %s", name)
+        # Status after a restart follows data age, as if the hub had been watching.
+        self.fleet.sweep(time.time())
+
+    def first_token(self) -> str | None:
+        """A join token created at the hub's first start (printed once), else None."""
+        if self.state.get_meta("first_token_done"):
+            return None
+        token = self.state.create_token(note="created at first start")
+        self.state.set_meta("first_token_done", "1")
+        return token
+
+    # ---- ingest --------------------------------------------------------------------------------
+
+    def decode_push(self, body: bytes, node: str) -> list[NodeSnapshot]:
+        """Validate a whole push before storing any of it (a bad batch stores nothing)."""
+        if len(body) > self.opts.max_push_bytes:
+            raise IngestError(413, f"push body of {len(body)} bytes exceeds the limit of {self.opts.max_push_bytes}")
+        try:
+            push = msgspec.json.decode(body, type=PushBody)
+        except msgspec.ValidationError as e:
+            raise IngestError(400, f"invalid snapshot: {e}") from None
+        except msgspec.DecodeError as e:
+            raise IngestError(400, f"body is not valid JSON: {e}") from None
+        for i, s in enumerate(push.snapshots):
+            if s.node != node:
+                raise IngestError(400, f"snapshots[{i}].node is {s.node!r} but the credential belongs to {node!r}")
+            if not math.isfinite(s.timestamp) or s.timestamp <= 0:
+                raise IngestError(400, f"snapshots[{i}].timestamp {s.timestamp!r} is not a valid Unix time")
+        return sorted(push.snapshots, key=lambda s: s.timestamp)
+
+    def ingest(self, snapshots: list[NodeSnapshot], now: float | None = None) -> tuple[int, int]:
+        """Store snapshots of one node, oldest first. Returns (accepted, duplicates)."""
+        now = time.time() if now is None else now
+        accepted = dups = 0
+        newest: NodeSnapshot | None = None
+        for snap in snapshots:
+            v = self.fleet.view(snap.node)
+            labels = {**snap.labels, **v.labels}
+            keys, values = snapshot_series(snap, labels)
+            dropped = 0
+            if self.store is not None:
+                try:
+                    with self._store_lock:
+                        dropped = self.store.append(snap.node, snap.timestamp, keys, values)
+                except ValueError as e:
+                    self.counters["store_errors"] += 1
+                    raise IngestError(400, f"snapshot at {snap.timestamp} refused by the store: {e}") from None
+            elif v.snapshot is not None and snap.timestamp <= v.snapshot.timestamp:
+                dropped = 1
+            if dropped:
+                dups += 1
+                continue
+            accepted += 1
+            self.counters["samples"] += len(values)
+            if self.remote is not None:
+                self.remote.submit(keys, values, snap.timestamp)
+            newest = snap
+        if newest is not None:
+            self.fleet.update(newest, now)
+            self._dirty.add(newest.node)
+            lag = max(0.0, now - newest.timestamp)
+            self.last_lag = lag
+            self._lags.append((now, lag))
+        self.counters["snapshots"] += accepted
+        self.counters["duplicates"] += dups
+        return accepted, dups
+
+    def lag_max(self, now: float, window: float = 60.0) -> float:
+        """Largest lag among live (non-backfill) snapshots stored in the last minute."""
+        live = [lag for t, lag in self._lags if now - t <= window and lag < 10 * self.fleet.down_after]
+        return max(live, default=0.0)
+
+    # ---- registration ---------------------------------------------------------------------------
+
+    def register(self, token: str, node: str, labels: dict[str, str], agent_url: str | None) -> str:
+        if not self.state.token_valid(token):
+            raise IngestError(401, "unknown or revoked join token: create one on the hub with `gpufleet token create`")
+        cred = self.state.register(node, labels, agent_url)
+        v = self.fleet.view(node)
+        v.labels, v.agent_url, v.source = labels, agent_url, "push"
+        log.info("node %s registered", node)
+        return cred
+
+    def authenticate(self, credential: str) -> str:
+        node = self.state.node_for_credential(credential)
+        if node is None:
+            self.counters["rejected"] += 1
+            raise IngestError(401, "unknown or revoked node credential: register again with a join token")
+        return node
+
+    # ---- upkeep -----------------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> None:
+        """Once a second: node status; every few seconds the hub saves what changed."""
+        now = time.time() if now is None else now
+        for name, old, new in self.fleet.sweep(now):
+            v = self.fleet.nodes[name]
+            log.info("node %s is %s (was %s)", name, new, old)
+            self.state.set_status(name, new, v.since, v.last_seen)
+
+    def save_latest(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        items = []
+        for name in dirty:
+            v = self.fleet.nodes.get(name)
+            if v is not None and v.snapshot is not None and v.json is not None:
+                items.append((name, v.snapshot.timestamp, v.json))
+                self.state.set_status(name, v.status, v.since, v.last_seen)
+        self.state.save_latest(items)
+
+    def maintain(self) -> None:
+        if self.store is None:
+            return
+        try:
+            with self._store_lock:
+                self.store.maintain()
+        except Exception:
+            self.counters["store_errors"] += 1
+            log.exception("store maintenance failed")
+
+    async def run_background(self, stop: asyncio.Event) -> None:
+        last_save = last_maint = time.monotonic()
+        last_flush = time.monotonic()
+        scrape_next: dict[str, float] = {}
+        targets: list[Any] = []
+        client = None
+        while not stop.is_set():
+            now_m = time.monotonic()
+            self.tick()
+            if now_m - last_flush >= 1.0 and self.store is not None:
+                last_flush = now_m
+                await asyncio.to_thread(self._flush_store)
+            if now_m - last_save >= 5.0:
+                last_save = now_m
+                await asyncio.to_thread(self.save_latest)
+            if now_m - last_maint >= 60.0:
+                last_maint = now_m
+                await asyncio.to_thread(self.maintain)
+            if self.targets_watcher is not None:
+                new = self.targets_watcher.poll()
+                if new is not None:
+                    targets = new
+                    for t in targets:
+                        self.state.upsert_pulled(t.node, t.labels, t.url)
+                        v = self.fleet.view(t.node)
+                        v.labels, v.source, v.agent_url = t.labels, "pull", t.url
+                if targets:
+                    import httpx
+
+                    if client is None:
+                        client = httpx.AsyncClient(timeout=10)
+                    due = [t for t in targets if scrape_next.get(t.node, 0) <= now_m]
+                    for t in due:
+                        scrape_next[t.node] = now_m + t.interval
+                    if due:
+                        await asyncio.gather(*(self._scrape(t, client) for t in due))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+        if client is not None:
+            await client.aclose()
+
+    def _flush_store(self) -> None:
+        # The WAL is written on every append; flushing once a second bounds a power cut's loss.
+        try:
+            with self._store_lock:
+                self.store.flush()
+        except Exception:
+            self.counters["store_errors"] += 1
+            log.exception("store flush failed")
+
+    async def _scrape(self, target: Any, client: Any) -> None:
+        from .scrape import ScrapeError, scrape_async
+
+        try:
+            snap = await scrape_async(target, client)
+        except ScrapeError as e:
+            self.counters["scrape_errors"] += 1
+            self.fleet.mark_failed(target.node, str(e), time.time())
+            return
+        await asyncio.to_thread(self.ingest, [snap])
+
+    def close(self) -> None:
+        if self.remote is not None:
+            self.remote.stop()
+        self.save_latest()
+        if self.store is not None:
+            with self._store_lock:
+                self.store.close()
+        self.state.close()
+
+    # ---- reads ------------------------------------------------------------------------------------
+
+    def node(self, name: str) -> NodeView | None:
+        return self.fleet.nodes.get(name)
+
+    def query_range(self, metric: str, matchers: list[Any], start: float, end: float, step: float,
+                    agg: str) -> list[Any]:
+        if self.store is not None:
+            with self._store_lock:
+                return self.store.query_range(metric, matchers, start, end, step, agg)
+        return self.history.query_range(metric, matchers, start, end, step, agg)
+
+    def own_values(self) -> dict[str, float]:
+        now = time.time()
+        counts = self.fleet.counts()
+        c = self.counters
+        values: dict[str, float] = {
+            "ingest_snapshots_total": c["snapshots"], "ingest_samples_total": c["samples"],
+            "ingest_duplicates_total": c["duplicates"], "ingest_rejected_total": c["rejected"],
+            "ingest_lag_seconds": self.last_lag, "ingest_lag_max_seconds": self.lag_max(now),
+            "nodes_up": counts["up"], "nodes_stale": counts["stale"], "nodes_down": counts["down"],
+            "store_errors_total": c["store_errors"], "scrape_errors_total": c["scrape_errors"],
+        }
+        if self.store is not None:
+            st = self.store.stats()
+            values["store_bytes"] = float(st.get("bytes", 0))
+            values["store_series"] = float(st.get("series", 0))
+        if self.remote is not None:
+            rs = self.remote.stats()
+            values["remote_write_samples_total"] = float(rs.get("samples_sent", 0))
+            values["remote_write_dropped_total"] = float(rs.get("samples_dropped", 0))
+            values["remote_write_queue_samples"] = float(rs.get("queue_samples", 0))
+        return values
