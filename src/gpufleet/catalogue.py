@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Kind = Literal["gauge", "counter", "info"]
-Scope = Literal["node", "cpu", "disk", "net", "gpu", "mig", "gpu_process", "user", "collector", "agent"]
+Scope = Literal["node", "cpu", "disk", "net", "gpu", "mig", "gpu_process", "user", "collector", "agent", "hub"]
 
 PREFIX = "gpufleet_"
 
@@ -32,6 +32,7 @@ SCOPE_LABELS: dict[str, tuple[str, ...]] = {
     "gpu_process": ("gpu", "uuid", "pid", "user", "command", "container", "pod", "namespace", "slurm_job"),
     "user": ("user",),
     "collector": ("collector",),
+    "hub": (),
 }
 
 # Name stem per scope: gpufleet_<stem>_<key>.
@@ -46,6 +47,7 @@ SCOPE_STEM: dict[str, str] = {
     "gpu_process": "gpu_process",
     "user": "user",
     "collector": "collector",
+    "hub": "hub",
 }
 
 
@@ -172,6 +174,8 @@ CATALOGUE: tuple[Metric, ...] = (
            allsmi=Compat("all_smi_gpu_frequency_mhz", "GPU frequency in MHz", 1e-6)),
     Metric("gpu", "memory_clock_hertz", "gauge", "Memory clock.", "hertz",
            dcgm=Compat("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", 1e-6)),
+    Metric("gpu", "sm_clock_max_hertz", "gauge", "Maximum SM (shader) clock the device supports.", "hertz"),
+    Metric("gpu", "memory_clock_max_hertz", "gauge", "Maximum memory clock the device supports.", "hertz"),
     Metric("gpu", "performance_state", "gauge", "Performance state (0 = P0, fastest, to 15)."),
     Metric("gpu", "pcie_transmit_bytes_per_second", "gauge", "PCIe throughput out of the device.",
            "bytes", dcgm=Compat("DCGM_FI_DEV_PCIE_TX_THROUGHPUT", "PCIe TX throughput (in KB/s).", 1e-3)),
@@ -224,6 +228,24 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("agent", "last_collection_timestamp_seconds", "gauge", "Unix time of the last collection.", "seconds"),
     Metric("agent", "collection_duration_seconds", "gauge", "Wall time of the last full collection.", "seconds"),
     Metric("agent", "collection_cpu_seconds", "gauge", "CPU time of the last full collection.", "seconds"),
+    # ---- the hub itself ------------------------------------------------------------------------
+    Metric("hub", "build_info", "info", "Hub version.", labels=("version", "python_version")),
+    Metric("hub", "ingest_snapshots_total", "counter", "Snapshots stored (pushed or pulled)."),
+    Metric("hub", "ingest_samples_total", "counter", "Samples stored."),
+    Metric("hub", "ingest_duplicates_total", "counter", "Snapshots dropped as already stored (resent pushes)."),
+    Metric("hub", "ingest_rejected_total", "counter", "Pushes refused: bad credential, malformed or too large."),
+    Metric("hub", "ingest_lag_seconds", "gauge", "Age of the newest snapshot when it was stored (last push).", "seconds"),
+    Metric("hub", "ingest_lag_max_seconds", "gauge", "Largest ingest lag of a live snapshot in the last minute.", "seconds"),
+    Metric("hub", "nodes_up", "gauge", "Nodes sending data.", display="count"),
+    Metric("hub", "nodes_stale", "gauge", "Nodes silent for 3 intervals.", display="count"),
+    Metric("hub", "nodes_down", "gauge", "Nodes silent for long or unreachable.", display="count"),
+    Metric("hub", "store_bytes", "gauge", "Bytes the embedded store takes on disk.", "bytes"),
+    Metric("hub", "store_series", "gauge", "Series in the embedded store.", display="count"),
+    Metric("hub", "store_errors_total", "counter", "Store operations that failed."),
+    Metric("hub", "scrape_errors_total", "counter", "Pull scrapes of exporters that failed."),
+    Metric("hub", "remote_write_samples_total", "counter", "Samples sent to the remote-write receiver."),
+    Metric("hub", "remote_write_dropped_total", "counter", "Samples dropped by remote write (queue full or refused)."),
+    Metric("hub", "remote_write_queue_samples", "gauge", "Samples waiting to be remote-written.", display="count"),
 )
 
 
