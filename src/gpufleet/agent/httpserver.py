@@ -73,7 +73,7 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buf += data
         while True:
-            end = self.buf.find(b"\r\n\r\n")
+            end = self.buf.find(b"\r\n\r\n", 0, MAX_HEADER_BYTES + 4)
             if end < 0:
                 if len(self.buf) > MAX_HEADER_BYTES:
                     self._fail(431, "request headers too large")

@@ -1,0 +1,47 @@
+"""promtool check metrics on the output of every simulator profile and compat mode."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpufleet.agent.service import AgentService
+from gpufleet.backends.sim_profiles import profile_names
+from gpufleet.config import AgentConfig
+from realparts import promtool_check_metrics
+
+
+def _render(profile: str, compat: list[str], openmetrics: bool = False) -> bytes:
+    svc = AgentService(AgentConfig(node="lint", simulate=profile, backend="sim", compat=compat))
+    svc.collect_once()
+    r = svc.collect_once()  # second round: rates and per-core utilisation present
+    return r.body("openmetrics" if openmetrics else "text", False)
+
+
+@pytest.mark.parametrize("profile", profile_names())
+@pytest.mark.parametrize("compat", [[], ["all-smi"]])
+def test_promtool_clean(profile: str, compat: list[str]) -> None:
+    rc, out = promtool_check_metrics(_render(profile, compat))
+    assert rc == 0, out
+
+
+@pytest.mark.parametrize("profile", ["8xH100", "4xA100-mig"])
+def test_promtool_dcgm_only_flags_dcgm_label_names(profile: str) -> None:
+    # dcgm-exporter's own label `modelName` is camelCase, which promtool's lint flags. We keep
+    # the name (NVIDIA's dashboards and users' queries use it): the only finding allowed is that.
+    rc, out = promtool_check_metrics(_render(profile, ["dcgm", "all-smi"]))
+    problems = [line for line in out.splitlines() if line.strip()]
+    assert rc in (0, 3), out
+    assert problems, "expected the camelCase finding for modelName"
+    assert all("label names should be written in 'snake_case' not 'camelCase'" in p for p in problems), out
+    assert all(p.startswith("DCGM_FI_") for p in problems)
+
+
+@pytest.mark.parametrize("profile", profile_names())
+def test_openmetrics_parses_strictly(profile: str) -> None:
+    # promtool reads only the text format; prometheus_client's OpenMetrics parser is strict
+    # (and the real Prometheus in test_agent_process negotiates OpenMetrics when it scrapes).
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    text = _render(profile, ["dcgm", "all-smi"], openmetrics=True).decode()
+    families = list(text_string_to_metric_families(text))
+    assert any(f.name == "gpufleet_node" and f.type == "info" for f in families)
