@@ -1,0 +1,142 @@
+"""Accelerator backends: the table of names, and how `--backend` / `--simulate` pick one.
+
+`--backend auto` (the default) tries NVML, then AMD SMI, and falls back to host metrics
+only when neither opens; `nvml` / `amdsmi` insist on that library (its BackendUnavailable
+reaches the caller); `sim` simulates a profile; `none` turns accelerators off.
+`--simulate PROFILE` implies the simulator (with `auto` or `sim`).
+
+Vendor modules are imported only when chosen, so a broken or absent vendor library never
+stops the others from loading.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, NamedTuple
+
+from .base import Backend, BackendUnavailable
+
+__all__ = [
+    "AUTO_ORDER", "BACKENDS", "Backend", "BackendUnavailable", "CHOICES", "DEFAULT_PROFILE",
+    "Options", "Selection", "profile_names", "resolve", "select",
+]
+
+CHOICES: tuple[str, ...] = ("auto", "nvml", "amdsmi", "sim", "none")
+AUTO_ORDER: tuple[str, ...] = ("nvml", "amdsmi")
+DEFAULT_PROFILE = "8xH100"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What a factory may need; vendor backends ignore it, the simulator reads it."""
+
+    simulate: str | None = None
+    seed: int = 0
+    node: str = ""
+    clock: Callable[[], float] = time.time
+
+
+Factory = Callable[[Options], Backend]
+
+
+def _nvml(_: Options) -> Backend:
+    from .nvml import NvmlBackend
+
+    return NvmlBackend()
+
+
+def _amdsmi(_: Options) -> Backend:
+    from .amdsmi import AmdSmiBackend
+
+    return AmdSmiBackend()
+
+
+def _sim(o: Options) -> Backend:
+    from .sim import SimBackend
+
+    return SimBackend(o.simulate or DEFAULT_PROFILE, seed=o.seed, node=o.node, clock=o.clock)
+
+
+BACKENDS: dict[str, Factory] = {"nvml": _nvml, "amdsmi": _amdsmi, "sim": _sim}
+
+_VENDOR = {"nvml": "NVIDIA (NVML)", "amdsmi": "AMD (AMD SMI)"}
+
+
+class Selection(NamedTuple):
+    backend: Backend | None  # opened; None = host metrics only
+    reason: str  # one sentence for the agent's log: what was picked and why
+
+
+def profile_names() -> list[str]:
+    from .sim_profiles import profile_names as names
+
+    return names()
+
+
+def _open(name: str, table: Mapping[str, Factory], opts: Options) -> Backend:
+    """Build and open one backend; any failure to do so is BackendUnavailable."""
+    try:
+        backend = table[name](opts)
+        backend.open()
+    except BackendUnavailable:
+        raise
+    except Exception as e:  # a vendor module that fails to import or open in an odd way
+        raise BackendUnavailable(f"{name} backend failed to start: {type(e).__name__}: {e}") from e
+    return backend
+
+
+def resolve(name: str, *, simulate: str | None = None, seed: int = 0, node: str = "",
+            clock: Callable[[], float] = time.time,
+            table: Mapping[str, Factory] | None = None) -> Selection:
+    """Pick and open the backend for `--backend name [--simulate PROFILE]`.
+
+    ValueError names an unknown backend or profile (listing the valid ones) or a
+    contradictory pair; BackendUnavailable comes from an explicitly named vendor backend
+    that cannot open. `auto` never raises for a missing library.
+    """
+    table = BACKENDS if table is None else table
+    if name not in CHOICES:
+        raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(CHOICES)}")
+    opts = Options(simulate=simulate, seed=seed, node=node, clock=clock)
+    if simulate is not None:
+        from .sim_profiles import get_profile
+
+        profile = get_profile(simulate)  # ValueError lists the profiles
+        if name not in ("auto", "sim"):
+            raise ValueError(f"--simulate {simulate} needs --backend sim (or auto), not --backend {name}")
+        backend = _open("sim", table, opts)
+        return Selection(backend, f"sim: simulating {profile.name} ({profile.description}), seed {seed}")
+    if name == "none":
+        return Selection(None, "none: accelerator backends turned off; serving host metrics only")
+    if name == "sim":
+        backend = _open("sim", table, opts)
+        return Selection(backend, f"sim: no --simulate profile given, simulating {DEFAULT_PROFILE}, seed {seed}")
+    if name != "auto":
+        backend = _open(name, table, opts)
+        return Selection(backend, f"{name}: {_VENDOR[name]} library opened (--backend {name})")
+    why: list[str] = []
+    for candidate in AUTO_ORDER:
+        try:
+            backend = _open(candidate, table, opts)
+        except BackendUnavailable as e:
+            why.append(f"{candidate}: {e}")
+            continue
+        tried = f" after {'; '.join(why)}" if why else ""
+        return Selection(backend, f"auto: using {candidate}, the {_VENDOR[candidate]} library opened{tried}")
+    return Selection(None, "auto: no NVIDIA or AMD library found; serving host metrics only ("
+                     + "; ".join(why) + ")")
+
+
+def select(name: str, *, simulate: str | None = None, seed: int = 0, node: str = "",
+           clock: Callable[[], float] = time.time, log: Callable[[str], object] | None = None,
+           table: Mapping[str, Factory] | None = None) -> Backend | None:
+    """`resolve()` returning only the opened backend (None = host metrics only).
+
+    The sentence saying what was picked and why goes to `log` (e.g. logger.info); call
+    `resolve()` instead to get it back as `Selection.reason`.
+    """
+    sel = resolve(name, simulate=simulate, seed=seed, node=node, clock=clock, table=table)
+    if log is not None:
+        log(sel.reason)
+    return sel.backend
