@@ -64,12 +64,15 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         stop = asyncio.Event()
-        task = asyncio.create_task(hub.run_background(stop)) if background else None
+        tasks = []
+        if background:
+            tasks.append(asyncio.create_task(hub.run_background(stop)))
+            tasks.extend(asyncio.create_task(ext.run(stop)) for ext in hub.extensions)
         try:
             yield
         finally:
             stop.set()
-            if task:
+            for task in tasks:
                 await task
 
     app = FastAPI(title="gpufleet hub", version=__version__, lifespan=lifespan,
@@ -201,6 +204,8 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
         out.append("")
         return Response("\n".join(out), media_type=TEXT_CONTENT_TYPE)
 
+    for ext in hub.extensions:
+        ext.mount(app)
     return app
 
 

@@ -61,6 +61,10 @@ class Hub:
         self.started = time.time()
         self._open_storage()
         self._restore()
+        # Features that plug into the hub (alerts, web UI): see hub/extensions.py.
+        from .extensions import load_extensions
+
+        self.extensions: list[Any] = load_extensions(self)
         self.targets_watcher: Any = None
         if opts.targets is not None:
             from .targets import TargetsWatcher
@@ -283,6 +287,11 @@ class Hub:
         await asyncio.to_thread(self.ingest, [snap])
 
     def close(self) -> None:
+        for ext in self.extensions:
+            try:
+                ext.close()
+            except Exception:
+                log.exception("extension %s failed to close", type(ext).__name__)
         if self.remote is not None:
             self.remote.stop()
         self.save_latest()

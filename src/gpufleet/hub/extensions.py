@@ -1,0 +1,53 @@
+"""Features that plug into the hub: one table, each entry a class built with the Hub.
+
+An extension adds routes (`mount(app)`), runs its own background loop (`async run(stop)`,
+returning when `stop` is set) and releases what it holds (`close()`). Keeping them apart
+lets the core hub (ingest, store, API) stay small, and a feature that fails to load is
+logged and left out rather than taking the hub down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from .service import Hub
+
+log = logging.getLogger("gpufleet.hub")
+
+# module:class, in mount order (the UI last: its catch-all page routes come after the APIs).
+EXTENSIONS: tuple[str, ...] = (
+    "gpufleet.hub.alerts:AlertsExtension",
+    "gpufleet.hub.ui:UiExtension",
+)
+
+
+class Extension(Protocol):
+    def mount(self, app: FastAPI) -> None: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def load_extensions(hub: Hub, names: tuple[str, ...] = EXTENSIONS) -> list[Any]:
+    loaded = []
+    for spec in names:
+        module_name, _, cls_name = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name == module_name:
+                continue  # not part of this build
+            log.exception("hub extension %s failed to import", spec)
+            continue
+        try:
+            loaded.append(getattr(module, cls_name)(hub))
+        except Exception:
+            log.exception("hub extension %s failed to start; the hub runs without it", spec)
+    return loaded
