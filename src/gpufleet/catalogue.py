@@ -228,6 +228,12 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("agent", "last_collection_timestamp_seconds", "gauge", "Unix time of the last collection.", "seconds"),
     Metric("agent", "collection_duration_seconds", "gauge", "Wall time of the last full collection.", "seconds"),
     Metric("agent", "collection_cpu_seconds", "gauge", "CPU time of the last full collection.", "seconds"),
+    Metric("agent", "push_snapshots_total", "counter", "Snapshots the hub accepted from this agent."),
+    Metric("agent", "push_failures_total", "counter", "Push attempts that failed (hub unreachable or refusing)."),
+    Metric("agent", "push_dropped_total", "counter", "Snapshots dropped: spool full or refused as malformed."),
+    Metric("agent", "push_backlog", "gauge", "Snapshots spooled on disk, waiting for the hub.", display="count"),
+    Metric("agent", "push_backlog_bytes", "gauge", "Bytes spooled on disk, waiting for the hub.", "bytes"),
+    Metric("agent", "hub_up", "gauge", "1 while the last push to the hub succeeded."),
     # ---- the hub itself ------------------------------------------------------------------------
     Metric("hub", "build_info", "info", "Hub version.", labels=("version", "python_version")),
     Metric("hub", "ingest_snapshots_total", "counter", "Snapshots stored (pushed or pulled)."),

@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .. import __version__
 from ..backends import BackendUnavailable, resolve
@@ -27,6 +28,12 @@ from .rendered import Rendered
 log = logging.getLogger("gpufleet.agent")
 
 JSON_TYPE = "application/json"
+
+# agent-scope catalogue key -> Pusher.stats() key
+PUSH_STATS = {
+    "push_snapshots_total": "pushed", "push_failures_total": "failed", "push_dropped_total": "dropped",
+    "push_backlog": "backlog", "push_backlog_bytes": "backlog_bytes", "hub_up": "hub_up",
+}
 
 INDEX = """<!doctype html><title>gpufleet agent</title>
 <h1>gpufleet agent {version}</h1><p>node <b>{node}</b>, backend <b>{backend}</b></p>
@@ -55,6 +62,7 @@ class AgentService:
                                      backend=backend.name if backend else "none")
         self.latest: Rendered | None = None
         self.listeners: list[Callable[[NodeSnapshot], None]] = []
+        self.pusher: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -62,6 +70,9 @@ class AgentService:
 
     def collect_once(self) -> Rendered:
         snap = self.collection.run()
+        if self.pusher is not None:
+            st = self.pusher.stats()
+            snap.agent.update({key: float(st[stat]) for key, stat in PUSH_STATS.items() if stat in st})
         rendered = Rendered(snap, self.compat)
         self.latest = rendered  # one reference swap: readers never see a half-built result
         for listener in self.listeners:
@@ -95,6 +106,8 @@ class AgentService:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
+        if self.pusher is not None:
+            self.pusher.stop()
         if self.backend is not None:
             try:
                 self.backend.close()
@@ -168,11 +181,19 @@ class AgentService:
             await stop.wait()
 
     def run(self) -> None:
-        self.start_collecting()
         try:
-            asyncio.run(self.serve())
+            asyncio.run(self.serve(ready=self._ready))
         finally:
             self.stop()
+
+    def _ready(self, url: str) -> None:
+        """Bound: now push (if told to) and collect, so the first snapshot is pushed too."""
+        from .push import attach_pusher
+
+        self.pusher = attach_pusher(self, self.cfg)
+        if self.pusher is not None and self.pusher.agent_url is None:
+            self.pusher.agent_url = url
+        self.start_collecting()
 
 
 def _fmt_host(host: str) -> str:

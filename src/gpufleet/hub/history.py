@@ -171,10 +171,10 @@ class PromHistory:
         if metric is None:
             if not matchers:
                 raise ValueError("series() needs a metric or at least one matcher")
-            sel = "{" + ", ".join(f"{m.name}{m.op}{_quote(m.value)}" for m in matchers) + "}"
             for m in matchers:
                 if not _LABEL_NAME.fullmatch(m.name):
                     raise ValueError(f"invalid label name {m.name!r} in matcher")
+            sel = "{" + ", ".join(f"{m.name}{m.op}{_quote(m.value)}" for m in matchers) + "}"
         else:
             sel = selector(metric, matchers)
         params: dict[str, Any] = {"match[]": sel}

@@ -328,7 +328,7 @@ class Hub:
             values["store_bytes"] = float(st.get("bytes", 0))
             values["store_series"] = float(st.get("series", 0))
         if self.remote is not None:
-            rs = self.remote.stats()
+            rs = self.remote.stats().as_dict()
             values["remote_write_samples_total"] = float(rs.get("samples_sent", 0))
             values["remote_write_dropped_total"] = float(rs.get("samples_dropped", 0))
             values["remote_write_queue_samples"] = float(rs.get("queue_samples", 0))
