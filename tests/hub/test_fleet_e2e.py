@@ -1,0 +1,167 @@
+"""Agents and hub as real processes: join with a token, push, survive a hub restart with no gap."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from realparts import Proc, free_port, gpufleet, prom_query, prometheus
+
+
+def _hub(tmp: Path, data: Path, port: int, *extra: str, name: str = "hub") -> Proc:
+    p = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data), *extra), tmp / f"{name}.log")
+    p.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
+    return p
+
+
+def _token(data: Path) -> str:
+    out = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
+                         check=True).stdout
+    return out.split()[-1]
+
+
+def _agent(tmp: Path, hub_url: str, node: str, token: str, *extra: str) -> tuple[Proc, int]:
+    port = free_port()
+    env = {"XDG_STATE_HOME": str(tmp / "state")}  # default spools land here, one per node
+    p = Proc(gpufleet("agent", "--hub", hub_url, "--token", token, "--node", node, "--simulate", "2xRTX4090",
+                      "--listen", f"127.0.0.1:{port}", *extra), tmp / f"agent-{node}.log", env=env)
+    p.wait_http(f"http://127.0.0.1:{port}/healthz")
+    return p, port
+
+
+def _wait(pred, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _nodes(url: str) -> dict[str, dict]:
+    try:
+        return {n["name"]: n for n in httpx.get(f"{url}/api/v1/nodes", timeout=5).json()["nodes"]}
+    except httpx.HTTPError:
+        return {}
+
+
+def test_join_push_restart_without_gap(tmp_path: Path) -> None:
+    data = tmp_path / "hubdata"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    hub = _hub(tmp_path, data, port)
+    token = _token(data)
+    a1, a1_port = _agent(tmp_path, url, "gpu-a", token, "--interval", "0.5", "--label", "rack=r1")
+    a2, _ = _agent(tmp_path, url, "gpu-b", token, "--interval", "0.5")
+    bad, _ = _agent(tmp_path, url, "intruder", "gft_not-a-token", "--interval", "0.5")
+    try:
+        nodes = _wait(lambda: (n := _nodes(url)) and {"gpu-a", "gpu-b"} <= set(n) and n, what="both nodes")
+        assert nodes["gpu-a"]["status"] == "up" and nodes["gpu-a"]["labels"] == {"rack": "r1"}
+        assert "intruder" not in nodes
+        _wait(lambda: "unknown or revoked join token" in bad.log(), what="the refused agent's log line")
+        # two agents on one machine keep separate default spools
+        spools = sorted(p.name for p in (tmp_path / "state" / "gpufleet" / "spool").iterdir())
+        assert len(spools) == 3 and spools[0].startswith("gpu-a") and spools[1].startswith("gpu-b")
+
+        # the hub goes away for a few seconds, agents spool, then backfill in order
+        time.sleep(3)  # some history from before the outage
+        t_stop = time.time()
+        assert hub.stop() is not None
+        time.sleep(4)
+        hub = _hub(tmp_path, data, port, name="hub2")
+        t_back = time.time()
+        snap_ts = []
+
+        def caught_up() -> bool:
+            r = httpx.get(f"{url}/api/v1/nodes/gpu-a", timeout=5)
+            return r.status_code == 200 and (r.json()["timestamp"] or 0) > t_back
+
+        _wait(caught_up, what="gpu-a to catch up")
+        q = httpx.get(f"{url}/api/v1/query_range", params={
+            "metric": "gpufleet_node_memory_total_bytes", "match": ['node="gpu-a"'],
+            "start": t_stop - 3, "end": t_back, "step": 0.5, "agg": "last"}, timeout=10).json()
+        snap_ts = q["series"][0]["timestamps"]
+        gaps = [b - a for a, b in zip(snap_ts, snap_ts[1:])]
+        assert snap_ts[0] <= t_stop - 2 and snap_ts[-1] >= t_back - 1.5, (snap_ts[0], snap_ts[-1])
+        assert max(gaps) <= 1.0, f"gap of {max(gaps):.2f}s in {snap_ts}"
+        # the agent says it pushed everything and its backlog is empty again
+        m = httpx.get(f"http://127.0.0.1:{a1_port}/metrics").text
+        assert "gpufleet_agent_hub_up" in m
+    finally:
+        for p in (a1, a2, bad, hub):
+            p.stop()
+
+
+def test_kill_9_loses_at_most_a_second(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    hub = _hub(tmp_path, data, port)
+    token = _token(data)
+    spool = tmp_path / "spool"
+    agent, _ = _agent(tmp_path, url, "k9", token, "--interval", "0.5", "--spool", str(spool))
+    try:
+        _wait(lambda: (r := httpx.get(f"{url}/api/v1/nodes/k9")).status_code == 200 and r.json()["timestamp"],
+              what="first push")
+        agent.stop()  # nothing can backfill: what the hub has is what survived
+        last = httpx.get(f"{url}/api/v1/nodes/k9").json()["timestamp"]
+        time.sleep(0.3)
+        os.kill(hub.pid, signal.SIGKILL)
+        hub.p.wait(5)
+        hub = _hub(tmp_path, data, port, name="hub-after-kill")
+        q = httpx.get(f"{url}/api/v1/query_range", params={
+            "metric": "gpufleet_node_memory_total_bytes", "match": ['node="k9"'],
+            "start": last - 30, "end": last + 1, "step": 0.5, "agg": "last"}).json()
+        stored = q["series"][0]["timestamps"]
+        assert max(stored) >= last - 1.0, (max(stored), last)
+    finally:
+        agent.stop()
+        hub.stop()
+
+
+def test_prometheus_finds_agents_through_http_sd(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    hub = _hub(tmp_path, data, port)
+    token = _token(data)
+    agent, agent_port = _agent(tmp_path, url, "sd-node", token, "--interval", "1", "--label", "cluster=lab")
+    try:
+        _wait(lambda: httpx.get(f"{url}/api/v1/sd/prometheus").json(), what="sd targets")
+        sd = httpx.get(f"{url}/api/v1/sd/prometheus").json()
+        assert sd == [{"targets": [f"127.0.0.1:{agent_port}"], "labels": {"cluster": "lab", "node": "sd-node"}}]
+        cfg = f"""
+global: {{scrape_interval: 1s, scrape_timeout: 1s}}
+scrape_configs:
+  - job_name: fleet
+    http_sd_configs: [{{url: "{url}/api/v1/sd/prometheus", refresh_interval: 1s}}]
+"""
+        with prometheus(tmp_path, cfg) as (_, prom):
+            res = _wait(lambda: prom_query(prom, 'gpufleet_gpu_up{job="fleet"}'), timeout=45, what="scraped series")
+            assert {r["metric"]["cluster"] for r in res} == {"lab"}
+            assert {r["metric"]["node"] for r in res} == {"sd-node"} and len(res) == 2
+        # and file_sd for setups that prefer files
+        out = tmp_path / "sd.json"
+        subprocess.run(gpufleet("sd", "--out", str(out), "--data", str(data)), check=True, capture_output=True)
+        assert json.loads(out.read_text()) == sd
+    finally:
+        agent.stop()
+        hub.stop()
+
+
+def test_hub_bad_input(tmp_path: Path) -> None:
+    r = subprocess.run(gpufleet("token", "list", "--data", str(tmp_path / "none")), capture_output=True, text=True)
+    assert r.returncode == 2 and "no hub data in" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(gpufleet("agent", "--hub", "http://127.0.0.1:9", "--spool", str(tmp_path / "s"),
+                                "--listen", f"127.0.0.1:{free_port()}"), capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--hub needs --token" in r.stderr
+    r = subprocess.run(gpufleet("hub", "--listen", "127.0.0.1:8080", "--targets", str(tmp_path / "no.yaml")),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "does not exist" in r.stderr
