@@ -1,0 +1,44 @@
+"""Generate docs/metrics.md from the catalogue, so the metric reference cannot drift.
+
+`python -m gpufleet.docs > docs/metrics.md`; a test fails when the file is out of date.
+"""
+
+from __future__ import annotations
+
+from .catalogue import CATALOGUE, SCOPE_LABELS
+
+SCOPE_TITLES = {
+    "node": "Node", "cpu": "CPU cores", "disk": "Disks (per mount)", "net": "Network (per interface)",
+    "gpu": "Accelerators", "mig": "MIG instances", "gpu_process": "Processes on accelerators",
+    "user": "Per-user usage", "collector": "Collectors", "agent": "The agent", "hub": "The hub",
+}
+
+
+def metrics_markdown() -> str:
+    out = [
+        "# Metric reference",
+        "",
+        "Generated from `src/gpufleet/catalogue.py` by `python -m gpufleet.docs`; do not edit by hand.",
+        "Every series also has the label `node`. Units are base units (bytes, seconds, hertz, watts,",
+        "joules, celsius; `_ratio` is 0-1). `--compat dcgm` / `--compat all-smi` add the names in the",
+        "last two columns, converted to those exporters' units.",
+        "",
+    ]
+    for scope, title in SCOPE_TITLES.items():
+        metrics = [m for m in CATALOGUE if m.scope == scope]
+        if not metrics:
+            continue
+        labels = ", ".join(f"`{label}`" for label in SCOPE_LABELS[scope]) or "none"
+        out += [f"## {title}", "", f"Identity labels: {labels}.", "",
+                "| name | type | help | dcgm-exporter | all-smi |", "|---|---|---|---|---|"]
+        for m in metrics:
+            extra = f" Labels: {', '.join(f'`{x}`' for x in m.labels)}." if m.labels else ""
+            dcgm = f"`{m.dcgm.name}`" + (f" (x{m.dcgm.scale:g})" if m.dcgm.scale != 1 else "") if m.dcgm else ""
+            allsmi = f"`{m.allsmi.name}`" + (f" (x{m.allsmi.scale:g})" if m.allsmi.scale != 1 else "") if m.allsmi else ""
+            out.append(f"| `{m.name}` | {m.kind} | {m.help}{extra} | {dcgm} | {allsmi} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(metrics_markdown(), end="")

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpufleet.docs import metrics_markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_metric_reference_is_current() -> None:
+    doc = (ROOT / "docs" / "metrics.md").read_text()
+    assert doc == metrics_markdown(), "docs/metrics.md is stale: run `python -m gpufleet.docs > docs/metrics.md`"
+
+
+def test_every_doc_link_in_readme_exists() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    for target in re.findall(r"\]\(([^)#]+)\)", readme):
+        if not target.startswith("http"):
+            assert (ROOT / target).exists(), target
