@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/gpufleet up "$@"
+# Where this machine has no accelerator, a simulated fleet of 16 nodes joins the demo.
+exec .venv/bin/gpufleet up --simulate-if-no-gpu 16 "$@"

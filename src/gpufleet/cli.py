@@ -151,9 +151,11 @@ def hub(**kw: Any) -> None:
 @_hub_options
 @click.option("--simulate", "simulate", type=int, default=None, metavar="N",
               help="add N simulated nodes of mixed GPU profiles (the demo)")
+@click.option("--simulate-if-no-gpu", "simulate_if_no_gpu", type=int, default=None, metavar="N",
+              help="add N simulated nodes only when this machine has no accelerator (what `make up` does)")
 @click.option("--no-agent", is_flag=True, help="do not run an agent for this machine")
 @click.option("--interval", default=5.0, show_default=True, type=float, help="collection interval, seconds")
-def up(simulate: int | None, no_agent: bool, interval: float, **kw: Any) -> None:
+def up(simulate: int | None, simulate_if_no_gpu: int | None, no_agent: bool, interval: float, **kw: Any) -> None:
     """Hub + an agent for this machine in one process: the embedded default."""
     from .hub.local import start_local_feeds
     from .hub.run import serve
@@ -164,7 +166,8 @@ def up(simulate: int | None, no_agent: bool, interval: float, **kw: Any) -> None
         raise UserError("--interval must be between 0.5 and 3600 seconds")
     h, sock = _hub_setup(kw)
     try:
-        feeds, note = start_local_feeds(h, agent=not no_agent, simulate=simulate, interval=interval)
+        feeds, note = start_local_feeds(h, agent=not no_agent, simulate=simulate, interval=interval,
+                                        simulate_if_no_gpu=simulate_if_no_gpu)
     except BaseException:
         sock.close()
         h.close()

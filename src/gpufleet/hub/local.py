@@ -36,14 +36,19 @@ def sim_fleet(count: int, seed: int = 0) -> list[Collection]:
     return nodes
 
 
-def start_local_feeds(hub: Hub, *, agent: bool, simulate: int | None, interval: float) -> tuple[LocalFeeds, str]:
+def start_local_feeds(hub: Hub, *, agent: bool, simulate: int | None, interval: float,
+                      simulate_if_no_gpu: int | None = None) -> tuple[LocalFeeds, str]:
     feeds = LocalFeeds()
     note = ""
     if agent:
         cfg = AgentConfig(node=socket.gethostname(), interval=interval, backend="auto")
         service = AgentService(cfg)
         if service.backend is None and simulate is None:
-            note = NO_GPU_NOTE
+            if simulate_if_no_gpu:
+                simulate = simulate_if_no_gpu
+                note = "No accelerator found on this machine."
+            else:
+                note = NO_GPU_NOTE
         hub.fleet.view(cfg.node).source = "local"
         feeds.add_service(service, hub)
     if simulate:
@@ -64,5 +69,6 @@ def start_local_feeds(hub: Hub, *, agent: bool, simulate: int | None, interval: 
                 stop.wait(max(0.0, next_at - time.monotonic()))
 
         feeds.add_loop(loop)
-        note = f"Simulating {simulate} nodes of mixed GPU profiles (labels cluster=demo, simulated=true)."
+        note = (note + " " if note else "") + (
+            f"Simulating {simulate} nodes of mixed GPU profiles (labels cluster=demo, simulated=true).")
     return feeds, note
