@@ -103,6 +103,15 @@ scrape_configs:
             fb = {r["metric"]["gpu"]: float(r["value"][1]) for r in prom_query(prom, "DCGM_FI_DEV_FB_USED")}
             want_fb = {str(g.index): g.values["memory_used_bytes"] / 2**20 for g in snap.gpus}
             assert fb == pytest.approx(want_fb)
+            # the queries of NVIDIA's dcgm-exporter Grafana dashboard (12239), variables set to "all"
+            sel = '{instance=~".*", gpu=~".*"}'
+            for expr, n in ((f"DCGM_FI_DEV_GPU_TEMP{sel}", 8), (f"avg(DCGM_FI_DEV_GPU_TEMP{sel})", 1),
+                            (f"DCGM_FI_DEV_POWER_USAGE{sel}", 8), (f"sum(DCGM_FI_DEV_POWER_USAGE{sel})", 1),
+                            (f"DCGM_FI_DEV_SM_CLOCK{sel} * 1000000", 8), (f"DCGM_FI_DEV_GPU_UTIL{sel}", 8),
+                            (f"DCGM_FI_DEV_FB_USED{sel}", 8), (f"DCGM_FI_PROF_PIPE_TENSOR_ACTIVE{sel}", 8),
+                            (f"sum(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{sel})", 1)):
+                assert len(prom_query(prom, expr)) == n, expr
+            assert {r["metric"]["gpu"] for r in prom_query(prom, "DCGM_FI_DEV_GPU_TEMP")} == {str(i) for i in range(8)}
             up = prom_query(prom, 'up{job="gpufleet"}')
             assert up[0]["value"][1] == "1"
 
