@@ -194,6 +194,9 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
         body = {"status": "ok", "version": __version__, "nodes": counts,
                 "uptime_seconds": round(time.time() - hub.started, 1),
                 "storage": "embedded" if hub.store is not None else "external"}
+        if hub.targets_watcher is not None:
+            body["targets"] = len(hub.targets_watcher.targets)
+            body["targets_error"] = str(hub.targets_watcher.last_error or "") or None
         return JSONResponse(body)
 
     @app.get("/metrics", tags=["hub"])

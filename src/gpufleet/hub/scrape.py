@@ -67,19 +67,33 @@ class ScrapeState:
 # ---- reverse indexes over the catalogue -------------------------------------------------------
 
 
-def _inverse(scale: float) -> float:
-    # 1/1e-6 is 999999.9999999999 in floating point; snap to the integer so MHz -> Hz is exact.
-    inv = 1.0 / scale
-    r = round(inv)
-    return float(r) if r and abs(inv - r) <= 1e-9 * abs(inv) else inv
+class _Unscale:
+    """value_ours = value_theirs / scale, computed as one correctly rounded operation.
+
+    Dividing by 100 gives 0.41 for 41 where multiplying by 0.01 gives 0.41000000000000003;
+    for scales below one whose inverse is an integer (1e-6 for MHz), multiplying by that
+    integer is the exact route, since 1e-6 itself is not representable.
+    """
+
+    __slots__ = ("mul", "div")
+
+    def __init__(self, scale: float) -> None:
+        inv = 1.0 / scale
+        if scale < 1.0 and abs(inv - round(inv)) <= 1e-9 * inv:
+            self.mul, self.div = float(round(inv)), 1.0
+        else:
+            self.mul, self.div = 1.0, scale
+
+    def __call__(self, v: float) -> float:
+        return v * self.mul / self.div
 
 
-def _compat_index(attr: str) -> dict[str, dict[str, tuple[Metric, float]]]:
-    idx: dict[str, dict[str, tuple[Metric, float]]] = {}
+def _compat_index(attr: str) -> dict[str, dict[str, tuple[Metric, _Unscale]]]:
+    idx: dict[str, dict[str, tuple[Metric, _Unscale]]] = {}
     for m in CATALOGUE:
         c = getattr(m, attr)
         if c is not None:
-            idx.setdefault(c.name, {})[m.scope] = (m, _inverse(c.scale))
+            idx.setdefault(c.name, {})[m.scope] = (m, _Unscale(c.scale))
     return idx
 
 
@@ -205,8 +219,8 @@ class _Builder:
     def finish(self, target: Target, kind: str, now: float) -> NodeSnapshot:
         gpus = [self.gpus[i] for i in sorted(self.gpus)]
         collectors = [
-            CollectorStatus(collector=name, success=v.get("success", 1.0) != 0.0, duration=v.get("duration_seconds", 0.0),
-                            errors_total=int(v.get("errors_total", 0.0)))
+            CollectorStatus(collector=name, success=v.get("success", 1.0) != 0.0,
+                            duration=v.get("duration_seconds", 0.0), errors_total=int(v.get("errors_total", 0.0)))
             for name, v in self.collectors.items()
         ]
         backend = f"pull:{kind}/{self.backend}" if self.backend else f"pull:{kind}"
@@ -340,19 +354,18 @@ def _map_dcgm(samples: list[Sample], b: _Builder) -> int:
             mig = b.mig(g, gi, 0, labels.get("GPU_I_PROFILE", ""))
             if "mig" in entry:
                 m, inv = entry["mig"]
-                mig.values[m.key] = v * inv
+                mig.values[m.key] = inv(v)
                 continue
             # A device-wide field reported on a MIG row (temperature, power, ...) is the
-            # parent GPU's reading: keep it there, once.
+            # parent GPU's reading: keep it there, once. The instance's FB_FREE only feeds
+            # its total above.
             if "gpu" in entry and name != FB_FREE:
                 m, inv = entry["gpu"]
-                g.values.setdefault(m.key, v * inv)
-                continue
-            if name == FB_FREE:
-                continue  # only used for the instance's total below
+                g.values.setdefault(m.key, inv(v))
+            continue
         if "gpu" in entry:
             m, inv = entry["gpu"]
-            g.values[m.key] = v * inv
+            g.values[m.key] = inv(v)
         else:
             ignored += 1
     for (index, gi), f in fb.items():
@@ -422,13 +435,13 @@ def _map_allsmi(samples: list[Sample], b: _Builder) -> int:
                 continue
             model = labels.get("gpu", "")
             m, inv = entry["gpu"]
-            b.gpu(index, labels.get("uuid", ""), model, guess_vendor(model)).values[m.key] = v * inv
+            b.gpu(index, labels.get("uuid", ""), model, guess_vendor(model)).values[m.key] = inv(v)
         elif "node" in entry:
             m, inv = entry["node"]
             if m.key in b.values:  # several CPU sockets: the first row stands for the node
                 ignored += 1
                 continue
-            b.values[m.key] = v * inv
+            b.values[m.key] = inv(v)
         else:
             ignored += 1
     for g in b.gpus.values():
@@ -467,7 +480,7 @@ def _map_node_exporter(samples: list[Sample], b: _Builder, state: ScrapeState | 
             b.net(labels.get("device", "")).values[_NODE_EXPORTER_NET[name]] = v
         elif name in ("node_filesystem_size_bytes", "node_filesystem_avail_bytes", "node_filesystem_free_bytes"):
             ident = (labels.get("device", ""), labels.get("mountpoint", ""), labels.get("fstype", ""))
-            fs.setdefault(ident, {})[name[len("node_filesystem_"):]] = v
+            fs.setdefault(ident, {})[name[len("node_filesystem_"):-len("_bytes")]] = v
         elif name in _NODE_EXPORTER_DISK_IO:
             disk_io.setdefault(labels.get("device", ""), {})[_NODE_EXPORTER_DISK_IO[name]] = v
         elif name == "node_memory_SwapFree_bytes":
@@ -641,7 +654,9 @@ def _plan(target: Target, state: ScrapeState) -> Generator[_Request, _Reply, Nod
 def _timeout(target: Target, timeout: float | None) -> float:
     if timeout is not None:
         return timeout
-    return target.timeout if target.timeout is not None else DEFAULT_TIMEOUT
+    if target.timeout is not None:
+        return target.timeout
+    return min(DEFAULT_TIMEOUT, target.interval)  # never longer than the interval it runs in
 
 
 def _headers(req: _Request) -> dict[str, str]:

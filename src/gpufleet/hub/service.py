@@ -58,6 +58,7 @@ class Hub:
         self.last_lag = 0.0
         self._lags: deque[tuple[float, float]] = deque(maxlen=4096)
         self._dirty: set[str] = set()
+        self.scrape_states: dict[str, Any] = {}  # per target: counters from the previous scrape
         self.started = time.time()
         self._open_storage()
         self._restore()
@@ -66,6 +67,7 @@ class Hub:
 
         self.extensions: list[Any] = load_extensions(self)
         self.targets_watcher: Any = None
+        self._targets_error = ""
         if opts.targets is not None:
             from .targets import TargetsWatcher
 
@@ -243,12 +245,20 @@ class Hub:
                 await asyncio.to_thread(self.maintain)
             if self.targets_watcher is not None:
                 new = self.targets_watcher.poll()
+                err = str(self.targets_watcher.last_error or "")
+                if err != self._targets_error:
+                    self._targets_error = err
+                    if err:
+                        log.error("targets file has an error, keeping the last good targets: %s", err)
+                    else:
+                        log.info("targets file loaded: %d target(s)", len(self.targets_watcher.targets))
                 if new is not None:
                     targets = new
                     for t in targets:
-                        self.state.upsert_pulled(t.node, t.labels, t.url)
+                        labels = {k: val for k, val in t.labels.items() if k != "node"}  # node is the name
+                        self.state.upsert_pulled(t.node, labels, t.url)
                         v = self.fleet.view(t.node)
-                        v.labels, v.source, v.agent_url = t.labels, "pull", t.url
+                        v.labels, v.source, v.agent_url = labels, "pull", t.url
                 if targets:
                     import httpx
 
@@ -276,10 +286,11 @@ class Hub:
             log.exception("store flush failed")
 
     async def _scrape(self, target: Any, client: Any) -> None:
-        from .scrape import ScrapeError, scrape_async
+        from .scrape import ScrapeError, ScrapeState, scrape_async
 
+        state = self.scrape_states.setdefault(target.key, ScrapeState())
         try:
-            snap = await scrape_async(target, client)
+            snap = await scrape_async(target, client, state=state)
         except ScrapeError as e:
             self.counters["scrape_errors"] += 1
             self.fleet.mark_failed(target.node, str(e), time.time())

@@ -5,7 +5,7 @@
       kind: dcgm            # gpufleet | dcgm | all-smi | node_exporter | auto (default)
       scheme: http          # optional
       path: /metrics        # optional
-      interval: 15s         # optional: seconds or a Prometheus duration
+      interval: 15s         # optional (default 15s): seconds or a Prometheus duration
       timeout: 5s           # optional
 
 Files Algalon users already feed to vmagent/Prometheus work unchanged (only `targets` and
@@ -35,6 +35,7 @@ KINDS = ("auto", "gpufleet", "dcgm", "all-smi", "node_exporter")
 SCHEMES = ("http", "https")
 GROUP_KEYS = ("targets", "labels", "kind", "scheme", "path", "interval", "timeout")
 CHECK_EVERY = 5.0  # seconds between stat() calls: well inside the 30 s pick-up promise
+DEFAULT_INTERVAL = 15.0  # seconds between scrapes when a group sets no `interval`
 
 _LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?\Z")
@@ -59,7 +60,7 @@ class Target:
     scheme: str = "http"
     path: str = "/metrics"
     labels: dict[str, str] = field(default_factory=dict)
-    interval: float | None = None  # seconds; None = the hub's default
+    interval: float = DEFAULT_INTERVAL  # seconds between scrapes
     timeout: float | None = None
     source: str = ""  # "file:line" of the target, for messages
 
@@ -187,7 +188,8 @@ class _Reader:
         for name in [n for n in labels if n.startswith("__")]:
             del labels[name]
         kind = "auto"
-        interval = timeout = None
+        interval: float = DEFAULT_INTERVAL
+        timeout: float | None = None
         if "kind" in seen:
             kind = self.string(seen["kind"], "kind")
             if kind not in KINDS:
@@ -210,6 +212,9 @@ class _Reader:
                     interval = val
                 else:
                     timeout = val
+        if timeout is not None and timeout > interval:
+            # As Prometheus: a scrape that may outlast its interval would pile up behind itself.
+            raise self.fail(seen["timeout"], f"timeout ({timeout:g}s) must not exceed interval ({interval:g}s)")
 
         tnode = seen["targets"]
         if not isinstance(tnode, yaml.SequenceNode):
@@ -230,7 +235,7 @@ class _RawTarget:
     scheme: str
     path: str
     labels: dict[str, str]
-    interval: float | None
+    interval: float
     timeout: float | None
     line: int
 

@@ -1,0 +1,54 @@
+"""The hub's web UI: server-rendered pages, vanilla JS modules, live updates over SSE.
+
+Loaded by hub/extensions.py after the APIs are mounted. Pages: / (fleet), /nodes/NAME,
+/nodes/NAME/gpus/INDEX, /users, /users/NAME, and /alerts once an alerts API exists.
+Live stream: GET /api/v1/events (see events.py). docs/ui.md describes it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from .assets import MISSING_HINT, uplot_dir
+from .events import Broker
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from ..service import Hub
+
+log = logging.getLogger("gpufleet.hub.ui")
+
+TICK = 0.25  # seconds between change checks: well inside the shortest collection interval
+
+
+class UiExtension:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.broker = Broker(hub)
+        self.uplot = uplot_dir()
+        if self.uplot is None:
+            log.warning("web UI charts are disabled: %s", MISSING_HINT)
+
+    def mount(self, app: FastAPI) -> None:
+        from .routes import mount
+
+        mount(app, self)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.broker.tick()
+            except Exception:
+                # A bad snapshot must not end live updates for every open page.
+                log.exception("web UI live update failed")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=TICK)
+            except asyncio.TimeoutError:
+                pass
+        self.broker.close_all()
+
+    def close(self) -> None:
+        self.broker.close_all()

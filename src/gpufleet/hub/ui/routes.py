@@ -1,0 +1,181 @@
+"""HTTP routes of the web UI: pages, the SSE stream, our static files and the chart library."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from ... import __version__
+from ...catalogue import BY_SCOPE
+from .assets import MISSING_HINT, STATIC, TEMPLATES, UPLOT_FILES, static_version
+from .events import CLOSE, RESYNC, Subscriber, sse
+from .users import placements, users_table
+
+if TYPE_CHECKING:
+    from . import UiExtension
+
+PING = 10.0  # seconds between keep-alive events: the page's watchdog reconnects after 3 missed
+ALERTS_API = "/api/v1/alerts"
+RANGES = ("15m", "1h", "6h", "24h", "7d", "30d")
+_enc = msgspec.json.Encoder()
+
+
+def _catalogue(scope: str) -> dict[str, dict[str, str]]:
+    return {m.key: {"name": m.name, "help": m.help, "unit": m.unit, "display": m.display, "kind": m.kind}
+            for m in BY_SCOPE[scope] if m.kind != "info"}
+
+
+def _script_json(data: Any) -> str:
+    """JSON safe inside <script type="application/json">: no `</` can end the element early."""
+    raw = data if isinstance(data, (bytes, str)) else _enc.encode(data)
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return text.replace("</", "<\\/")
+
+
+def mount(app: FastAPI, ext: UiExtension) -> None:
+    hub, broker = ext.hub, ext.broker
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
+    version = static_version()
+
+    def has_alerts() -> bool:
+        return any(getattr(r, "path", None) == ALERTS_API for r in app.routes)
+
+    def page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        html = env.get_template(template).render(
+            request=request, v=version, version=__version__, alerts=has_alerts(),
+            charts=ext.uplot is not None, missing_hint=MISSING_HINT, **ctx)
+        # Pages embed live state, so a cached copy would start from stale data.
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+    def not_found(request: Request, what: str) -> HTMLResponse:
+        return page(request, "error.html", status=404, title="Not found", message=what)
+
+    # ---- pages ---------------------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def overview(request: Request) -> HTMLResponse:
+        broker.tick()  # publish pending changes first, so the embedded state matches the stream's seq
+        initial = {"epoch": broker.epoch, "seq": broker.seq, "t": time.time(), "full": broker.state}
+        return page(request, "overview.html", title="Fleet", nav="fleet", initial=_script_json(initial))
+
+    @app.get("/nodes/{name}", include_in_schema=False)
+    async def node_page(request: Request, name: str) -> HTMLResponse:
+        v = hub.node(name)
+        if v is None:
+            return not_found(request, f"There is no node named “{name}” in this fleet.")
+        initial = {"node": v.describe(), "snapshot": None, "ranges": RANGES,
+                   "catalogue": {"node": _catalogue("node"), "gpu": _catalogue("gpu")}}
+        snap = v.json.decode() if v.json else "null"
+        return page(request, "node.html", title=name, nav="fleet", name=name, view=v,
+                    initial=_script_json(_enc.encode(initial)[:-1].decode() + f',"snapshotJson":{snap}}}'))
+
+    @app.get("/nodes/{name}/gpus/{index}", include_in_schema=False)
+    async def gpu_page(request: Request, name: str, index: int) -> HTMLResponse:
+        v = hub.node(name)
+        if v is None:
+            return not_found(request, f"There is no node named “{name}” in this fleet.")
+        if v.snapshot is not None and all(g.index != index for g in v.snapshot.gpus):
+            return not_found(request, f"Node “{name}” has no GPU {index}.")
+        initial = {"node": v.describe(), "gpu": index, "ranges": RANGES,
+                   "catalogue": {"gpu": _catalogue("gpu"), "mig": _catalogue("mig")}}
+        snap = v.json.decode() if v.json else "null"
+        return page(request, "gpu.html", title=f"{name} · GPU {index}", nav="fleet", name=name, index=index,
+                    initial=_script_json(_enc.encode(initial)[:-1].decode() + f',"snapshotJson":{snap}}}'))
+
+    @app.get("/users", include_in_schema=False)
+    async def users_page(request: Request) -> HTMLResponse:
+        rows = users_table(hub.fleet.nodes.values())
+        return page(request, "users.html", title="Users", nav="users",
+                    initial=_script_json({"users": rows, "t": time.time()}))
+
+    @app.get("/users/{user}", include_in_schema=False)
+    async def user_page(request: Request, user: str) -> HTMLResponse:
+        rows = users_table(hub.fleet.nodes.values())
+        known = sorted({r["user"] for r in rows} | {user})
+        initial = {"user": user, "users": known, "ranges": RANGES, "t": time.time(),
+                   "summary": next((r for r in rows if r["user"] == user), None),
+                   "placements": placements(hub.fleet.nodes.values(), user)}
+        return page(request, "user.html", title=f"User {user}", nav="users", user=user,
+                    initial=_script_json(initial))
+
+    @app.get("/alerts", include_in_schema=False)
+    async def alerts_page(request: Request) -> HTMLResponse:
+        if not has_alerts():
+            return not_found(request, "Alerts are not part of this hub yet.")
+        return page(request, "alerts.html", title="Alerts", nav="alerts", initial="{}")
+
+    # ---- live stream -----------------------------------------------------------------------------------
+
+    @app.get("/api/v1/events", tags=["ui"])
+    async def events(
+        request: Request,
+        fleet: bool = Query(True, description="compact per-node deltas of the whole fleet (event `fleet`)"),
+        node: str | None = Query(None, description="this node's full snapshot on each change (event `node`)"),
+        users: bool = Query(False, description="the per-user table on each change (event `users`)"),
+        user: str | None = Query(None, description="one user's GPU processes on each change (event `user`)"),
+        since: str | None = Query(None, description="last event id seen (as Last-Event-ID): send only what was missed"),
+    ) -> StreamingResponse:
+        """Server-Sent Events for live pages: the first `fleet` event is the full state (or the
+        missed deltas), later ones carry only what changed. A `ping` event every 10 s."""
+        sub = broker.subscribe(Subscriber(fleet=fleet, node=node, users=users, user=user))
+        last_id = request.headers.get("last-event-id") or since
+
+        async def stream() -> Any:
+            try:
+                hello = {"epoch": broker.epoch, "version": __version__, "t": time.time()}
+                yield b"retry: 2000\n" + sse("hello", _enc.encode(hello))
+                if fleet:
+                    for m in broker.initial(last_id):
+                        yield m
+                if node is not None:
+                    for m in (broker.status_message(node), broker.node_message(node)):
+                        if m:
+                            yield m
+                if users:
+                    yield broker.users_message()
+                if user is not None:
+                    yield broker.user_message(user)
+                while True:
+                    try:
+                        msg = await asyncio.wait_for(sub.queue.get(), timeout=PING)
+                    except asyncio.TimeoutError:
+                        yield sse("ping", b'{"t":%.3f}' % time.time())
+                        continue
+                    if msg is CLOSE:
+                        return
+                    if msg is RESYNC:
+                        msg = broker.full_message() if fleet else b""
+                        if node is not None:
+                            msg += broker.node_message(node) or b""
+                        if not msg:
+                            continue
+                    yield msg
+            finally:
+                broker.unsubscribe(sub)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    # ---- files -----------------------------------------------------------------------------------------
+
+    app.mount("/ui/static", StaticFiles(directory=str(STATIC)), name="ui-static")
+
+    @app.get("/ui/vendor/{name}", include_in_schema=False)
+    async def vendor(name: str) -> Response:
+        if name not in UPLOT_FILES:
+            return Response("not found", status_code=404, media_type="text/plain")
+        if ext.uplot is None:
+            # The page checks for window.uPlot and shows this hint where the charts would be.
+            body = f"/* {MISSING_HINT} */\n" + (
+                f"window.GPUFLEET_CHARTS_MISSING = {json.dumps(MISSING_HINT)};" if name.endswith(".js") else "")
+            media = "text/javascript" if name.endswith(".js") else "text/css"
+            return Response(body, status_code=200, media_type=media, headers={"Cache-Control": "no-store"})
+        return FileResponse(ext.uplot / UPLOT_FILES[name], headers={"Cache-Control": "public, max-age=86400"})

@@ -1,0 +1,78 @@
+"""Compact per-node summaries for the fleet overview, and the deltas between two of them.
+
+A summary is a flat dict of short keys, so the difference between two is a plain dict
+comparison and a live update carries only the keys that changed. Values are rounded to
+what the overview shows (integer %, °C, W, MiB): jitter below display precision is no
+change, which keeps the deltas small. Keys (docs/ui.md lists them for API users):
+
+  st status, ts snapshot time, c CPU %, m memory %, mt memory bytes, n GPU count,
+  md GPU model, l labels, g<i> [util %, mem used MiB, temp °C, power W, processes],
+  gm<i> GPU memory MiB, gu<i> users on GPU i ("alice,bob"), gd<i> 1 when GPU i is lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..fleet import NodeView
+
+Summary = dict[str, Any]
+
+MiB = 1024 * 1024
+
+
+def pct(ratio: float | None) -> int | None:
+    """A 0-1 ratio as the integer percent the UI shows (the tests compare against this)."""
+    return None if ratio is None else int(round(ratio * 100))
+
+
+def _int(x: float | None, scale: float = 1.0) -> int | None:
+    return None if x is None else int(round(x / scale))
+
+
+def node_summary(v: NodeView) -> Summary:
+    s: Summary = {"st": v.status, "l": v.labels}
+    snap = v.snapshot
+    if snap is None:
+        s["n"] = 0
+        return s
+    s["ts"] = round(snap.timestamp, 2)
+    vals = snap.values
+    s["c"] = pct(vals.get("cpu_utilization_ratio"))
+    total = vals.get("memory_total_bytes")
+    used = vals.get("memory_used_bytes")
+    if total:
+        s["mt"] = int(total)
+        s["m"] = pct((used or 0.0) / total)
+    s["n"] = len(snap.gpus)
+    if snap.labels and not v.labels:
+        s["l"] = snap.labels
+    if snap.gpus:
+        models = {g.model for g in snap.gpus}
+        s["md"] = snap.gpus[0].model if len(models) == 1 else "mixed"
+    for g in snap.gpus:
+        gv = g.values
+        i = g.index
+        nproc = len(g.processes) if g.processes else _int(gv.get("processes")) or 0
+        s[f"g{i}"] = [pct(gv.get("utilization_ratio")), _int(gv.get("memory_used_bytes"), MiB),
+                      _int(gv.get("temperature_celsius")), _int(gv.get("power_watts")), nproc]
+        if gv.get("memory_total_bytes"):
+            s[f"gm{i}"] = _int(gv["memory_total_bytes"], MiB)
+        users = sorted({p.user or "?" for p in g.processes})
+        if users:
+            s[f"gu{i}"] = ",".join(users)
+        if not g.up or gv.get("up") == 0:
+            s[f"gd{i}"] = 1
+    return s
+
+
+def diff(old: Summary, new: Summary) -> Summary:
+    """Keys whose value changed, and None for keys that went away."""
+    out = {k: val for k, val in new.items() if old.get(k, _MISSING) != val}
+    for k in old:
+        if k not in new:
+            out[k] = None
+    return out
+
+
+_MISSING = object()

@@ -1,0 +1,61 @@
+"""The hub pulls a foreign exporter listed in a targets file: Debian's real node_exporter."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from realparts import Proc, free_port, gpufleet, node_exporter
+
+
+def test_hub_pulls_node_exporter_and_keeps_last_good_targets(tmp_path: Path) -> None:
+    with node_exporter(tmp_path) as (_, ne_url):
+        ne_addr = ne_url.removeprefix("http://")
+        targets = tmp_path / "targets.yaml"
+        targets.write_text(f"""
+- targets: ["{ne_addr}"]
+  labels: {{node: bare-metal-1, cluster: lab, datacenter: dc1}}
+  kind: node_exporter
+  interval: 1s
+""")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "d"),
+                            "--targets", str(targets)), tmp_path / "hub.log")
+        try:
+            hub.wait_http(f"{url}/healthz")
+            deadline = time.monotonic() + 30
+            snap = None
+            while time.monotonic() < deadline:
+                r = httpx.get(f"{url}/api/v1/nodes/bare-metal-1/snapshot")
+                cpus = r.json().get("cpus") if r.status_code == 200 else None
+                if cpus and all("utilization_ratio" in c.get("values", {}) for c in cpus):
+                    snap = r.json()
+                    break
+                time.sleep(0.5)
+            assert snap is not None, hub.log()[-2000:]
+            ne = httpx.get(f"{ne_url}/metrics").text
+            mem = next(float(line.split()[-1]) for line in ne.splitlines()
+                       if line.startswith("node_memory_MemTotal_bytes"))
+            assert snap["values"]["memory_total_bytes"] == mem
+            assert all(0 <= c["values"]["utilization_ratio"] <= 1 for c in snap["cpus"])
+            node = httpx.get(f"{url}/api/v1/nodes/bare-metal-1").json()
+            assert node["labels"] == {"cluster": "lab", "datacenter": "dc1"}
+            assert node["source"] == "pull" and node["status"] == "up"
+
+            # a broken file: the hub keeps the last good targets and says where the error is
+            targets.write_text("- targets: [\"no-port-here\"]\n")
+            deadline = time.monotonic() + 30
+            health = {}
+            while time.monotonic() < deadline:
+                health = httpx.get(f"{url}/healthz").json()
+                if health.get("targets_error"):
+                    break
+                time.sleep(0.5)
+            assert "targets.yaml:1" in health["targets_error"], health
+            assert health["targets"] == 1
+            assert "targets file has an error" in hub.log()
+        finally:
+            hub.stop()
