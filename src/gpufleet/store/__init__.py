@@ -1,0 +1,36 @@
+"""Embedded time-series store of the gpufleet hub.
+
+Public API::
+
+    store = TimeSeriesStore(path, options=StoreOptions())   # opens / recovers a directory
+    store.append(node, ts, keys, values) -> int              # one node push; returns #dropped dups
+    store.append_rows(node, timestamps, keys, rows) -> int   # several pushes at once (backfill)
+    store.flush()                                            # fsync WAL + catalog
+    store.maintain(now=None, *, full=False) -> dict          # cut head, merge, retention
+    store.query_range(metric, matchers, start, end, step, agg="avg") -> list[SeriesResult]
+    store.latest(node) -> (ts, {SeriesKey: value}) | None
+    store.series(metric=None, matchers=()) -> list[dict[str, str]]
+    store.stats() -> dict
+    store.close()
+
+* ``SeriesKey`` = ``(metric, ((label, value), ...))`` with labels sorted by name.
+  A series is identified by (node, key); results carry ``__name__`` and, unless
+  the key has its own, a ``node`` label.
+* ``values`` may hold NaN for "absent" (not stored); inf, wrong lengths, duplicate
+  keys and non-increasing timestamps raise ``ValueError``.  A push whose ts is at
+  or before the node's last stored ts is dropped (idempotent retries).
+* Appends are written to the WAL with one ``os.write`` before returning, so a
+  ``kill -9`` loses nothing that ``append`` returned for; torn WAL tails are
+  ignored on recovery.  ``flush()`` adds fsync for power loss.
+* ``query_range`` bins are ``[start + i*step, start + (i+1)*step)`` for
+  ``start + i*step <= end``; empty bins are omitted.  It reads the coarsest of
+  raw / 1 m / 1 h that gives >= 1 point per step and whose retention reaches
+  ``start`` (``choose_resolution`` tells which).
+* ``maintain`` is the only background work; call it periodically (no threads).
+"""
+from __future__ import annotations
+
+from .tsdb import SeriesResult, TimeSeriesStore
+from .types import HOUR, MINUTE, RAW, Matcher, SeriesKey, StoreOptions
+
+__all__ = ["TimeSeriesStore", "Matcher", "SeriesKey", "SeriesResult", "StoreOptions", "RAW", "MINUTE", "HOUR"]

@@ -1,0 +1,252 @@
+"""Immutable block files: one resolution, one aligned time window, all nodes.
+
+Layout::
+
+    "GFB1" | frames ... | index (msgpack) | <u64 index_off><u32 index_len><u32 crc> "GFB1"
+
+Per node there is one timestamp frame (a node's series share its push
+timestamps, so time costs ~nothing per series) and one frame per series holding
+a presence bitmap over the node's rows (omitted when always present) and the
+value columns (1 for raw; min, max, sum, count, last for rollups).  Every frame
+is its own zstd frame with a content checksum, so a single series is read
+without touching its neighbours.  Files are written to a temp name, fsynced and
+renamed, so a reader only ever sees complete blocks.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import zlib
+from typing import Any
+
+import msgspec
+import numpy as np
+import zstandard
+
+from . import codec
+
+MAGIC = b"GFB1"
+_FOOTER = struct.Struct("<QII4s")
+_U32 = struct.Struct("<I")
+
+NODE_DT = np.dtype(
+    [("nid", "<u4"), ("rows", "<u4"), ("ts_off", "<u8"), ("ts_len", "<u4"),
+     ("s_lo", "<u4"), ("s_hi", "<u4"), ("min_ts", "<f8"), ("max_ts", "<f8")]
+)
+SERIES_DT = np.dtype([("sid", "<u4"), ("node", "<u4"), ("off", "<u8"), ("len", "<u4"), ("count", "<u4")])
+
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder()
+
+
+def ncols_for(res: int) -> int:
+    return 1 if res == 0 else 5
+
+
+class BlockWriter:
+    """Streams nodes into a new block file; :meth:`finish` makes it visible."""
+
+    def __init__(self, path: str, res: int, window: int, seq: int, sources: list[int], level: int) -> None:
+        self.path = path
+        self.tmp = path + ".tmp"
+        self.res, self.window, self.seq, self.sources = res, window, seq, sources
+        self._fh = open(self.tmp, "wb")
+        self._fh.write(MAGIC)
+        self._pos = len(MAGIC)
+        self._zc = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        self._nodes: list[tuple[Any, ...]] = []
+        self._series: list[tuple[int, int, int, int, int]] = []
+        self.samples = 0
+        self._seen: set[int] = set()
+        self.compacted = bool(sources)
+
+    def _put(self, raw: bytes) -> tuple[int, int]:
+        comp = self._zc.compress(raw)
+        off = self._pos
+        self._fh.write(comp)
+        self._pos += len(comp)
+        return off, len(comp)
+
+    def add_node(self, nid: int, ts: np.ndarray, sids: np.ndarray, cols: list[np.ndarray]) -> None:
+        """Add one node: ts (rows,), sids (n,), cols = [rows x n] arrays, NaN = absent."""
+        rows = ts.size
+        if rows == 0:
+            return
+        if nid in self._seen:
+            raise ValueError(f"node {nid} added twice to block {self.path}")
+        self._seen.add(nid)
+        first = cols[0]
+        present = ~np.isnan(first)
+        counts = present.sum(axis=0)
+        s_lo = len(self._series)
+        node_row = len(self._nodes)
+        ts_off, ts_len = self._put(codec.encode(ts))
+        full = rows
+        for j in range(sids.size):
+            cnt = int(counts[j])
+            if cnt == 0:
+                continue
+            if cnt == full:
+                parts = [b"\x00"]
+                vals = [c[:, j] for c in cols]
+            else:
+                mask = present[:, j]
+                parts = [b"\x01", np.packbits(mask).tobytes()]
+                vals = [c[mask, j] for c in cols]
+            for v in vals:
+                enc = codec.encode(v)
+                parts.append(_U32.pack(len(enc)))
+                parts.append(enc)
+            off, ln = self._put(b"".join(parts))
+            self._series.append((int(sids[j]), node_row, off, ln, cnt))
+            self.samples += cnt
+        self._nodes.append((nid, rows, ts_off, ts_len, s_lo, len(self._series),
+                            float(ts[0]), float(ts[-1])))
+
+    def finish(self) -> str | None:
+        """Write the index, fsync, rename into place. Returns the path, or None if empty."""
+        if not self._series:
+            self._fh.close()
+            os.unlink(self.tmp)
+            return None
+        nodes = np.array(self._nodes, dtype=NODE_DT)
+        series = np.array(self._series, dtype=SERIES_DT)
+        order = np.argsort(series["sid"], kind="stable").astype("<u4")
+        index = _enc.encode({
+            "res": self.res, "window": self.window, "seq": self.seq, "sources": self.sources,
+            "min_ts": float(nodes["min_ts"].min()), "max_ts": float(nodes["max_ts"].max()),
+            "samples": self.samples, "nodes": nodes.tobytes(), "series": series.tobytes(),
+            "order": order.tobytes(), "compacted": self.compacted,
+        })
+        self._fh.write(index)
+        self._fh.write(_FOOTER.pack(self._pos, len(index), zlib.crc32(index), MAGIC))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        os.replace(self.tmp, self.path)
+        _fsync_dir(os.path.dirname(self.path))
+        return self.path
+
+    def abort(self) -> None:
+        self._fh.close()
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Block:
+    """A read-only, memory-mapped block."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size < len(MAGIC) + _FOOTER.size:
+                raise ValueError(f"block {path} is truncated")
+            self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self.nbytes = size
+        off, ln, crc, magic = _FOOTER.unpack_from(self._mm, size - _FOOTER.size)
+        if magic != MAGIC or self._mm[:4] != MAGIC or off + ln > size:
+            raise ValueError(f"block {path} has a bad footer")
+        raw = self._mm[off : off + ln]
+        if zlib.crc32(raw) != crc:
+            raise ValueError(f"block {path} index checksum mismatch")
+        meta = _dec.decode(raw)
+        self.res: int = meta["res"]
+        self.window: int = meta["window"]
+        self.seq: int = meta["seq"]
+        self.sources: list[int] = list(meta["sources"])
+        self.min_ts: float = meta["min_ts"]
+        self.max_ts: float = meta["max_ts"]
+        self.samples: int = meta["samples"]
+        self.compacted: bool = bool(meta.get("compacted", False))
+        self.nodes = np.frombuffer(meta["nodes"], NODE_DT)
+        self.series = np.frombuffer(meta["series"], SERIES_DT)
+        self._order = np.frombuffer(meta["order"], "<u4")
+        self._sorted_sids = self.series["sid"][self._order]
+        self._node_row = {int(n): i for i, n in enumerate(self.nodes["nid"])}
+        self._zd = zstandard.ZstdDecompressor()
+        self._ts_cache: dict[int, np.ndarray] = {}
+        self.ncols = ncols_for(self.res)
+
+    def close(self) -> None:
+        try:
+            self._mm.close()
+        except BufferError:
+            pass  # a numpy view still references the map; GC closes it
+
+    def node_max_ts(self) -> dict[int, float]:
+        return {int(n): float(t) for n, t in zip(self.nodes["nid"], self.nodes["max_ts"])}
+
+    def has_node(self, nid: int) -> bool:
+        return nid in self._node_row
+
+    def _frame(self, off: int, ln: int) -> bytes:
+        return self._zd.decompress(self._mm[off : off + ln])
+
+    def node_ts(self, node_row: int) -> np.ndarray:
+        ts = self._ts_cache.get(node_row)
+        if ts is None:
+            rec = self.nodes[node_row]
+            ts = codec.decode(self._frame(int(rec["ts_off"]), int(rec["ts_len"])), int(rec["rows"]))
+            if len(self._ts_cache) > 256:
+                self._ts_cache.clear()
+            self._ts_cache[node_row] = ts
+        return ts
+
+    def _decode_series(self, row: int) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
+        rec = self.series[row]
+        node_row = int(rec["node"])
+        ts = self.node_ts(node_row)
+        count = int(rec["count"])
+        buf = self._frame(int(rec["off"]), int(rec["len"]))
+        pos = 1
+        mask: np.ndarray | None = None
+        if buf[0] == 1:
+            nb = (ts.size + 7) // 8
+            mask = np.unpackbits(np.frombuffer(buf, np.uint8, nb, 1), count=ts.size).astype(bool)
+            pos += nb
+        cols = []
+        for _ in range(self.ncols):
+            (ln,) = _U32.unpack_from(buf, pos)
+            pos += 4
+            cols.append(codec.decode(memoryview(buf)[pos : pos + ln], count))
+            pos += ln
+        return ts, mask, cols
+
+    def read_series(self, sid: int) -> tuple[np.ndarray, list[np.ndarray]] | None:
+        """Timestamps and columns of the present samples of one series, or None."""
+        i = int(np.searchsorted(self._sorted_sids, sid))
+        if i >= self._sorted_sids.size or int(self._sorted_sids[i]) != sid:
+            return None
+        ts, mask, cols = self._decode_series(int(self._order[i]))
+        return (ts if mask is None else ts[mask]), cols
+
+    def read_node(self, nid: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None:
+        """A node as a dense grid: ts (rows,), sids (n,), ncols arrays rows x n (NaN = absent)."""
+        node_row = self._node_row.get(nid)
+        if node_row is None:
+            return None
+        rec = self.nodes[node_row]
+        lo, hi = int(rec["s_lo"]), int(rec["s_hi"])
+        ts = self.node_ts(node_row)
+        sids = self.series["sid"][lo:hi].astype(np.int64)
+        grids = [np.full((ts.size, hi - lo), np.nan) for _ in range(self.ncols)]
+        for j, row in enumerate(range(lo, hi)):
+            _, mask, cols = self._decode_series(row)
+            for g, c in zip(grids, cols):
+                if mask is None:
+                    g[:, j] = c
+                else:
+                    g[mask, j] = c
+        return ts, sids, grids

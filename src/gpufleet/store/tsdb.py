@@ -1,0 +1,555 @@
+"""TimeSeriesStore: ties catalog, WAL, head, blocks, rollups and queries together.
+
+Directory layout::
+
+    LOCK                      flock'd while open (one writer per directory)
+    series.log                catalog: node and series ids (append-only, CRC'd)
+    wal/<gen>.log             WAL of the head (append-only, CRC'd)
+    blocks/r<res>/<window>-<seq>.blk   immutable blocks (res 0 = raw, 60, 3600)
+
+Write path: append -> WAL (one os.write, so in the OS before returning) ->
+head.  ``maintain(now)`` freezes the head into level-0 blocks (raw + 1m + 1h
+rollups, split at raw window boundaries), starts a new WAL generation and
+deletes the old one, merges blocks of a window into one (re-encoding at a
+higher zstd level), and drops blocks past retention.  Crash between steps is
+safe: replayed WAL samples older than a node's newest block are dropped as
+duplicates, and a merged block lists its sources so leftovers are deleted on
+open.
+"""
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import struct
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import query as q
+from .block import Block, BlockWriter
+from .catalog import Catalog
+from .head import NodeState, Segment
+from .rollup import Grid, merge_grids, rollup_grid
+from .types import RAW, RESOLUTIONS, ROLLUPS, Matcher, SeriesKey, StoreOptions
+from .wal import RecordLog
+
+_SCHEMA = struct.Struct("<BIII")  # type 1, schema id, node id, n
+_DATA = struct.Struct("<BIdI")  # type 2, schema id, ts, n   + n float64
+_ROWS = struct.Struct("<BIII")  # type 3, schema id, rows, n + rows float64 ts + rows*n float64
+_REC_HDR = struct.Struct("<II")
+
+
+class SeriesResult(NamedTuple):
+    labels: dict[str, str]
+    timestamps: np.ndarray
+    values: list[float]
+
+
+class TimeSeriesStore:
+    """Embedded time-series store for the hub. See ``gpufleet.store`` for the API summary."""
+
+    def __init__(self, path: str, options: StoreOptions | None = None) -> None:
+        self.path = os.path.abspath(path)
+        self.opts = options or StoreOptions()
+        self.opts.validate()
+        os.makedirs(self.path, exist_ok=True)
+        self._lock_fd = os.open(os.path.join(self.path, "LOCK"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise RuntimeError(f"store {self.path} is open in another process") from None
+        self.catalog = Catalog(os.path.join(self.path, "series.log"))
+        self._nodes: dict[str, NodeState] = {}
+        self._by_nid: dict[int, NodeState] = {}
+        self._blocks: dict[int, list[Block]] = {res: [] for res in RESOLUTIONS}
+        self._seq = 1
+        self._max_ts = float("-inf")
+        self._clock_now = float("-inf")
+        self._head_nodes: set[int] = set()
+        self._head_samples = 0
+        self._next_schema = 1
+        self.dropped_total = 0
+        self._load_blocks()
+        self._replay_wal()
+
+    # ------------------------------------------------------------------ open
+    def _block_dir(self, res: int) -> str:
+        return os.path.join(self.path, "blocks", f"r{res}")
+
+    def _load_blocks(self) -> None:
+        found: list[Block] = []
+        for res in RESOLUTIONS:
+            d = self._block_dir(res)
+            os.makedirs(d, exist_ok=True)
+            for name in sorted(os.listdir(d)):
+                full = os.path.join(d, name)
+                if name.endswith(".tmp"):
+                    os.unlink(full)  # an unfinished write; its inputs still exist
+                elif name.endswith(".blk"):
+                    try:
+                        found.append(Block(full))
+                    except ValueError:
+                        os.replace(full, full + ".corrupt")  # keep for inspection, never read
+        superseded = {s for b in found for s in b.sources}
+        for b in found:
+            if b.seq in superseded:  # a merge finished but its inputs were not yet deleted
+                b.close()
+                os.unlink(b.path)
+                continue
+            self._blocks[b.res].append(b)
+            self._seq = max(self._seq, b.seq + 1)
+        for res in RESOLUTIONS:
+            self._blocks[res].sort(key=lambda b: b.seq)
+        for b in self._blocks[RAW]:
+            for nid, ts in b.node_max_ts().items():
+                st = self._state_by_nid(nid)
+                st.last_ts = max(st.last_ts, ts)
+                self._max_ts = max(self._max_ts, ts)
+
+    def _state_by_nid(self, nid: int) -> NodeState:
+        st = self._by_nid.get(nid)
+        if st is None:
+            name = self.catalog.node_names[nid]
+            st = NodeState(nid, name)
+            self._nodes[name] = st
+            self._by_nid[nid] = st
+        return st
+
+    def _wal_files(self) -> list[str]:
+        d = os.path.join(self.path, "wal")
+        os.makedirs(d, exist_ok=True)
+        return [os.path.join(d, n) for n in sorted(os.listdir(d)) if n.endswith(".log")]
+
+    def _replay_wal(self) -> None:
+        files = self._wal_files()
+        schemas: dict[int, tuple[int, np.ndarray]] = {}
+        for i, path in enumerate(files):
+            if i < len(files) - 1:
+                log_records, _ = _read(path)
+            else:
+                self._wal = RecordLog(path)
+                log_records = self._wal.recovered
+                self._wal.recovered = []
+            for rec in log_records:
+                self._apply_wal(rec, schemas)
+        if not files:
+            self._wal = RecordLog(os.path.join(self.path, "wal", f"{1:010d}.log"))
+        self._wal_gen = int(os.path.basename(self._wal.path).split(".")[0])
+        self._next_schema = max(schemas, default=0) + 1
+
+    def _apply_wal(self, rec: bytes, schemas: dict[int, tuple[int, np.ndarray]]) -> None:
+        kind = rec[0]
+        if kind == 1:
+            _, sch, nid, n = _SCHEMA.unpack_from(rec)
+            schemas[sch] = (nid, np.frombuffer(rec, "<u4", n, _SCHEMA.size).astype(np.int64))
+            return
+        if kind == 2:
+            _, sch, ts, n = _DATA.unpack_from(rec)
+            tss = np.array([ts])
+            rows = np.frombuffer(rec, "<f8", n, _DATA.size).reshape(1, n)
+        elif kind == 3:
+            _, sch, m, n = _ROWS.unpack_from(rec)
+            tss = np.frombuffer(rec, "<f8", m, _ROWS.size)
+            rows = np.frombuffer(rec, "<f8", m * n, _ROWS.size + 8 * m).reshape(m, n)
+        else:
+            return
+        nid, sids = schemas[sch]
+        st = self._state_by_nid(nid)
+        keep = tss > st.last_ts
+        if not keep.any():
+            return
+        tss, rows = tss[keep], rows[keep]
+        seg = st.cur
+        if seg is None or seg.schema_id != sch:
+            keys = tuple(self.catalog.key(int(s)) for s in sids)
+            seg = Segment(sch, keys, sids)
+            st.segments.append(seg)
+            st.cur = seg
+        seg.append_rows(tss, rows)
+        self._note_appended(st, float(tss[-1]), rows.size)
+
+    # ---------------------------------------------------------------- ingest
+    def _note_appended(self, st: NodeState, last: float, count: int) -> None:
+        st.last_ts = last
+        st.samples += count
+        self._head_samples += count
+        self._head_nodes.add(st.nid)
+        if last > self._max_ts:
+            self._max_ts = last
+
+    def _node(self, node: str) -> NodeState:
+        st = self._nodes.get(node)
+        if st is None:
+            nid = self.catalog.node_id(node)
+            assert nid is not None
+            st = self._state_by_nid(nid)
+        return st
+
+    def _segment_for(self, st: NodeState, keys: Sequence[SeriesKey]) -> Segment:
+        k = keys if type(keys) is tuple else tuple(keys)
+        seg = st.cur
+        if seg is not None and (k is seg.keys or k == seg.keys):
+            return seg
+        sids = np.array(self.catalog.sids_for(st.nid, k), dtype=np.int64)
+        if np.unique(sids).size != sids.size:
+            seen: set[SeriesKey] = set()
+            for key, sid in zip(k, sids):
+                if int(sid) in seen:  # type: ignore[comparison-overlap]
+                    raise ValueError(f"series {key!r} appears twice in one batch for node {st.name!r}")
+                seen.add(int(sid))  # type: ignore[arg-type]
+        sch = self._next_schema
+        self._next_schema += 1
+        self._wal.append(_SCHEMA.pack(1, sch, st.nid, sids.size) + sids.astype("<u4").tobytes())
+        seg = Segment(sch, k, sids)
+        st.segments.append(seg)
+        st.cur = seg
+        return seg
+
+    @staticmethod
+    def _values(values: Any, n: int, node: str, keys: Sequence[SeriesKey], shape: tuple[int, ...]) -> np.ndarray:
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"values for node {node!r} must be numbers") from None
+        if arr.shape != shape:
+            raise ValueError(f"node {node!r}: {len(keys)} keys but values have shape {arr.shape}, expected {shape}")
+        if np.isinf(arr).any():
+            pos = np.argwhere(np.isinf(arr))[0]
+            raise ValueError(f"node {node!r}: infinite value for series {keys[int(pos[-1])]!r} (use NaN for absent)")
+        return arr
+
+    def append(self, node: str, ts: float, keys: Sequence[SeriesKey], values: Sequence[float]) -> int:
+        """Append one node's push (all samples share ts). Returns the number of samples dropped as duplicates."""
+        if not isinstance(ts, (int, float)) or not math.isfinite(ts):
+            raise ValueError(f"node {node!r}: timestamp must be a finite number, got {ts!r}")
+        n = len(keys)
+        arr = self._values(values, n, node, keys, (n,))
+        st = self._node(node)
+        if ts <= st.last_ts:
+            self.dropped_total += n
+            return n
+        if n == 0:
+            return 0
+        seg = self._segment_for(st, keys)
+        ts = float(ts)
+        payload = _DATA.pack(2, seg.schema_id, ts, n) + arr.tobytes()
+        self._wal.append(payload)
+        seg.append(ts, arr)
+        self._note_appended(st, ts, n)
+        return 0
+
+    def append_rows(self, node: str, timestamps: Sequence[float], keys: Sequence[SeriesKey], rows: Any) -> int:
+        """Append several pushes of one node with the same series list (backfill, bulk load).
+
+        ``rows`` is len(timestamps) x len(keys). Timestamps must strictly increase;
+        rows at or before the node's last stored time are dropped and counted.
+        """
+        try:
+            tss = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError(f"node {node!r}: timestamps must be numbers") from None
+        if not np.isfinite(tss).all():
+            raise ValueError(f"node {node!r}: timestamps must be finite")
+        if tss.size > 1 and not (np.diff(tss) > 0).all():
+            raise ValueError(f"node {node!r}: timestamps within a batch must strictly increase")
+        n = len(keys)
+        arr = self._values(rows, n, node, keys, (tss.size, n))
+        st = self._node(node)
+        keep = tss > st.last_ts
+        dropped = int((~keep).sum()) * n
+        self.dropped_total += dropped
+        if not keep.any() or n == 0:
+            return dropped
+        tss, arr = tss[keep], np.ascontiguousarray(arr[keep])
+        seg = self._segment_for(st, keys)
+        self._wal.append(_ROWS.pack(3, seg.schema_id, tss.size, n) + tss.tobytes() + arr.tobytes())
+        seg.append_rows(tss, arr)
+        self._note_appended(st, float(tss[-1]), arr.size)
+        return dropped
+
+    def flush(self) -> None:
+        """fsync the WAL and catalog (appends are already in the OS; this covers power loss)."""
+        self.catalog.flush(True)
+        self._wal.flush(True)
+
+    # ----------------------------------------------------------- maintenance
+    def maintain(self, now: float | None = None, *, full: bool = False) -> dict[str, int]:
+        """Cut the head into blocks, merge blocks, apply retention. Cheap when idle.
+
+        ``full=True`` cuts the head regardless of its age and merges every window
+        (used before measuring size, and by tests).
+        """
+        now = time.time() if now is None else float(now)
+        self._clock_now = max(self._clock_now, now)
+        done = {"cut": 0, "merged": 0, "deleted": 0}
+        if self._head_samples and (full or self._head_due(now)):
+            self._cut_head()
+            done["cut"] = 1
+        done["deleted"] = self._retention(now)
+        done["merged"] = self._compact(now, full)
+        return done
+
+    def _head_due(self, now: float) -> bool:
+        if self._head_samples >= self.opts.max_head_samples:
+            return True
+        firsts = [self._by_nid[n].first_ts() for n in self._head_nodes]
+        first = min((f for f in firsts if f is not None), default=None)
+        return first is not None and now - first >= self.opts.head_span_s
+
+    def _new_writer(self, res: int, window: int, sources: list[int], level: int) -> BlockWriter:
+        seq = self._seq
+        self._seq += 1
+        path = os.path.join(self._block_dir(res), f"{window:012d}-{seq:010d}.blk")
+        return BlockWriter(path, res, window, seq, sources, level)
+
+    def _cut_head(self) -> None:
+        writers: dict[tuple[int, int], BlockWriter] = {}
+        wins = self.opts.windows
+
+        def writer(res: int, window: int) -> BlockWriter:
+            w = writers.get((res, window))
+            if w is None:
+                w = writers[(res, window)] = self._new_writer(res, window, [], self.opts.zstd_level_head)
+            return w
+
+        try:
+            for nid in sorted(self._head_nodes):
+                grid = self._by_nid[nid].grid()
+                if grid is None:
+                    continue
+                ts, sids, (vals,) = grid
+                # A writer may receive each node once, so split every resolution's
+                # rows by that resolution's window (buckets never straddle one).
+                for w0, lo, hi in _windows(ts, wins[RAW]):
+                    writer(RAW, w0).add_node(nid, ts[lo:hi], sids, [vals[lo:hi]])
+                for res in ROLLUPS:
+                    bts, cols = rollup_grid(ts, vals, res)
+                    for w0, lo, hi in _windows(bts, wins[res]):
+                        writer(res, w0).add_node(nid, bts[lo:hi], sids, [c[lo:hi] for c in cols])
+            new_blocks = [p for p in (w.finish() for w in writers.values()) if p]
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
+        for p in new_blocks:
+            b = Block(p)
+            self._blocks[b.res].append(b)
+        # Blocks are durable; only now may the WAL generation that fed them go.
+        old = self._wal
+        self._wal_gen += 1
+        self._wal = RecordLog(os.path.join(self.path, "wal", f"{self._wal_gen:010d}.log"))
+        old.close()
+        for path in self._wal_files():
+            if path != self._wal.path:
+                os.unlink(path)
+        for nid in self._head_nodes:
+            self._by_nid[nid].clear_head()
+        self._head_nodes.clear()
+        self._head_samples = 0
+
+    def _retention(self, now: float) -> int:
+        deleted = 0
+        for res in RESOLUTIONS:
+            horizon = now - self.opts.retention[res]
+            keep = []
+            for b in self._blocks[res]:
+                if b.max_ts < horizon:
+                    b.close()
+                    os.unlink(b.path)
+                    deleted += 1
+                else:
+                    keep.append(b)
+            self._blocks[res] = keep
+        return deleted
+
+    def _compact(self, now: float, full: bool) -> int:
+        merged = 0
+        for res in RESOLUTIONS:
+            width = self.opts.windows[res]
+            groups: dict[int, list[Block]] = defaultdict(list)
+            for b in self._blocks[res]:
+                groups[b.window].append(b)
+            for window, blks in groups.items():
+                final = window + width + self.opts.window_grace_s <= now
+                many = len(blks) >= 2 and (full or final or len(blks) >= self.opts.merge_fanout)
+                # a lone head-cut block of a finished window is re-encoded once at the higher level
+                lone = len(blks) == 1 and not blks[0].compacted and (full or final)
+                if many or lone:
+                    self._merge(res, window, blks)
+                    merged += 1
+        return merged
+
+    def _merge(self, res: int, window: int, blks: list[Block]) -> None:
+        w = self._new_writer(res, window, [b.seq for b in blks], self.opts.zstd_level_compact)
+        try:
+            nids = sorted({int(n) for b in blks for n in b.nodes["nid"]})
+            for nid in nids:
+                parts = [g for g in (b.read_node(nid) for b in blks) if g is not None]
+                if parts:
+                    ts, sids, cols = merge_grids(parts, res)
+                    w.add_node(nid, ts, sids, cols)
+            path = w.finish()
+        except BaseException:
+            w.abort()
+            raise
+        gone = {id(b) for b in blks}
+        rest = [b for b in self._blocks[res] if id(b) not in gone]
+        if path:
+            rest.append(Block(path))
+        self._blocks[res] = sorted(rest, key=lambda b: b.seq)
+        for b in blks:
+            b.close()
+            os.unlink(b.path)
+
+    # ----------------------------------------------------------------- query
+    def now(self) -> float:
+        """The store's clock: the later of the newest sample and the last maintain(now)."""
+        t = max(self._max_ts, self._clock_now)
+        return t if math.isfinite(t) else time.time()
+
+    def choose_resolution(self, start: float, end: float, step: float) -> int:
+        """Resolution (0 = raw, 60, 3600) a query_range with these bounds reads."""
+        return q.choose_resolution(start, step, self.now(), self.opts.retention, RESOLUTIONS)
+
+    def _gather(self, sid: int, res: int, lo: float, hi: float) -> tuple[np.ndarray, list[np.ndarray]] | None:
+        ts_parts: list[np.ndarray] = []
+        col_parts: list[list[np.ndarray]] = []
+        for b in self._blocks[res]:
+            if b.max_ts < lo or b.min_ts > hi:
+                continue
+            got = b.read_series(sid)
+            if got is not None:
+                ts_parts.append(got[0])
+                col_parts.append(got[1])
+        st = self._by_nid.get(self.catalog.node_of(sid))
+        if st is not None and st.samples:
+            got_h = st.series(sid)
+            if got_h is not None:
+                hts, hv = got_h
+                if res == RAW:
+                    ts_parts.append(hts)
+                    col_parts.append([hv])
+                elif hts.size:
+                    bts, cols = rollup_grid(hts, hv[:, None], res)
+                    ts_parts.append(bts)
+                    col_parts.append([c[:, 0] for c in cols])
+        if not ts_parts:
+            return None
+        if len(ts_parts) == 1:
+            return ts_parts[0], col_parts[0]
+        ts = np.concatenate(ts_parts)
+        cols = [np.concatenate(c) for c in zip(*col_parts)]
+        if ts.size > 1 and not (np.diff(ts) >= 0).all():
+            order = np.argsort(ts, kind="stable")  # stable: the later block wins "last"
+            ts = ts[order]
+            cols = [c[order] for c in cols]
+        return ts, cols
+
+    def query_range(self, metric: str, matchers: Sequence[Matcher], start: float, end: float,
+                    step: float, agg: str = "avg") -> list[SeriesResult]:
+        """Aggregate each matching series onto bins [start + i*step, +step) for start + i*step <= end."""
+        nbins = q.validate_range(start, end, step, agg)
+        res = self.choose_resolution(start, end, step)
+        out: list[SeriesResult] = []
+        hi = start + nbins * step
+        for sid in self.catalog.match(metric, matchers):
+            got = self._gather(sid, res, start, hi)
+            if got is None:
+                continue
+            ts, vals = q.aggregate(got[0], got[1], res, float(start), float(step), nbins, agg)
+            if ts.size:
+                out.append(SeriesResult(self.catalog.labels(sid), ts, vals.tolist()))
+        return out
+
+    def latest(self, node: str) -> tuple[float, dict[SeriesKey, float]] | None:
+        """The node's most recent push as (ts, {series key: value}), or None if unknown."""
+        st = self._nodes.get(node)
+        if st is None:
+            return None
+        if st.cur is not None and st.cur.n:
+            seg = st.cur
+            row = seg.buf[seg.n - 1]
+            return float(seg.ts[seg.n - 1]), {
+                self.catalog.key(int(s)): float(v) for s, v in zip(seg.sids, row)}
+        for b in reversed(self._blocks[RAW]):
+            if b.has_node(st.nid):
+                grid = b.read_node(st.nid)
+                if grid is None:
+                    continue
+                ts, sids, (vals,) = grid
+                row = vals[-1]
+                return float(ts[-1]), {
+                    self.catalog.key(int(s)): float(v) for s, v in zip(sids, row) if not math.isnan(v)}
+        return None
+
+    def series(self, metric: str | None = None, matchers: Sequence[Matcher] = ()) -> list[dict[str, str]]:
+        """Label sets (with __name__ and node) of known series matching metric and matchers."""
+        return [self.catalog.labels(s) for s in self.catalog.match(metric, matchers)]
+
+    def stats(self) -> dict[str, Any]:
+        """Bytes on disk, sample and series counts, bytes per raw sample."""
+        by_res = {res: sum(b.nbytes for b in self._blocks[res]) for res in RESOLUTIONS}
+        total = 0
+        for root, _dirs, files in os.walk(self.path):
+            for f in files:
+                try:
+                    total += os.path.getsize(os.path.join(root, f))
+                except FileNotFoundError:
+                    pass
+        block_samples = sum(b.samples for b in self._blocks[RAW])
+        samples = block_samples + self._head_samples
+        return {
+            "bytes_on_disk": total,
+            "bytes_raw_blocks": by_res[RAW],
+            "bytes_rollup_1m": by_res[60],
+            "bytes_rollup_1h": by_res[3600],
+            "bytes_wal": self._wal.size,
+            "samples": samples,
+            "samples_in_blocks": block_samples,
+            "samples_in_head": self._head_samples,
+            "series": len(self.catalog.series),
+            "nodes": len(self.catalog.node_names),
+            "blocks": {res: len(self._blocks[res]) for res in RESOLUTIONS},
+            "bytes_per_sample": total / samples if samples else 0.0,
+            "raw_block_bytes_per_sample": by_res[RAW] / block_samples if block_samples else 0.0,
+            "dropped_duplicates": self.dropped_total,
+        }
+
+    # ------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Release files and the directory lock (the head stays in the WAL for the next open)."""
+        if self._lock_fd < 0:
+            return
+        self._wal.close()
+        self.catalog.close()
+        for blks in self._blocks.values():
+            for b in blks:
+                b.close()
+        os.close(self._lock_fd)
+        self._lock_fd = -1
+
+    def __enter__(self) -> TimeSeriesStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _windows(ts: np.ndarray, width: int) -> list[tuple[int, int, int]]:
+    """(window start, lo, hi) row ranges of sorted times split at multiples of width."""
+    wstart = (np.floor(ts / width) * width).astype(np.int64)
+    bounds = np.flatnonzero(np.diff(wstart)) + 1
+    los = np.r_[0, bounds]
+    his = np.r_[bounds, ts.size]
+    return [(int(wstart[lo]), int(lo), int(hi)) for lo, hi in zip(los, his)]
+
+
+def _read(path: str) -> tuple[list[bytes], int]:
+    from .wal import read_records
+
+    return read_records(path)

@@ -1,0 +1,99 @@
+"""Shared types of the time-series store: series keys, matchers, options."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Literal, Mapping
+
+# (metric name, sorted (label, value) pairs). Tuples so they hash and compare cheaply.
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+Agg = Literal["avg", "max", "min", "last"]
+
+RAW = 0  # resolution 0 = raw samples; rollups are named by their bucket width in seconds
+MINUTE = 60
+HOUR = 3600
+RESOLUTIONS: tuple[int, ...] = (RAW, MINUTE, HOUR)
+ROLLUPS: tuple[int, ...] = (MINUTE, HOUR)
+AGGS: frozenset[str] = frozenset({"avg", "max", "min", "last"})
+
+_OPS = ("=", "!=", "=~", "!~")
+
+
+@lru_cache(maxsize=1024)
+def _compile(pattern: str) -> re.Pattern[str]:
+    # PromQL anchors regex matchers at both ends; fullmatch gives the same semantics.
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regex in matcher: {pattern!r}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """A PromQL-style label matcher: ``name op value`` with op in ``= != =~ !~``.
+
+    A label that is absent counts as the empty string, as in PromQL, so
+    ``Matcher("pod", "=", "")`` selects series without a ``pod`` label.
+    """
+
+    name: str
+    op: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if self.op not in _OPS:
+            raise ValueError(f"matcher op must be one of {_OPS}, got {self.op!r}")
+        if not isinstance(self.name, str) or not isinstance(self.value, str):
+            raise ValueError("matcher name and value must be strings")
+        if self.op in ("=~", "!~"):
+            _compile(self.value)  # fail early on a bad pattern
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        got = labels.get(self.name, "")
+        if self.op == "=":
+            return got == self.value
+        if self.op == "!=":
+            return got != self.value
+        hit = _compile(self.value).fullmatch(got) is not None
+        return hit if self.op == "=~" else not hit
+
+
+def _default_retention() -> dict[int, float]:
+    return {RAW: 2 * 86400.0, MINUTE: 30 * 86400.0, HOUR: 400 * 86400.0}
+
+
+def _default_windows() -> dict[int, int]:
+    # Block windows nest (7200 divides 86400 divides 2592000) so a raw window's
+    # rollups never straddle a rollup window; bucket widths divide the raw window.
+    return {RAW: 7200, MINUTE: 86400, HOUR: 30 * 86400}
+
+
+@dataclass(slots=True)
+class StoreOptions:
+    """Tunables; the defaults are the product defaults."""
+
+    retention: dict[int, float] = field(default_factory=_default_retention)
+    windows: dict[int, int] = field(default_factory=_default_windows)
+    # The in-memory head is frozen into a block once it holds this many seconds
+    # of data (or max_head_samples), bounding memory and WAL replay time.
+    head_span_s: float = 300.0
+    max_head_samples: int = 40_000_000
+    # Blocks of a still-open window are merged once this many pile up, so a
+    # query never has to visit hundreds of small blocks.
+    merge_fanout: int = 8
+    # A window is final (merged regardless of fanout) this long after its end.
+    window_grace_s: float = 600.0
+    zstd_level_head: int = 3
+    zstd_level_compact: int = 9
+
+    def validate(self) -> None:
+        for res in RESOLUTIONS:
+            if res not in self.retention or self.retention[res] <= 0:
+                raise ValueError(f"retention for resolution {res} must be > 0")
+            if res not in self.windows:
+                raise ValueError(f"window for resolution {res} missing")
+        raw_w = self.windows[RAW]
+        for res in ROLLUPS:
+            if raw_w % res or self.windows[res] % raw_w:
+                raise ValueError("block windows must nest: rollup width | raw window | rollup window")
