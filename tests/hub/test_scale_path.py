@@ -1,0 +1,52 @@
+"""The scale path end to end: a hub remote-writes to VictoriaMetrics, a second hub reads history from it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from gpufleet.hub.app import create_app
+from gpufleet.hub.service import Hub, HubOptions
+from realparts import victoria_metrics
+from sample_snapshot import sample_snapshot
+
+pytestmark = pytest.mark.realparts
+
+
+def test_remote_write_then_history_from_victoriametrics(tmp_path: Path) -> None:
+    with victoria_metrics(tmp_path) as (_, vm):
+        writer = Hub(HubOptions(data=tmp_path / "w", remote_write=f"{vm}/api/v1/write"))
+        now = float(int(time.time()) - 120)
+        try:
+            for i in range(10):
+                s = sample_snapshot("rw-node")
+                s.timestamp = now + 5 * i
+                s.gpus[0].values["utilization_ratio"] = i / 10
+                writer.ingest([s])
+            assert writer.remote.flush(timeout=10)
+            stats = writer.remote.stats().as_dict()
+            assert stats["samples_dropped"] == 0 and stats["samples_sent"] >= 10 * 20
+        finally:
+            writer.close()
+        httpx.get(f"{vm}/internal/force_flush")
+        reader = Hub(HubOptions(data=tmp_path / "r", history=f"prometheus+{vm}"))
+        try:
+            assert reader.store is None
+            with TestClient(create_app(reader, background=False)) as client:
+                deadline = time.monotonic() + 20
+                series: list = []
+                while time.monotonic() < deadline and not series:
+                    series = client.get("/api/v1/query_range", params={
+                        "metric": "gpufleet_gpu_utilization_ratio", "match": ['node="rw-node"', 'gpu="0"'],
+                        "start": now, "end": now + 50, "step": 5, "agg": "last"}).json()["series"]
+                    time.sleep(0.5)
+                assert len(series) == 1
+                got = dict(zip(series[0]["timestamps"], series[0]["values"]))
+                assert got == {now + 5 * i: pytest.approx(i / 10) for i in range(10)}
+                assert client.get("/healthz").json()["storage"] == "external"
+        finally:
+            reader.close()
