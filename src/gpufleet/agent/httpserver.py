@@ -84,7 +84,7 @@ class _Protocol(asyncio.Protocol):
 
     def _fail(self, status: int, message: str) -> None:
         assert self.transport is not None
-        self.transport.write(_encode(Response(status, (message + "\n").encode()), keep_alive=False, head=False))
+        self.transport.writelines(_encode(Response(status, (message + "\n").encode()), keep_alive=False, head=False))
         self.transport.close()
         self.buf = b""
 
@@ -121,7 +121,8 @@ class _Protocol(asyncio.Protocol):
                 log.exception("handler failed for %s", path)
                 resp = Response(503, b"internal error, see the agent's log\n")
         assert self.transport is not None
-        self.transport.write(_encode(resp, keep_alive=keep_alive, head=method == "HEAD"))
+        # writelines hands header and body over without joining them into a new copy
+        self.transport.writelines(_encode(resp, keep_alive=keep_alive, head=method == "HEAD"))
         if not keep_alive:
             self.transport.close()
             return False
@@ -142,7 +143,7 @@ def _http_date() -> str:
     return _date_cache[1]
 
 
-def _encode(resp: Response, *, keep_alive: bool, head: bool) -> bytes:
+def _encode(resp: Response, *, keep_alive: bool, head: bool) -> tuple[bytes, ...]:
     lines = [
         f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'OK')}",
         f"Content-Type: {resp.content_type}",
@@ -153,7 +154,7 @@ def _encode(resp: Response, *, keep_alive: bool, head: bool) -> bytes:
     ]
     lines.extend(f"{k}: {v}" for k, v in resp.headers.items())
     header = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return header if head else header + resp.body
+    return (header,) if head else (header, resp.body)
 
 
 async def start(host: str, port: int, handler: Handler) -> asyncio.Server:

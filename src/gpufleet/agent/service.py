@@ -188,11 +188,12 @@ class AgentService:
 
     def _ready(self, url: str) -> None:
         """Bound: now push (if told to) and collect, so the first snapshot is pushed too."""
-        from .push import attach_pusher
+        if self.cfg.hub:
+            from .push import attach_pusher  # httpx costs ~10 MB of RSS: only when pushing
 
-        self.pusher = attach_pusher(self, self.cfg)
-        if self.pusher is not None and self.pusher.agent_url is None:
-            self.pusher.agent_url = url
+            self.pusher = attach_pusher(self, self.cfg)
+            if self.pusher is not None and self.pusher.agent_url is None:
+                self.pusher.agent_url = url
         self.start_collecting()
 
 

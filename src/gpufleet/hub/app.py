@@ -14,11 +14,15 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+import logging
+
 from .. import __version__
 from ..catalogue import BY_NAME, CATALOGUE
 from ..exposition import TEXT_CONTENT_TYPE, render_scope
 from .sd import sd_groups
 from .service import Hub, IngestError
+
+log = logging.getLogger("gpufleet.hub")
 
 MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
 AGGS = ("avg", "max", "min", "last")
@@ -208,7 +212,10 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
         return Response("\n".join(out), media_type=TEXT_CONTENT_TYPE)
 
     for ext in hub.extensions:
-        ext.mount(app)
+        try:
+            ext.mount(app)
+        except Exception:  # a broken feature must not take the hub's core API down with it
+            log.exception("hub extension %s failed to mount; the hub runs without it", type(ext).__name__)
     return app
 
 
