@@ -23,7 +23,24 @@ def _setup_logging(level: str) -> None:
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _LazyGroup(click.Group):
+    """Commands of hub features are imported only when used: the agent stays small."""
+
+    lazy = {"rules": "gpufleet.hub.alerts.cli:rules"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, _, attr = self.lazy[name].partition(":")
+            return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gpufleet")
 def cli() -> None:
     """gpufleet: watch every accelerator in a fleet, and who uses it."""
@@ -90,6 +107,10 @@ def _hub_options(f: Any) -> Any:
         click.option("--retention-raw", default="2d", show_default=True, help="keep raw samples this long"),
         click.option("--retention-1m", default="30d", show_default=True, help="keep 1-minute rollups this long"),
         click.option("--retention-1h", default="400d", show_default=True, help="keep 1-hour rollups this long"),
+        click.option("--rules", type=click.Path(dir_okay=False, path_type=Path), envvar="GPUFLEET_ALERT_RULES",
+                     help="alert rules YAML (default: DATA/alerts.yaml if present); see docs/alerts.md"),
+        click.option("--notify", type=click.Path(dir_okay=False, path_type=Path), envvar="GPUFLEET_NOTIFY",
+                     help="notification routes YAML: apprise URLs, Alertmanager (default: DATA/notify.yaml)"),
         click.option("--down-after", default="2m", show_default=True,
                      help="a silent node is down after this long (stale after 3 intervals)"),
         click.option("--log-level", default="info", envvar="GPUFLEET_LOG_LEVEL",
@@ -110,10 +131,12 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Any, Any]:
         host, port = parse_listen(kw["listen"])
     except ValueError as e:
         raise UserError(f"--listen: {e}") from None
-    if kw["targets"] is not None and not kw["targets"].exists():
-        raise UserError(f"--targets: file {kw['targets']} does not exist")
+    for flag in ("targets", "rules", "notify"):
+        if kw[flag] is not None and not kw[flag].exists():
+            raise UserError(f"--{flag}: file {kw[flag]} does not exist")
     opts = HubOptions(
         data=kw["data"], targets=kw["targets"], remote_write=kw["remote_write"], history=kw["history"],
+        rules=kw["rules"], notify=kw["notify"],
         down_after=parse_duration(kw["down_after"]),
         retention={"raw": parse_duration(kw["retention_raw"]), "1m": parse_duration(kw["retention_1m"]),
                    "1h": parse_duration(kw["retention_1h"])},

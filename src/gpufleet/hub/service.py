@@ -41,6 +41,8 @@ class HubOptions:
     down_after: float = 120.0
     max_push_bytes: int = 32 * 1024 * 1024
     retention: dict[str, float] = field(default_factory=dict)  # raw / 1m / 1h -> seconds
+    rules: Path | None = None  # user alert rules (YAML); default DATA/alerts.yaml
+    notify: Path | None = None  # notification routes (YAML); default DATA/notify.yaml
 
 
 class Hub:

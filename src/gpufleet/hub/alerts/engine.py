@@ -125,7 +125,7 @@ class _NodeCols:
     labels_key: tuple[tuple[str, str], ...]
     base: dict[str, str]
     ids: dict[str, list[tuple[str, ...]]]  # scope -> record identities
-    cols: dict[str, dict[str, list[float]]]  # scope -> key -> values
+    rows: dict[str, list[tuple[float, ...]]]  # scope -> one tuple per record, keys in Engine._need order
     counters: dict[tuple[str, str], list[tuple[int, _Counter]]]  # (scope, key) -> (record, series) with changes
 
 
@@ -136,6 +136,7 @@ class _ScopeData:
     base: list[dict[str, str]]
     cols: dict[str, np.ndarray]
     counters: dict[tuple[str, str], list[tuple[int, _Counter]]]
+    owners: list[_NodeCols | None] = field(default_factory=list)
     label_cols: dict[str, list[str]] = field(default_factory=dict)
     masks: dict[tuple[Matcher, ...], np.ndarray] = field(default_factory=dict)
 
@@ -151,6 +152,9 @@ class Engine:
         self.alerts: dict[str, Alert] = {}
         self.started_at: float | None = None
         self._cache: dict[str, _NodeCols] = {}
+        # (rule, node, node labels, record) -> (fingerprint, alert labels): hashing labels is
+        # the costliest per-alert step, and a series keeps its identity across snapshots.
+        self._ident: dict[tuple[Any, ...], tuple[str, dict[str, str]]] = {}
         self._trackers: dict[tuple[str, str], dict[tuple[str, tuple[str, ...]], _Counter]] = {}
         self.last_duration = 0.0
         self.evaluations = 0
@@ -185,26 +189,24 @@ class Engine:
             return c
         base = {"node": n.name, **n.labels}
         ids: dict[str, list[tuple[str, ...]]] = {}
-        cols: dict[str, dict[str, list[float]]] = {}
+        rows: dict[str, list[tuple[float, ...]]] = {}
         for scope, keys in self._need.items():
             if scope == "hub":
                 continue
+            nans = [NAN] * len(keys)
             sid: list[tuple[str, ...]] = []
-            scol: dict[str, list[float]] = {k: [] for k in keys}
-            appenders = [(scol[k].append, k) for k in keys]
+            srows: list[tuple[float, ...]] = []
             for rid, vals in _records(snap, scope):  # type: ignore[arg-type]
                 sid.append(rid)
-                get = vals.get
-                for app, k in appenders:
-                    app(get(k, NAN))
-            ids[scope], cols[scope] = sid, scol
-        counters = self._track_counters(n.name, snap, ids, cols)  # type: ignore[arg-type]
-        c = _NodeCols(snap, labels_key, base, ids, cols, counters)
+                srows.append(tuple(map(vals.get, keys, nans)))  # one C-level pass per record
+            ids[scope], rows[scope] = sid, srows
+        counters = self._track_counters(n.name, snap, ids, rows)  # type: ignore[arg-type]
+        c = _NodeCols(snap, labels_key, base, ids, rows, counters)
         self._cache[n.name] = c
         return c
 
     def _track_counters(self, node: str, snap: NodeSnapshot, ids: dict[str, list[tuple[str, ...]]],
-                        cols: dict[str, dict[str, list[float]]]) -> dict[tuple[str, str], list[tuple[int, _Counter]]]:
+                        rows: dict[str, list[tuple[float, ...]]]) -> dict[tuple[str, str], list[tuple[int, _Counter]]]:
         out: dict[tuple[str, str], list[tuple[int, _Counter]]] = {}
         t = snap.timestamp
         for (scope, key), window in self._counter_windows.items():
@@ -212,7 +214,9 @@ class Engine:
                 continue
             tracker = self._trackers.setdefault((scope, key), {})
             hits: list[tuple[int, _Counter]] = []
-            for i, (rid, v) in enumerate(zip(ids[scope], cols[scope][key])):
+            j = self._need[scope].index(key)
+            for i, (rid, row) in enumerate(zip(ids[scope], rows[scope])):
+                v = row[j]
                 if v != v:
                     continue
                 s = tracker.get((node, rid))
@@ -236,8 +240,9 @@ class Engine:
         keys = self._need.get(scope, [])
         ids: list[tuple[str, ...]] = []
         base: list[dict[str, str]] = []
-        cols: dict[str, list[float]] = {k: [] for k in keys}
+        rows: list[tuple[float, ...]] = []
         counters: dict[tuple[str, str], list[tuple[int, _Counter]]] = {}
+        owners: list[_NodeCols | None] = []
         for c in nodes:
             sid = c.ids.get(scope)
             if not sid:
@@ -245,14 +250,14 @@ class Engine:
             off = len(ids)
             ids.extend(sid)
             base.extend([c.base] * len(sid))
-            scol = c.cols[scope]
-            for k in keys:
-                cols[k].extend(scol[k])
+            owners.extend([c] * len(sid))
+            rows.extend(c.rows[scope])
             for ck, hits in c.counters.items():
                 if ck[0] == scope and hits:
                     counters.setdefault(ck, []).extend((off + i, s) for i, s in hits)
-        arrays = {k: np.array(v, dtype=np.float64) for k, v in cols.items()}
-        return _ScopeData(len(ids), ids, base, arrays, counters)
+        table = np.array(rows, dtype=np.float64).reshape(len(rows), len(keys))
+        arrays = {k: np.ascontiguousarray(table[:, j]) for j, k in enumerate(keys)}
+        return _ScopeData(len(ids), ids, base, arrays, counters, owners)
 
     def _hub_data(self, values: dict[str, float], now: float) -> _ScopeData:
         keys = self._need.get("hub", [])
@@ -275,7 +280,7 @@ class Engine:
                 s.t, s.v = now, v
             if s.changes:
                 counters[(scope, key)] = [(0, s)]
-        return _ScopeData(1, [()], [{}], cols, counters)
+        return _ScopeData(1, [()], [{}], cols, counters, [None])
 
     # ---- conditions ----------------------------------------------------------------------------
 
@@ -349,20 +354,26 @@ class Engine:
         in_grace = now - self.started_at < self.grace
         node_list = list(nodes)
         fresh: list[_NodeCols] = []
+        fresh_names: set[str] = set()
         for n in node_list:
             if n.snapshot is not None and now - n.snapshot.timestamp <= self.lookback:
                 fresh.append(self._node_cols(n))
+                fresh_names.add(n.name)
         scopes: dict[str, _ScopeData] = {}
-        changed: list[Alert] = []
+        changed: dict[str, Alert] = {}
         seen: set[str] = set()
+        if len(self._ident) > 500_000:
+            self._ident.clear()
+        ident = self._ident
         for rule in self.rules:
-            hits: list[tuple[dict[str, str], float, float | None]] = []
+            # (identity key or None, series labels, value, active-since hint)
+            hits: list[tuple[tuple[Any, ...] | None, dict[str, str] | None, float, float | None]] = []
             if rule.expr is None:
                 for n in node_list:
                     if n.status in rule.statuses:
                         base = {"node": n.name, **n.labels}
                         if all(m.matches(base.get(m.label, "")) for m in rule.match):
-                            hits.append((base, NAN, n.since))
+                            hits.append((None, base, NAN, n.since))
             else:
                 scope = rule.expr.scope
                 sd = scopes.get(scope)
@@ -372,22 +383,34 @@ class Engine:
                 if sd.n == 0:
                     continue
                 vals, mask = self._expr(sd, rule.expr, now)
-                names = SCOPE_LABELS.get(scope, ())
-                for i in np.flatnonzero(mask).tolist():
-                    labels = {**sd.base[i], **dict(zip(names, sd.ids[i]))}
-                    hits.append((labels, float(vals[i]), None))
-            for series, value, since in hits:
-                labels = {k: v for k, v in series.items() if v != ""}
-                labels.update(rule.labels)
-                labels["alertname"] = rule.alert
-                fp = fingerprint(rule.id, labels)
+                idx = np.flatnonzero(mask)
+                hv = vals[idx].tolist()
+                owners, ids = sd.owners, sd.ids
+                for i, v in zip(idx.tolist(), hv):
+                    o = owners[i]
+                    key = (rule.id, o.base["node"], o.labels_key, ids[i]) if o is not None else (rule.id, "", (), ())
+                    hits.append((key, None if key in ident else self._series_labels(sd, scope, i), v, None))
+            for key, series, value, since in hits:
+                known = ident.get(key) if key is not None else None
+                if known is None:
+                    assert series is not None
+                    labels = {k: v for k, v in series.items() if v != ""}
+                    labels.update(rule.labels)
+                    labels["alertname"] = rule.alert
+                    fp = fingerprint(rule.id, labels)
+                    if key is not None:
+                        ident[key] = (fp, labels)
+                else:
+                    fp, labels = known
                 seen.add(fp)
                 a = self.alerts.get(fp)
+                if in_grace and rule.expr is None and (a is None or a.state == RESOLVED):
+                    continue  # just (re)started: node status still reflects the hub's own downtime
                 if a is None or a.state == RESOLVED:
                     start = now if since is None else min(since, now)
-                    a = Alert(fp, rule.id, labels, {}, value, PENDING, start)
+                    a = Alert(fp, rule.id, dict(labels), {}, value, PENDING, start)
                     self.alerts[fp] = a
-                    changed.append(a)
+                    changed[fp] = a
                     a.annotations = {k: t.render(labels, value) for k, t in rule.annotations.items()}
                 elif value != a.value and not (value != value and a.value != a.value):
                     a.annotations = {k: t.render(labels, value) for k, t in rule.annotations.items()}
@@ -395,8 +418,7 @@ class Engine:
                 a.last_eval = now
                 if a.state == PENDING and now - a.active_at >= rule.for_s:
                     a.state, a.fired_at = FIRING, now
-                    if a not in changed:
-                        changed.append(a)
+                    changed[fp] = a
         for fp, a in list(self.alerts.items()):
             if fp in seen:
                 continue
@@ -404,18 +426,24 @@ class Engine:
                 if a.resolved_at is not None and now - a.resolved_at > self.resolved_retention:
                     del self.alerts[fp]
                 continue
-            if in_grace and a.rule_id in self.by_id:
-                continue  # just (re)started: data may be old; do not resolve on its absence
+            rule = self.by_id.get(a.rule_id)
+            if in_grace and rule is not None and rule.expr is not None and (
+                    a.labels.get("node", "") not in fresh_names if rule.expr.scope != "hub" else not hub_values):
+                continue  # just (re)started and this series has no fresh data yet: keep, don't resolve
             if a.state == PENDING:
                 del self.alerts[fp]
                 a.state = "inactive"
             else:
                 a.state, a.resolved_at = RESOLVED, now
             a.last_eval = now
-            changed.append(a)
+            changed[fp] = a
         self.evaluations += 1
         self.last_duration = time.perf_counter() - t0
-        return changed
+        return list(changed.values())
+
+    @staticmethod
+    def _series_labels(sd: _ScopeData, scope: str, i: int) -> dict[str, str]:
+        return {**sd.base[i], **dict(zip(SCOPE_LABELS.get(scope, ()), sd.ids[i]))}
 
     def active(self) -> list[Alert]:
         return [a for a in self.alerts.values() if a.state in (PENDING, FIRING)]

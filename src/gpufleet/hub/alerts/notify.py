@@ -170,6 +170,7 @@ class Worker:
         self.stats = TargetStats(target.name, target.kind, target.receiver)
         self._q: queue.Queue[_Job | None] = queue.Queue(QUEUE_MAX)
         self._stop = threading.Event()
+        self.busy = False
         self._thread = threading.Thread(target=self._loop, name=f"notify-{target.kind}", daemon=True)
         self._thread.start()
 
@@ -186,6 +187,7 @@ class Worker:
             job = self._q.get()
             if job is None:
                 break
+            self.busy = True
             while not self._stop.is_set():
                 job.attempt += 1
                 try:
@@ -213,6 +215,7 @@ class Worker:
                     self.stats.last_success_at = time.time()
                     self.stats.retrying, self.stats.next_attempt_at = False, None
                     break
+            self.busy = False
             self.stats.queued = self._q.qsize()
 
     def close(self, timeout: float = 2.0) -> None:
@@ -294,8 +297,7 @@ class Notifier:
         return [w.stats.as_dict() for w in self.all_workers()]
 
     def idle(self) -> bool:
-        return all(w._q.unfinished_tasks == 0 or (w._q.qsize() == 0 and not w.stats.retrying)
-                   for w in self.all_workers())
+        return all(w._q.qsize() == 0 and not w.busy for w in self.all_workers())
 
     def close(self) -> None:
         for w in self.all_workers():
