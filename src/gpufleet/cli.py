@@ -294,6 +294,20 @@ def sd(out: Path, data: Path) -> None:
     click.echo(f"wrote {len(groups)} target(s) to {out}")
 
 
+@cli.command()
+@click.argument("url", default="http://127.0.0.1:8080", envvar="GPUFLEET_HUB")
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(0.2, 3600), help="seconds")
+@click.option("--once", is_flag=True, help="print once and exit (for scripts)")
+def top(url: str, interval: float, once: bool) -> None:
+    """The fleet in the terminal, live: every node and GPU, and who is on it (URL: hub or agent)."""
+    from .top import run
+
+    try:
+        run(url, interval, once)
+    except KeyboardInterrupt:
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="gpufleet", standalone_mode=False)

@@ -1,0 +1,112 @@
+"""`gpufleet top`: the fleet in a terminal, live (nvitop / gpustat for a whole cluster).
+
+Reads the hub's `/api/v1/snapshots` (or one agent's `/api/v1/snapshot`) every interval and
+draws one block per node: status, CPU and memory, one bar per GPU with utilisation, memory,
+temperature, power and who is on it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from .errors import UserError
+
+BAR = 20
+
+
+def humanize_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def bar(ratio: float | None, width: int = BAR) -> Text:
+    if ratio is None:
+        return Text("─" * width, style="dim")
+    r = min(max(ratio, 0.0), 1.0)
+    full = round(r * width)
+    style = "green" if r < 0.5 else ("yellow" if r < 0.85 else "red")
+    return Text("█" * full, style=style) + Text("░" * (width - full), style="dim")
+
+
+def fetch(url: str, client: httpx.Client) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Snapshots and node statuses from a hub, or the one snapshot of an agent."""
+    base = url.rstrip("/")
+    try:
+        r = client.get(f"{base}/api/v1/snapshots")
+        if r.status_code == 404:  # an agent, not a hub
+            snap = client.get(f"{base}/api/v1/snapshot")
+            snap.raise_for_status()
+            return [snap.json()], {}
+        r.raise_for_status()
+        nodes = client.get(f"{base}/api/v1/nodes").json()["nodes"]
+    except httpx.HTTPError as e:
+        raise UserError(f"cannot read {base}: {e}; is a gpufleet hub or agent listening there?") from None
+    return r.json()["snapshots"], {n["name"]: n for n in nodes}
+
+
+def _owner(gpu: dict[str, Any]) -> str:
+    who = []
+    for p in gpu.get("processes", []):
+        o = p.get("owner") or {}
+        tag = o.get("slurm_job") and f"job {o['slurm_job']}" or o.get("pod") or o.get("container", "")[:12]
+        who.append(f"{p.get('user') or '?'}" + (f" ({tag})" if tag else ""))
+    return ", ".join(dict.fromkeys(who))
+
+
+def render(snapshots: Iterable[dict[str, Any]], nodes: dict[str, dict[str, Any]]) -> Group:
+    blocks = []
+    busy = total = 0
+    for s in sorted(snapshots, key=lambda s: s["node"]):
+        v = s.get("values", {})
+        status = nodes.get(s["node"], {}).get("status", "up")
+        mem_t = v.get("memory_total_bytes") or 0
+        mem = (v.get("memory_used_bytes") or 0) / mem_t if mem_t else None
+        head = Text.assemble((f"{s['node']:<20}", "bold"), (f" {status:<6}", "green" if status == "up" else "red"),
+                             " CPU ", bar(v.get("cpu_utilization_ratio"), 10),
+                             f" {100 * (v.get('cpu_utilization_ratio') or 0):3.0f}%  MEM ", bar(mem, 10),
+                             f" {humanize_bytes(v.get('memory_used_bytes') or 0)}/{humanize_bytes(mem_t)}")
+        table = Table.grid(padding=(0, 1))
+        for g in s.get("gpus", []):
+            gv = g.get("values", {})
+            total += 1
+            util = gv.get("utilization_ratio")
+            if util is None and g.get("mig"):  # MIG GPUs report activity per instance
+                util = gv.get("graphics_engine_active_ratio")
+            if (util or 0) >= 0.05:
+                busy += 1
+            used, tot = gv.get("memory_used_bytes"), gv.get("memory_total_bytes")
+            table.add_row(
+                Text(f"  GPU {g['index']}", style="bold" if g.get("up", True) else "red"),
+                bar(util), Text("lost" if not g.get("up", True) else f"{100 * (util or 0):3.0f}%"),
+                Text(f"{humanize_bytes(used or 0):>9}/{humanize_bytes(tot or 0):<9}"),
+                Text(f"{gv.get('temperature_celsius', 0):3.0f}°C"),
+                Text(f"{gv.get('power_watts', 0):4.0f} W"),
+                Text(_owner(g), style="cyan"),
+            )
+        blocks.append(Group(head, table) if s.get("gpus") else head)
+    summary = Text(f"{len(blocks)} nodes, {total} GPUs, {busy} busy, {total - busy} idle", style="bold")
+    return Group(summary, *blocks)
+
+
+def run(url: str, interval: float, once: bool, console: Console | None = None) -> None:
+    from rich.live import Live
+
+    console = console or Console()
+    with httpx.Client(timeout=10) as client:
+        if once:
+            console.print(render(*fetch(url, client)))
+            return
+        with Live(render(*fetch(url, client)), console=console, refresh_per_second=4, screen=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(render(*fetch(url, client)))
