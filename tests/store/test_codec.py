@@ -83,3 +83,25 @@ def test_regular_counter_compresses_to_almost_nothing() -> None:
 
     assert len(zstandard.ZstdCompressor(level=3).compress(raw)) < 60
     assert np.array_equal(codec.decode(raw, counter.size), counter)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 40), st.integers(1, 6), st.data())
+def test_vectorised_column_encoder_matches_scalar(rows: int, cols: int, data) -> None:
+    kinds = [
+        st.integers(-1000, 1000).map(float),
+        st.integers(-10**6, 10**6).map(lambda x: x / 100),
+        finite,
+        st.sampled_from([0.0, -0.0, 1e15, 2.0**60]),
+    ]
+    columns = []
+    for _ in range(cols):
+        kind = data.draw(st.sampled_from(kinds))
+        columns.append(data.draw(st.lists(kind, min_size=rows, max_size=rows)))
+    m = np.array(columns, dtype=np.float64).T.reshape(rows, cols)
+    encoded = codec.encode_columns(m)
+    assert encoded == [codec.encode(m[:, j]) for j in range(cols)]
+    for j, buf in enumerate(encoded):
+        assert _bits_equal(codec.decode(buf, rows), np.ascontiguousarray(m[:, j]))
+    together = codec.decode_columns(encoded, rows)
+    assert _bits_equal(np.ascontiguousarray(together), np.ascontiguousarray(m))

@@ -110,10 +110,13 @@ def _naive(series: dict[float, float], start: float, step: float, agg: str, widt
     return {t: f(xs) for t, xs in sorted(bins.items())}
 
 
-@pytest.mark.parametrize("compact", [False, True])
-def test_rollups_match_naive_computation(tmp_path, compact) -> None:
-    s = TimeSeriesStore(str(tmp_path / "db"))
-    truth = _ingest_random(s, np.random.default_rng(4), 3 * 3600 + 123, cut_every=1000)
+@pytest.mark.parametrize(("compact", "cut_every", "fanout"), [(False, 1000, 8), (True, 1000, 8), (False, 130, 2)])
+def test_rollups_match_naive_computation(tmp_path, compact, cut_every, fanout) -> None:
+    # fanout 2 with frequent cuts exercises tiered merges of still-open windows
+    s = TimeSeriesStore(str(tmp_path / "db"), StoreOptions(merge_fanout=fanout, head_span_s=100))
+    truth = _ingest_random(s, np.random.default_rng(4), 3 * 3600 + 123, cut_every=cut_every)
+    if fanout == 2:
+        assert max(b.tier for b in s._blocks[60]) >= 3
     if compact:
         s.maintain(T0 + 86400 + 601, full=True)  # merges the split windows
         assert [len(s._blocks[r]) for r in (0, 60, 3600)] == [2, 1, 1]

@@ -27,6 +27,8 @@ Public API::
   raw / 1 m / 1 h that gives >= 1 point per step and whose retention reaches
   ``start`` (``choose_resolution`` tells which).
 * ``maintain`` is the only background work; call it periodically (no threads).
+* One process per directory (flock); one thread at a time per store object
+  (the hub serialises calls, e.g. with a lock or a single writer task).
 """
 from __future__ import annotations
 

@@ -34,7 +34,13 @@ NODE_DT = np.dtype(
     [("nid", "<u4"), ("rows", "<u4"), ("ts_off", "<u8"), ("ts_len", "<u4"),
      ("s_lo", "<u4"), ("s_hi", "<u4"), ("min_ts", "<f8"), ("max_ts", "<f8")]
 )
-SERIES_DT = np.dtype([("sid", "<u4"), ("node", "<u4"), ("off", "<u8"), ("len", "<u4"), ("count", "<u4")])
+SERIES_DT = np.dtype([("sid", "<u4"), ("node", "<u4"), ("off", "<u8"), ("len", "<u4"),
+                      ("inner", "<u4"), ("inner_len", "<u4"), ("count", "<u4")])
+# Series of a node are packed into shared zstd frames of about this many raw
+# bytes: a frame costs ~20 bytes of headers and checksum, which would dominate
+# short series (a 5 min head cut holds 60 points at 5 s), while one long series
+# still gets a frame of its own so a query decompresses little else.
+GROUP_BYTES = 8192
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
@@ -47,7 +53,8 @@ def ncols_for(res: int) -> int:
 class BlockWriter:
     """Streams nodes into a new block file; :meth:`finish` makes it visible."""
 
-    def __init__(self, path: str, res: int, window: int, seq: int, sources: list[int], level: int) -> None:
+    def __init__(self, path: str, res: int, window: int, seq: int, sources: list[int], level: int,
+                 rank: int | None = None, tier: int = 0) -> None:
         self.path = path
         self.tmp = path + ".tmp"
         self.res, self.window, self.seq, self.sources = res, window, seq, sources
@@ -60,6 +67,10 @@ class BlockWriter:
         self.samples = 0
         self._seen: set[int] = set()
         self.compacted = bool(sources)
+        # rank orders blocks by the age of their data (a merge keeps its newest
+        # source's rank), so "later block wins" stays true for rollup "last".
+        self.rank = seq if rank is None else rank
+        self.tier = tier
 
     def _put(self, raw: bytes) -> tuple[int, int]:
         comp = self._zc.compress(raw)
@@ -76,31 +87,53 @@ class BlockWriter:
         if nid in self._seen:
             raise ValueError(f"node {nid} added twice to block {self.path}")
         self._seen.add(nid)
-        first = cols[0]
-        present = ~np.isnan(first)
+        present = ~np.isnan(cols[0])
         counts = present.sum(axis=0)
         s_lo = len(self._series)
         node_row = len(self._nodes)
         ts_off, ts_len = self._put(codec.encode(ts))
-        full = rows
+        # Always-present series (the common case) are encoded in one vectorised pass.
+        full = np.flatnonzero(counts == rows)
+        encoded: dict[int, list[bytes]] = {}
+        if full.size:
+            per_col = [codec.encode_columns(c[:, full]) for c in cols]
+            for i, j in enumerate(full.tolist()):
+                encoded[j] = [pc[i] for pc in per_col]
+        group: list[bytes] = []
+        group_len = 0
+        pending: list[tuple[int, int, int, int]] = []  # sid, inner offset, inner length, count
+
+        def flush_group() -> None:
+            nonlocal group, group_len, pending
+            if not group:
+                return
+            off, ln = self._put(b"".join(group))
+            for sid, inner, inner_len, cnt in pending:
+                self._series.append((sid, node_row, off, ln, inner, inner_len, cnt))
+            group, group_len, pending = [], 0, []
+
         for j in range(sids.size):
             cnt = int(counts[j])
             if cnt == 0:
                 continue
-            if cnt == full:
+            if cnt == rows:
                 parts = [b"\x00"]
-                vals = [c[:, j] for c in cols]
+                encs = encoded[j]
             else:
                 mask = present[:, j]
                 parts = [b"\x01", np.packbits(mask).tobytes()]
-                vals = [c[mask, j] for c in cols]
-            for v in vals:
-                enc = codec.encode(v)
+                encs = [codec.encode(c[mask, j]) for c in cols]
+            for enc in encs:
                 parts.append(_U32.pack(len(enc)))
                 parts.append(enc)
-            off, ln = self._put(b"".join(parts))
-            self._series.append((int(sids[j]), node_row, off, ln, cnt))
+            payload = b"".join(parts)
+            pending.append((int(sids[j]), group_len, len(payload), cnt))
+            group.append(payload)
+            group_len += len(payload)
             self.samples += cnt
+            if group_len >= GROUP_BYTES:
+                flush_group()
+        flush_group()
         self._nodes.append((nid, rows, ts_off, ts_len, s_lo, len(self._series),
                             float(ts[0]), float(ts[-1])))
 
@@ -118,6 +151,7 @@ class BlockWriter:
             "min_ts": float(nodes["min_ts"].min()), "max_ts": float(nodes["max_ts"].max()),
             "samples": self.samples, "nodes": nodes.tobytes(), "series": series.tobytes(),
             "order": order.tobytes(), "compacted": self.compacted,
+            "rank": self.rank, "tier": self.tier,
         })
         self._fh.write(index)
         self._fh.write(_FOOTER.pack(self._pos, len(index), zlib.crc32(index), MAGIC))
@@ -170,6 +204,8 @@ class Block:
         self.max_ts: float = meta["max_ts"]
         self.samples: int = meta["samples"]
         self.compacted: bool = bool(meta.get("compacted", False))
+        self.rank: int = int(meta.get("rank", self.seq))
+        self.tier: int = int(meta.get("tier", 0))
         self.nodes = np.frombuffer(meta["nodes"], NODE_DT)
         self.series = np.frombuffer(meta["series"], SERIES_DT)
         self._order = np.frombuffer(meta["order"], "<u4")
@@ -177,6 +213,7 @@ class Block:
         self._node_row = {int(n): i for i, n in enumerate(self.nodes["nid"])}
         self._zd = zstandard.ZstdDecompressor()
         self._ts_cache: dict[int, np.ndarray] = {}
+        self._frame_cache: dict[int, bytes] = {}
         self.ncols = ncols_for(self.res)
 
     def close(self) -> None:
@@ -204,12 +241,22 @@ class Block:
             self._ts_cache[node_row] = ts
         return ts
 
+    def _payload(self, row: int) -> memoryview:
+        rec = self.series[row]
+        off = int(rec["off"])
+        frame = self._frame_cache.get(off)
+        if frame is None:
+            frame = self._frame(off, int(rec["len"]))
+            self._frame_cache = {off: frame}  # neighbours in a group are usually read next
+        inner = int(rec["inner"])
+        return memoryview(frame)[inner : inner + int(rec["inner_len"])]
+
     def _decode_series(self, row: int) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
         rec = self.series[row]
         node_row = int(rec["node"])
         ts = self.node_ts(node_row)
         count = int(rec["count"])
-        buf = self._frame(int(rec["off"]), int(rec["len"]))
+        buf = self._payload(row)
         pos = 1
         mask: np.ndarray | None = None
         if buf[0] == 1:
@@ -240,13 +287,25 @@ class Block:
         rec = self.nodes[node_row]
         lo, hi = int(rec["s_lo"]), int(rec["s_hi"])
         ts = self.node_ts(node_row)
+        rows = ts.size
         sids = self.series["sid"][lo:hi].astype(np.int64)
-        grids = [np.full((ts.size, hi - lo), np.nan) for _ in range(self.ncols)]
+        grids = [np.full((rows, hi - lo), np.nan) for _ in range(self.ncols)]
+        full_js: list[int] = []
+        full_bufs: list[list[memoryview]] = [[] for _ in range(self.ncols)]
         for j, row in enumerate(range(lo, hi)):
-            _, mask, cols = self._decode_series(row)
-            for g, c in zip(grids, cols):
-                if mask is None:
-                    g[:, j] = c
-                else:
+            buf = self._payload(row)
+            if buf[0] == 1:  # gaps: decode this one on its own
+                _, mask, cols = self._decode_series(row)
+                for g, c in zip(grids, cols):
                     g[mask, j] = c
+                continue
+            pos = 1
+            for k in range(self.ncols):
+                (ln,) = _U32.unpack_from(buf, pos)
+                full_bufs[k].append(buf[pos + 4 : pos + 4 + ln])
+                pos += 4 + ln
+            full_js.append(j)
+        if full_js:
+            for g, bufs in zip(grids, full_bufs):
+                g[:, full_js] = codec.decode_columns(bufs, rows)
         return ts, sids, grids

@@ -23,7 +23,6 @@ import math
 import os
 import struct
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -33,14 +32,13 @@ from . import query as q
 from .block import Block, BlockWriter
 from .catalog import Catalog
 from .head import NodeState, Segment
-from .rollup import Grid, merge_grids, rollup_grid
+from .rollup import merge_grids, rollup_grid
 from .types import RAW, RESOLUTIONS, ROLLUPS, Matcher, SeriesKey, StoreOptions
-from .wal import RecordLog
+from .wal import RecordLog, read_records
 
 _SCHEMA = struct.Struct("<BIII")  # type 1, schema id, node id, n
 _DATA = struct.Struct("<BIdI")  # type 2, schema id, ts, n   + n float64
 _ROWS = struct.Struct("<BIII")  # type 3, schema id, rows, n + rows float64 ts + rows*n float64
-_REC_HDR = struct.Struct("<II")
 
 
 class SeriesResult(NamedTuple):
@@ -104,7 +102,7 @@ class TimeSeriesStore:
             self._blocks[b.res].append(b)
             self._seq = max(self._seq, b.seq + 1)
         for res in RESOLUTIONS:
-            self._blocks[res].sort(key=lambda b: b.seq)
+            self._blocks[res].sort(key=lambda b: b.rank)
         for b in self._blocks[RAW]:
             for nid, ts in b.node_max_ts().items():
                 st = self._state_by_nid(nid)
@@ -130,7 +128,7 @@ class TimeSeriesStore:
         schemas: dict[int, tuple[int, np.ndarray]] = {}
         for i, path in enumerate(files):
             if i < len(files) - 1:
-                log_records, _ = _read(path)
+                log_records, _ = read_records(path)
             else:
                 self._wal = RecordLog(path)
                 log_records = self._wal.recovered
@@ -301,11 +299,13 @@ class TimeSeriesStore:
         first = min((f for f in firsts if f is not None), default=None)
         return first is not None and now - first >= self.opts.head_span_s
 
-    def _new_writer(self, res: int, window: int, sources: list[int], level: int) -> BlockWriter:
+    def _new_writer(self, res: int, window: int, sources: list[Block], level: int) -> BlockWriter:
         seq = self._seq
         self._seq += 1
         path = os.path.join(self._block_dir(res), f"{window:012d}-{seq:010d}.blk")
-        return BlockWriter(path, res, window, seq, sources, level)
+        rank = max((b.rank for b in sources), default=seq)
+        tier = max((b.tier for b in sources), default=-1) + 1
+        return BlockWriter(path, res, window, seq, [b.seq for b in sources], level, rank, tier)
 
     def _cut_head(self) -> None:
         writers: dict[tuple[int, int], BlockWriter] = {}
@@ -368,24 +368,36 @@ class TimeSeriesStore:
         return deleted
 
     def _compact(self, now: float, full: bool) -> int:
+        """Merge blocks per window: tiered while the window is open, all at once when final.
+
+        Open windows merge the newest run of `merge_fanout` blocks of one tier
+        into the next tier, so each sample is re-encoded O(log) times, not once
+        per head cut; a finished window ends as one block at the higher zstd level.
+        """
         merged = 0
         for res in RESOLUTIONS:
             width = self.opts.windows[res]
-            groups: dict[int, list[Block]] = defaultdict(list)
-            for b in self._blocks[res]:
-                groups[b.window].append(b)
-            for window, blks in groups.items():
-                final = window + width + self.opts.window_grace_s <= now
-                many = len(blks) >= 2 and (full or final or len(blks) >= self.opts.merge_fanout)
-                # a lone head-cut block of a finished window is re-encoded once at the higher level
-                lone = len(blks) == 1 and not blks[0].compacted and (full or final)
-                if many or lone:
-                    self._merge(res, window, blks)
+            windows = sorted({b.window for b in self._blocks[res]})
+            for window in windows:
+                final = full or window + width + self.opts.window_grace_s <= now
+                for _ in range(64):  # bounded: each pass merges or stops
+                    blks = [b for b in self._blocks[res] if b.window == window]  # rank order
+                    if not blks:
+                        break
+                    if final:
+                        if len(blks) >= 2 or (blks and not blks[0].compacted):
+                            self._merge(res, window, blks)
+                            merged += 1
+                        break
+                    run = blks[len(blks) - _suffix(blks, blks[-1].tier):]
+                    if len(run) < self.opts.merge_fanout:
+                        break
+                    self._merge(res, window, run)
                     merged += 1
         return merged
 
     def _merge(self, res: int, window: int, blks: list[Block]) -> None:
-        w = self._new_writer(res, window, [b.seq for b in blks], self.opts.zstd_level_compact)
+        w = self._new_writer(res, window, blks, self.opts.zstd_level_compact)
         try:
             nids = sorted({int(n) for b in blks for n in b.nodes["nid"]})
             for nid in nids:
@@ -401,7 +413,7 @@ class TimeSeriesStore:
         rest = [b for b in self._blocks[res] if id(b) not in gone]
         if path:
             rest.append(Block(path))
-        self._blocks[res] = sorted(rest, key=lambda b: b.seq)
+        self._blocks[res] = sorted(rest, key=lambda b: b.rank)
         for b in blks:
             b.close()
             os.unlink(b.path)
@@ -540,6 +552,16 @@ class TimeSeriesStore:
         self.close()
 
 
+def _suffix(blks: list[Block], tier: int) -> int:
+    """Length of the trailing run of blocks of the given tier."""
+    n = 0
+    for b in reversed(blks):
+        if b.tier != tier:
+            break
+        n += 1
+    return n
+
+
 def _windows(ts: np.ndarray, width: int) -> list[tuple[int, int, int]]:
     """(window start, lo, hi) row ranges of sorted times split at multiples of width."""
     wstart = (np.floor(ts / width) * width).astype(np.int64)
@@ -547,9 +569,3 @@ def _windows(ts: np.ndarray, width: int) -> list[tuple[int, int, int]]:
     los = np.r_[0, bounds]
     his = np.r_[bounds, ts.size]
     return [(int(wstart[lo]), int(lo), int(hi)) for lo, hi in zip(los, his)]
-
-
-def _read(path: str) -> tuple[list[bytes], int]:
-    from .wal import read_records
-
-    return read_records(path)
