@@ -101,8 +101,9 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
         """Store a batch of snapshots (oldest first), idempotent per (node, timestamp)."""
         node = hub.authenticate(_bearer(request))
         body = await _read_body(request, hub.opts.max_push_bytes)
-        snapshots = hub.decode_push(body, node)
-        accepted, dups = await asyncio.to_thread(hub.ingest, snapshots)
+        pairs = hub.decode_push(body, node)
+        accepted, dups = await asyncio.to_thread(
+            hub.ingest, [snap for snap, _ in pairs], None, [raw for _, raw in pairs])
         return {"accepted": accepted, "duplicates": dups}
 
     # ---- the fleet --------------------------------------------------------------------------------
@@ -125,16 +126,17 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
         v = hub.node(name)
         if v is None:
             raise HTTPException(404, f"unknown node {name!r}")
-        if v.json is None:
+        data = hub.fleet.full_json(v)
+        if data is None:
             raise HTTPException(404, f"node {name!r} has sent no data yet")
-        return Response(v.json, media_type="application/json")
+        return Response(data, media_type="application/json")
 
     @app.get("/api/v1/snapshots", tags=["fleet"])
     def snapshots(processes: bool = Query(False, description="include each host's full process table")) -> Response:
         """The latest snapshot of every node in one call (without host process tables unless asked)."""
         parts = []
         for _, v in sorted(hub.fleet.nodes.items()):
-            data = v.json if processes else hub.fleet.summary_json(v)
+            data = hub.fleet.full_json(v) if processes else hub.fleet.summary_json(v)
             if data is not None:
                 parts.append(data)
         return Response(b'{"snapshots":[' + b",".join(parts) + b"]}", media_type="application/json")

@@ -24,7 +24,7 @@ class NodeView:
     source: str = "push"
     agent_url: str | None = None
     snapshot: NodeSnapshot | None = None
-    json: bytes | None = None  # the latest snapshot, encoded once
+    json: bytes | None = None  # the latest snapshot as JSON, as pushed or encoded once on demand
     summary_json: bytes | None = None  # the same without the host process table
     last_seen: float | None = None  # hub clock: when data last arrived
     interval: float = DEFAULT_INTERVAL
@@ -56,8 +56,8 @@ class Fleet:
                 v = self.nodes.setdefault(name, NodeView(name))
         return v
 
-    def update(self, snap: NodeSnapshot, now: float) -> None:
-        """Record a newly stored snapshot (the newest one of a batch)."""
+    def update(self, snap: NodeSnapshot, now: float, raw: bytes | None = None) -> None:
+        """Record a newly stored snapshot (the newest one of a batch); `raw` is its JSON if known."""
         v = self.view(snap.node)
         prev = v.snapshot
         if prev is not None and snap.timestamp <= prev.timestamp:
@@ -68,8 +68,12 @@ class Fleet:
                 # Smooth, so one late push does not flip the node to stale.
                 v.interval = gap if v.snapshot is None else 0.8 * v.interval + 0.2 * gap
         v.snapshot = snap
-        v.json = to_json(snap)
-        v.summary_json = None
+        v.json = raw  # encoded on first demand when not given
+        # Overview pages read every node's summary at once: build it now, not 1,000 at a time
+        # on the first request after a round of pushes.
+        v.summary_json = raw if raw is not None and not snap.processes else None
+        if v.summary_json is None:
+            v.summary_json = to_json(msgspec.structs.replace(snap, processes=[]) if snap.processes else snap)
         v.last_seen = now
         v.error = ""
         if v.status != "up":
@@ -120,8 +124,13 @@ class Fleet:
         if v.snapshot is None:
             return None
         if v.summary_json is None:
-            if not v.snapshot.processes:
-                v.summary_json = v.json
-            else:
-                v.summary_json = to_json(msgspec.structs.replace(v.snapshot, processes=[]))
+            snap = v.snapshot
+            v.summary_json = to_json(msgspec.structs.replace(snap, processes=[]) if snap.processes else snap)
         return v.summary_json
+
+    def full_json(self, v: NodeView) -> bytes | None:
+        if v.snapshot is None:
+            return None
+        if v.json is None:
+            v.json = to_json(v.snapshot)
+        return v.json

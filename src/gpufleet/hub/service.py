@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from ..series import snapshot_series
+from ..series import SeriesCache, snapshot_series
 from ..snapshot import NodeSnapshot, from_json
 from .fleet import Fleet, NodeView
 from .state import HubState
@@ -23,7 +23,11 @@ log = logging.getLogger("gpufleet.hub")
 
 
 class PushBody(msgspec.Struct):
-    snapshots: list[NodeSnapshot]
+    # Raw: each snapshot's own JSON bytes are kept, so the hub serves them without re-encoding.
+    snapshots: list[msgspec.Raw]
+
+
+_snapshot_decoder = msgspec.json.Decoder(NodeSnapshot)
 
 
 class IngestError(Exception):
@@ -60,6 +64,7 @@ class Hub:
         self.last_lag = 0.0
         self._lags: deque[tuple[float, float]] = deque(maxlen=4096)
         self._dirty: set[str] = set()
+        self.series_caches: dict[str, SeriesCache] = {}
         self.scrape_states: dict[str, Any] = {}  # per target: counters from the previous scrape
         self.started = time.time()
         self._open_storage()
@@ -120,32 +125,50 @@ class Hub:
 
     # ---- ingest --------------------------------------------------------------------------------
 
-    def decode_push(self, body: bytes, node: str) -> list[NodeSnapshot]:
-        """Validate a whole push before storing any of it (a bad batch stores nothing)."""
+    def decode_push(self, body: bytes, node: str) -> list[tuple[NodeSnapshot, bytes]]:
+        """Validate a whole push before storing any of it (a bad batch stores nothing).
+
+        Returns (snapshot, its JSON bytes) pairs, oldest first.
+        """
         if len(body) > self.opts.max_push_bytes:
             raise IngestError(413, f"push body of {len(body)} bytes exceeds the limit of {self.opts.max_push_bytes}")
         try:
             push = msgspec.json.decode(body, type=PushBody)
         except msgspec.ValidationError as e:
-            raise IngestError(400, f"invalid snapshot: {e}") from None
+            raise IngestError(400, f"invalid push: {e}") from None
         except msgspec.DecodeError as e:
             raise IngestError(400, f"body is not valid JSON: {e}") from None
-        for i, s in enumerate(push.snapshots):
+        out = []
+        for i, raw in enumerate(push.snapshots):
+            try:
+                s = _snapshot_decoder.decode(raw)
+            except msgspec.ValidationError as e:
+                where = str(e).replace("`$", f"`$.snapshots[{i}]")
+                raise IngestError(400, f"invalid snapshot: {where}") from None
             if s.node != node:
                 raise IngestError(400, f"snapshots[{i}].node is {s.node!r} but the credential belongs to {node!r}")
             if not math.isfinite(s.timestamp) or s.timestamp <= 0:
                 raise IngestError(400, f"snapshots[{i}].timestamp {s.timestamp!r} is not a valid Unix time")
-        return sorted(push.snapshots, key=lambda s: s.timestamp)
+            out.append((s, bytes(raw)))
+        return sorted(out, key=lambda pair: pair[0].timestamp)
 
-    def ingest(self, snapshots: list[NodeSnapshot], now: float | None = None) -> tuple[int, int]:
-        """Store snapshots of one node, oldest first. Returns (accepted, duplicates)."""
+    def ingest(self, snapshots: list[NodeSnapshot], now: float | None = None,
+               raw: list[bytes] | None = None) -> tuple[int, int]:
+        """Store snapshots of one node, oldest first. Returns (accepted, duplicates).
+
+        `raw`, when given, holds each snapshot's JSON as received (served as is later).
+        """
         now = time.time() if now is None else now
         accepted = dups = 0
         newest: NodeSnapshot | None = None
-        for snap in snapshots:
+        newest_raw: bytes | None = None
+        for i, snap in enumerate(snapshots):
             v = self.fleet.view(snap.node)
             labels = {**snap.labels, **v.labels}
-            keys, values = snapshot_series(snap, labels)
+            cache = self.series_caches.get(snap.node)
+            if cache is None:
+                cache = self.series_caches[snap.node] = SeriesCache()
+            keys, values = snapshot_series(snap, labels, cache)
             dropped = 0
             if self.store is not None:
                 try:
@@ -164,8 +187,9 @@ class Hub:
             if self.remote is not None:
                 self.remote.submit(keys, values, snap.timestamp)
             newest = snap
+            newest_raw = raw[i] if raw is not None else None
         if newest is not None:
-            self.fleet.update(newest, now)
+            self.fleet.update(newest, now, newest_raw)
             self._dirty.add(newest.node)
             lag = max(0.0, now - newest.timestamp)
             self.last_lag = lag
@@ -212,8 +236,9 @@ class Hub:
         items = []
         for name in dirty:
             v = self.fleet.nodes.get(name)
-            if v is not None and v.snapshot is not None and v.json is not None:
-                items.append((name, v.snapshot.timestamp, v.json))
+            data = self.fleet.full_json(v) if v is not None else None
+            if v is not None and v.snapshot is not None and data is not None:
+                items.append((name, v.snapshot.timestamp, data))
                 self.state.set_status(name, v.status, v.since, v.last_seen)
         self.state.save_latest(items)
 
@@ -338,7 +363,7 @@ class Hub:
         }
         if self.store is not None:
             st = self.store.stats()
-            values["store_bytes"] = float(st.get("bytes", 0))
+            values["store_bytes"] = float(st.get("bytes_on_disk", 0))
             values["store_series"] = float(st.get("series", 0))
         if self.remote is not None:
             rs = self.remote.stats().as_dict()
