@@ -101,9 +101,7 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
         """Store a batch of snapshots (oldest first), idempotent per (node, timestamp)."""
         node = hub.authenticate(_bearer(request))
         body = await _read_body(request, hub.opts.max_push_bytes)
-        pairs = hub.decode_push(body, node)
-        accepted, dups = await asyncio.to_thread(
-            hub.ingest, [snap for snap, _ in pairs], None, [raw for _, raw in pairs])
+        accepted, dups = await asyncio.to_thread(hub.ingest_push, body, node)
         return {"accepted": accepted, "duplicates": dups}
 
     # ---- the fleet --------------------------------------------------------------------------------

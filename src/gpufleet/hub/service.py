@@ -152,6 +152,11 @@ class Hub:
             out.append((s, bytes(raw)))
         return sorted(out, key=lambda pair: pair[0].timestamp)
 
+    def ingest_push(self, body: bytes, node: str) -> tuple[int, int]:
+        """A push body from `node`, validated whole, then stored. Returns (accepted, duplicates)."""
+        pairs = self.decode_push(body, node)
+        return self.ingest([snap for snap, _ in pairs], None, [raw for _, raw in pairs])
+
     def ingest(self, snapshots: list[NodeSnapshot], now: float | None = None,
                raw: list[bytes] | None = None) -> tuple[int, int]:
         """Store snapshots of one node, oldest first. Returns (accepted, duplicates).
