@@ -1,6 +1,7 @@
 """Benchmark of the embedded store (gpufleet.store) against VictoriaMetrics and Prometheus.
 
 Run: .venv/bin/python benchmarks/bench_store.py [--quick]
+     .venv/bin/python benchmarks/bench_store.py --cut    # head cut: one-shot vs budgeted cycle only
 
 Generates realistic GPU-node telemetry (default 2,000 series x 1 h at 1 s =
 7.2M samples), stores it, compacts, and prints bytes/sample beside the peers
@@ -400,11 +401,115 @@ def bench_week_query(work: str, quick: bool) -> dict[str, float]:
             "raw_samples": float(raw[0][0].size if raw[0] else 0)}
 
 
+def _cut_fleet(store: TimeSeriesStore, nodes: int, series: int, rows: int, seed: int = 5):
+    """Fill the head: `nodes` x `series` x `rows` pushes at 5 s (integer random walks)."""
+    rng = np.random.default_rng(seed)
+    fleet = []
+    for k in range(nodes):
+        keys = [(f"gpu_metric_{m}", (("gpu", str(g)), ("node", f"n{k}"))) for g in range(8) for m in range((series - 100) // 8)]
+        keys += [(f"host_metric_{m}", (("node", f"n{k}"),)) for m in range(series - len(keys))]
+        fleet.append((f"n{k}", keys, 0.001 * k))
+    state = rng.integers(0, 1000, (nodes, series)).astype(np.float64)
+    for r in range(rows):
+        state += rng.integers(-2, 3, state.shape)
+        for (node, keys, off), vals in zip(fleet, state):
+            store.append(node, BASE_TS + 5.0 * r + off, keys, vals)
+    return fleet, state, rng
+
+
+def bench_cut(work: str, nodes: int, series: int = 730, rows: int = 60, budget: float = 0.05) -> None:
+    """The head cut of a full head (`rows` pushes of every node): one maintain() vs a budgeted cycle.
+
+    Budgeted: maintain(budget_s=budget) once per simulated second, while the
+    fleet keeps pushing (nodes/5 pushes between calls, not timed), until the
+    cycle is done; then calls until the merges of its small blocks are done.
+    """
+    now = BASE_TS + 5.0 * rows + 1
+    # one-shot, as before the cycle existed
+    store = TimeSeriesStore(os.path.join(work, "cut-once"))
+    _cut_fleet(store, nodes, series, rows)
+    nsamp = store.stats()["samples_in_head"]
+    t = time.perf_counter()
+    r = store.maintain(now, budget_s=None)
+    once_s = time.perf_counter() - t
+    assert r["cut"] == 1 and store.stats()["samples_in_head"] == 0
+    st = store.stats()
+    store.close()
+    shutil.rmtree(os.path.join(work, "cut-once"), ignore_errors=True)
+    print(f"head cut       : {nodes} nodes x {series} series x {rows} rows = {nsamp:,} samples in the head")
+    print(f"  one-shot     : maintain(budget_s=None) {once_s * 1e3:,.0f} ms in one call "
+          f"(blocks per resolution {st['blocks']})")
+
+    store = TimeSeriesStore(os.path.join(work, "cut-budget"))
+    fleet, state, rng = _cut_fleet(store, nodes, series, rows)
+    per_s = max(1, nodes // 5)
+    cut_calls: list[float] = []
+    merge_calls: list[float] = []
+    pushes = 0
+    cursor = 0
+    in_cycle = True
+    cycle_calls = 0
+    for sec in range(100_000):  # bounded
+        t = time.perf_counter()
+        # maintain's clock stays at `now`: only this cycle is due (the pushes' times run ahead)
+        r = store.maintain(now, budget_s=budget)
+        took = time.perf_counter() - t
+        if in_cycle:
+            cut_calls.append(took)
+            if not r["pending_nodes"]:
+                in_cycle, cycle_calls = False, sec + 1
+        elif r["cut"] or r["merged"] or store._job is not None:
+            merge_calls.append(took)
+        else:
+            break
+        if not in_cycle and sec > cycle_calls + 2000:
+            break
+        # the fleet keeps pushing during the cycle: 1/5 of the nodes per second
+        for _ in range(per_s if in_cycle else 0):
+            node, keys, off = fleet[cursor % nodes]
+            k = cursor % nodes
+            ts = now + sec + off + 0.5
+            state[k] += rng.integers(-2, 3, series)
+            store.append(node, ts, keys, state[k])
+            cursor += 1
+            pushes += 1
+    st = store.stats()
+    idle = []
+    for i in range(2000):
+        t = time.perf_counter()
+        store.maintain(now, budget_s=budget)
+        idle.append(time.perf_counter() - t)
+    store.close()
+    shutil.rmtree(os.path.join(work, "cut-budget"), ignore_errors=True)
+    cc = np.array(cut_calls)
+    mc = np.array(merge_calls) if merge_calls else np.zeros(1)
+    print(f"  budgeted     : maintain(budget_s={budget}) once a second, {pushes:,} pushes in between")
+    print(f"    cut cycle  : {cc.size} calls, longest {cc.max() * 1e3:.1f} ms, median {np.median(cc) * 1e3:.1f} ms, "
+          f"total {cc.sum() * 1e3:,.0f} ms in the store ({cc.size} s of wall time to finish the cycle)")
+    print(f"    5 longest  : {', '.join(f'{x * 1e3:.0f}' for x in sorted(cc, reverse=True)[:5])} ms; "
+          f"calls over 60 ms: {int((cc > 0.06).sum())} of {cc.size}")
+    print(f"    after it   : {len(merge_calls)} calls with work left (merges of its small blocks), longest "
+          f"{mc.max() * 1e3:.1f} ms, total {mc.sum() * 1e3:,.0f} ms; blocks per resolution {st['blocks']}")
+    print(f"    per node   : {cc.sum() / nodes * 1e3:.1f} ms of store time per node cut ({series} series x {rows} rows): "
+          f"a {budget * 1e3:.0f} ms/s budget cuts ~{budget / (cc.sum() / nodes):.1f} nodes/s")
+    print(f"    idle call  : maintain(budget_s={budget}) with no work: median {np.median(idle) * 1e6:.1f} us, "
+          f"max {np.max(idle) * 1e6:.1f} us")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="199 series x 10 min, 100-node fleet, shorter week build")
     ap.add_argument("--no-peers", action="store_true", help="skip VictoriaMetrics / Prometheus")
+    ap.add_argument("--cut", action="store_true",
+                    help="only the head-cut benchmark: 1,000 nodes x 730 series x 60 rows, one-shot vs budgeted")
     args = ap.parse_args()
+    if args.cut:
+        work = tempfile.mkdtemp(prefix="bench-store-")
+        try:
+            bench_cut(work, 100 if args.quick else 1000)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     nodes, seconds = (1, 600) if args.quick else (10, 3600)
     data = generate(nodes, seconds)
     nsamples = sum(nd.values.size for nd in data)

@@ -13,3 +13,16 @@ extras=${1:-}
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
+# The web UI's chart library comes from the npm registry, pinned by package-lock.json.
+if [ -f package-lock.json ] && { [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; }; then
+  if ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    else
+      echo "gpufleet's web UI needs npm to install its chart library: install Node.js and npm, then run this again" >&2
+      exit 2
+    fi
+  fi
+  npm ci --no-audit --no-fund --loglevel=error
+  touch node_modules
+fi

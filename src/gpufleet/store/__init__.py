@@ -6,7 +6,7 @@ Public API::
     store.append(node, ts, keys, values) -> int              # one node push; returns #dropped dups
     store.append_rows(node, timestamps, keys, rows) -> int   # several pushes at once (backfill)
     store.flush()                                            # fsync WAL + catalog
-    store.maintain(now=None, *, full=False) -> dict          # cut head, merge, retention
+    store.maintain(now=None, *, full=False, budget_s=None) -> dict   # cut head, merge, retention
     store.query_range(metric, matchers, start, end, step, agg="avg") -> list[SeriesResult]
     store.latest(node) -> (ts, {SeriesKey: value}) | None
     store.series(metric=None, matchers=()) -> list[dict[str, str]]
@@ -27,6 +27,11 @@ Public API::
   raw / 1 m / 1 h that gives >= 1 point per step and whose retention reaches
   ``start`` (``choose_resolution`` tells which).
 * ``maintain`` is the only background work; call it periodically (no threads).
+  With ``budget_s`` it stops cutting and merging once that much wall time is
+  spent and carries on at the next call (a head cut is a cycle over the nodes,
+  a merge advances node by node), so a caller holding a lock around it, as the
+  hub does, is never blocked for long: e.g. ``maintain(budget_s=0.05)`` once a
+  second.  Without work it returns in about a microsecond.
 * One process per directory (flock); one thread at a time per store object
   (the hub serialises calls, e.g. with a lock or a single writer task).
 """

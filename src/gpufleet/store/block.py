@@ -63,7 +63,11 @@ class BlockWriter:
         self._pos = len(MAGIC)
         self._zc = zstandard.ZstdCompressor(level=level, write_checksum=True)
         self._nodes: list[tuple[Any, ...]] = []
-        self._series: list[tuple[int, int, int, int, int]] = []
+        # Series index rows as one SERIES_DT array per node: no per-series Python
+        # objects survive add_node (they would feed the cyclic GC's full
+        # collections, which cost ~100 ms in a hub holding a big catalog).
+        self._series: list[np.ndarray] = []
+        self._nseries = 0
         self.samples = 0
         self._seen: set[int] = set()
         self.compacted = bool(sources)
@@ -89,7 +93,7 @@ class BlockWriter:
         self._seen.add(nid)
         present = ~np.isnan(cols[0])
         counts = present.sum(axis=0)
-        s_lo = len(self._series)
+        s_lo = self._nseries
         node_row = len(self._nodes)
         ts_off, ts_len = self._put(codec.encode(ts))
         # Always-present series (the common case) are encoded in one vectorised pass.
@@ -101,16 +105,23 @@ class BlockWriter:
                 encoded[j] = [pc[i] for pc in per_col]
         group: list[bytes] = []
         group_len = 0
-        pending: list[tuple[int, int, int, int]] = []  # sid, inner offset, inner length, count
+        # per series of this node: sid, inner offset, inner length, count; group offset/length
+        r_sid: list[int] = []
+        r_inner: list[int] = []
+        r_inner_len: list[int] = []
+        r_cnt: list[int] = []
+        r_off: list[int] = []
+        r_len: list[int] = []
 
         def flush_group() -> None:
-            nonlocal group, group_len, pending
+            nonlocal group, group_len
             if not group:
                 return
             off, ln = self._put(b"".join(group))
-            for sid, inner, inner_len, cnt in pending:
-                self._series.append((sid, node_row, off, ln, inner, inner_len, cnt))
-            group, group_len, pending = [], 0, []
+            k = len(r_sid) - len(r_off)
+            r_off.extend([off] * k)
+            r_len.extend([ln] * k)
+            group, group_len = [], 0
 
         for j in range(sids.size):
             cnt = int(counts[j])
@@ -127,24 +138,72 @@ class BlockWriter:
                 parts.append(_U32.pack(len(enc)))
                 parts.append(enc)
             payload = b"".join(parts)
-            pending.append((int(sids[j]), group_len, len(payload), cnt))
+            r_sid.append(int(sids[j]))
+            r_inner.append(group_len)
+            r_inner_len.append(len(payload))
+            r_cnt.append(cnt)
             group.append(payload)
             group_len += len(payload)
             self.samples += cnt
             if group_len >= GROUP_BYTES:
                 flush_group()
         flush_group()
-        self._nodes.append((nid, rows, ts_off, ts_len, s_lo, len(self._series),
+        chunk = np.empty(len(r_sid), SERIES_DT)
+        chunk["sid"], chunk["node"], chunk["off"], chunk["len"] = r_sid, node_row, r_off, r_len
+        chunk["inner"], chunk["inner_len"], chunk["count"] = r_inner, r_inner_len, r_cnt
+        self._add_series(chunk)
+        self._nodes.append((nid, rows, ts_off, ts_len, s_lo, self._nseries,
                             float(ts[0]), float(ts[-1])))
+
+    def _add_series(self, chunk: np.ndarray) -> None:
+        if chunk.size:
+            self._series.append(chunk)
+            self._nseries += chunk.size
+
+    def copy_node(self, src: Block, nid: int) -> None:
+        """Add one node's frames from another block of the same resolution, byte for byte.
+
+        For merges whose inputs hold disjoint nodes (the blocks of one cut
+        cycle): no decode or re-encode.  The frames keep the source's zstd
+        level, so the result is not marked compacted (a final merge re-encodes it).
+        """
+        if src.res != self.res:
+            raise ValueError("copy_node between resolutions")
+        row = src._node_row.get(nid)
+        if row is None:
+            return
+        if nid in self._seen:
+            raise ValueError(f"node {nid} added twice to block {self.path}")
+        self._seen.add(nid)
+        rec = src.nodes[row]
+        lo, hi = int(rec["s_lo"]), int(rec["s_hi"])
+        ser = src.series[lo:hi]
+        start = int(rec["ts_off"])
+        end = start + int(rec["ts_len"])
+        if hi > lo:  # a node's frames are contiguous: its timestamps, then its groups
+            end = max(end, int((ser["off"].astype(np.int64) + ser["len"]).max()))
+        self._fh.write(src._mm[start:end])
+        delta = self._pos - start
+        self._pos += end - start
+        node_row = len(self._nodes)
+        s_lo = self._nseries
+        chunk = ser.copy()
+        chunk["off"] += delta
+        chunk["node"] = node_row
+        self._add_series(chunk)
+        self.samples += int(ser["count"].sum())
+        self._nodes.append((nid, int(rec["rows"]), int(rec["ts_off"]) + delta, int(rec["ts_len"]),
+                            s_lo, self._nseries, float(rec["min_ts"]), float(rec["max_ts"])))
+        self.compacted = False
 
     def finish(self) -> str | None:
         """Write the index, fsync, rename into place. Returns the path, or None if empty."""
-        if not self._series:
+        if not self._nseries:
             self._fh.close()
             os.unlink(self.tmp)
             return None
         nodes = np.array(self._nodes, dtype=NODE_DT)
-        series = np.array(self._series, dtype=SERIES_DT)
+        series = np.concatenate(self._series)
         order = np.argsort(series["sid"], kind="stable").astype("<u4")
         index = _enc.encode({
             "res": self.res, "window": self.window, "seq": self.seq, "sources": self.sources,

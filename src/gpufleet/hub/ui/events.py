@@ -14,13 +14,13 @@ A restarted hub has a new epoch, so its pages always resync in full.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import asyncio
 import msgspec
 
 from .summary import Summary, diff, node_summary
@@ -121,9 +121,10 @@ class Broker:
 
     def node_message(self, name: str) -> bytes | None:
         v = self.hub.fleet.nodes.get(name)
-        if v is None or v.json is None:
+        data = self.hub.fleet.full_json(v) if v is not None else None
+        if data is None:
             return None
-        return sse("node", v.json)
+        return sse("node", data)
 
     def status_message(self, name: str) -> bytes | None:
         v = self.hub.fleet.nodes.get(name)
@@ -137,8 +138,10 @@ class Broker:
         return sse("users", _enc.encode({"t": time.time(), "users": rows}))
 
     def user_message(self, user: str) -> bytes:
-        rows = placements(self.hub.fleet.nodes.values(), user)
-        return sse("user", _enc.encode({"t": time.time(), "user": user, "placements": rows}))
+        views = list(self.hub.fleet.nodes.values())
+        summary = next((r for r in users_table(views) if r["user"] == user), None)
+        return sse("user", _enc.encode({"t": time.time(), "user": user, "summary": summary,
+                                        "placements": placements(views, user)}))
 
     # ---- publishing ------------------------------------------------------------------------------
 

@@ -40,6 +40,13 @@ def _script_json(data: Any) -> str:
     return text.replace("</", "<\\/")
 
 
+def _with_snapshot(data: dict[str, Any], snapshot: bytes | None) -> str:
+    """`data` plus the node's stored snapshot JSON as key snapshotJson, spliced in as bytes
+    (it is already encoded: decoding and re-encoding a large process table would waste time)."""
+    head = _enc.encode(data)[:-1]
+    return _script_json(head + b',"snapshotJson":' + (snapshot or b"null") + b"}")
+
+
 def mount(app: FastAPI, ext: UiExtension) -> None:
     hub, broker = ext.hub, ext.broker
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
@@ -73,9 +80,8 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
             return not_found(request, f"There is no node named “{name}” in this fleet.")
         initial = {"node": v.describe(), "snapshot": None, "ranges": RANGES,
                    "catalogue": {"node": _catalogue("node"), "gpu": _catalogue("gpu")}}
-        snap = v.json.decode() if v.json else "null"
         return page(request, "node.html", title=name, nav="fleet", name=name, view=v,
-                    initial=_script_json(_enc.encode(initial)[:-1].decode() + f',"snapshotJson":{snap}}}'))
+                    initial=_with_snapshot(initial, v.json))
 
     @app.get("/nodes/{name}/gpus/{index}", include_in_schema=False)
     async def gpu_page(request: Request, name: str, index: int) -> HTMLResponse:
@@ -86,9 +92,8 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
             return not_found(request, f"Node “{name}” has no GPU {index}.")
         initial = {"node": v.describe(), "gpu": index, "ranges": RANGES,
                    "catalogue": {"gpu": _catalogue("gpu"), "mig": _catalogue("mig")}}
-        snap = v.json.decode() if v.json else "null"
         return page(request, "gpu.html", title=f"{name} · GPU {index}", nav="fleet", name=name, index=index,
-                    initial=_script_json(_enc.encode(initial)[:-1].decode() + f',"snapshotJson":{snap}}}'))
+                    initial=_with_snapshot(initial, v.json))
 
     @app.get("/users", include_in_schema=False)
     async def users_page(request: Request) -> HTMLResponse:

@@ -21,7 +21,7 @@ export class TimeChart {
     this.el = document.createElement("div");
     this.el.className = "chart";
     this.el.dataset.chart = spec.id || spec.title;
-    this.el.innerHTML = `<h3>${esc(spec.title)}</h3><div class="plot" data-points="0"></div>`;
+    this.el.innerHTML = `<h3>${esc(spec.title)} <span class="muted nodata-note">· no data in this range</span></h3><div class="plot" data-points="0"></div>`;
     container.appendChild(this.el);
     this.plotEl = $(".plot", this.el);
     this.data = [[], ...spec.series.map(() => [])];
@@ -55,10 +55,10 @@ export class TimeChart {
       width: Math.max(this.plotEl.clientWidth, 300),
       height: 200,
       series: [{}, ...this.spec.series.map((label, i) => ({
-        label, stroke: colors[i % colors.length], width: 1.5, points: { show: false },
+        label, stroke: colors[i % colors.length], width: 1.5, points: { show: false }, spanGaps: true,
         value: (u, v) => (v == null ? "—" : fmt(v)),
       }))],
-      axes: [axis, { ...axis, size: 70, values: (u, vals) => vals.map((v) => (v == null ? "" : fmt(v))) }],
+      axes: [axis, { ...axis, size: 86, values: (u, vals) => vals.map((v) => (v == null ? "" : fmt(v))) }],
       scales: { x: { time: true }, y: scaleY },
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
@@ -102,13 +102,14 @@ export class TimeChart {
 
   redraw() {
     this.plotEl.dataset.points = String(this.data[0].length);
+    const any = this.data.slice(1).some((col) => col.some((v) => v != null));
+    this.el.classList.toggle("nodata", !any);
     if (this.u) this.u.setData(this.data);
   }
 }
 
 // Fetch history for one metric; returns the API's series list.
-export async function history(metric, matchers, rangeSeconds, agg = "avg") {
-  const end = Date.now() / 1000;
+export async function history(metric, matchers, rangeSeconds, agg = "avg", end = alignedNow(rangeSeconds)) {
   const q = new URLSearchParams({ metric, start: String(end - rangeSeconds), end: String(end), points: String(POINTS), agg });
   for (const m of matchers) q.append("match", m);
   const r = await fetch(`/api/v1/query_range?${q}`);
@@ -117,6 +118,11 @@ export async function history(metric, matchers, rangeSeconds, agg = "avg") {
 }
 
 export const stepFor = (rangeSeconds) => Math.max(1, rangeSeconds / POINTS);
+// One end time for every query of a chart set, on a step boundary, so all series share timestamps.
+export const alignedNow = (rangeSeconds) => {
+  const step = stepFor(rangeSeconds);
+  return Math.ceil(Date.now() / 1000 / step) * step;
+};
 
 // Sum many series (e.g. one user's series on every node) into one, by timestamp.
 export function sumSeries(series) {
@@ -168,9 +174,10 @@ export class ChartSet {
     this.range = rangeSeconds;
     const token = ++this.loading;
     const queries = new Map();
+    const end = alignedNow(rangeSeconds);
     for (const s of this.specs) for (const l of s.lines) {
       const key = `${l.metric}|${l.match.join(",")}|${l.agg || "avg"}`;
-      if (!queries.has(key)) queries.set(key, history(l.metric, l.match, rangeSeconds, l.agg || "avg").catch(() => ({ series: [] })));
+      if (!queries.has(key)) queries.set(key, history(l.metric, l.match, rangeSeconds, l.agg || "avg", end).catch(() => ({ series: [] })));
     }
     const results = new Map();
     for (const [k, p] of queries) results.set(k, await p);

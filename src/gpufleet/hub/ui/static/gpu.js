@@ -24,6 +24,7 @@ function render() {
   $("#g-model").textContent = `${g.model} · ${g.vendor}`;
   const stat = (k, val, attr = "", sub = "") => `<div class="stat"${attr}><div class="k">${k}</div><div class="v">${val}${sub ? ` <small>${sub}</small>` : ""}</div></div>`;
   const u = v.utilization_ratio;
+  $("#g-stats").dataset.ts = snap.timestamp;
   $("#g-stats").innerHTML = [
     stat("Utilisation", pct(u), ` data-util="${u == null ? "" : Math.round(u * 100)}"`),
     stat("Memory", bytes(v.memory_used_bytes), ` data-mem="${v.memory_used_bytes ?? ""}"`, v.memory_total_bytes ? `of ${bytes(v.memory_total_bytes)}` : ""),
@@ -71,7 +72,7 @@ function specs() {
     { id: "mem", title: "Memory", fmt: (v) => bytes(v), min: 0, lines: [
       line("gpufleet_gpu_memory_used_bytes", "memory_used_bytes", "Used"),
       line("gpufleet_gpu_memory_total_bytes", "memory_total_bytes", "Total")] },
-    { id: "temp", title: "Temperature", fmt: (v) => `${Math.round(v)} °C`, lines: [
+    { id: "temp", title: "Temperature", fmt: (v) => `${Number.isInteger(v) ? v : v.toFixed(1)} °C`, lines: [
       line("gpufleet_gpu_temperature_celsius", "temperature_celsius", "Die"),
       line("gpufleet_gpu_memory_temperature_celsius", "memory_temperature_celsius", "Memory")] },
     { id: "power", title: "Power", fmt: (v) => `${Math.round(v)} W`, min: 0, lines: [

@@ -380,3 +380,5 @@ pollAlerts();
 setInterval(pollAlerts, 15000);
 window.gpufleet = { nodes, stats: () => ({ nodes: nodes.size, cards: els.size, dirty: dirty.size }) };
 document.body.dataset.ready = "1";
+// For benchmarks/bench_ui.py: when the first layout has been painted.
+requestAnimationFrame(() => setTimeout(() => { window.gpufleetPainted = performance.now(); }));

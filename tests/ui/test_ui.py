@@ -1,0 +1,220 @@
+"""The web UI in Debian's headless Chromium (Playwright), against a real hub process with a
+simulated fleet: pages load clean, show the API's numbers, update live, draw charts, and
+reconnect by themselves after the hub restarts."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from realparts import Proc, free_port, gpufleet
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+NODE = "hgx-h100-01"  # first of the demo fleet: 8 GPUs with jobs on them
+
+
+class Hub:
+    """`gpufleet up --simulate 8` as a process that can be stopped and started on the same port."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp, self.port, self.proc = tmp, free_port(), None
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        args = gpufleet("up", "--simulate", "8", "--interval", "1", "--no-agent", "--data", str(self.tmp / "data"),
+                        "--listen", f"127.0.0.1:{self.port}")
+        self.proc = Proc(args, self.tmp / f"hub{self.starts}.log")
+        self.proc.wait_http(f"{self.url}/healthz")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # wait for the first collections of every node
+            if len(httpx.get(f"{self.url}/api/v1/snapshots").json()["snapshots"]) == 8:
+                return
+            time.sleep(0.2)
+        raise AssertionError("simulated fleet did not report")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+
+    def api(self, path: str) -> Any:
+        return httpx.get(f"{self.url}{path}", timeout=10).json()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    h = Hub(tmp_path_factory.mktemp("ui"))
+    h.start()
+    try:
+        yield h
+    finally:
+        h.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: run `make test` (it installs Debian's chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@contextlib.contextmanager
+def open_page(browser: Any, url: str, theme: str = "light") -> Iterator[tuple[Any, list[str]]]:
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900}, color_scheme=theme)
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']", timeout=10000)
+    try:
+        yield page, errors
+    finally:
+        ctx.close()
+
+
+def shot(page: Any, artifacts: Path, name: str) -> None:
+    page.screenshot(path=str(artifacts / f"ui-{name}.png"), full_page=True)
+
+
+def card_gpu(page: Any, node: str, gpu: int) -> dict[str, Any]:
+    return page.evaluate(
+        """([node, gpu]) => {
+            const card = document.querySelector(`.card[data-node="${node}"]`);
+            const row = card.querySelector(`.gpu[data-gpu="${gpu}"]`);
+            return {ts: parseFloat(card.dataset.ts), util: row.dataset.util, temp: row.dataset.temp,
+                    power: row.dataset.power, status: card.dataset.status};
+        }""", [node, gpu])
+
+
+def wait_charts(page: Any, minimum: int) -> None:
+    """Every chart has a canvas of non-zero size and holds data points."""
+    page.wait_for_function(
+        """(n) => { const cs = [...document.querySelectorAll('.chart')];
+            return cs.length >= n && cs.every(c => { const cv = c.querySelector('canvas');
+              return cv && cv.width > 0 && cv.height > 0; })
+            && cs.some(c => +c.querySelector('.plot').dataset.points > 0); }""", arg=minimum, timeout=15000)
+
+
+def test_pages_show_api_values_live_with_charts(hub: Hub, browser: Any, artifacts: Path) -> None:
+    # ---- overview: one card per node, the GPU numbers equal the API's at the same snapshot ----
+    with open_page(browser, f"{hub.url}/") as (page, errors):
+        names = [n["name"] for n in hub.api("/api/v1/nodes")["nodes"]]
+        assert sorted(page.eval_on_selector_all(".card", "cs => cs.map(c => c.dataset.node)")) == sorted(names)
+        for attempt in range(50):
+            seen = card_gpu(page, NODE, 4)
+            snap = hub.api(f"/api/v1/nodes/{NODE}/snapshot")
+            if abs(snap["timestamp"] - seen["ts"]) < 0.01:
+                g = next(g for g in snap["gpus"] if g["index"] == 4)
+                assert int(seen["util"]) == round(g["values"]["utilization_ratio"] * 100)
+                assert int(seen["temp"]) == round(g["values"]["temperature_celsius"])
+                assert int(seen["power"]) == round(g["values"]["power_watts"])
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the card never showed the snapshot the API served")
+        # fleet totals add up to the cards (read in one go: both change on the same frame)
+        cards, totals = page.evaluate("""() => [['busy','idle','free'].map(s => document.querySelectorAll(`.gpu[data-state=${s}]`).length),
+                                               ['busy','idle','free'].map(s => +document.getElementById(`t-${s}`).textContent)]""")
+        assert cards == totals
+        # live: the card changes without a reload
+        before = card_gpu(page, NODE, 4)["ts"]
+        page.wait_for_function(f"() => parseFloat(document.querySelector('.card[data-node=\"{NODE}\"]').dataset.ts) > {before}",
+                               timeout=5000)
+        shot(page, artifacts, "overview-light")
+        page.click("#view button[data-view='heatmap']")
+        page.wait_for_selector(".tile")
+        assert "view=heatmap" in page.url
+        shot(page, artifacts, "overview-heatmap")
+        page.click("#view button[data-view='cards']")
+        page.fill("#q", "hgx-h100")
+        page.wait_for_function("() => document.querySelectorAll('.card').length === 2")
+        assert errors == []
+
+    with open_page(browser, f"{hub.url}/", theme="dark") as (page, errors):
+        assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+        shot(page, artifacts, "overview-dark")
+        assert errors == []
+
+    # ---- node page: host panels, GPU cards, charts, process table with GPU processes marked ----
+    with open_page(browser, f"{hub.url}/nodes/{NODE}") as (page, errors):
+        assert page.locator(".gcard").count() == 8
+        assert page.locator("#n-procs tbody tr").count() > 0
+        assert page.locator("#n-procs tr.gpuproc").count() > 0
+        wait_charts(page, 5)
+        points = page.eval_on_selector(".chart[data-chart='util'] .plot", "p => +p.dataset.points")
+        page.wait_for_function(
+            "(n) => +document.querySelector(\".chart[data-chart='util'] .plot\").dataset.points > n", arg=points,
+            timeout=8000)  # the chart extends live
+        page.click("th[data-key='pid'] button")
+        assert page.get_attribute("th[data-key='pid']", "aria-sort") in ("ascending", "descending")
+        shot(page, artifacts, "node")
+        assert errors == []
+
+    # ---- GPU page: every field, processes, six charts; the numbers match the API ----
+    with open_page(browser, f"{hub.url}/nodes/{NODE}/gpus/4", theme="dark") as (page, errors):
+        wait_charts(page, 6)
+        for attempt in range(50):  # compare with the API at the same snapshot
+            seen = page.evaluate("""() => ({ts: +document.getElementById('g-stats').dataset.ts,
+                util: document.querySelector('#g-stats [data-util]').dataset.util,
+                fields: [...document.querySelectorAll('#g-fields tr[data-field]')].map(r => r.dataset.field),
+                pids: [...document.querySelectorAll('#g-procs tr[data-pid]')].map(r => +r.dataset.pid)})""")
+            snap = hub.api(f"/api/v1/nodes/{NODE}/snapshot")
+            if abs(snap["timestamp"] - seen["ts"]) < 0.001:
+                g = next(g for g in snap["gpus"] if g["index"] == 4)
+                assert set(seen["fields"]) == set(g["values"])
+                assert int(seen["util"]) == round(g["values"]["utilization_ratio"] * 100)
+                assert sorted(seen["pids"]) == sorted(p["pid"] for p in g.get("processes", []))
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the GPU page never showed the snapshot the API served")
+        shot(page, artifacts, "gpu-dark")
+        assert errors == []
+
+    # ---- users: the table, one user's page with history ----
+    with open_page(browser, f"{hub.url}/users") as (page, errors):
+        users = page.eval_on_selector_all("#u-table tbody tr[data-user]", "rs => rs.map(r => r.dataset.user)")
+        assert users
+        shot(page, artifacts, "users")
+        assert errors == []
+    with open_page(browser, f"{hub.url}/users/{users[0]}") as (page, errors):
+        assert int(page.get_attribute("#u-stats [data-gpus]", "data-gpus")) > 0
+        wait_charts(page, 4)
+        shot(page, artifacts, "user")
+        assert errors == []
+
+    with open_page(browser, f"{hub.url}/nodes/no-such-node") as (page, errors):
+        assert "no node named" in page.text_content("main")
+
+
+def test_page_reconnects_after_hub_restart(hub: Hub, browser: Any, artifacts: Path) -> None:
+    with open_page(browser, f"{hub.url}/") as (page, _errors):
+        page.wait_for_selector("#conn[data-state='live']")
+        hub.stop()
+        page.wait_for_selector("#conn[data-state='reconnecting']", timeout=35000)
+        stopped_at = card_gpu(page, NODE, 0)["ts"]
+        hub.start()
+        # Same page, no reload: live data again (a newer snapshot than before the restart).
+        page.wait_for_function(
+            f"() => parseFloat(document.querySelector('.card[data-node=\"{NODE}\"]').dataset.ts) > {stopped_at}",
+            timeout=30000)
+        page.wait_for_selector("#conn[data-state='live']")
+        shot(page, artifacts, "overview-after-restart")
