@@ -26,9 +26,12 @@ NO_GPU_NOTE = ("No accelerator found on this machine: the hub shows its host met
 def sim_fleet(count: int, seed: int = 0) -> list[Collection]:
     """`count` simulated nodes cycling through the demo fleet's mix of profiles."""
     nodes = []
+    numbers: dict[str, int] = {}  # per name prefix, so names stay unique past the demo list
     for i in range(count):
         base, profile = DEMO_FLEET[i % len(DEMO_FLEET)]
-        name = base if i < len(DEMO_FLEET) else f"{base.rsplit('-', 1)[0]}-{i // len(DEMO_FLEET) + 1:02d}"
+        prefix = base.rsplit("-", 1)[0]
+        numbers[prefix] = numbers.get(prefix, 0) + 1
+        name = f"{prefix}-{numbers[prefix]:02d}"
         backend = SimBackend(profile, seed=seed, node=name)
         ctx = CollectContext(backend=backend, options={"node": name})
         labels = {"cluster": "demo", "profile": profile, "simulated": "true"}

@@ -22,6 +22,9 @@ from .state import HubState
 log = logging.getLogger("gpufleet.hub")
 
 
+MAINTAIN_BUDGET_S = 0.1
+
+
 class PushBody(msgspec.Struct):
     # Raw: each snapshot's own JSON bytes are kept, so the hub serves them without re-encoding.
     snapshots: list[msgspec.Raw]
@@ -252,7 +255,9 @@ class Hub:
             return
         try:
             with self._store_lock:
-                self.store.maintain()
+                # A small slice each second: a whole-fleet head cut in one go held ingest
+                # up for seconds at 1,000 nodes.
+                self.store.maintain(budget_s=MAINTAIN_BUDGET_S)
         except Exception:
             self.counters["store_errors"] += 1
             log.exception("store maintenance failed")
@@ -272,7 +277,7 @@ class Hub:
             if now_m - last_save >= 5.0:
                 last_save = now_m
                 await asyncio.to_thread(self.save_latest)
-            if now_m - last_maint >= 60.0:
+            if now_m - last_maint >= 1.0:
                 last_maint = now_m
                 await asyncio.to_thread(self.maintain)
             if self.targets_watcher is not None:
