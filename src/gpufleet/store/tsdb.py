@@ -29,6 +29,8 @@ merged block lists its sources so leftovers are deleted on open.
 """
 from __future__ import annotations
 
+import logging
+
 import fcntl
 import math
 import os
@@ -51,6 +53,8 @@ _SCHEMA = struct.Struct("<BIII")  # type 1, schema id, node id, n
 _DATA = struct.Struct("<BIdI")  # type 2, schema id, ts, n   + n float64
 _ROWS = struct.Struct("<BIII")  # type 3, schema id, rows, n + rows float64 ts + rows*n float64
 
+
+log = logging.getLogger("gpufleet.store")
 
 class SeriesResult(NamedTuple):
     labels: dict[str, str]
@@ -113,8 +117,12 @@ class TimeSeriesStore:
                 elif name.endswith(".blk"):
                     try:
                         found.append(Block(full))
-                    except ValueError:
-                        os.replace(full, full + ".corrupt")  # keep for inspection, never read
+                    except (ValueError, IndexError, KeyError, OSError) as e:
+                        # One unreadable block must not keep the hub from starting: set it
+                        # aside for inspection, say so, and serve everything else.
+                        log.error("store block %s is unreadable (%s: %s); moved aside as %s.corrupt",
+                                  full, type(e).__name__, e, name)
+                        os.replace(full, full + ".corrupt")
         superseded = {s for b in found for s in b.sources}
         for b in found:
             if b.seq in superseded:  # a merge finished but its inputs were not yet deleted
