@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .db import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
@@ -56,12 +57,8 @@ class HubState:
     """Thread-safe: FastAPI handlers, the ingest path and CLI commands share one file."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._db = connect(path, SCHEMA)
         self._lock = threading.Lock()
         self._cred_cache: dict[str, str] = {}
 
