@@ -33,6 +33,12 @@ class Hub:
 
     def start(self) -> None:
         self.starts += 1
+        data = self.tmp / "data"
+        data.mkdir(exist_ok=True)
+        # a rule that fires at once, so the alerts page has something to show and act on
+        (data / "alerts.yaml").write_text(
+            "rules:\n  - alert: UiTestAlwaysFiring\n    expr: gpufleet_node_memory_total_bytes > 0\n"
+            "    severity: info\n    annotations: {summary: 'memory on {{ $labels.node }}'}\n")
         args = gpufleet("up", "--simulate", "8", "--interval", "1", "--no-agent", "--data", str(self.tmp / "data"),
                         "--listen", f"127.0.0.1:{self.port}")
         self.proc = Proc(args, self.tmp / f"hub{self.starts}.log")
@@ -218,3 +224,27 @@ def test_page_reconnects_after_hub_restart(hub: Hub, browser: Any, artifacts: Pa
             timeout=30000)
         page.wait_for_selector("#conn[data-state='live']")
         shot(page, artifacts, "overview-after-restart")
+
+
+def test_alerts_page_lists_and_acks(hub: Hub, browser: Any, artifacts: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        firing = [a for a in hub.api("/api/v1/alerts")["alerts"]
+                  if a["alertname"] == "UiTestAlwaysFiring" and a["state"] == "firing"]
+        if len(firing) == 8:
+            break
+        time.sleep(0.5)
+    assert len(firing) == 8, firing
+    with open_page(browser, f"{hub.url}/alerts") as (page, errors):
+        rows = page.locator('#a-list tr[data-state="firing"]')
+        assert rows.count() >= 8
+        assert "memory on" in page.inner_text("#a-list")
+        page.fill("#a-who", "ui-test")
+        page.dispatch_event("#a-who", "change")
+        fp = rows.first.get_attribute("data-fp")
+        page.locator(f'#a-list tr[data-fp="{fp}"] button[data-act="ack"]').click()
+        page.wait_for_function("fp => document.querySelector(`#a-list tr[data-fp=\"${fp}\"]`)?.innerText.includes('acked by ui-test')", arg=fp, timeout=10000)
+        shot(page, artifacts, "alerts")
+        assert not errors, errors
+    acked = [a for a in hub.api("/api/v1/alerts")["alerts"] if a["fingerprint"] == fp]
+    assert acked[0]["ack"]["by"] == "ui-test"
