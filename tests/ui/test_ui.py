@@ -15,7 +15,7 @@ import pytest
 
 from realparts import Proc, free_port, gpufleet
 
-sync_api = pytest.importorskip("playwright.sync_api")
+from playwright import sync_api  # in the test extra: missing means `make test` was not used
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
