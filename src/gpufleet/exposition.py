@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import platform
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from . import __version__
 from .catalogue import BY_SCOPE, CATALOGUE, Compat, Metric
@@ -105,14 +104,6 @@ def records(snap: NodeSnapshot, scope: str) -> Iterator[Record]:
             )
 
 
-@dataclass(frozen=True, slots=True)
-class _Family:
-    name: str  # exposition family name (text format) / sample name
-    om_family: str  # OpenMetrics family name
-    kind: str
-    help: str
-
-
 def _label_block(names: tuple[str, ...], values: Iterable[str]) -> str:
     return ",".join(f'{n}="{escape(v)}"' for n, v in zip(names, values))
 
@@ -153,11 +144,10 @@ def render_scope(scope: str, recs: list[Record], openmetrics: bool, out: list[st
 
 def _header(out: list[str], m: Metric, openmetrics: bool) -> None:
     if openmetrics:
-        kind = m.kind if m.kind != "info" else "info"
         out.append(f"# HELP {m.family} {m.help}")
-        out.append(f"# TYPE {m.family} {kind}")
+        out.append(f"# TYPE {m.family} {m.kind}")
     else:
-        kind = "gauge" if m.kind == "info" else m.kind
+        kind = "gauge" if m.kind == "info" else m.kind  # the text format has no info type
         out.append(f"# HELP {m.name} {m.help}")
         out.append(f"# TYPE {m.name} {kind}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import platform
 import re
 import time
@@ -13,8 +14,6 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-
-import logging
 
 from .. import __version__
 from ..catalogue import BY_NAME, CATALOGUE
