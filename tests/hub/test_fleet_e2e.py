@@ -92,8 +92,13 @@ def test_join_push_restart_without_gap(tmp_path: Path) -> None:
         assert snap_ts[0] <= t_stop - 2 and snap_ts[-1] >= t_back - 1.5, (snap_ts[0], snap_ts[-1])
         assert max(gaps) <= 1.0, f"gap of {max(gaps):.2f}s in {snap_ts}"
         # the agent says it pushed everything and its backlog is empty again
-        m = httpx.get(f"http://127.0.0.1:{a1_port}/metrics").text
-        assert "gpufleet_agent_hub_up" in m
+        def agent_caught_up() -> bool:
+            m = httpx.get(f"http://127.0.0.1:{a1_port}/metrics").text
+            v = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in m.splitlines()
+                 if line.startswith(("gpufleet_agent_hub_up{", "gpufleet_agent_push_backlog{"))}
+            return v.get("gpufleet_agent_hub_up") == 1 and v.get("gpufleet_agent_push_backlog") == 0
+
+        _wait(agent_caught_up, what="the agent's backlog to drain")
     finally:
         for p in (a1, a2, bad, hub):
             p.stop()
