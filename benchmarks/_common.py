@@ -169,3 +169,23 @@ def free_port() -> int:
 def count_series(body: bytes) -> int:
     """Sample lines of a Prometheus text exposition (comments and blank lines excluded)."""
     return sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
+
+
+@contextmanager
+def host_processes(target: int, seconds: float = 600) -> Iterator[int]:
+    """Spawn `sleep` processes until the host has about `target` processes; always kill them."""
+    sleepers: list[subprocess.Popen] = []
+    try:
+        want = max(0, min(target - host_process_count(), 2000)) if target else 0
+        for _ in range(want):
+            sleepers.append(subprocess.Popen(["sleep", str(int(seconds))], stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        if sleepers:
+            time.sleep(0.5)
+        yield len(sleepers)
+    finally:
+        for p in sleepers:
+            if p.poll() is None:
+                p.kill()
+        for p in sleepers:
+            p.wait(10)

@@ -25,14 +25,13 @@ import gc
 import gzip
 import io
 import pstats
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import host_process_count, machine_line, median, percentile, table, verdict  # noqa: E402
+from _common import host_process_count, host_processes, machine_line, median, percentile, table, verdict  # noqa: E402
 
 GOAL_CPU_MS = 10.0
 
@@ -99,21 +98,9 @@ def main() -> int:
     n = max(5, min(a.collections, 10_000))
 
     print(f"machine: {machine_line()}")
-    sleepers: list[subprocess.Popen] = []
-    try:
-        want = max(0, min(a.processes - host_process_count(), 2000))
-        for _ in range(want):
-            sleepers.append(subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        time.sleep(0.5)
-        print(f"host processes: {host_process_count()} ({len(sleepers)} `sleep 600` spawned)")
+    with host_processes(a.processes) as spawned:
+        print(f"host processes: {host_process_count()} ({spawned} `sleep 600` spawned)")
         return run(a, n)
-    finally:
-        for p in sleepers:
-            if p.poll() is None:
-                p.kill()
-        for p in sleepers:
-            p.wait(10)
 
 
 def run(a: argparse.Namespace, n: int) -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
+    host_processes,
     agent_cmd, free_port, host_process_count, machine_line, median, node_exporter_cmd, percentile,
     proc_cpu_seconds, proc_rss_bytes, server, table, verdict,
 )
@@ -86,21 +87,10 @@ def main() -> int:
     seconds = max(2, min(a.seconds, 3600))  # bounded
 
     print(f"machine: {machine_line()}")
-    sleepers: list[subprocess.Popen] = []
-    try:
-        want = max(0, min(a.processes - host_process_count(), 2000)) if a.processes else 0
-        for _ in range(want):
-            sleepers.append(subprocess.Popen(["sleep", str(seconds + 120)], stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        if sleepers:
-            print(f"host brought to {host_process_count()} processes ({len(sleepers)} `sleep` spawned)")
+    with host_processes(a.processes, seconds + 120) as spawned:
+        if spawned:
+            print(f"host brought to {host_process_count()} processes ({spawned} `sleep` spawned)")
         return soak(a, seconds)
-    finally:
-        for p in sleepers:
-            if p.poll() is None:
-                p.kill()
-        for p in sleepers:
-            p.wait(10)
 
 
 def soak(a: argparse.Namespace, seconds: int) -> int:
