@@ -1,15 +1,12 @@
 """kill -9 of a process mid-ingest: everything append() returned for survives."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 
 from gpufleet.store import TimeSeriesStore, StoreOptions
+from killed_child import run_and_kill
 
 CHILD = textwrap.dedent(
     """
@@ -29,22 +26,8 @@ CHILD = textwrap.dedent(
 
 def test_kill_9_keeps_every_acknowledged_push(tmp_path) -> None:
     path = str(tmp_path / "db")
-    env = dict(os.environ)
-    src = os.path.join(os.path.dirname(__file__), "..", "..", "src")
-    env["PYTHONPATH"] = os.path.abspath(src) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, path], stdout=subprocess.PIPE, env=env, text=True)
-    last = -1
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        last = int(line)
-        if last >= 1500:
-            break
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    last = run_and_kill(CHILD, path, lambda i: i >= 1500)
     assert last >= 1500
-    for line in proc.stdout:  # acknowledgements still in the pipe when the kill landed
-        if line.endswith("\n"):
-            last = int(line)
 
     store = TimeSeriesStore(path, StoreOptions(head_span_s=50.0))
     got = store.query_range("gpu_util", [], 1000.0, 1000.0 + last + 10, 1.0, "last")

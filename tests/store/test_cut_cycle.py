@@ -5,14 +5,12 @@ import glob
 import math
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
+from killed_child import run_and_kill
 from gpufleet.store import Matcher, StoreOptions, TimeSeriesStore
 
 T0 = 1_700_006_400.0  # a multiple of 86400
@@ -260,21 +258,7 @@ CHILD = textwrap.dedent(
 
 def test_kill_9_mid_cycle_keeps_every_acknowledged_push(tmp_path) -> None:
     path = str(tmp_path / "db")
-    env = dict(os.environ)
-    src = os.path.join(os.path.dirname(__file__), "..", "..", "src")
-    env["PYTHONPATH"] = os.path.abspath(src) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, path], stdout=subprocess.PIPE, env=env, text=True)
-    last = -1
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        last = int(line)
-        if last >= 400 and len(_wals(path)) > 1:  # mid-cycle
-            break
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-    for line in proc.stdout:
-        if line.endswith("\n"):
-            last = int(line)
+    last = run_and_kill(CHILD, path, lambda i: i >= 400 and len(_wals(path)) > 1)  # mid-cycle
     assert last >= 400
     s = TimeSeriesStore(path, StoreOptions(head_span_s=40.0, merge_fanout=3))
     got = s.query_range("gpu_util", [], 1000.0, 1000.0 + last + 10, 1.0, "last")
