@@ -180,8 +180,8 @@ def hub(**kw: Any) -> None:
 @click.option("--interval", default=5.0, show_default=True, type=float, help="collection interval, seconds")
 def up(simulate: int | None, simulate_if_no_gpu: int | None, no_agent: bool, interval: float, **kw: Any) -> None:
     """Hub + an agent for this machine in one process: the embedded default."""
-    from .hub.local import start_local_feeds
     from .hub.run import serve
+    from .up import start_local_feeds
 
     if simulate is not None and not 1 <= simulate <= 5000:
         raise UserError("--simulate takes a number of nodes from 1 to 5000")
@@ -202,7 +202,7 @@ def up(simulate: int | None, simulate_if_no_gpu: int | None, no_agent: bool, int
             click.echo(note)
         announce(url)
 
-    serve(h, sock, _say, feeds)
+    serve(h, sock, _say, feeds.stop)
 
 
 @cli.group()

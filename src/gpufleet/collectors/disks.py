@@ -14,29 +14,14 @@ hung server costs one stuck thread per mount, never a stuck collection.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Callable
 
 from .. import procfs
+from ..hostpolicy import IGNORED_FSTYPES, IGNORED_MOUNTPOINTS, REMOTE_FSTYPES
 from ..snapshot import Disk, NodeSnapshot
 from .base import CollectContext
 
-IGNORED_FSTYPES = frozenset({
-    "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts",
-    "devtmpfs", "efivarfs", "erofs", "fusectl", "hugetlbfs", "iso9660", "mqueue", "nsfs",
-    "overlay", "proc", "procfs", "pstore", "ramfs", "rpc_pipefs", "securityfs", "selinuxfs",
-    "squashfs", "sysfs", "tmpfs", "tracefs", "fuse.lxcfs", "fuse.gvfsd-fuse", "fuse.portal",
-    "fuse.snapfuse", "nfsd", "zram",
-})
-IGNORED_MOUNTPOINTS = re.compile(
-    r"^/(dev|proc|sys|run/credentials/.+|run/containerd/.+|run/netns/.+|var/lib/docker/.+"
-    r"|var/lib/containers/storage/.+|var/lib/kubelet/pods/.+|snap/.+)($|/)"
-)
-REMOTE_FSTYPES = frozenset({
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "lustre", "gpfs", "beegfs",
-    "afs", "9p", "ncpfs", "davfs", "orangefs", "pvfs2",
-})
 
 StatVfs = Callable[[str], os.statvfs_result]
 

@@ -1,13 +1,11 @@
-"""Running the hub as a process: `gpufleet hub` and `gpufleet up` (hub + local agent)."""
+"""Running the hub as a process: bind, open, serve (`gpufleet hub`; `gpufleet up` adds feeds)."""
 
 from __future__ import annotations
 
 import errno
 import logging
 import socket
-import threading
 from collections.abc import Callable
-from typing import Any
 
 from ..errors import UserError
 from .app import create_app
@@ -44,37 +42,9 @@ def open_hub(opts: HubOptions) -> Hub:
         raise UserError(f"cannot open the hub's data directory {opts.data}: {e}") from None
 
 
-class LocalFeeds:
-    """In-process agents (`up`): each collects on its own thread and hands snapshots to the hub."""
-
-    def __init__(self) -> None:
-        self.stops: list[Callable[[], None]] = []
-
-    def add_service(self, service: Any, hub: Hub) -> None:
-        service.listeners.append(lambda snap: hub.ingest([snap]))
-        service.start_collecting()
-        self.stops.append(service.stop)
-
-    def add_loop(self, target: Callable[[threading.Event], None]) -> None:
-        stop = threading.Event()
-        t = threading.Thread(target=target, args=(stop,), daemon=True, name="gpufleet-feed")
-        t.start()
-
-        def _stop() -> None:
-            stop.set()
-            t.join(timeout=5)
-
-        self.stops.append(_stop)
-
-    def stop(self) -> None:
-        for s in self.stops:
-            try:
-                s()
-            except Exception:
-                log.debug("feed stop failed", exc_info=True)
-
-
-def serve(hub: Hub, sock: socket.socket, announce: Callable[[str], None], feeds: LocalFeeds | None = None) -> None:
+def serve(hub: Hub, sock: socket.socket, announce: Callable[[str], None],
+          on_exit: Callable[[], None] | None = None) -> None:
+    """Run the hub's HTTP server on `sock` until told to exit; `on_exit` stops what fed it."""
     import uvicorn
 
     app = create_app(hub)
@@ -93,6 +63,6 @@ def serve(hub: Hub, sock: socket.socket, announce: Callable[[str], None], feeds:
     try:
         server.run(sockets=[sock])
     finally:
-        if feeds:
-            feeds.stop()
+        if on_exit is not None:
+            on_exit()
         hub.close()

@@ -26,7 +26,7 @@ import httpx
 import msgspec
 
 from ..catalogue import BY_NAME, CATALOGUE, Metric
-from ..collectors.disks import IGNORED_FSTYPES
+from ..hostpolicy import IGNORED_FSTYPES
 from ..promtext import ParseError, Sample, parse
 from ..snapshot import (
     CollectorStatus, CpuCore, Disk, Gpu, GpuProcess, HostInfo, MigInstance, NetInterface, NodeSnapshot,

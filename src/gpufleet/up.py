@@ -1,4 +1,6 @@
-"""What `gpufleet up` feeds the hub in-process: this machine's agent and a simulated fleet."""
+"""`gpufleet up`'s composition root: a hub fed in-process by this machine's agent and a
+simulated fleet. The one place that puts hub, agent and backends together; hub/ itself
+imports none of them, so the hub stands alone."""
 
 from __future__ import annotations
 
@@ -6,21 +8,51 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 
-from ..agent.collect import Collection
-from ..agent.service import AgentService
-from ..backends.sim import SimBackend
-from ..backends.sim_profiles import DEMO_FLEET
-from ..collectors import SIMULATED_NODE, build
-from ..collectors.base import CollectContext
-from ..config import AgentConfig
-from .run import LocalFeeds
-from .service import Hub
+from .agent.collect import Collection
+from .agent.service import AgentService
+from .backends.sim import SimBackend
+from .backends.sim_profiles import DEMO_FLEET
+from .collectors import SIMULATED_NODE, build
+from .collectors.base import CollectContext
+from .config import AgentConfig
+from .hub.service import Hub
 
 log = logging.getLogger("gpufleet.hub")
 
 NO_GPU_NOTE = ("No accelerator found on this machine: the hub shows its host metrics. "
                "For a demo fleet run `gpufleet up --simulate 16`.")
+
+
+class LocalFeeds:
+    """In-process agents: each collects on its own thread and hands snapshots to the hub."""
+
+    def __init__(self) -> None:
+        self.stops: list[Callable[[], None]] = []
+
+    def add_service(self, service: AgentService, hub: Hub) -> None:
+        service.listeners.append(lambda snap: hub.ingest([snap]))
+        service.start_collecting()
+        self.stops.append(service.stop)
+
+    def add_loop(self, target: Callable[[threading.Event], None]) -> None:
+        stop = threading.Event()
+        t = threading.Thread(target=target, args=(stop,), daemon=True, name="gpufleet-feed")
+        t.start()
+
+        def _stop() -> None:
+            stop.set()
+            t.join(timeout=5)
+
+        self.stops.append(_stop)
+
+    def stop(self) -> None:
+        for s in self.stops:
+            try:
+                s()
+            except Exception:
+                log.debug("feed stop failed", exc_info=True)
 
 
 def sim_fleet(count: int, seed: int = 0) -> list[Collection]:
