@@ -188,7 +188,9 @@ class BlockWriter:
         node_row = len(self._nodes)
         s_lo = self._nseries
         chunk = ser.copy()
-        chunk["off"] += delta
+        # delta is negative when the node sits further into its source than into this
+        # block (a node present in only one input); offsets are unsigned, so shift in int64.
+        chunk["off"] = (chunk["off"].astype(np.int64) + delta).astype(np.uint64)
         chunk["node"] = node_row
         self._add_series(chunk)
         self.samples += int(ser["count"].sum())
