@@ -18,6 +18,9 @@ from pydantic import BaseModel, Field
 from .. import __version__
 from ..catalogue import BY_NAME, CATALOGUE
 from ..exposition import TEXT_CONTENT_TYPE, render_scope
+from .auth import Policy, Role, agent, declare, public, require
+from .auth.open import OpenAccess
+from .auth.policy import LoginRequired
 from .sd import sd_groups
 from .service import Hub, IngestError
 
@@ -25,6 +28,7 @@ log = logging.getLogger("gpufleet.hub")
 
 MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
 AGGS = ("avg", "max", "min", "last")
+VIEWER = require(Role.VIEWER)
 NODE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$"
 
 
@@ -81,6 +85,15 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
     app = FastAPI(title="gpufleet hub", version=__version__, lifespan=lifespan,
                   description="Registry, ingest, history and service discovery for a GPU fleet.")
     app.state.hub = hub
+    app.state.auth = OpenAccess()
+    for path in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"):
+        declare(app, path, Policy.PUBLIC)
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        from urllib.parse import quote
+
+        return Response(status_code=303, headers={"Location": "/login?next=" + quote(exc.next_url, safe="/")})
 
     @app.exception_handler(IngestError)
     async def _ingest_error(request: Request, exc: IngestError) -> JSONResponse:
@@ -88,14 +101,14 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
 
     # ---- agents ---------------------------------------------------------------------------------
 
-    @app.post("/api/v1/register", response_model=RegisterReply, tags=["agents"])
+    @app.post("/api/v1/register", response_model=RegisterReply, tags=["agents"], dependencies=[agent()])
     def register(body: RegisterBody, request: Request) -> RegisterReply:
         """Exchange a join token for this node's own credential."""
         token = _bearer(request)
         cred = hub.register(token, body.node, body.labels, body.agent_url)
         return RegisterReply(node=body.node, credential=cred)
 
-    @app.post("/api/v1/push", tags=["agents"])
+    @app.post("/api/v1/push", tags=["agents"], dependencies=[agent()])
     async def push(request: Request) -> dict[str, int]:
         """Store a batch of snapshots (oldest first), idempotent per (node, timestamp)."""
         node = hub.authenticate(_bearer(request))
@@ -105,19 +118,19 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
 
     # ---- the fleet --------------------------------------------------------------------------------
 
-    @app.get("/api/v1/nodes", tags=["fleet"])
+    @app.get("/api/v1/nodes", tags=["fleet"], dependencies=[VIEWER])
     def nodes() -> dict[str, Any]:
         """Every node with its status (up / stale / down) since when, and labels."""
         return {"nodes": [v.describe() for _, v in sorted(hub.fleet.nodes.items())]}
 
-    @app.get("/api/v1/nodes/{name}", tags=["fleet"])
+    @app.get("/api/v1/nodes/{name}", tags=["fleet"], dependencies=[VIEWER])
     def node(name: str) -> dict[str, Any]:
         v = hub.node(name)
         if v is None:
             raise HTTPException(404, f"unknown node {name!r}")
         return v.describe()
 
-    @app.get("/api/v1/nodes/{name}/snapshot", tags=["fleet"])
+    @app.get("/api/v1/nodes/{name}/snapshot", tags=["fleet"], dependencies=[VIEWER])
     def node_snapshot(name: str) -> Response:
         """The node's latest snapshot (schema: docs/snapshot.md)."""
         v = hub.node(name)
@@ -128,7 +141,7 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
             raise HTTPException(404, f"node {name!r} has sent no data yet")
         return Response(data, media_type="application/json")
 
-    @app.get("/api/v1/snapshots", tags=["fleet"])
+    @app.get("/api/v1/snapshots", tags=["fleet"], dependencies=[VIEWER])
     def snapshots(processes: bool = Query(False, description="include each host's full process table")) -> Response:
         """The latest snapshot of every node in one call (without host process tables unless asked)."""
         parts = []
@@ -140,7 +153,7 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
 
     # ---- history -----------------------------------------------------------------------------------
 
-    @app.get("/api/v1/query_range", tags=["history"])
+    @app.get("/api/v1/query_range", tags=["history"], dependencies=[VIEWER])
     def query_range(
         metric: str = Query(..., description="catalogue metric name, e.g. gpufleet_gpu_utilization_ratio"),
         match: list[str] = Query([], description='label matchers like gpu="0" or node=~"a.*"'),
@@ -174,7 +187,7 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
             ],
         }
 
-    @app.get("/api/v1/metrics", tags=["history"])
+    @app.get("/api/v1/metrics", tags=["history"], dependencies=[VIEWER])
     def metrics_catalogue() -> dict[str, Any]:
         """The metric catalogue: names, types, units, help and other exporters' names."""
         return {"metrics": [
@@ -186,12 +199,12 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
 
     # ---- integration ---------------------------------------------------------------------------------
 
-    @app.get("/api/v1/sd/prometheus", tags=["integration"])
+    @app.get("/api/v1/sd/prometheus", tags=["integration"], dependencies=[VIEWER])
     def http_sd() -> list[dict[str, Any]]:
         """Prometheus http_sd targets: every registered agent, with its labels."""
         return sd_groups(hub.fleet.nodes.values())
 
-    @app.get("/healthz", tags=["hub"])
+    @app.get("/healthz", tags=["hub"], dependencies=[public()])
     def healthz() -> JSONResponse:
         counts = hub.fleet.counts()
         body = {"status": "ok", "version": __version__, "nodes": counts,
@@ -202,7 +215,7 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
             body["targets_error"] = str(hub.targets_watcher.last_error or "") or None
         return JSONResponse(body)
 
-    @app.get("/metrics", tags=["hub"])
+    @app.get("/metrics", tags=["hub"], dependencies=[VIEWER])
     def own_metrics() -> Response:
         out: list[str] = []
         info = {"version": __version__, "python_version": platform.python_version()}

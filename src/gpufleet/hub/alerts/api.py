@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from ..auth import Role, require
 from .engine import FIRING, PENDING, RESOLVED
 from .expr import ExprError, parse_duration
 from .state import matchers_from
@@ -57,7 +58,7 @@ def mount(app: FastAPI, ext: AlertsExtension) -> None:
         d["silenced"] = bool(d["silenced_by"])
         return d
 
-    @app.get("/api/v1/alerts", tags=["alerts"])
+    @app.get("/api/v1/alerts", tags=["alerts"], dependencies=[require(Role.VIEWER)])
     def list_alerts(
         state: list[str] = Query([], description="pending | firing | resolved (default: all)"),
         severity: list[str] = Query([], description="critical | warning | info"),
@@ -81,13 +82,13 @@ def mount(app: FastAPI, ext: AlertsExtension) -> None:
                            "rules": len(ext.ruleset.rules), "errors": ext.eval_errors},
         }
 
-    @app.get("/api/v1/alerts/rules", tags=["alerts"])
+    @app.get("/api/v1/alerts/rules", tags=["alerts"], dependencies=[require(Role.VIEWER)])
     def list_rules() -> dict[str, Any]:
         """The rules that run (built-in and from the rules file) and the file's errors."""
         return {"rules": [r.describe() for r in ext.ruleset.rules], "files": ext.ruleset.files,
                 "errors": [e.as_dict() for e in ext.ruleset.errors]}
 
-    @app.post("/api/v1/alerts/{fingerprint}/ack", tags=["alerts"])
+    @app.post("/api/v1/alerts/{fingerprint}/ack", tags=["alerts"], dependencies=[require(Role.OPERATOR)])
     def ack(fingerprint: str, body: AckBody) -> dict[str, Any]:
         """Acknowledge: someone is on it. Repeat notifications stop until it resolves."""
         a = ext.ack(fingerprint, body.by, body.comment)
@@ -95,19 +96,19 @@ def mount(app: FastAPI, ext: AlertsExtension) -> None:
             raise HTTPException(404, f"no pending or firing alert with fingerprint {fingerprint!r}")
         return alert_json(a, time.time())
 
-    @app.delete("/api/v1/alerts/{fingerprint}/ack", tags=["alerts"])
+    @app.delete("/api/v1/alerts/{fingerprint}/ack", tags=["alerts"], dependencies=[require(Role.OPERATOR)])
     def unack(fingerprint: str) -> dict[str, Any]:
         a = ext.unack(fingerprint)
         if a is None:
             raise HTTPException(404, f"no alert with fingerprint {fingerprint!r}")
         return alert_json(a, time.time())
 
-    @app.get("/api/v1/silences", tags=["alerts"])
+    @app.get("/api/v1/silences", tags=["alerts"], dependencies=[require(Role.VIEWER)])
     def list_silences() -> dict[str, Any]:
         now = time.time()
         return {"silences": [s.as_dict(now) for s in ext.silences()]}
 
-    @app.post("/api/v1/silences", tags=["alerts"], status_code=201)
+    @app.post("/api/v1/silences", tags=["alerts"], status_code=201, dependencies=[require(Role.OPERATOR)])
     def add_silence(body: SilenceBody) -> dict[str, Any]:
         """Mute matching alerts (they still show, marked silenced) until the silence ends."""
         now = time.time()
@@ -132,18 +133,18 @@ def mount(app: FastAPI, ext: AlertsExtension) -> None:
         s = ext.add_silence(matchers, start, end, body.author, body.comment)
         return s.as_dict(now)
 
-    @app.delete("/api/v1/silences/{sid}", tags=["alerts"])
+    @app.delete("/api/v1/silences/{sid}", tags=["alerts"], dependencies=[require(Role.OPERATOR)])
     def expire_silence(sid: str) -> dict[str, Any]:
         if not ext.expire_silence(sid):
             raise HTTPException(404, f"no active silence {sid!r}")
         return {"id": sid, "status": "expired"}
 
-    @app.get("/api/v1/notifications", tags=["alerts"])
+    @app.get("/api/v1/notifications", tags=["alerts"], dependencies=[require(Role.VIEWER)])
     def notifications() -> dict[str, Any]:
         """Each notifier: sent, failures, retries, dropped, last error; and the routing config."""
         return {"targets": ext.notifier.stats(), "config": ext.notify_cfg.describe()}
 
-    @app.post("/api/v1/notifications/test", tags=["alerts"])
+    @app.post("/api/v1/notifications/test", tags=["alerts"], dependencies=[require(Role.OPERATOR)])
     async def test_notification(body: TestBody | None = None) -> dict[str, Any]:
         """Send a test message to every receiver (or one) now, and say how each went."""
         receiver = body.receiver if body else None

@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ... import __version__
 from ...catalogue import BY_SCOPE
+from ..auth import Policy, Role, declare, public, require
 from .assets import MISSING_HINT, STATIC, TEMPLATES, UPLOT_FILES, static_version
 from .events import CLOSE, RESYNC, Subscriber, sse
 from .users import placements, users_table
@@ -26,6 +27,7 @@ PING = 10.0  # seconds between keep-alive events: the page's watchdog reconnects
 ALERTS_API = "/api/v1/alerts"
 RANGES = ("15m", "1h", "6h", "24h", "7d", "30d")
 _enc = msgspec.json.Encoder()
+VIEWER = require(Role.VIEWER)
 
 
 def _catalogue(scope: str) -> dict[str, dict[str, str]]:
@@ -67,13 +69,13 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
 
     # ---- pages ---------------------------------------------------------------------------------------
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", include_in_schema=False, dependencies=[VIEWER])
     async def overview(request: Request) -> HTMLResponse:
         broker.tick()  # publish pending changes first, so the embedded state matches the stream's seq
         initial = {"epoch": broker.epoch, "seq": broker.seq, "t": time.time(), "full": broker.state}
         return page(request, "overview.html", title="Fleet", nav="fleet", initial=_script_json(initial))
 
-    @app.get("/nodes/{name}", include_in_schema=False)
+    @app.get("/nodes/{name}", include_in_schema=False, dependencies=[VIEWER])
     async def node_page(request: Request, name: str) -> HTMLResponse:
         v = hub.node(name)
         if v is None:
@@ -83,7 +85,7 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
         return page(request, "node.html", title=name, nav="fleet", name=name, view=v,
                     initial=_with_snapshot(initial, v.json))
 
-    @app.get("/nodes/{name}/gpus/{index}", include_in_schema=False)
+    @app.get("/nodes/{name}/gpus/{index}", include_in_schema=False, dependencies=[VIEWER])
     async def gpu_page(request: Request, name: str, index: int) -> HTMLResponse:
         v = hub.node(name)
         if v is None:
@@ -95,13 +97,13 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
         return page(request, "gpu.html", title=f"{name} · GPU {index}", nav="fleet", name=name, index=index,
                     initial=_with_snapshot(initial, v.json))
 
-    @app.get("/users", include_in_schema=False)
+    @app.get("/users", include_in_schema=False, dependencies=[VIEWER])
     async def users_page(request: Request) -> HTMLResponse:
         rows = users_table(hub.fleet.nodes.values())
         return page(request, "users.html", title="Users", nav="users",
                     initial=_script_json({"users": rows, "t": time.time()}))
 
-    @app.get("/users/{user}", include_in_schema=False)
+    @app.get("/users/{user}", include_in_schema=False, dependencies=[VIEWER])
     async def user_page(request: Request, user: str) -> HTMLResponse:
         rows = users_table(hub.fleet.nodes.values())
         known = sorted({r["user"] for r in rows} | {user})
@@ -111,7 +113,7 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
         return page(request, "user.html", title=f"User {user}", nav="users", user=user,
                     initial=_script_json(initial))
 
-    @app.get("/alerts", include_in_schema=False)
+    @app.get("/alerts", include_in_schema=False, dependencies=[VIEWER])
     async def alerts_page(request: Request) -> HTMLResponse:
         if not has_alerts():
             return not_found(request, "Alerts are not part of this hub yet.")
@@ -119,7 +121,7 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
 
     # ---- live stream -----------------------------------------------------------------------------------
 
-    @app.get("/api/v1/events", tags=["ui"])
+    @app.get("/api/v1/events", tags=["ui"], dependencies=[VIEWER])
     async def events(
         request: Request,
         fleet: bool = Query(True, description="compact per-node deltas of the whole fleet (event `fleet`)"),
@@ -172,8 +174,9 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
     # ---- files -----------------------------------------------------------------------------------------
 
     app.mount("/ui/static", StaticFiles(directory=str(STATIC)), name="ui-static")
+    declare(app, "/ui/static", Policy.PUBLIC)
 
-    @app.get("/ui/vendor/{name}", include_in_schema=False)
+    @app.get("/ui/vendor/{name}", include_in_schema=False, dependencies=[public()])
     async def vendor(name: str) -> Response:
         if name not in UPLOT_FILES:
             return Response("not found", status_code=404, media_type="text/plain")

@@ -1,0 +1,80 @@
+"""Every route of the whole hub (core API, alerts, web UI) declares who may call it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.routing import APIRoute
+
+from gpufleet.hub.app import create_app
+from gpufleet.hub.auth import Policy, route_policy
+from gpufleet.hub.service import Hub, HubOptions
+
+# The routes of issue 9's findings, pinned: a change here is a decision, not an accident.
+EXPECTED = {
+    ("GET", "/healthz"): Policy.PUBLIC,
+    ("GET", "/openapi.json"): Policy.PUBLIC,
+    ("GET", "/docs"): Policy.PUBLIC,
+    ("GET", "/ui/static"): Policy.PUBLIC,
+    ("GET", "/ui/vendor/{name}"): Policy.PUBLIC,
+    ("POST", "/api/v1/register"): Policy.AGENT,
+    ("POST", "/api/v1/push"): Policy.AGENT,
+    ("GET", "/api/v1/nodes"): Policy.VIEWER,
+    ("GET", "/api/v1/nodes/{name}/snapshot"): Policy.VIEWER,
+    ("GET", "/api/v1/snapshots"): Policy.VIEWER,
+    ("GET", "/api/v1/sd/prometheus"): Policy.VIEWER,
+    ("GET", "/metrics"): Policy.VIEWER,
+    ("GET", "/api/v1/events"): Policy.VIEWER,
+    ("GET", "/"): Policy.VIEWER,
+    ("GET", "/nodes/{name}"): Policy.VIEWER,
+    ("GET", "/api/v1/alerts"): Policy.VIEWER,
+    ("POST", "/api/v1/alerts/{fingerprint}/ack"): Policy.OPERATOR,
+    ("DELETE", "/api/v1/alerts/{fingerprint}/ack"): Policy.OPERATOR,
+    ("POST", "/api/v1/silences"): Policy.OPERATOR,
+    ("DELETE", "/api/v1/silences/{sid}"): Policy.OPERATOR,
+    ("POST", "/api/v1/notifications/test"): Policy.OPERATOR,
+}
+CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+# Changes anyone may attempt: logging in (and out, which checks its own session and CSRF token).
+PUBLIC_CHANGES = {"/login", "/logout"}
+
+
+@pytest.fixture(scope="module")
+def routes(tmp_path_factory: pytest.TempPathFactory):
+    hub = Hub(HubOptions(data=tmp_path_factory.mktemp("policies") / "data"))
+    app = create_app(hub, background=False)
+    found: dict[tuple[str, str], Policy | None] = {}
+    for route in app.routes:
+        methods = getattr(route, "methods", None) or {"GET"}
+        for m in methods - {"HEAD"}:
+            found[(m, getattr(route, "path", repr(route)))] = route_policy(app, route)
+    yield found
+    hub.close()
+
+
+def test_every_route_has_a_policy(routes: dict[tuple[str, str], Policy | None]) -> None:
+    missing = sorted(f"{m} {p}" for (m, p), pol in routes.items() if pol is None)
+    assert not missing, "routes without a policy (see gpufleet/hub/auth/__init__.py): " + ", ".join(missing)
+
+
+def test_alerts_and_ui_routes_are_walked(routes: dict[tuple[str, str], Policy | None]) -> None:
+    # The extensions mount their routes into the same app: a walk that missed them would pass vacuously.
+    assert ("GET", "/api/v1/alerts") in routes and ("GET", "/api/v1/events") in routes
+
+
+@pytest.mark.parametrize(("key", "policy"), sorted(EXPECTED.items()), ids=lambda v: " ".join(v) if isinstance(v, tuple) else v.value)
+def test_pinned_policies(routes: dict[tuple[str, str], Policy | None], key: tuple[str, str], policy: Policy) -> None:
+    assert routes.get(key) == policy
+
+
+def test_no_change_is_open_to_viewers_or_anyone(routes: dict[tuple[str, str], Policy | None]) -> None:
+    loose = sorted(f"{m} {p}: {pol}" for (m, p), pol in routes.items()
+                   if m in CHANGING and pol in (Policy.PUBLIC, Policy.VIEWER) and p not in PUBLIC_CHANGES)
+    assert not loose, loose
+
+
+def test_api_routes_are_api_routes(routes: dict[tuple[str, str], Policy | None]) -> None:
+    # Sanity for the walker: FastAPI's own routes carry dependencies we can read.
+    assert all(isinstance(k, tuple) for k in routes)
+    assert APIRoute  # imported for readers: dependency-declared policies live on APIRoute.dependant
