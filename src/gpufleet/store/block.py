@@ -283,8 +283,18 @@ class Block:
         except BufferError:
             pass  # a numpy view still references the map; GC closes it
 
-    def node_max_ts(self) -> dict[int, float]:
-        return {int(n): float(t) for n, t in zip(self.nodes["nid"], self.nodes["max_ts"])}
+    def node_max_ts(self, limit: float = float("inf")) -> dict[int, float]:
+        """Each node's newest time in this block, ignoring times after ``limit``."""
+        out: dict[int, float] = {}
+        for row, (n, t) in enumerate(zip(self.nodes["nid"].tolist(), self.nodes["max_ts"].tolist())):
+            if t > limit:  # rare: data from the future; find the newest time that is not
+                ts = self.node_ts(row)
+                ok = ts[ts <= limit]
+                if not ok.size:
+                    continue
+                t = float(ok[-1])
+            out[int(n)] = float(t)
+        return out
 
     def has_node(self, nid: int) -> bool:
         return nid in self._node_row

@@ -46,7 +46,7 @@ from .block import Block, BlockWriter
 from .catalog import Catalog
 from .head import NodeState, Segment
 from .rollup import merge_grids, rollup_grid
-from .types import RAW, RESOLUTIONS, ROLLUPS, Matcher, SeriesKey, StoreOptions
+from .types import MAX_TS, RAW, RESOLUTIONS, ROLLUPS, Matcher, SeriesKey, StoreOptions
 from .wal import RecordLog, read_records
 
 _SCHEMA = struct.Struct("<BIII")  # type 1, schema id, node id, n
@@ -123,6 +123,20 @@ class TimeSeriesStore:
                         log.error("store block %s is unreadable (%s: %s); moved aside as %s.corrupt",
                                   full, type(e).__name__, e, name)
                         os.replace(full, full + ".corrupt")
+        limit = self.ts_limit()
+        sane: list[Block] = []
+        for b in found:
+            if b.window < 0 or b.min_ts < 0 or b.min_ts > limit:
+                # Written by a release without the timestamp check (a push timestamped
+                # 1e308 or far ahead): it would never expire and poison the node's clock.
+                log.error("store block %s holds only timestamps outside [0, now + %g s] (%s .. %s); "
+                          "moved aside as %s.corrupt", b.path, self.opts.max_future_s, b.min_ts, b.max_ts,
+                          os.path.basename(b.path))
+                b.close()
+                os.replace(b.path, b.path + ".corrupt")
+            else:
+                sane.append(b)
+        found = sane
         superseded = {s for b in found for s in b.sources}
         for b in found:
             if b.seq in superseded:  # a merge finished but its inputs were not yet deleted
@@ -134,7 +148,7 @@ class TimeSeriesStore:
         for res in RESOLUTIONS:
             self._blocks[res].sort(key=lambda b: b.rank)
         for b in self._blocks[RAW]:
-            for nid, ts in b.node_max_ts().items():
+            for nid, ts in b.node_max_ts(limit).items():
                 st = self._state_by_nid(nid)
                 st.last_ts = max(st.last_ts, ts)
                 self._max_ts = max(self._max_ts, ts)
@@ -162,6 +176,8 @@ class TimeSeriesStore:
         a node's whole head, including rows appended into the newer generation.
         """
         files = self._wal_files()
+        self._replay_limit = self.ts_limit()
+        self._replay_refused = 0
         schemas: dict[int, tuple[int, np.ndarray]] = {}
         sch_gen: dict[int, int] = {}
         for i, path in enumerate(files):
@@ -177,6 +193,9 @@ class TimeSeriesStore:
         if not files:
             self._wal = RecordLog(os.path.join(self.path, "wal", f"{1:010d}.log"))
         self._wal_gen = _wal_gen(self._wal.path)
+        if self._replay_refused:
+            log.error("store WAL in %s held %d samples timestamped outside [0, now + %g s]; not replayed",
+                      os.path.join(self.path, "wal"), self._replay_refused, self.opts.max_future_s)
         self._next_schema = max(schemas, default=0) + 1
         for st in self._by_nid.values():
             # a segment whose schema record sits only in an older generation
@@ -205,6 +224,10 @@ class TimeSeriesStore:
         nid, sids = schemas[sch]
         st = self._state_by_nid(nid)
         keep = tss > st.last_ts
+        sane = (tss >= 0) & (tss <= self._replay_limit)
+        if not sane.all():  # written before the store checked timestamps: never replayed
+            self._replay_refused += int((keep & ~sane).sum()) * sids.size
+            keep &= sane
         if not keep.any():
             return
         tss, rows = tss[keep], rows[keep]
@@ -274,10 +297,22 @@ class TimeSeriesStore:
             raise ValueError(f"node {node!r}: infinite value for series {keys[int(pos[-1])]!r} (use NaN for absent)")
         return arr
 
+    def ts_limit(self) -> float:
+        """The latest timestamp accepted now: the host's clock plus ``max_future_s``."""
+        return min(max(time.time(), self._clock_now) + self.opts.max_future_s, MAX_TS)
+
+    def _check_ts(self, node: str, first: float, last: float) -> None:
+        if first < 0:
+            raise ValueError(f"node {node!r}: timestamp {first!r} is before 1970 (a Unix time in seconds is expected)")
+        if last > self.ts_limit():
+            raise ValueError(f"node {node!r}: timestamp {last!r} is more than {self.opts.max_future_s:g} s ahead"
+                             f" of this host's clock ({time.time():.0f}); check the node's clock")
+
     def append(self, node: str, ts: float, keys: Sequence[SeriesKey], values: Sequence[float]) -> int:
         """Append one node's push (all samples share ts). Returns the number of samples dropped as duplicates."""
         if not isinstance(ts, (int, float)) or not math.isfinite(ts):
             raise ValueError(f"node {node!r}: timestamp must be a finite number, got {ts!r}")
+        self._check_ts(node, float(ts), float(ts))
         n = len(keys)
         arr = self._values(values, n, node, keys, (n,))
         st = self._node(node)
@@ -308,6 +343,8 @@ class TimeSeriesStore:
             raise ValueError(f"node {node!r}: timestamps must be finite")
         if tss.size > 1 and not (np.diff(tss) > 0).all():
             raise ValueError(f"node {node!r}: timestamps within a batch must strictly increase")
+        if tss.size:
+            self._check_ts(node, float(tss[0]), float(tss[-1]))
         n = len(keys)
         arr = self._values(rows, n, node, keys, (tss.size, n))
         st = self._node(node)

@@ -19,6 +19,11 @@ AGGS: frozenset[str] = frozenset({"avg", "max", "min", "last"})
 
 _OPS = ("=", "!=", "=~", "!~")
 
+# Timestamps the store can name and encode: block files are named by their window
+# start in 12 digits and windows are int64, so a sample must lie in [0, MAX_TS]
+# (2**33 s is the year 2242); the clock check in the store is far tighter.
+MAX_TS = float(2**33)
+
 
 @lru_cache(maxsize=1024)
 def _compile(pattern: str) -> re.Pattern[str]:
@@ -86,8 +91,15 @@ class StoreOptions:
     window_grace_s: float = 600.0
     zstd_level_head: int = 3
     zstd_level_compact: int = 9
+    # Samples more than this far ahead of the host's clock are refused: one absurd
+    # timestamp would otherwise become the node's dedup clock (every later real push
+    # dropped as a duplicate) and a block that never expires. The hub refuses pushes
+    # outside its own, narrower window first; this is the store's own backstop.
+    max_future_s: float = 3600.0
 
     def validate(self) -> None:
+        if not (0 <= self.max_future_s <= MAX_TS):
+            raise ValueError("max_future_s must be between 0 and MAX_TS")
         for res in RESOLUTIONS:
             if res not in self.retention or self.retention[res] <= 0:
                 raise ValueError(f"retention for resolution {res} must be > 0")
