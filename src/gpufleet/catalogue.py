@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Kind = Literal["gauge", "counter", "info"]
-Scope = Literal["node", "cpu", "disk", "net", "gpu", "mig", "gpu_process", "user", "collector", "agent", "hub"]
+Scope = Literal["node", "cpu", "disk", "net", "gpu", "mig", "gpu_process", "user", "collector", "agent", "hub",
+                "hub_job"]
 
 PREFIX = "gpufleet_"
 
@@ -33,6 +34,7 @@ SCOPE_LABELS: dict[str, tuple[str, ...]] = {
     "user": ("user",),
     "collector": ("collector",),
     "hub": (),
+    "hub_job": ("job",),
 }
 
 # Name stem per scope: gpufleet_<stem>_<key>.
@@ -48,6 +50,7 @@ SCOPE_STEM: dict[str, str] = {
     "user": "user",
     "collector": "collector",
     "hub": "hub",
+    "hub_job": "hub_background",
 }
 
 
@@ -252,6 +255,8 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("hub", "remote_write_samples_total", "counter", "Samples sent to the remote-write receiver."),
     Metric("hub", "remote_write_dropped_total", "counter", "Samples dropped by remote write (queue full or refused)."),
     Metric("hub", "remote_write_queue_samples", "gauge", "Samples waiting to be remote-written.", display="count"),
+    Metric("hub_job", "errors_total", "counter",
+           "Steps of a hub background job that raised (the job retries with backoff)."),
 )
 
 

@@ -11,6 +11,7 @@ SCOPE_TITLES = {
     "node": "Node", "cpu": "CPU cores", "disk": "Disks (per mount)", "net": "Network (per interface)",
     "gpu": "Accelerators", "mig": "MIG instances", "gpu_process": "Processes on accelerators",
     "user": "Per-user usage", "collector": "Collectors", "agent": "The agent", "hub": "The hub",
+    "hub_job": "The hub's background jobs",
 }
 
 

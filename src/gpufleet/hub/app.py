@@ -206,20 +206,27 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
 
     @app.get("/healthz", tags=["hub"], dependencies=[public()])
     def healthz() -> JSONResponse:
+        """200 while every background job works; 503 naming the failing jobs while one fails."""
         counts = hub.fleet.counts()
-        body = {"status": "ok", "version": __version__, "nodes": counts,
-                "uptime_seconds": round(time.time() - hub.started, 1),
-                "storage": "embedded" if hub.store is not None else "external"}
+        failing = hub.jobs.failing()
+        body: dict[str, Any] = {
+            "status": "failing" if failing else "ok", "version": __version__, "nodes": counts,
+            "uptime_seconds": round(time.time() - hub.started, 1),
+            "storage": "embedded" if hub.store is not None else "external"}
+        if failing:
+            body["failing"] = failing
         if hub.targets_watcher is not None:
             body["targets"] = len(hub.targets_watcher.targets)
             body["targets_error"] = str(hub.targets_watcher.last_error or "") or None
-        return JSONResponse(body)
+        return JSONResponse(body, status_code=503 if failing else 200)
 
     @app.get("/metrics", tags=["hub"], dependencies=[VIEWER])
     def own_metrics() -> Response:
         out: list[str] = []
         info = {"version": __version__, "python_version": platform.python_version()}
         render_scope("hub", [((), hub.own_values(), info)], False, out)
+        render_scope("hub_job", [((job, ), {"errors_total": float(n)}, {})
+                                 for job, n in hub.jobs.errors_total().items()], False, out)
         out.append("")
         return Response("\n".join(out), media_type=TEXT_CONTENT_TYPE)
 

@@ -22,7 +22,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
@@ -216,6 +216,9 @@ class RemoteWriter:
         self._thread: threading.Thread | None = None
         self._stats = RemoteWriteStats()
         self._label_cache: dict[SeriesKey, bytes] = {}
+        # The hub's job supervisor hears of unexpected errors (bugs), not of a receiver being down.
+        self.on_error: Callable[[BaseException], None] | None = None
+        self.on_ok: Callable[[], None] | None = None
 
     # -- producer side
 
@@ -347,8 +350,14 @@ class RemoteWriter:
                     body = self._encode(batch)
                     self._deliver(client, body, n)
                 except Exception as exc:  # a bug must not kill the sender thread
-                    log.exception("remote write to %s: unexpected error", self.safe_url)
                     self._record(failed=n, error=f"internal error: {type(exc).__name__}")
+                    if self.on_error is not None:
+                        self.on_error(exc)
+                    else:
+                        log.exception("remote write to %s: unexpected error", self.safe_url)
+                else:
+                    if self.on_ok is not None:
+                        self.on_ok()
                 finally:
                     with self._cond:
                         self._in_flight = 0

@@ -17,12 +17,15 @@ import msgspec
 from ..series import SeriesCache, snapshot_series
 from ..snapshot import NodeSnapshot, from_json
 from .fleet import Fleet, NodeView
+from .jobs import Jobs
 from .state import HubState
 
 log = logging.getLogger("gpufleet.hub")
 
 
 MAINTAIN_BUDGET_S = 0.1
+# Every background job, named as in gpufleet_hub_background_errors_total{job=...} and /healthz.
+JOBS = ("status", "save", "flush", "store_upkeep", "pulls", "alerts", "remote_write", "ui")
 
 
 class PushBody(msgspec.Struct):
@@ -52,6 +55,15 @@ class HubOptions:
     notify: Path | None = None  # notification routes (YAML); default DATA/notify.yaml
 
 
+@dataclass(slots=True)
+class _Pulls:
+    """What the pull job keeps between its steps."""
+
+    targets: list[Any] = field(default_factory=list)
+    next: dict[str, float] = field(default_factory=dict)  # node -> monotonic time of its next scrape
+    client: Any = None
+
+
 class Hub:
     def __init__(self, opts: HubOptions) -> None:
         self.opts = opts
@@ -70,6 +82,10 @@ class Hub:
         self.series_caches: dict[str, SeriesCache] = {}
         self.scrape_states: dict[str, Any] = {}  # per target: counters from the previous scrape
         self.started = time.time()
+        self.jobs = Jobs()
+        for job in JOBS:
+            self.jobs._state(job)  # every job's error counter is exported from the start, at 0
+        self._status_dirty: set[str] = set()
         self._open_storage()
         self._restore()
         # Features that plug into the hub (alerts, web UI): see hub/extensions.py.
@@ -103,6 +119,8 @@ class Hub:
             from .remote_write import RemoteWriter
 
             self.remote = RemoteWriter(self.opts.remote_write)
+            self.remote.on_error = lambda e: self.jobs.failed("remote_write", e)
+            self.remote.on_ok = lambda: self.jobs.ok("remote_write")
             self.remote.start()
 
     def _restore(self) -> None:
@@ -232,23 +250,35 @@ class Hub:
     # ---- upkeep -----------------------------------------------------------------------------------
 
     def tick(self, now: float | None = None) -> None:
-        """Once a second: node status; every few seconds the hub saves what changed."""
+        """Once a second: node status from data age.
+
+        In memory only: a failing disk or database must never keep a dead node `up`. The
+        changes are saved by the `save` job.
+        """
         now = time.time() if now is None else now
         for name, old, new in self.fleet.sweep(now):
-            v = self.fleet.nodes[name]
             log.info("node %s is %s (was %s)", name, new, old)
-            self.state.set_status(name, new, v.since, v.last_seen)
+            self._status_dirty.add(name)
 
     def save_latest(self) -> None:
+        """Save each changed node's status and latest snapshot; on failure they are kept to retry."""
         dirty, self._dirty = self._dirty, set()
-        items = []
-        for name in dirty:
-            v = self.fleet.nodes.get(name)
-            data = self.fleet.full_json(v) if v is not None else None
-            if v is not None and v.snapshot is not None and data is not None:
-                items.append((name, v.snapshot.timestamp, data))
+        status_dirty, self._status_dirty = self._status_dirty, set()
+        try:
+            items = []
+            for name in dirty | status_dirty:
+                v = self.fleet.nodes.get(name)
+                if v is None:
+                    continue
                 self.state.set_status(name, v.status, v.since, v.last_seen)
-        self.state.save_latest(items)
+                data = self.fleet.full_json(v) if name in dirty else None
+                if v.snapshot is not None and data is not None:
+                    items.append((name, v.snapshot.timestamp, data))
+            self.state.save_latest(items)
+        except BaseException:
+            self._dirty |= dirty
+            self._status_dirty |= status_dirty
+            raise
 
     def maintain(self) -> None:
         if self.store is None:
@@ -260,58 +290,61 @@ class Hub:
                 self.store.maintain(budget_s=MAINTAIN_BUDGET_S)
         except Exception:
             self.counters["store_errors"] += 1
-            log.exception("store maintenance failed")
+            raise
 
     async def run_background(self, stop: asyncio.Event) -> None:
-        last_save = last_maint = time.monotonic()
-        last_flush = time.monotonic()
-        scrape_next: dict[str, float] = {}
-        targets: list[Any] = []
-        client = None
-        while not stop.is_set():
-            now_m = time.monotonic()
-            self.tick()
-            if now_m - last_flush >= 1.0 and self.store is not None:
-                last_flush = now_m
-                await asyncio.to_thread(self._flush_store)
-            if now_m - last_save >= 5.0:
-                last_save = now_m
-                await asyncio.to_thread(self.save_latest)
-            if now_m - last_maint >= 1.0:
-                last_maint = now_m
-                await asyncio.to_thread(self.maintain)
-            if self.targets_watcher is not None:
-                new = self.targets_watcher.poll()
-                err = str(self.targets_watcher.last_error or "")
-                if err != self._targets_error:
-                    self._targets_error = err
-                    if err:
-                        log.error("targets file has an error, keeping the last good targets: %s", err)
-                    else:
-                        log.info("targets file loaded: %d target(s)", len(self.targets_watcher.targets))
-                if new is not None:
-                    targets = new
-                    for t in targets:
-                        labels = {k: val for k, val in t.labels.items() if k != "node"}  # node is the name
-                        self.state.upsert_pulled(t.node, labels, t.url)
-                        v = self.fleet.view(t.node)
-                        v.labels, v.source, v.agent_url = labels, "pull", t.url
-                if targets:
-                    import httpx
+        """The hub's background jobs, each step supervised by `self.jobs` (see jobs.py)."""
+        last_save = last_maint = last_flush = time.monotonic()
+        pulls = _Pulls()
+        try:
+            while not stop.is_set():
+                now_m = time.monotonic()
+                await self.jobs.run("status", self.tick)
+                if now_m - last_flush >= 1.0 and self.store is not None:
+                    last_flush = now_m
+                    await self.jobs.run("flush", self._flush_store, thread=True)
+                if now_m - last_save >= 5.0 or self._status_dirty:
+                    last_save = now_m
+                    await self.jobs.run("save", self.save_latest, thread=True)
+                if now_m - last_maint >= 1.0:
+                    last_maint = now_m
+                    await self.jobs.run("store_upkeep", self.maintain, thread=True)
+                if self.targets_watcher is not None:
+                    await self.jobs.run("pulls", self._pull_step, pulls, now_m)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            if pulls.client is not None:
+                await pulls.client.aclose()
 
-                    if client is None:
-                        client = httpx.AsyncClient(timeout=10)
-                    due = [t for t in targets if scrape_next.get(t.node, 0) <= now_m]
-                    for t in due:
-                        scrape_next[t.node] = now_m + t.interval
-                    if due:
-                        await asyncio.gather(*(self._scrape(t, client) for t in due))
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
-                pass
-        if client is not None:
-            await client.aclose()
+    async def _pull_step(self, pulls: _Pulls, now_m: float) -> None:
+        new = self.targets_watcher.poll()
+        err = str(self.targets_watcher.last_error or "")
+        if err != self._targets_error:
+            self._targets_error = err
+            if err:
+                log.error("targets file has an error, keeping the last good targets: %s", err)
+            else:
+                log.info("targets file loaded: %d target(s)", len(self.targets_watcher.targets))
+        if new is not None:
+            pulls.targets = new
+            for t in new:
+                labels = {k: val for k, val in t.labels.items() if k != "node"}  # node is the name
+                self.state.upsert_pulled(t.node, labels, t.url)
+                v = self.fleet.view(t.node)
+                v.labels, v.source, v.agent_url = labels, "pull", t.url
+        if pulls.targets:
+            import httpx
+
+            if pulls.client is None:
+                pulls.client = httpx.AsyncClient(timeout=10)
+            due = [t for t in pulls.targets if pulls.next.get(t.node, 0) <= now_m]
+            for t in due:
+                pulls.next[t.node] = now_m + t.interval
+            if due:
+                await asyncio.gather(*(self._scrape(t, pulls.client) for t in due))
 
     def _flush_store(self) -> None:
         # The WAL is written on every append; flushing once a second bounds a power cut's loss.
@@ -320,7 +353,7 @@ class Hub:
                 self.store.flush()
         except Exception:
             self.counters["store_errors"] += 1
-            log.exception("store flush failed")
+            raise
 
     async def _scrape(self, target: Any, client: Any) -> None:
         from .scrape import ScrapeError, ScrapeState, scrape_async
@@ -342,7 +375,10 @@ class Hub:
                 log.exception("extension %s failed to close", type(ext).__name__)
         if self.remote is not None:
             self.remote.stop()
-        self.save_latest()
+        try:
+            self.save_latest()
+        except Exception as e:  # disk full at exit: the next start restores from the store's data
+            log.error("could not save the fleet's latest state at exit: %s", e)
         if self.store is not None:
             with self._store_lock:
                 self.store.close()

@@ -125,16 +125,16 @@ class AlertsExtension:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
-                await asyncio.to_thread(self.reload_rules_if_changed)
-                await asyncio.to_thread(self.evaluate)
-            except Exception:
+            if not await self.hub.jobs.run("alerts", self._step, thread=True):
                 self.eval_errors += 1
-                log.exception("alert evaluation failed")
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.interval)
             except asyncio.TimeoutError:
                 pass
+
+    def _step(self) -> None:
+        self.reload_rules_if_changed()
+        self.evaluate()
 
     # ---- silences and acknowledgements -------------------------------------------------------------
 

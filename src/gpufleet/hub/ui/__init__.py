@@ -82,11 +82,8 @@ class UiExtension:
 
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
-                self.broker.tick()
-            except Exception:
-                # A bad snapshot must not end live updates for every open page.
-                log.exception("web UI live update failed")
+            # A bad snapshot must not end live updates for every open page: supervised.
+            await self.hub.jobs.run("ui", self.broker.tick)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=TICK)
             except asyncio.TimeoutError:

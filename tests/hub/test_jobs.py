@@ -1,0 +1,150 @@
+"""Every background job of the hub survives any exception, is counted, and shows in /healthz."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gpufleet.hub.app import create_app
+from gpufleet.hub.jobs import Jobs
+from gpufleet.hub.service import Hub, HubOptions
+from sample_snapshot import sample_snapshot
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> float:
+    """Poll until cond() is truthy; returns the seconds it took."""
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def errors_of(client: TestClient, job: str) -> float:
+    text = client.get("/metrics").text
+    m = re.search(rf'^gpufleet_hub_background_errors_total{{job="{job}"}} (\S+)$', text, re.M)
+    assert m, f"no error counter for job {job} in /metrics"
+    return float(m.group(1))
+
+
+def test_disk_full_in_save_latest_does_not_stop_node_status(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The finding: SQLite "disk is full" in save_latest ended the background loop; a dead node stayed up."""
+    hub = Hub(HubOptions(data=tmp_path / "data", down_after=1.5))
+    full = {"on": True}
+    real_save = hub.state.save_latest
+
+    def save(items: list[tuple[str, float, bytes]]) -> None:
+        if full["on"]:
+            raise sqlite3.OperationalError("database or disk is full")
+        real_save(items)
+
+    hub.state.save_latest = save  # type: ignore[method-assign]
+    hub.register(hub.state.create_token(), "n1", {}, None)
+    snap = sample_snapshot("n1")
+    snap.timestamp = time.time()
+    hub.ingest([snap])
+    assert hub.fleet.nodes["n1"].status == "up"
+    caplog.set_level(logging.INFO, logger="gpufleet.hub")
+    try:
+        with TestClient(create_app(hub)) as client:
+            # The node stops sending: status must still move on although every save fails.
+            wait_for(lambda: hub.fleet.nodes["n1"].status == "down", what="the silent node to be down")
+            wait_for(lambda: client.get("/healthz").status_code == 503, what="healthz 503")
+            body = client.get("/healthz").json()
+            assert body["status"] == "failing" and "save" in body["failing"]
+            assert "disk is full" in body["failing"]["save"]
+            wait_for(lambda: errors_of(client, "save") >= 2, what="a second counted error")
+            assert errors_of(client, "status") == 0
+            logged = [r for r in caplog.records if "background job save failed" in r.getMessage()]
+            assert len(logged) == 1, "each distinct error is logged once"
+            # Space returns: the job recovers by itself and saves what it kept.
+            full["on"] = False
+            took = wait_for(lambda: client.get("/healthz").status_code == 200, timeout=40, what="recovery")
+            print(f"\nsave job recovered {took:.1f} s after space returned")
+            assert any("background job save recovered" in r.getMessage() for r in caplog.records)
+        rec = {r.name: r for r in hub.state.nodes()}
+        assert rec["n1"].status == "down", "the status kept during the failure was saved after it"
+    finally:
+        hub.close()
+
+
+@pytest.mark.parametrize("job, attr", [("flush", "_flush_store"), ("store_upkeep", "maintain"),
+                                       ("status", "tick")])
+def test_core_job_exception_is_survived(tmp_path: Path, job: str, attr: str) -> None:
+    hub = Hub(HubOptions(data=tmp_path / "data"))
+    real = getattr(hub, attr)
+    broken = {"on": True}
+
+    def step(*a: object, **kw: object) -> None:
+        if broken["on"]:
+            raise RuntimeError(f"{job} exploded")
+        real(*a, **kw)
+
+    setattr(hub, attr, step)
+    try:
+        with TestClient(create_app(hub)) as client:
+            wait_for(lambda: client.get("/healthz").status_code == 503, what=f"{job} failing in healthz")
+            assert client.get("/healthz").json()["failing"] == {job: f"RuntimeError: {job} exploded"}
+            assert errors_of(client, job) >= 1
+            broken["on"] = False
+            wait_for(lambda: client.get("/healthz").status_code == 200, timeout=40, what=f"{job} recovery")
+    finally:
+        hub.close()
+
+
+def test_alerts_and_ui_loops_are_supervised(tmp_path: Path) -> None:
+    hub = Hub(HubOptions(data=tmp_path / "data"))
+    alerts = next(e for e in hub.extensions if type(e).__name__ == "AlertsExtension")
+    alerts.interval = 0.05
+    broken = {"on": True}
+    real_eval = alerts.evaluate
+
+    def evaluate(*a: object, **kw: object) -> object:
+        if broken["on"]:
+            raise ValueError("rule blew up")
+        return real_eval(*a, **kw)
+
+    alerts.evaluate = evaluate
+    try:
+        with TestClient(create_app(hub)) as client:
+            wait_for(lambda: "alerts" in client.get("/healthz").json().get("failing", {}), what="alerts failing")
+            broken["on"] = False
+            wait_for(lambda: client.get("/healthz").status_code == 200, timeout=40, what="alerts recovery")
+            assert errors_of(client, "alerts") >= 1
+            assert errors_of(client, "ui") == 0
+    finally:
+        hub.close()
+
+
+def test_backoff_and_distinct_errors() -> None:
+    t = [0.0]
+    jobs = Jobs(clock=lambda: t[0])
+    calls = []
+
+    def fail() -> None:
+        calls.append(t[0])
+        raise OSError(28, "No space left on device")
+
+    assert not jobs.call("flush", fail)
+    assert not jobs.call("flush", fail)  # backing off: not called again at once
+    assert len(calls) == 1
+    for _ in range(10):
+        t[0] += 100.0
+        jobs.call("flush", fail)
+    gaps = [b - a for a, b in zip(calls, calls[1:])]
+    assert len(calls) == 11 and all(g == 100.0 for g in gaps)
+    st = jobs.jobs["flush"]
+    assert st.retry_at - t[0] == 30.0, "backoff is capped"
+    assert st.seen == {"OSError: [Errno 28] No space left on device": 11}
+    assert jobs.failing() == {"flush": "OSError: [Errno 28] No space left on device"}
+    t[0] += 30.0
+    assert jobs.call("flush", lambda: None)
+    assert jobs.failing() == {} and jobs.errors_total() == {"flush": 11}
