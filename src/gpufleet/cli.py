@@ -80,16 +80,17 @@ def agent(config_file: Path | None, **raw: Any) -> None:
 
 # ---- hub ----------------------------------------------------------------------------------------
 
-DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+def _duration(kw: dict[str, Any], key: str) -> float:
+    from .syntax import parse_duration
 
-
-def parse_duration(text: str) -> float:
-    import re
-
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*", text or "")
-    if not m:
-        raise UserError(f"{text!r} is not a duration like 90s, 30m, 12h, 7d or 1y")
-    return float(m.group(1)) * DURATION[m.group(2) or "s"]
+    flag = "--" + key.replace("_", "-")
+    try:
+        seconds = parse_duration(kw[key])
+    except ValueError as e:
+        raise UserError(f"{flag}: {e}") from None
+    if seconds <= 0:
+        raise UserError(f"{flag}: must be more than zero, e.g. 2m or 1h30m")
+    return seconds
 
 
 def _hub_options(f: Any) -> Any:
@@ -137,9 +138,9 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Any, Any]:
     opts = HubOptions(
         data=kw["data"], targets=kw["targets"], remote_write=kw["remote_write"], history=kw["history"],
         rules=kw["rules"], notify=kw["notify"],
-        down_after=parse_duration(kw["down_after"]),
-        retention={"raw": parse_duration(kw["retention_raw"]), "1m": parse_duration(kw["retention_1m"]),
-                   "1h": parse_duration(kw["retention_1h"])},
+        down_after=_duration(kw, "down_after"),
+        retention={"raw": _duration(kw, "retention_raw"), "1m": _duration(kw, "retention_1m"),
+                   "1h": _duration(kw, "retention_1h")},
     )
     sock = bind(host, port)
     try:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from .errors import UserError
+from .syntax import ConfigError, is_label_name, load_yaml
 
 ENV_PREFIX = "GPUFLEET_"
 
@@ -67,9 +67,6 @@ def parse_list(raw: Any) -> list[str]:
     return [x.strip() for x in str(raw).split(",") if x.strip()]
 
 
-LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-
 def parse_labels(raw: Any) -> dict[str, str]:
     """{'cluster': 'a'} from YAML, or 'cluster=a,rack=r1' from CLI/env."""
     if isinstance(raw, dict):
@@ -82,7 +79,7 @@ def parse_labels(raw: Any) -> dict[str, str]:
             k, v = item.split("=", 1)
             pairs[k.strip()] = v.strip()
     for k in pairs:
-        if not LABEL_NAME.fullmatch(k) or k.startswith("__"):
+        if not is_label_name(k) or k.startswith("__"):
             raise ValueError(f"label name {k!r} is not valid (letters, digits, _; not starting with __)")
     return pairs
 
@@ -143,13 +140,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise UserError(f"cannot read config file {path}: {e.strerror or e}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        where = ""
-        mark = getattr(e, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        raise UserError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        data = load_yaml(text, str(path))
+    except ConfigError as e:
+        raise UserError(str(e)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

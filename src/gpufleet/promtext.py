@@ -17,10 +17,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .syntax import LABEL_NAME, METRIC_NAME
+
 Sample = tuple[str, dict[str, str], float]
 
-_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
-_LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 TYPES = frozenset(
     ("counter", "gauge", "histogram", "summary", "untyped", "unknown", "info", "stateset", "gaugehistogram")
 )
@@ -54,7 +54,7 @@ _UNSEEN: Any = object()  # sentinel distinct from None (a cached "not plain") in
 def _valid_name(name: str) -> bool:
     if name in _good_names:
         return True
-    if _NAME_RE.match(name) is None:
+    if METRIC_NAME.fullmatch(name) is None:
         return False
     if len(_good_names) < _CACHE_MAX:
         _good_names.add(name)
@@ -80,7 +80,7 @@ def _label_names(raw: tuple[str, ...]) -> tuple[str, ...] | None:
         if (
             not part.endswith("=")
             or (i > 0 and not part.startswith(","))
-            or _LABEL_RE.match(name) is None
+            or LABEL_NAME.fullmatch(name) is None
             or name in names
         ):
             ok = False
@@ -182,7 +182,7 @@ class _Line:
         while self.i < self.n and (self.s[self.i].isalnum() or self.s[self.i] in "_:"):
             self.i += 1
         word = self.s[start: self.i]
-        if not word or pattern.match(word) is None or not word.isascii():
+        if not word or pattern.fullmatch(word) is None or not word.isascii():
             got = word or (self.s[self.i] if self.i < self.n else "end of line")
             raise ValueError(f"invalid {what} {got!r}")
         return word
@@ -227,7 +227,7 @@ class _Line:
 def _slow_line(line: str) -> Sample:
     r = _Line(line)
     r.skip_ws()
-    name = r.ident("metric name", _NAME_RE)
+    name = r.ident("metric name", METRIC_NAME)
     r.skip_ws()
     labels: dict[str, str] = {}
     if r.i < r.n and line[r.i] == "{":
@@ -237,7 +237,7 @@ def _slow_line(line: str) -> Sample:
             if r.i < r.n and line[r.i] == "}":
                 r.i += 1
                 break
-            label = r.ident("label name", _LABEL_RE)
+            label = r.ident("label name", LABEL_NAME)
             r.skip_ws()
             if r.i >= r.n or line[r.i] != "=":
                 raise ValueError(f"expected '=' after label name {label!r}")

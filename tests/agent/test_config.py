@@ -55,7 +55,7 @@ def test_config_file_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"a.yaml: unknown key 'intervall'; valid keys: .*interval"):
         load_agent_config({}, {}, f)
     f.write_text("interval: [1, 2\n")
-    with pytest.raises(UserError, match=r"a.yaml: not valid YAML at line 2"):
+    with pytest.raises(UserError, match=r"a.yaml:2: not valid YAML"):
         load_agent_config({}, {}, f)
     f.write_text("interval: -1\n")
     with pytest.raises(UserError, match=r"a.yaml: interval: -1 s is out of range"):

@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gpufleet.hub.remote_write import RemoteWriter, encode_write_request, redact_url, snappy_block
+from gpufleet.hub.remote_write import RemoteWriter, encode_write_request, snappy_block
+from gpufleet.syntax import redact_url
 from gpufleet.series import snapshot_series
 from realparts import free_port, require, running, victoria_metrics
 from sample_snapshot import sample_snapshot

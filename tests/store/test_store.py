@@ -54,7 +54,7 @@ def test_duplicates_and_older_pushes_are_dropped(store) -> None:
         (lambda s: s.query_range("a", [], T0, T0 + 1, 0), "step"),
         (lambda s: s.query_range("a", [], T0, T0 + 1, 1, "median"), "agg"),
         (lambda s: Matcher("a", "==", "b"), "op"),
-        (lambda s: Matcher("a", "=~", "("), "regex"),
+        (lambda s: Matcher("a", "=~", "("), "regular expression"),
     ],
 )
 def test_bad_input_raises_clear_value_error(store, call, needle) -> None:

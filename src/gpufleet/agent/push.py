@@ -36,6 +36,7 @@ import httpx
 from .. import __version__
 from ..errors import UserError
 from ..snapshot import NodeSnapshot, to_json
+from ..syntax import redact_url
 from .credentials import FILENAME as CREDENTIAL_FILENAME
 from .credentials import CredentialStore
 from .spool import Entry, Spool
@@ -63,21 +64,13 @@ def normalize_hub_url(raw: str) -> str:
     text = raw.strip()
     parts = urlsplit(text)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise UserError(f"--hub {_redact(text)!r} is not a URL: use http://HOST:PORT or https://HOST")
+        raise UserError(f"--hub {redact_url(text)!r} is not a URL: use http://HOST:PORT or https://HOST")
     if parts.query or parts.fragment:
         # Tokens belong in --token (sent as a header), never in a URL that ends up in logs.
         raise UserError("--hub must not carry a query or fragment: pass the join token with --token")
     netloc = parts.netloc.rsplit("@", 1)
     netloc[-1] = netloc[-1].lower()
     return urlunsplit((parts.scheme.lower(), "@".join(netloc), parts.path.rstrip("/"), "", ""))
-
-
-def _redact(url: str) -> str:
-    """The URL without any user:password@ part, for logs and messages."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[1], parts.path, parts.query, ""))
 
 
 def default_spool_dir(hub: str, node: str) -> Path:
@@ -137,7 +130,7 @@ class Pusher:
         self.idle_wait = idle_wait
         self._token = token or None
         self._credential = credentials.load(self.hub, node)
-        self._display = _redact(self.hub)
+        self._display = redact_url(self.hub)
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
             headers={"User-Agent": f"gpufleet-agent/{__version__}"},
@@ -305,7 +298,7 @@ class Pusher:
             self._set_down(f"HTTP {code}")
             return self._backoff()
         # 3xx, 403, 404, 405, ...: not a gpufleet hub at this URL, or a proxy in the way.
-        where = f" (redirect to {_redact(resp.headers.get('location', '?'))})" if 300 <= code < 400 else ""
+        where = f" (redirect to {redact_url(resp.headers.get('location', '?'))})" if 300 <= code < 400 else ""
         self._set_state("misconfigured", logging.ERROR,
                         "hub %s answered HTTP %d%s to a push: is --hub the hub's base URL? %s; "
                         "snapshots are kept in %s meanwhile", self._display, code, where, detail, self.spool.path)

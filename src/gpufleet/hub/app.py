@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
-import re
 import time
 import zlib
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field
 from .. import __version__
 from ..catalogue import BY_NAME, CATALOGUE
 from ..exposition import TEXT_CONTENT_TYPE, render_scope
+from ..syntax import Matcher, parse_matcher
 from .auth import Policy, Role, agent, declare, public, require
 from .auth.open import OpenAccess
 from .auth.policy import LoginRequired
@@ -26,7 +26,6 @@ from .service import Hub, IngestError
 
 log = logging.getLogger("gpufleet.hub")
 
-MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
 AGGS = ("avg", "max", "min", "last")
 VIEWER = require(Role.VIEWER)
 NODE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$"
@@ -51,19 +50,13 @@ def _bearer(request: Request) -> str:
     return value.strip()
 
 
-def parse_matchers(items: list[str]) -> list[Any]:
-    from ..store import Matcher
-
+def parse_matchers(items: list[str]) -> list[Matcher]:
     out = []
     for item in items:
-        m = MATCHER.match(item)
-        if not m:
-            raise HTTPException(400, f'match {item!r} is not NAME="VALUE" (operators =, !=, =~, !~)')
-        value = m.group(3).encode().decode("unicode_escape")
         try:
-            out.append(Matcher(m.group(1), m.group(2), value))
+            out.append(parse_matcher(item))
         except ValueError as e:
-            raise HTTPException(400, f"match {item!r}: {e}") from None
+            raise HTTPException(400, f"match: {e}") from None
     return out
 
 

@@ -15,19 +15,17 @@ i.e. exactly [bin_start, bin_start + step): the same bins, then shifted back ont
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 import numpy as np
 
-from ..store import Matcher, SeriesResult
-from .remote_write import redact_url, split_credentials
+from ..store import SeriesResult
+from ..syntax import METRIC_NAME, Matcher, quote, redact_url
+from .remote_write import split_credentials
 
 _FUNCS = {"avg": "avg_over_time", "max": "max_over_time", "min": "min_over_time", "last": "last_over_time"}
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 # Prometheus refuses range queries of more than 11,000 points per series; stay under it.
 _MAX_POINTS = 10_000
 _MAX_BINS = 1_000_000  # the embedded store's limit: same errors for the same bad queries
@@ -45,22 +43,12 @@ def parse_history_url(url: str) -> tuple[str, httpx.BasicAuth | None]:
     return base.rstrip("/"), auth
 
 
-def _quote(s: str) -> str:
-    # PromQL string literals take Go escapes; these three are all a label value can need.
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
 def selector(metric: str, matchers: Sequence[Matcher]) -> str:
     """PromQL series selector ``{__name__="metric", a="b", ...}``; ValueError on bad names."""
-    if not _METRIC_NAME.fullmatch(metric):
+    if not METRIC_NAME.fullmatch(metric):
         raise ValueError(f"invalid metric name {metric!r}")
-    parts = [f"__name__={_quote(metric)}"]
-    for m in matchers:
-        if not _LABEL_NAME.fullmatch(m.name):
-            raise ValueError(f"invalid label name {m.name!r} in matcher")
-        if m.op not in ("=", "!=", "=~", "!~"):
-            raise ValueError(f"matcher op must be one of = != =~ !~, got {m.op!r}")
-        parts.append(f"{m.name}{m.op}{_quote(m.value)}")
+    parts = [f"__name__={quote(metric)}"]
+    parts.extend(m.promql() for m in matchers)  # a Matcher checked its name and op when made
     return "{" + ", ".join(parts) + "}"
 
 
@@ -171,10 +159,7 @@ class PromHistory:
         if metric is None:
             if not matchers:
                 raise ValueError("series() needs a metric or at least one matcher")
-            for m in matchers:
-                if not _LABEL_NAME.fullmatch(m.name):
-                    raise ValueError(f"invalid label name {m.name!r} in matcher")
-            sel = "{" + ", ".join(f"{m.name}{m.op}{_quote(m.value)}" for m in matchers) + "}"
+            sel = "{" + ", ".join(m.promql() for m in matchers) + "}"
         else:
             sel = selector(metric, matchers)
         params: dict[str, Any] = {"match[]": sel}

@@ -30,6 +30,7 @@ import cramjam
 import httpx
 
 from ..series import SeriesKey
+from ..syntax import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +42,6 @@ PROTOCOL_HEADERS = {
 
 
 # ---------------------------------------------------------------- URLs and secrets
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password (or lone user token) and query values replaced by ``***``.
-
-    Query values are redacted too because some hosted receivers take API keys there.
-    """
-    try:
-        p = urlsplit(url)
-        host = p.hostname or ""
-        port = f":{p.port}" if p.port else ""
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = host if ":" not in host else f"[{host}]"
-    netloc += port
-    if p.username is not None or p.password is not None:
-        netloc = f"{p.username or ''}:***@{netloc}" if p.password is not None else f"***@{netloc}"
-    query = "&".join(f"{kv.split('=', 1)[0]}=***" for kv in p.query.split("&") if kv) if p.query else ""
-    return urlunsplit((p.scheme, netloc, p.path, query, ""))
 
 
 def split_credentials(url: str, *, what: str, schemes: Iterable[str] = ("http", "https")) -> tuple[str, httpx.BasicAuth | None]:

@@ -28,6 +28,8 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
+from ..syntax import DURATION_HINT, ConfigError, compose_yaml, is_label_name
+from ..syntax import parse_duration as _parse_duration
 
 log = logging.getLogger("gpufleet.hub.targets")
 
@@ -37,9 +39,7 @@ GROUP_KEYS = ("targets", "labels", "kind", "scheme", "path", "interval", "timeou
 CHECK_EVERY = 5.0  # seconds between stat() calls: well inside the 30 s pick-up promise
 DEFAULT_INTERVAL = 15.0  # seconds between scrapes when a group sets no `interval`
 
-_LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?\Z")
-_DURATION_RE = re.compile(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?\Z")
 
 
 class TargetsError(UserError):
@@ -103,16 +103,10 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def parse_duration(value: object) -> float:
-    """15 / 2.5 / '15s' / '1m30s' / '500ms' -> seconds (positive)."""
-    if isinstance(value, bool):
-        raise ValueError("not a duration")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and value and (m := _DURATION_RE.match(value.strip())) and any(m.groups()):
-        h, mi, s, ms = (int(g) if g else 0 for g in m.groups())
-        seconds = h * 3600 + mi * 60 + s + ms / 1000
-    else:
-        raise ValueError(f"{value!r} is not a duration (use seconds or e.g. 15s, 1m, 500ms)")
+    """A scrape interval or timeout: syntax.parse_duration, and more than zero."""
+    if not isinstance(value, (str, int, float)):
+        raise ValueError(f"{value!r} is not a duration: {DURATION_HINT}")
+    seconds = _parse_duration(value)
     if not seconds > 0:
         raise ValueError(f"{value!r}: a duration must be more than zero")
     return seconds
@@ -175,7 +169,7 @@ class _Reader:
                 raise self.fail(lnode, "`labels` must be a mapping of label name to value")
             for k_node, v_node in (lnode.value if lnode is not None else ()):
                 name = self.string(k_node, "a label name")
-                if not _LABEL_RE.match(name):
+                if not is_label_name(name):
                     raise self.fail(k_node, f"invalid label name {name!r}: use letters, digits and _ "
                                             "(not starting with a digit)")
                 if name in labels:
@@ -267,16 +261,11 @@ def _name_nodes(raw: list[_RawTarget], file: str) -> list[Target]:
 
 def parse_targets(text: str, file: str = "<targets>") -> list[Target]:
     """Targets from file_sd-shaped YAML (or JSON); TargetsError names file and line."""
-    loader = yaml.SafeLoader(text)
     try:
-        try:
-            root = loader.get_single_node()
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            line = mark.line + 1 if mark is not None else 1
-            raise TargetsError(file, line, f"not valid YAML: {e.problem or e}") from None
-        except yaml.YAMLError as e:
-            raise TargetsError(file, 1, f"not valid YAML: {e}") from None
+        root, loader = compose_yaml(text, file)
+    except ConfigError as e:
+        raise TargetsError(file, e.line or 1, e.message) from None
+    try:
         if root is None:
             return []  # an empty file: no targets, like Prometheus
         reader = _Reader(file, loader)

@@ -1,10 +1,10 @@
-"""Shared types of the time-series store: series keys, matchers, options."""
+"""Shared types of the time-series store: series keys, options (matchers: gpufleet.syntax)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Literal, Mapping
+from typing import Literal
+
+from ..syntax import Matcher as Matcher  # re-exported: the store's matchers are the PromQL ones
 
 # (metric name, sorted (label, value) pairs). Tuples so they hash and compare cheaply.
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -17,51 +17,10 @@ RESOLUTIONS: tuple[int, ...] = (RAW, MINUTE, HOUR)
 ROLLUPS: tuple[int, ...] = (MINUTE, HOUR)
 AGGS: frozenset[str] = frozenset({"avg", "max", "min", "last"})
 
-_OPS = ("=", "!=", "=~", "!~")
-
 # Timestamps the store can name and encode: block files are named by their window
 # start in 12 digits and windows are int64, so a sample must lie in [0, MAX_TS]
 # (2**33 s is the year 2242); the clock check in the store is far tighter.
 MAX_TS = float(2**33)
-
-
-@lru_cache(maxsize=1024)
-def _compile(pattern: str) -> re.Pattern[str]:
-    # PromQL anchors regex matchers at both ends; fullmatch gives the same semantics.
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regex in matcher: {pattern!r}: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class Matcher:
-    """A PromQL-style label matcher: ``name op value`` with op in ``= != =~ !~``.
-
-    A label that is absent counts as the empty string, as in PromQL, so
-    ``Matcher("pod", "=", "")`` selects series without a ``pod`` label.
-    """
-
-    name: str
-    op: str
-    value: str
-
-    def __post_init__(self) -> None:
-        if self.op not in _OPS:
-            raise ValueError(f"matcher op must be one of {_OPS}, got {self.op!r}")
-        if not isinstance(self.name, str) or not isinstance(self.value, str):
-            raise ValueError("matcher name and value must be strings")
-        if self.op in ("=~", "!~"):
-            _compile(self.value)  # fail early on a bad pattern
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        got = labels.get(self.name, "")
-        if self.op == "=":
-            return got == self.value
-        if self.op == "!=":
-            return got != self.value
-        hit = _compile(self.value).fullmatch(got) is not None
-        return hit if self.op == "=~" else not hit
 
 
 def _default_retention() -> dict[int, float]:

@@ -301,10 +301,10 @@ class Engine:
         if mask is None:
             mask = np.ones(sd.n, dtype=bool)
             for m in sel.matchers:
-                col = self._label_col(sd, sel.metric.scope, m.label)
+                col = self._label_col(sd, sel.metric.scope, m.name)
                 verdict: dict[str, bool] = {}
                 for v in set(col):
-                    verdict[v] = m.matches(v)
+                    verdict[v] = m.accepts(v)
                 mask &= np.fromiter((verdict[v] for v in col), dtype=bool, count=sd.n)
             sd.masks[sel.matchers] = mask
         return mask
@@ -372,7 +372,7 @@ class Engine:
                 for n in node_list:
                     if n.status in rule.statuses:
                         base = {"node": n.name, **n.labels}
-                        if all(m.matches(base.get(m.label, "")) for m in rule.match):
+                        if all(m.matches(base) for m in rule.match):
                             hits.append((None, base, NAN, n.since))
             else:
                 scope = rule.expr.scope

@@ -18,88 +18,35 @@ import re
 from dataclasses import dataclass, field
 
 from ...catalogue import BY_NAME, Metric
+from ...syntax import MATCH_OPS, Matcher, format_duration, unquote
+from ...syntax import parse_duration as _parse_duration
 
 CMP_OPS = (">=", "<=", "==", "!=", ">", "<")
-MATCH_OPS = ("=~", "!~", "!=", "=")
 EVALUATED_SCOPES = ("node", "disk", "net", "gpu", "mig", "cpu", "user", "collector", "agent", "hub")
-
-_DUR = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-
 
 class ExprError(ValueError):
     """A rule expression that does not parse or names something unknown."""
 
 
 def parse_duration(text: str | int | float) -> float:
-    """'90s', '5m', '1h30m', '2d', a bare number of seconds -> seconds; ExprError otherwise."""
-    if isinstance(text, bool):
-        raise ExprError(f"bad duration {text!r}: use e.g. 30s, 5m, 1h")
-    if isinstance(text, (int, float)):
-        if text < 0:
-            raise ExprError(f"bad duration {text!r}: must not be negative")
-        return float(text)
-    s = str(text).strip()
-    if s == "0":
-        return 0.0
-    m = _DUR.match(s)
-    if not s or not m or not any(m.groups()):
-        raise ExprError(f"bad duration {text!r}: use e.g. 30s, 5m, 1h, 1h30m")
-    d, h, mi, sec, ms = (int(g) if g else 0 for g in m.groups())
-    return d * 86400 + h * 3600 + mi * 60 + sec + ms / 1000
+    """syntax.parse_duration, failing with ExprError as the rest of the rule language does."""
+    try:
+        return _parse_duration(text)
+    except ValueError as e:
+        raise ExprError(str(e)) from None
 
 
-def format_duration(seconds: float) -> str:
-    """Seconds -> Prometheus duration ('5m', '1h30m', '0s')."""
-    total_ms = round(seconds * 1000)
-    if total_ms == 0:
-        return "0s"
-    out = []
-    for unit, size in (("d", 86400000), ("h", 3600000), ("m", 60000), ("s", 1000), ("ms", 1)):
-        if total_ms >= size:
-            out.append(f"{total_ms // size}{unit}")
-            total_ms %= size
-    return "".join(out)
+def make_matcher(label: str, op: str, value: str) -> Matcher:
+    try:
+        return Matcher(label, op, value)
+    except ValueError as e:
+        raise ExprError(str(e)) from None
 
 
 def format_number(v: float) -> str:
     if v == int(v) and abs(v) < 1e15:
         return str(int(v))
     return repr(float(v))
-
-
-@dataclass(frozen=True, slots=True)
-class Matcher:
-    label: str
-    op: str
-    value: str
-    regex: re.Pattern[str] | None = field(default=None, compare=False, hash=False)
-
-    @staticmethod
-    def make(label: str, op: str, value: str) -> Matcher:
-        if op not in MATCH_OPS:
-            raise ExprError(f"matcher operator {op!r} is not one of = != =~ !~")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", label):
-            raise ExprError(f"bad label name {label!r}")
-        rx = None
-        if op in ("=~", "!~"):
-            try:
-                rx = re.compile(value)  # PromQL anchors regexes: fullmatch below
-            except re.error as e:
-                raise ExprError(f"bad regular expression {value!r} for label {label}: {e}") from None
-        return Matcher(label, op, value, rx)
-
-    def matches(self, value: str) -> bool:
-        if self.op == "=":
-            return value == self.value
-        if self.op == "!=":
-            return value != self.value
-        assert self.regex is not None
-        hit = self.regex.fullmatch(value) is not None
-        return hit if self.op == "=~" else not hit
-
-    def promql(self) -> str:
-        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'{self.label}{self.op}"{escaped}"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,18 +229,13 @@ class _Parser:
                 label = self.take("ident")
                 op = self.take("op")
                 raw = self.take("str")
-                matchers.append(Matcher.make(label, op, _unquote(raw)))
+                matchers.append(make_matcher(label, op, unquote(raw[1:-1])))
                 if self.peek() == ("op", ","):
                     self.i += 1
                 elif self.peek() != ("op", "}"):
                     raise ExprError(f"expected , or }} in the matchers of {name}, found {self.peek()[1]!r}")
             self.i += 1
         return Selector(metric, tuple(matchers))
-
-
-def _unquote(raw: str) -> str:
-    body = raw[1:-1]
-    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), body)
 
 
 def parse_expr(text: str) -> Expr:
@@ -319,5 +261,5 @@ def parse_matchers(spec: object) -> tuple[Matcher, ...]:
             if text.startswith(candidate):
                 op, text = candidate, text[len(candidate):]
                 break
-        out.append(Matcher.make(str(label), op, text))
+        out.append(make_matcher(str(label), op, text))
     return tuple(out)

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ...syntax import redact_url
 from .engine import FIRING, RESOLVED, Alert
 from .routing import Message, NotifyConfig, RetryPolicy
 
@@ -34,14 +35,8 @@ class NotifyError(Exception):
 
 
 def redact(url: str) -> str:
-    """scheme://host/… with user, password, path secrets and query dropped."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}" + ("/…" if parts.path not in ("", "/") or parts.query else "")
+    """A notification URL as it may be shown: chat and webhook URLs carry secrets in the path."""
+    return redact_url(url, keep_path=False)
 
 
 def check_url(kind: str, url: str) -> str | None:

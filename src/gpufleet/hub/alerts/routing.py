@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from .engine import FIRING, RESOLVED, Alert
+from ...syntax import ConfigError, LineDict, load_yaml, load_yaml_file
 from .expr import ExprError, Matcher, parse_duration, parse_matchers
-from .yamlsrc import ConfigError, LineDict, load_file, load_text
 
 DEFAULT_REPEAT = {"critical": 3600.0, "warning": 4 * 3600.0, "info": 24 * 3600.0}
 SEVERITY_ORDER = ("critical", "warning", "info")
@@ -75,7 +75,7 @@ class NotifyConfig:
     def routes_for(self, labels: dict[str, str]) -> list[Route]:
         out: list[Route] = []
         for r in self.routes:
-            if all(m.matches(labels.get(m.label, "")) for m in r.matchers):
+            if all(m.matches(labels) for m in r.matchers):
                 out.append(r)
                 if not r.cont:
                     return out
@@ -90,7 +90,7 @@ class NotifyConfig:
             "file": self.path,
             "receivers": {n: {k: [redact(u) for u in urls] for k, urls in r.items()} for n, r in self.receivers.items()},
             "alertmanager": [redact(u) for u in self.alertmanager],
-            "routes": [{"match": {m.label: m.op + m.value if m.op != "=" else m.value for m in r.matchers},
+            "routes": [{"match": {m.name: m.op + m.value if m.op != "=" else m.value for m in r.matchers},
                         "receiver": r.receiver, "group_by": list(r.group_by), "group_wait": r.group_wait,
                         "group_interval": r.group_interval, "repeat_interval": r.repeat, "continue": r.cont}
                        for r in ([self.root] if self.root else []) + self.routes],
@@ -254,7 +254,7 @@ def load_notify(path: Path | str | None) -> NotifyConfig:
     if path is None:
         return NotifyConfig()
     try:
-        doc = load_file(Path(path))
+        doc = load_yaml_file(Path(path))
     except ConfigError as e:
         cfg = NotifyConfig(path=str(path))
         cfg.errors.append(e)
@@ -264,7 +264,7 @@ def load_notify(path: Path | str | None) -> NotifyConfig:
 
 def load_notify_text(text: str, path: str = "notify.yaml") -> NotifyConfig:
     try:
-        doc = load_text(text, path)
+        doc = load_yaml(text, path)
     except ConfigError as e:
         cfg = NotifyConfig(path=path)
         cfg.errors.append(e)

@@ -34,14 +34,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ...syntax import LABEL_NAME, ConfigError, LineDict, is_label_name, load_yaml, load_yaml_file
 from .expr import Expr, ExprError, Matcher, parse_duration, parse_expr, parse_matchers
 from .templating import Template, TemplateError
-from .yamlsrc import ConfigError, LineDict, load_file, load_text
 
 SEVERITIES = ("critical", "warning", "info")
 NODE_STATUSES = ("up", "stale", "down")
-_PARAM = re.compile(r"\{\{\s*\.?([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-_ALERT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PARAM = re.compile(r"\{\{\s*\.?(" + LABEL_NAME.pattern + r")\s*\}\}")
 
 TEMPLATE_KEYS = frozenset({"alert", "params", "expr", "metric", "match", "condition", "threshold", "for",
                            "severity", "labels", "annotations", "kind", "statuses", "prom_expr"})
@@ -109,7 +108,7 @@ class _Spec:
 @lru_cache(maxsize=1)
 def _builtin_doc() -> LineDict:
     text = resources.files(__package__).joinpath("builtin.yaml").read_text()
-    doc = load_text(text, BUILTIN_SOURCE)
+    doc = load_yaml(text, BUILTIN_SOURCE)
     assert isinstance(doc, LineDict)
     return doc
 
@@ -187,7 +186,7 @@ def _compile(rule_id: str, inst: _Spec, templates: dict[str, _Spec], *, builtin:
         return _Fail(origin.get(key, inst), key, f"{what}: {message}")
 
     alert = str(get("alert", rule_id if not builtin else ""))
-    if not _ALERT_NAME.match(alert):
+    if not is_label_name(alert):
         raise fail("alert", f"alert name {alert!r} must be letters, digits and _ (a Prometheus alert name)")
     severity = str(get("severity", "warning"))
     if severity not in SEVERITIES:
@@ -329,7 +328,7 @@ def load_rules(path: Path | str | None) -> RuleSet:
         return load_rules_doc(None, BUILTIN_SOURCE)
     p = Path(path)
     try:
-        doc = load_file(p)
+        doc = load_yaml_file(p)
     except ConfigError as e:
         rs = load_rules_doc(None, str(p))
         rs.errors.insert(0, e)
@@ -340,7 +339,7 @@ def load_rules(path: Path | str | None) -> RuleSet:
 
 def load_rules_text(text: str, path: str = "alerts.yaml") -> RuleSet:
     try:
-        doc = load_text(text, path)
+        doc = load_yaml(text, path)
     except ConfigError as e:
         rs = load_rules_doc(None, path)
         rs.errors.insert(0, e)

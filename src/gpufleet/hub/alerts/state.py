@@ -17,7 +17,7 @@ from typing import Any
 
 from ..db import connect
 from .engine import Alert
-from .expr import ExprError, Matcher
+from .expr import ExprError, Matcher, make_matcher
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -50,13 +50,13 @@ class Silence:
         return self.deleted_at is None and self.starts_at <= now < self.ends_at
 
     def matches(self, labels: dict[str, str]) -> bool:
-        return all(m.matches(labels.get(m.label, "")) for m in self.matchers)
+        return all(m.matches(labels) for m in self.matchers)
 
     def as_dict(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         status = "expired" if self.deleted_at is not None or now >= self.ends_at else (
             "active" if now >= self.starts_at else "pending")
-        return {"id": self.id, "matchers": [{"label": m.label, "op": m.op, "value": m.value} for m in self.matchers],
+        return {"id": self.id, "matchers": [{"label": m.name, "op": m.op, "value": m.value} for m in self.matchers],
                 "starts_at": self.starts_at, "ends_at": self.ends_at, "author": self.author,
                 "comment": self.comment, "created_at": self.created_at, "status": status}
 
@@ -72,17 +72,17 @@ def matchers_from(spec: Any) -> tuple[Matcher, ...]:
         for i, item in enumerate(spec):
             if not isinstance(item, dict) or "label" not in item or "value" not in item:
                 raise ExprError(f"matchers[{i}] needs label, value and optionally op (= != =~ !~)")
-            out.append(Matcher.make(str(item["label"]), str(item.get("op", "=")), str(item["value"])))
+            out.append(make_matcher(str(item["label"]), str(item.get("op", "=")), str(item["value"])))
         return tuple(out)
     raise ExprError("matchers must be {label: value} or a list of {label, op, value}")
 
 
 def _m_json(ms: tuple[Matcher, ...]) -> str:
-    return json.dumps([[m.label, m.op, m.value] for m in ms])
+    return json.dumps([[m.name, m.op, m.value] for m in ms])
 
 
 def _m_load(text: str) -> tuple[Matcher, ...]:
-    return tuple(Matcher.make(*item) for item in json.loads(text))
+    return tuple(make_matcher(*item) for item in json.loads(text))
 
 
 class AlertStore:

@@ -14,8 +14,10 @@ import math
 import re
 from decimal import Decimal
 
+from ...syntax import LABEL_NAME
+
 _ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}")
-_LABEL = re.compile(r"^\$labels\.([A-Za-z_][A-Za-z0-9_]*)$")
+_LABEL = re.compile(r"^\$labels\.(" + LABEL_NAME.pattern + r")$")
 _PRINTF = re.compile(r'^printf\s+"(%[-+ 0#]*\d*(?:\.\d+)?[fegdsv%])"\s+\$value$')
 _PIPE = re.compile(r"^\$value\s*\|\s*(humanize|humanizePercentage)$")
 _CALL = re.compile(r"^(humanize|humanizePercentage)\s+\$value$")
