@@ -520,7 +520,7 @@ def main() -> None:
         g = bench_gpufleet(data, work)
         bps = g["bytes"] / nsamples
         print(f"gpufleet.store : {bps:.3f} B/sample on disk after compaction "
-              f"(raw blocks {g['raw_bytes'] / nsamples:.3f}, + 1m/1h rollups, catalog)")
+              f"(raw blocks {g['raw_bytes'] / nsamples:.3f}, + 1m/1h rollups, series index)")
         print(f"                 ingest {nsamples / g['ingest_s']:,.0f} samples/s via append() "
               f"({nseries // nodes}-series pushes), compaction {g['compact_s']:.2f} s")
         lat = bench_append_latency(work)

@@ -55,8 +55,8 @@ class Fleet:
             assert r.timestamps.tolist() == [math.floor(t) for t in want]
             assert r.values == list(want.values())
         # all stored samples of each series, blocks and head: a duplicate would show here
-        for sid in s.catalog.match("util", []):
-            lab = s.catalog.labels(sid)
+        for sid in s.series_index.match("util", []):
+            lab = s.series_index.labels(sid)
             ts, cols = s._gather(sid, 0, -math.inf, math.inf)
             want = self.truth[(lab["node"], lab["gpu"])]
             assert ts.tolist() == list(want) and cols[0].tolist() == list(want.values())

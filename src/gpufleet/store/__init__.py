@@ -5,7 +5,7 @@ Public API::
     store = TimeSeriesStore(path, options=StoreOptions())   # opens / recovers a directory
     store.append(node, ts, keys, values) -> int              # one node push; returns #dropped dups
     store.append_rows(node, timestamps, keys, rows) -> int   # several pushes at once (backfill)
-    store.flush()                                            # fsync WAL + catalog
+    store.flush()                                            # fsync WAL + series index
     store.maintain(now=None, *, full=False, budget_s=None) -> dict   # cut head, merge, retention
     store.query_range(metric, matchers, start, end, step, agg="avg") -> list[SeriesResult]
     store.latest(node) -> (ts, {SeriesKey: value}) | None

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from ..syntax import Matcher as Matcher  # re-exported: the store's matchers are the PromQL ones
 
 # (metric name, sorted (label, value) pairs). Tuples so they hash and compare cheaply.
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
-Agg = Literal["avg", "max", "min", "last"]
 
 RAW = 0  # resolution 0 = raw samples; rollups are named by their bucket width in seconds
 MINUTE = 60

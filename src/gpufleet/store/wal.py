@@ -1,4 +1,4 @@
-"""Append-only record log with per-record CRC, used for the WAL and the series catalog.
+"""Append-only record log with per-record CRC, used for the WAL and the series index.
 
 Each record is ``<u32 length><u32 crc32(payload)><payload>``.  Records are
 written with one ``os.write`` straight to the file descriptor (no user-space

@@ -1,4 +1,4 @@
-"""Series catalog: node names and series keys <-> small integer ids, persisted.
+"""Series index: node names and series keys <-> small integer ids, persisted in series.log.
 
 Blocks and the WAL refer to series by id only; the mapping lives in an
 append-only, checksummed ``series.log`` that is written *before* any WAL record
@@ -42,7 +42,7 @@ def normalize_key(key: Any) -> SeriesKey:
     return metric, tuple(pairs)
 
 
-class Catalog:
+class SeriesIndex:
     def __init__(self, path: str) -> None:
         self.node_ids: dict[str, int] = {}
         self.node_names: list[str] = []
@@ -58,12 +58,12 @@ class Catalog:
     def _apply(self, rec: list[Any]) -> None:
         if rec[0] == "N":
             _, nid, name = rec
-            assert nid == len(self.node_names), "catalog ids are dense"
+            assert nid == len(self.node_names), "series ids are dense"
             self.node_names.append(name)
             self.node_ids[name] = nid
         else:
             _, sid, nid, metric, labels = rec
-            assert sid == len(self.series), "catalog ids are dense"
+            assert sid == len(self.series), "series ids are dense"
             key: SeriesKey = (metric, tuple((a, b) for a, b in labels))
             self.series.append((nid, key))
             self._sid_of[(nid, key)] = sid
