@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from .errors import UserError
 from .syntax import ConfigError, is_label_name, load_yaml
 

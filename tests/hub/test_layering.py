@@ -21,12 +21,27 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imports_of(path: Path) -> list[str]:
-    """Absolute names of every module `path` imports, relative imports resolved."""
+def _nodes(tree: ast.AST, typing_only: bool) -> list[ast.AST]:
+    """Every node, or (typing_only=False) every node outside `if TYPE_CHECKING:` blocks."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if not typing_only and isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def imports_of(path: Path, *, typing_only: bool = True) -> list[str]:
+    """Absolute names of every module `path` imports, relative imports resolved; with
+    typing_only=False, leaving out those only type checkers see (`if TYPE_CHECKING:`)."""
     module = _module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     out = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _nodes(ast.parse(path.read_text(), str(path)), typing_only):
         if isinstance(node, ast.Import):
             out.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

@@ -22,7 +22,6 @@ from ..hostpolicy import IGNORED_FSTYPES, IGNORED_MOUNTPOINTS, REMOTE_FSTYPES
 from ..snapshot import Disk, NodeSnapshot
 from .base import CollectContext
 
-
 StatVfs = Callable[[str], os.statvfs_result]
 
 

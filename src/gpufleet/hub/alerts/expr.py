@@ -15,10 +15,10 @@ same answer PromQL's one-to-one label matching gives, so the export is exact.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ...catalogue import BY_NAME, Metric
-from ...syntax import MATCH_OPS, Matcher, format_duration, unquote
+from ...syntax import Matcher, format_duration, unquote
 from ...syntax import parse_duration as _parse_duration
 
 CMP_OPS = (">=", "<=", "==", "!=", ">", "<")

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .engine import FIRING, RESOLVED, Alert
 from ...syntax import ConfigError, LineDict, load_yaml, load_yaml_file
+from .engine import FIRING, RESOLVED, Alert
 from .expr import ExprError, Matcher, parse_duration, parse_matchers
+from .payload import check_url, redact, webhook_payload
 
 DEFAULT_REPEAT = {"critical": 3600.0, "warning": 4 * 3600.0, "info": 24 * 3600.0}
 SEVERITY_ORDER = ("critical", "warning", "info")
@@ -84,8 +85,6 @@ class NotifyConfig:
         return out
 
     def describe(self) -> dict[str, Any]:
-        from .notify import redact
-
         return {
             "file": self.path,
             "receivers": {n: {k: [redact(u) for u in urls] for k, urls in r.items()} for n, r in self.receivers.items()},
@@ -165,7 +164,6 @@ def _route(spec: Any, path: str, rid: str, parent: Route | None, receivers: dict
 
 def parse_notify(doc: Any, path: str) -> NotifyConfig:
     """A NotifyConfig from parsed YAML; every problem is in `.errors`, what is valid is kept."""
-    from .notify import check_url
 
     cfg = NotifyConfig(path=path)
     errors = cfg.errors
@@ -311,16 +309,8 @@ class Message:
         return "\n".join(lines)
 
     def webhook_payload(self) -> dict[str, Any]:
-        """Alertmanager's webhook format (version 4), so existing receivers understand it."""
-        from .notify import am_alert
-
-        alerts = [am_alert(a, self.external_url, status=True) for a in self.firing + self.resolved]
-        common = dict(self.firing[0].labels if self.firing else self.resolved[0].labels) if alerts else {}
-        for a in self.firing + self.resolved:
-            common = {k: v for k, v in common.items() if a.labels.get(k) == v}
-        return {"version": "4", "status": self.status, "receiver": self.receiver, "groupKey": self.group_key,
-                "groupLabels": self.group_labels, "commonLabels": common, "externalURL": self.external_url,
-                "alerts": alerts, "truncatedAlerts": 0}
+        return webhook_payload(receiver=self.receiver, group_key=self.group_key, group_labels=self.group_labels,
+                               firing=self.firing, resolved=self.resolved, external_url=self.external_url)
 
 
 @dataclass
