@@ -255,6 +255,9 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("hub", "remote_write_samples_total", "counter", "Samples sent to the remote-write receiver."),
     Metric("hub", "remote_write_dropped_total", "counter", "Samples dropped by remote write (queue full or refused)."),
     Metric("hub", "remote_write_queue_samples", "gauge", "Samples waiting to be remote-written.", display="count"),
+    Metric("hub", "storage_paused", "gauge",
+           "1 while the hub refuses writes: disk full, or free space below --min-free-space."),
+    Metric("hub", "disk_free_bytes", "gauge", "Free space on the filesystem of the hub's data directory.", "bytes"),
     Metric("hub_job", "errors_total", "counter",
            "Steps of a hub background job that raised (the job retries with backoff)."),
 )

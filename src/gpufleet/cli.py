@@ -114,6 +114,9 @@ def _hub_options(f: Any) -> Any:
                      help="notification routes YAML: apprise URLs, Alertmanager (default: DATA/notify.yaml)"),
         click.option("--down-after", default="2m", show_default=True,
                      help="a silent node is down after this long (stale after 3 intervals)"),
+        click.option("--min-free-space", default=None, envvar="GPUFLEET_MIN_FREE_SPACE",
+                     help="stop writing (pushes get 503, agents spool) when the data disk has less free: "
+                          "e.g. 500MiB, 2GiB, 5%  [default: 1GiB or 5%, whichever is smaller]"),
         click.option("--log-level", default="info", envvar="GPUFLEET_LOG_LEVEL",
                      type=click.Choice(["debug", "info", "warning", "error"])),
     ]
@@ -135,7 +138,14 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Any, Any]:
     for flag in ("targets", "rules", "notify"):
         if kw[flag] is not None and not kw[flag].exists():
             raise UserError(f"--{flag}: file {kw[flag]} does not exist")
+    from .hub.diskspace import Floor, parse_floor
+
+    try:
+        floor = Floor() if kw["min_free_space"] is None else parse_floor(kw["min_free_space"])
+    except ValueError as e:
+        raise UserError(f"--min-free-space: {e}") from None
     opts = HubOptions(
+        min_free_space=floor,
         data=kw["data"], targets=kw["targets"], remote_write=kw["remote_write"], history=kw["history"],
         rules=kw["rules"], notify=kw["notify"],
         down_after=_duration(kw, "down_after"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+import sqlite3
 import time
 import zlib
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ from .auth import Policy, Role, agent, declare, public, require
 from .auth.open import OpenAccess
 from .auth.policy import LoginRequired
 from .sd import sd_groups
-from .service import Hub, IngestError
+from .service import RETRY_AFTER_S, Hub, IngestError
 
 log = logging.getLogger("gpufleet.hub")
 
@@ -90,7 +91,16 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
 
     @app.exception_handler(IngestError)
     async def _ingest_error(request: Request, exc: IngestError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def _db_error(request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        # "database or disk is full", "database is locked": the client can retry later.
+        hub.counters["store_errors"] += 1
+        log.error("hub database error on %s: %s", request.url.path, exc)
+        return JSONResponse({"detail": f"the hub's database failed ({exc}): retry later"}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
 
     # ---- agents ---------------------------------------------------------------------------------
 

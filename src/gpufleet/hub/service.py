@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import threading
@@ -17,6 +18,7 @@ import msgspec
 from ..series import SeriesCache, snapshot_series
 from ..snapshot import NodeSnapshot, from_json
 from .fleet import Fleet, NodeView
+from .diskspace import Floor, FreeSpace
 from .jobs import Jobs
 from .state import HubState
 
@@ -25,7 +27,8 @@ log = logging.getLogger("gpufleet.hub")
 
 MAINTAIN_BUDGET_S = 0.1
 # Every background job, named as in gpufleet_hub_background_errors_total{job=...} and /healthz.
-JOBS = ("status", "save", "flush", "store_upkeep", "pulls", "alerts", "remote_write", "ui")
+# `ingest` fails while writes are paused (disk full or below --min-free-space).
+JOBS = ("ingest", "status", "save", "flush", "store_upkeep", "pulls", "alerts", "remote_write", "ui")
 
 
 class PushBody(msgspec.Struct):
@@ -36,10 +39,19 @@ class PushBody(msgspec.Struct):
 _snapshot_decoder = msgspec.json.Decoder(NodeSnapshot)
 
 
+class StoragePaused(Exception):
+    """Why the hub does not store pushes now (reported to the job supervisor as `ingest`)."""
+
+
 class IngestError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after  # seconds, sent as Retry-After (503: storage paused)
+
+
+RETRY_AFTER_S = 30
+DISK_FULL_HOLD_S = 5.0  # after ENOSPC, refuse pushes this long before trying to write again
 
 
 @dataclass(slots=True)
@@ -53,6 +65,7 @@ class HubOptions:
     retention: dict[str, float] = field(default_factory=dict)  # raw / 1m / 1h -> seconds
     rules: Path | None = None  # user alert rules (YAML); default DATA/alerts.yaml
     notify: Path | None = None  # notification routes (YAML); default DATA/notify.yaml
+    min_free_space: Floor = field(default_factory=Floor)  # stop writing below this much free space
 
 
 @dataclass(slots=True)
@@ -86,6 +99,9 @@ class Hub:
         for job in JOBS:
             self.jobs._state(job)  # every job's error counter is exported from the start, at 0
         self._status_dirty: set[str] = set()
+        self.free_space = FreeSpace(opts.data, opts.min_free_space)
+        self._disk_full_until = 0.0  # monotonic; set when a write met ENOSPC
+        self._disk_full = False  # the last write met ENOSPC and none has succeeded since
         self._open_storage()
         self._restore()
         # Features that plug into the hub (alerts, web UI): see hub/extensions.py.
@@ -185,44 +201,83 @@ class Hub:
         `raw`, when given, holds each snapshot's JSON as received (served as is later).
         """
         now = time.time() if now is None else now
+        self._check_writable()
         accepted = dups = 0
         newest: NodeSnapshot | None = None
         newest_raw: bytes | None = None
-        for i, snap in enumerate(snapshots):
-            v = self.fleet.view(snap.node)
-            labels = {**snap.labels, **v.labels}
-            cache = self.series_caches.get(snap.node)
-            if cache is None:
-                cache = self.series_caches[snap.node] = SeriesCache()
-            keys, values = snapshot_series(snap, labels, cache)
-            dropped = 0
-            if self.store is not None:
-                try:
-                    with self._store_lock:
-                        dropped = self.store.append(snap.node, snap.timestamp, keys, values)
-                except ValueError as e:
-                    self.counters["store_errors"] += 1
-                    raise IngestError(400, f"snapshot at {snap.timestamp} refused by the store: {e}") from None
-            elif v.snapshot is not None and snap.timestamp <= v.snapshot.timestamp:
-                dropped = 1
-            if dropped:
-                dups += 1
-                continue
-            accepted += 1
-            self.counters["samples"] += len(values)
-            if self.remote is not None:
-                self.remote.submit(keys, values, snap.timestamp)
-            newest = snap
-            newest_raw = raw[i] if raw is not None else None
-        if newest is not None:
-            self.fleet.update(newest, now, newest_raw)
-            self._dirty.add(newest.node)
-            lag = max(0.0, now - newest.timestamp)
-            self.last_lag = lag
-            self._lags.append((now, lag))
-        self.counters["snapshots"] += accepted
-        self.counters["duplicates"] += dups
+        try:
+            for i, snap in enumerate(snapshots):
+                v = self.fleet.view(snap.node)
+                labels = {**snap.labels, **v.labels}
+                cache = self.series_caches.get(snap.node)
+                if cache is None:
+                    cache = self.series_caches[snap.node] = SeriesCache()
+                keys, values = snapshot_series(snap, labels, cache)
+                dropped = 0
+                if self.store is not None:
+                    dropped = self._store_append(snap, keys, values)
+                elif v.snapshot is not None and snap.timestamp <= v.snapshot.timestamp:
+                    dropped = 1
+                if dropped:
+                    dups += 1
+                    continue
+                accepted += 1
+                self.counters["samples"] += len(values)
+                if self.remote is not None:
+                    self.remote.submit(keys, values, snap.timestamp)
+                newest = snap
+                newest_raw = raw[i] if raw is not None else None
+        finally:
+            # What was stored before a failure still counts (the resent batch finds it a duplicate).
+            if newest is not None:
+                self.fleet.update(newest, now, newest_raw)
+                self._dirty.add(newest.node)
+                lag = max(0.0, now - newest.timestamp)
+                self.last_lag = lag
+                self._lags.append((now, lag))
+            self.counters["snapshots"] += accepted
+            self.counters["duplicates"] += dups
+        if self.store is not None and accepted:
+            self._disk_full = False
+            self.jobs.ok("ingest")
         return accepted, dups
+
+    def _check_writable(self) -> None:
+        """Refuse (503, Retry-After) while the disk is full or below the free-space floor."""
+        if self.store is None:
+            return
+        reason = self.free_space.below_floor()
+        if not reason and time.monotonic() < self._disk_full_until:
+            reason = "the hub's disk is full: free space on it"
+        if reason:
+            # A fixed text for the supervisor: the free bytes change at each push, the cause does not.
+            self.jobs.failed("ingest", StoragePaused("disk full" if "full" in reason
+                                                     else "free space below --min-free-space"))
+            raise IngestError(503, f"{reason}; snapshots are not stored meanwhile (the agent keeps them): "
+                                   f"retry after {RETRY_AFTER_S} s", RETRY_AFTER_S)
+
+    def _store_append(self, snap: NodeSnapshot, keys: Any, values: Any) -> int:
+        try:
+            with self._store_lock:
+                return int(self.store.append(snap.node, snap.timestamp, keys, values))
+        except ValueError as e:
+            self.counters["store_errors"] += 1
+            raise IngestError(400, f"snapshot at {snap.timestamp} refused by the store: {e}") from None
+        except OSError as e:
+            self.counters["store_errors"] += 1
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                self._disk_full_until = time.monotonic() + DISK_FULL_HOLD_S
+                self.free_space.refresh(force=True)
+                reason = "the hub's disk is full: free space on it"
+            else:
+                reason = f"the hub cannot write its store ({e.strerror or e})"
+            self._disk_full = True
+            self.jobs.failed("ingest", StoragePaused("disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                                                     else f"cannot write the store ({e.strerror or e})"))
+            raise IngestError(503, f"{reason}; retry after {RETRY_AFTER_S} s", RETRY_AFTER_S) from None
+
+    def storage_paused(self) -> bool:
+        return self.store is not None and (self._disk_full or bool(self.free_space.below_floor()))
 
     def lag_max(self, now: float, window: float = 60.0) -> float:
         """Largest lag among live (non-backfill) snapshots stored in the last minute."""
@@ -407,6 +462,10 @@ class Hub:
             "nodes_up": counts["up"], "nodes_stale": counts["stale"], "nodes_down": counts["down"],
             "store_errors_total": c["store_errors"], "scrape_errors_total": c["scrape_errors"],
         }
+        if self.store is not None:
+            values["storage_paused"] = 1.0 if self.storage_paused() else 0.0
+            if self.free_space.free >= 0:
+                values["disk_free_bytes"] = float(self.free_space.free)
         if self.store is not None:
             st = self.store.stats()
             values["store_bytes"] = float(st.get("bytes_on_disk", 0))

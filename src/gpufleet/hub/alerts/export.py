@@ -177,4 +177,5 @@ def builtin_scenario(steps: int = 41) -> Scenario:
         s.append(Series(P + "node_memory_total_bytes", nlab, ramp(5.12e11, [])))
     s.append(Series(P + "hub_ingest_lag_max_seconds", {}, ramp(1.0, [(2, 9, 75.0)])))
     s.append(Series(P + "hub_store_errors_total", {}, ramp(0.0, [(25, steps, 3.0)])))
+    s.append(Series(P + "hub_storage_paused", {}, ramp(0.0, [(30, 34, 1.0)])))
     return Scenario(s, steps)
