@@ -311,12 +311,12 @@ def cpu_per_million_inprocess(work: Path, pushes: int) -> dict[str, float]:
     hub = Hub(HubOptions(data=work / "inproc-hub"))
     for i in range(nodes):
         hub.fleet.view(_hubload.node_name(i)).labels = _hubload.node_labels(i)
-    s0 = hub.counters["samples"]
+    s0 = hub.counters.samples
     c0 = time.process_time()
     for name, body in bodies:
         hub.ingest_push(body, name)
     c1 = time.process_time()
-    out["hub"] = (c1 - c0) / ((hub.counters["samples"] - s0) / 1e6)
+    out["hub"] = (c1 - c0) / ((hub.counters.samples - s0) / 1e6)
     hub.close()
 
     db = sqlite3.connect(work / "naive.db")

@@ -22,6 +22,7 @@ import httpx
 import uvicorn
 
 from gpufleet.hub.app import create_app
+from gpufleet.hub.extensions import load_extensions
 from gpufleet.agent.collect import Collection
 from gpufleet.backends.sim import SimBackend
 from gpufleet.backends.sim_profiles import DEMO_FLEET
@@ -109,7 +110,7 @@ def main() -> None:
           f"first round ingested in {time.perf_counter() - t0:.1f} s")
     sock = bind("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(create_app(hub), log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(create_app(hub, load_extensions(hub)), log_level="warning", lifespan="on"))
     threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True).start()
     while not server.started:
         time.sleep(0.05)

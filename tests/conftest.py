@@ -15,3 +15,4 @@ ARTIFACTS = Path(os.environ.get("GPUFLEET_TEST_ARTIFACTS", Path(__file__).resolv
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+

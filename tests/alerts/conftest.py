@@ -50,7 +50,11 @@ def make_hub(data: Path, alerts_yaml: str | None = None, notify_yaml: str | None
         (data / "alerts.yaml").write_text(alerts_yaml)
     if notify_yaml is not None:
         (data / "notify.yaml").write_text(notify_yaml)
-    return Hub(HubOptions(data=data))
+    hub = Hub(HubOptions(data=data))
+    from gpufleet.hub.alerts import AlertsExtension
+
+    hub.extensions.append(AlertsExtension(hub))  # what create_app does with the extensions it is given
+    return hub
 
 
 def alerts_ext(hub: Hub) -> Any:

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gpufleet.hub.app import create_app
+from gpufleet.hub.extensions import load_extensions
 from gpufleet.hub.jobs import Jobs
 from gpufleet.hub.service import Hub, HubOptions
 from sample_snapshot import sample_snapshot
@@ -102,7 +103,8 @@ def test_core_job_exception_is_survived(tmp_path: Path, job: str, attr: str) -> 
 
 def test_alerts_and_ui_loops_are_supervised(tmp_path: Path) -> None:
     hub = Hub(HubOptions(data=tmp_path / "data"))
-    alerts = next(e for e in hub.extensions if type(e).__name__ == "AlertsExtension")
+    extensions = load_extensions(hub)
+    alerts = next(e for e in extensions if type(e).__name__ == "AlertsExtension")
     alerts.interval = 0.05
     broken = {"on": True}
     real_eval = alerts.evaluate
@@ -114,7 +116,7 @@ def test_alerts_and_ui_loops_are_supervised(tmp_path: Path) -> None:
 
     alerts.evaluate = evaluate
     try:
-        with TestClient(create_app(hub)) as client:
+        with TestClient(create_app(hub, extensions)) as client:
             wait_for(lambda: "alerts" in client.get("/healthz").json().get("failing", {}), what="alerts failing")
             broken["on"] = False
             wait_for(lambda: client.get("/healthz").status_code == 200, timeout=40, what="alerts recovery")

@@ -8,6 +8,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from gpufleet.hub.app import create_app
+from gpufleet.hub.extensions import load_extensions
 from gpufleet.hub.auth import Policy, route_policy
 from gpufleet.hub.service import Hub, HubOptions
 
@@ -43,7 +44,7 @@ PUBLIC_CHANGES = {"/login", "/logout"}
 @pytest.fixture(scope="module")
 def routes(tmp_path_factory: pytest.TempPathFactory):
     hub = Hub(HubOptions(data=tmp_path_factory.mktemp("policies") / "data"))
-    app = create_app(hub, background=False)
+    app = create_app(hub, load_extensions(hub), background=False)
     found: dict[tuple[str, str], Policy | None] = {}
     for route in app.routes:
         methods = getattr(route, "methods", None) or {"GET"}

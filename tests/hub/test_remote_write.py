@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from gpufleet.hub.remote_write import RemoteWriter, encode_write_request, snappy_block
-from gpufleet.syntax import redact_url
 from gpufleet.series import snapshot_series
+from gpufleet.syntax import redact_url
 from realparts import free_port, require, running, victoria_metrics
 from sample_snapshot import sample_snapshot
 

@@ -8,6 +8,7 @@ import platform
 import sqlite3
 import time
 import zlib
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..syntax import Matcher, parse_matcher
 from .auth import Policy, Role, agent, declare, public, require
 from .auth.open import OpenAccess
 from .auth.policy import LoginRequired
+from .extensions import Extension
 from .sd import sd_groups
 from .service import RETRY_AFTER_S, Hub, IngestError
 
@@ -61,7 +63,11 @@ def parse_matchers(items: list[str]) -> list[Matcher]:
     return out
 
 
-def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
+def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bool = True) -> FastAPI:
+    """The hub's HTTP app. `extensions` (see hub/extensions.py) are attached to the hub, which
+    closes them, mounted after the core API, and their loops run with the hub's own."""
+    hub.extensions.extend(extensions)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         stop = asyncio.Event()
@@ -227,7 +233,7 @@ def create_app(hub: Hub, *, background: bool = True) -> FastAPI:
     def own_metrics() -> Response:
         out: list[str] = []
         info = {"version": __version__, "python_version": platform.python_version()}
-        render_scope("hub", [((), hub.own_values(), info)], False, out)
+        render_scope("hub", [((), hub.values(), info)], False, out)
         render_scope("hub_job", [((job, ), {"errors_total": float(n)}, {})
                                  for job, n in hub.jobs.errors_total().items()], False, out)
         out.append("")

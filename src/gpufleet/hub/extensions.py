@@ -1,9 +1,13 @@
 """Features that plug into the hub: one table, each entry a class built with the Hub.
 
 An extension adds routes (`mount(app)`), runs its own background loop (`async run(stop)`,
-returning when `stop` is set) and releases what it holds (`close()`). Keeping them apart
-lets the core hub (ingest, store, API) stay small, and a feature that fails to load is
-logged and left out rather than taking the hub down.
+returning when `stop` is set), reports its own hub metrics (`values()`, names from the
+catalogue's "hub" scope) and releases what it holds (`close()`). Keeping them apart lets
+the core hub (ingest, store, API) stay small, and a feature that fails to load is logged
+and left out rather than taking the hub down.
+
+The Hub does not load them itself: whoever builds the app (hub/run.py's serve, or a test)
+calls `load_extensions(hub)`, or builds the ones it wants, and passes them to `create_app`.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -34,9 +38,12 @@ class Extension(Protocol):
 
     def close(self) -> None: ...
 
+    def values(self) -> dict[str, float]: ...
 
-def load_extensions(hub: Hub, names: tuple[str, ...] = EXTENSIONS) -> list[Any]:
-    loaded = []
+
+def load_extensions(hub: Hub, names: tuple[str, ...] = EXTENSIONS) -> list[Extension]:
+    """The extensions named in `names` (default: all of this build's), built for `hub`."""
+    loaded: list[Extension] = []
     for spec in names:
         module_name, _, cls_name = spec.partition(":")
         try:

@@ -280,6 +280,21 @@ class RemoteWriter:
                 self._cond.wait(left)
         return True
 
+    def values(self) -> dict[str, float]:
+        """The hub's remote_write_* metrics (catalogue scope "hub")."""
+        st = self.stats()
+        return {
+            "remote_write_samples_total": st.samples_sent,
+            # Refused by the receiver (4xx) or left over: either way never delivered.
+            "remote_write_dropped_total": st.samples_dropped + st.samples_failed,
+            "remote_write_failed_samples_total": st.samples_failed,
+            "remote_write_requests_total": st.requests_total,
+            "remote_write_retries_total": st.retries_total,
+            "remote_write_queue_samples": st.queue_samples,
+            "remote_write_last_error_timestamp_seconds": st.last_error_time,
+            "remote_write_last_success_timestamp_seconds": st.last_success_time,
+        }
+
     def stats(self) -> RemoteWriteStats:
         with self._cond:
             self._stats.queue_samples = self._queued

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from ..errors import UserError
 from .app import create_app
+from .extensions import load_extensions
 from .service import Hub, HubOptions
 
 log = logging.getLogger("gpufleet.hub")
@@ -47,7 +48,7 @@ def serve(hub: Hub, sock: socket.socket, announce: Callable[[str], None],
     """Run the hub's HTTP server on `sock` until told to exit; `on_exit` stops what fed it."""
     import uvicorn
 
-    app = create_app(hub)
+    app = create_app(hub, load_extensions(hub))
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)

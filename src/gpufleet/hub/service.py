@@ -17,8 +17,9 @@ import msgspec
 
 from ..series import SeriesCache, snapshot_series
 from ..snapshot import NodeSnapshot, from_json
-from .fleet import Fleet, NodeView
 from .diskspace import Floor, FreeSpace
+from .extensions import Extension
+from .fleet import Fleet, NodeView
 from .jobs import Jobs
 from .state import HubState
 
@@ -77,6 +78,25 @@ class _Pulls:
     client: Any = None
 
 
+@dataclass(slots=True)
+class Counters:
+    """What the hub counts as it works, exported as gpufleet_hub_<name>_total."""
+
+    snapshots: int = 0
+    samples: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    store_errors: int = 0
+    scrape_errors: int = 0
+
+    def values(self) -> dict[str, float]:
+        return {
+            "ingest_snapshots_total": self.snapshots, "ingest_samples_total": self.samples,
+            "ingest_duplicates_total": self.duplicates, "ingest_rejected_total": self.rejected,
+            "store_errors_total": self.store_errors, "scrape_errors_total": self.scrape_errors,
+        }
+
+
 class Hub:
     def __init__(self, opts: HubOptions) -> None:
         self.opts = opts
@@ -87,8 +107,7 @@ class Hub:
         self.history: Any = None
         self.remote: Any = None
         self._store_lock = threading.Lock()
-        self.counters = {"snapshots": 0, "samples": 0, "duplicates": 0, "rejected": 0, "store_errors": 0,
-                         "scrape_errors": 0}
+        self.counters = Counters()
         self.last_lag = 0.0
         self._lags: deque[tuple[float, float]] = deque(maxlen=4096)
         self._dirty: set[str] = set()
@@ -104,10 +123,9 @@ class Hub:
         self._disk_full = False  # the last write met ENOSPC and none has succeeded since
         self._open_storage()
         self._restore()
-        # Features that plug into the hub (alerts, web UI): see hub/extensions.py.
-        from .extensions import load_extensions
-
-        self.extensions: list[Any] = load_extensions(self)
+        # Features that plug into the hub (alerts, web UI) are attached by the app builder
+        # (hub/app.py create_app), not loaded here: a Hub alone runs no feature's threads.
+        self.extensions: list[Extension] = []
         self.targets_watcher: Any = None
         self._targets_error = ""
         if opts.targets is not None:
@@ -222,7 +240,7 @@ class Hub:
                     dups += 1
                     continue
                 accepted += 1
-                self.counters["samples"] += len(values)
+                self.counters.samples += len(values)
                 if self.remote is not None:
                     self.remote.submit(keys, values, snap.timestamp)
                 newest = snap
@@ -235,8 +253,8 @@ class Hub:
                 lag = max(0.0, now - newest.timestamp)
                 self.last_lag = lag
                 self._lags.append((now, lag))
-            self.counters["snapshots"] += accepted
-            self.counters["duplicates"] += dups
+            self.counters.snapshots += accepted
+            self.counters.duplicates += dups
         if self.store is not None and accepted:
             self._disk_full = False
             self.jobs.ok("ingest")
@@ -261,10 +279,10 @@ class Hub:
             with self._store_lock:
                 return int(self.store.append(snap.node, snap.timestamp, keys, values))
         except ValueError as e:
-            self.counters["store_errors"] += 1
+            self.counters.store_errors += 1
             raise IngestError(400, f"snapshot at {snap.timestamp} refused by the store: {e}") from None
         except OSError as e:
-            self.counters["store_errors"] += 1
+            self.counters.store_errors += 1
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 self._disk_full_until = time.monotonic() + DISK_FULL_HOLD_S
                 self.free_space.refresh(force=True)
@@ -298,7 +316,7 @@ class Hub:
     def authenticate(self, credential: str) -> str:
         node = self.state.node_for_credential(credential)
         if node is None:
-            self.counters["rejected"] += 1
+            self.counters.rejected += 1
             raise IngestError(401, "unknown or revoked node credential: register again with a join token")
         return node
 
@@ -344,7 +362,7 @@ class Hub:
                 # up for seconds at 1,000 nodes.
                 self.store.maintain(budget_s=MAINTAIN_BUDGET_S)
         except Exception:
-            self.counters["store_errors"] += 1
+            self.counters.store_errors += 1
             raise
 
     async def run_background(self, stop: asyncio.Event) -> None:
@@ -407,7 +425,7 @@ class Hub:
             with self._store_lock:
                 self.store.flush()
         except Exception:
-            self.counters["store_errors"] += 1
+            self.counters.store_errors += 1
             raise
 
     async def _scrape(self, target: Any, client: Any) -> None:
@@ -417,7 +435,7 @@ class Hub:
         try:
             snap = await scrape_async(target, client, state=state)
         except ScrapeError as e:
-            self.counters["scrape_errors"] += 1
+            self.counters.scrape_errors += 1
             self.fleet.mark_failed(target.node, str(e), time.time())
             return
         await asyncio.to_thread(self.ingest, [snap])
@@ -451,28 +469,23 @@ class Hub:
                 return self.store.query_range(metric, matchers, start, end, step, agg)
         return self.history.query_range(metric, matchers, start, end, step, agg)
 
-    def own_values(self) -> dict[str, float]:
+    def values(self) -> dict[str, float]:
+        """The hub's own metrics (catalogue scope "hub"): its core, then each part's values() hook."""
         now = time.time()
         counts = self.fleet.counts()
-        c = self.counters
         values: dict[str, float] = {
-            "ingest_snapshots_total": c["snapshots"], "ingest_samples_total": c["samples"],
-            "ingest_duplicates_total": c["duplicates"], "ingest_rejected_total": c["rejected"],
+            **self.counters.values(),
             "ingest_lag_seconds": self.last_lag, "ingest_lag_max_seconds": self.lag_max(now),
             "nodes_up": counts["up"], "nodes_stale": counts["stale"], "nodes_down": counts["down"],
-            "store_errors_total": c["store_errors"], "scrape_errors_total": c["scrape_errors"],
         }
         if self.store is not None:
             values["storage_paused"] = 1.0 if self.storage_paused() else 0.0
             if self.free_space.free >= 0:
                 values["disk_free_bytes"] = float(self.free_space.free)
-        if self.store is not None:
             st = self.store.stats()
             values["store_bytes"] = float(st.get("bytes_on_disk", 0))
             values["store_series"] = float(st.get("series", 0))
-        if self.remote is not None:
-            rs = self.remote.stats().as_dict()
-            values["remote_write_samples_total"] = float(rs.get("samples_sent", 0))
-            values["remote_write_dropped_total"] = float(rs.get("samples_dropped", 0))
-            values["remote_write_queue_samples"] = float(rs.get("queue_samples", 0))
+        for part in [self.remote, *self.extensions]:
+            if part is not None:
+                values.update(part.values())
         return values

@@ -90,7 +90,7 @@ class AlertsExtension:
         now = time.time() if now is None else now
         with self._lock:
             try:
-                hub_values = self.hub.own_values()
+                hub_values = self.hub.values()
             except Exception:
                 hub_values = {}
             changed = self.engine.evaluate(self.nodes(), hub_values, now)
@@ -185,6 +185,12 @@ class AlertsExtension:
         from .api import mount
 
         mount(app, self)
+
+    def values(self) -> dict[str, float]:
+        # No lock: /metrics must not wait behind an evaluation; list() copies the dict at once.
+        alerts = list(self.engine.alerts.values())
+        return {"alerts_firing": float(sum(1 for a in alerts if a.state == FIRING)),
+                "alerts_evaluation_errors_total": float(self.eval_errors)}
 
     def close(self) -> None:
         self.notifier.close()

@@ -92,3 +92,6 @@ class UiExtension:
 
     def close(self) -> None:
         self.broker.close_all()
+
+    def values(self) -> dict[str, float]:
+        return {}
