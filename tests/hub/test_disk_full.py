@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from gpufleet.hub.alerts import AlertsExtension
 from gpufleet.hub.app import create_app
 from gpufleet.hub.diskspace import GIB, Floor, parse_floor
 from gpufleet.hub.service import Hub, HubOptions
@@ -99,8 +100,8 @@ def test_sqlite_disk_full_on_register_is_503(hub: Hub) -> None:
 def test_free_space_floor_stops_writes_and_raises_the_alert(tmp_path: Path) -> None:
     hub = Hub(HubOptions(data=tmp_path / "data", min_free_space=Floor(bytes=2**62, fraction=None)))
     try:
-        alerts = next(e for e in hub.extensions if type(e).__name__ == "AlertsExtension")
-        with TestClient(create_app(hub, background=False)) as client:
+        alerts = AlertsExtension(hub)
+        with TestClient(create_app(hub, [alerts], background=False)) as client:
             cred = hub.register(hub.state.create_token(), "n1", {}, None)
             r = _push(client, cred, _snap(time.time()))
             assert r.status_code == 503 and "below --min-free-space" in r.json()["detail"]

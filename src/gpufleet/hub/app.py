@@ -103,7 +103,7 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
     @app.exception_handler(sqlite3.OperationalError)
     async def _db_error(request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
         # "database or disk is full", "database is locked": the client can retry later.
-        hub.counters["store_errors"] += 1
+        hub.counters.store_errors += 1
         log.error("hub database error on %s: %s", request.url.path, exc)
         return JSONResponse({"detail": f"the hub's database failed ({exc}): retry later"}, status_code=503,
                             headers={"Retry-After": str(RETRY_AFTER_S)})

@@ -1,6 +1,6 @@
 """The hub's web UI: server-rendered pages, vanilla JS modules, live updates over SSE.
 
-Loaded by hub/extensions.py after the APIs are mounted. Pages: / (fleet), /nodes/NAME,
+Listed in hub/extensions.py; mounted after the APIs. Pages: / (fleet), /nodes/NAME,
 /nodes/NAME/gpus/INDEX, /users, /users/NAME, and /alerts once an alerts API exists.
 Live stream: GET /api/v1/events (see events.py). docs/ui.md describes it all.
 """
