@@ -26,7 +26,8 @@ def _setup_logging(level: str) -> None:
 class _LazyGroup(click.Group):
     """Commands of hub features are imported only when used: the agent stays small."""
 
-    lazy = {"rules": "gpufleet.hub.alerts.cli:rules"}
+    lazy = {"rules": "gpufleet.hub.alerts.cli:rules", "run": "gpufleet.hub.commands.cli:run",
+            "audit": "gpufleet.hub.commands.cli:audit"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -57,6 +58,11 @@ def _agent_options(f: Any) -> Any:
         if opt.name == "labels":
             f = click.option(flag, dest, multiple=True, metavar="NAME=VALUE",
                              help=f"{opt.help} [env {opt.env}]")(f)
+        elif opt.name == "allow_commands":
+            f = click.option(flag, dest, multiple=True, metavar="PATTERN",
+                             help=f"{opt.help} [env {opt.env}, one per line]")(f)
+        elif opt.name == "allow_root_commands":
+            f = click.option(flag, dest, is_flag=True, default=None, help=f"{opt.help} [env {opt.env}]")(f)
         else:
             f = click.option(flag, dest, default=None, help=f"{opt.help} [env {opt.env}]")(f)
     return click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -70,6 +76,8 @@ def agent(config_file: Path | None, **raw: Any) -> None:
     from .agent.service import AgentService
 
     raw["labels"] = ",".join(raw["labels"]) if raw.get("labels") else None
+    raw["allow_commands"] = list(raw["allow_commands"]) if raw.get("allow_commands") else None
+    raw["allow_root_commands"] = True if raw.get("allow_root_commands") else None
     if config_file is None and os.environ.get("GPUFLEET_CONFIG"):
         config_file = Path(os.environ["GPUFLEET_CONFIG"])
     cfg = load_agent_config(raw, os.environ, config_file)

@@ -83,6 +83,23 @@ def parse_labels(raw: Any) -> dict[str, str]:
     return pairs
 
 
+def parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{raw!r} is not true or false")
+
+
+def parse_command_patterns(raw: Any) -> list[str]:
+    from .agent.command_policy import parse_patterns
+
+    return parse_patterns(raw)
+
+
 def parse_path(raw: Any) -> Path:
     return Path(str(raw)).expanduser()
 
@@ -168,6 +185,10 @@ AGENT_OPTIONS: list[Option] = [
     Option("token", parse_str, "join token for the hub"),
     Option("spool", parse_path, "directory for the on-disk queue while the hub is unreachable"),
     Option("log_level", parse_str, "debug|info|warning|error"),
+    Option("allow_commands", parse_command_patterns,
+           "run remote commands whose argv matches this glob, e.g. 'nvidia-smi *' (repeatable; off by default)"),
+    Option("command_user", parse_str, "run remote commands as this user (default: the agent's own, never root)"),
+    Option("allow_root_commands", parse_bool, "allow remote commands to run as root"),
 ]
 
 
@@ -188,6 +209,9 @@ class AgentConfig:
     token: str | None = None
     spool: Path | None = None
     log_level: str = "info"
+    allow_commands: list[str] = field(default_factory=list)
+    command_user: str | None = None
+    allow_root_commands: bool = False
 
 
 def load_agent_config(
@@ -201,4 +225,6 @@ def load_agent_config(
         raise UserError(f"log level {cfg.log_level!r} is not one of debug, info, warning, error")
     if not cfg.node:
         raise UserError("node name is empty: pass --node NAME")
+    if cfg.allow_commands and not cfg.hub:
+        raise UserError("--allow-commands needs --hub: agents fetch commands from their hub")
     return cfg

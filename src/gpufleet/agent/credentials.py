@@ -29,6 +29,10 @@ class CredentialStore:
         self.path = Path(path)
 
     def _read(self) -> dict[str, dict[str, object]]:
+        entries = self._read_doc().get("credentials", {})
+        return entries if isinstance(entries, dict) else {}
+
+    def _read_doc(self) -> dict[str, object]:
         try:
             st = self.path.stat()
         except FileNotFoundError:
@@ -43,10 +47,9 @@ class CredentialStore:
                 log.warning("cannot chmod %s: %s", self.path, e)
         try:
             doc = json.loads(self.path.read_text())
-            entries = doc["credentials"]
-            if not isinstance(entries, dict):
+            if not isinstance(doc["credentials"], dict):
                 raise TypeError("credentials is not a mapping")
-            return entries
+            return doc  # type: ignore[no-any-return]
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.warning("ignoring unreadable credential file %s (%s); the agent will register again",
                         self.path, type(e).__name__)
@@ -62,12 +65,45 @@ class CredentialStore:
         entries = self._read()
         entries[_key(hub, node)] = {"hub": hub, "node": node, "credential": credential,
                                     "registered_at": time.time()}
-        self._write({"version": 1, "credentials": entries})
+        self._write_entries(entries)
 
     def forget(self, hub: str, node: str) -> None:
         entries = self._read()
         if entries.pop(_key(hub, node), None) is not None:
-            self._write({"version": 1, "credentials": entries})
+            self._write_entries(entries)
+
+    # ---- the hub's command key, pinned at the first registration that returned one -------------
+    # Kept apart from the credentials: a hub that rejects the credential makes the agent register
+    # again, and that must not let whoever answered in the hub's place swap the key too.
+
+    def hub_key(self, hub: str) -> str | None:
+        keys = self._read_doc().get("hub_keys", {})
+        key = keys.get(hub) if isinstance(keys, dict) else None
+        return key if isinstance(key, str) and key else None
+
+    def pin_hub_key(self, hub: str, key: str) -> bool:
+        """Pin `key` for `hub` unless another key is pinned already; True when `key` is the pinned one."""
+        doc = self._read_doc()
+        keys = doc.get("hub_keys")
+        keys = dict(keys) if isinstance(keys, dict) else {}
+        pinned = keys.get(hub)
+        if pinned == key:
+            return True
+        if isinstance(pinned, str) and pinned:
+            log.error("hub %s now presents another command-signing key than the one pinned in %s: commands "
+                      "stay refused; if the hub's data directory was really replaced, remove its entry under "
+                      "hub_keys in that file and restart the agent", hub, self.path)
+            return False
+        keys[hub] = key
+        self._write({"version": 1, "credentials": self._read(), "hub_keys": keys})
+        return True
+
+    def _write_entries(self, entries: dict[str, dict[str, object]]) -> None:
+        doc: dict[str, object] = {"version": 1, "credentials": entries}
+        keys = self._read_doc().get("hub_keys")
+        if isinstance(keys, dict) and keys:
+            doc["hub_keys"] = keys
+        self._write(doc)
 
     def _write(self, doc: dict[str, object]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

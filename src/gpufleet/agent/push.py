@@ -158,6 +158,11 @@ class Pusher:
         self.registrations = 0
         self.last_push = 0.0
 
+    @property
+    def credential(self) -> str | None:
+        """This node's current credential (None until registered); the command poller uses it too."""
+        return self._credential
+
     # ---- producer side (collection thread) ---------------------------------------------
 
     def enqueue(self, snapshot: NodeSnapshot) -> None:
@@ -347,6 +352,7 @@ class Pusher:
                                 self._display)
                 return False
             self._credential = credential
+            self._pin_command_key(resp)
             self._fresh_registration = True
             self.registrations += 1
             try:
@@ -368,6 +374,18 @@ class Pusher:
                             "hub %s answered HTTP %d to registration (%s): is --hub the hub's base URL?",
                             self._display, resp.status_code, _detail(resp))
         return False
+
+    def _pin_command_key(self, resp: httpx.Response) -> None:
+        """Pin the hub's command-signing key (agent/commands.py verifies every command with it)."""
+        try:
+            key = resp.json().get("command_key")
+        except (ValueError, AttributeError):
+            key = None
+        if isinstance(key, str) and key:
+            try:
+                self.credentials.pin_hub_key(self.hub, key)
+            except OSError as e:
+                log.warning("cannot pin the hub's command key in %s: %s", self.credentials.path, e)
 
     # ---- state, backoff and logging ----------------------------------------------------
 

@@ -63,6 +63,12 @@ class AgentService:
         self.latest: Rendered | None = None
         self.listeners: list[Callable[[NodeSnapshot], None]] = []
         self.pusher: Any = None
+        self.commands: Any = None
+        self.run_as: Any = None
+        if cfg.allow_commands:  # checked before anything starts: a wrong --command-user is one clear line
+            from .command_policy import resolve_user
+
+            self.run_as = resolve_user(cfg.command_user, cfg.allow_root_commands)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -106,6 +112,8 @@ class AgentService:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
+        if self.commands is not None:
+            self.commands.stop()
         if self.pusher is not None:
             self.pusher.stop()
         if self.backend is not None:
@@ -194,6 +202,10 @@ class AgentService:
             self.pusher = attach_pusher(self, self.cfg)
             if self.pusher is not None and self.pusher.agent_url is None:
                 self.pusher.agent_url = url
+            if self.pusher is not None and self.run_as is not None:
+                from .commands import attach_commands
+
+                self.commands = attach_commands(self.pusher, self.cfg.node, self.cfg.allow_commands, self.run_as)
         self.start_collecting()
 
 

@@ -43,6 +43,8 @@ class RegisterBody(BaseModel):
 class RegisterReply(BaseModel):
     node: str
     credential: str
+    command_key: str | None = Field(default=None, description="the hub's Ed25519 public key (base64) that "
+                                    "signs remote commands; agents pin it")
 
 
 def _bearer(request: Request) -> str:
@@ -115,7 +117,7 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
         """Exchange a join token for this node's own credential."""
         token = _bearer(request)
         cred = hub.register(token, body.node, body.labels, body.agent_url)
-        return RegisterReply(node=body.node, credential=cred)
+        return RegisterReply(node=body.node, credential=cred, command_key=hub.command_key)
 
     @app.post("/api/v1/push", tags=["agents"], dependencies=[agent()])
     async def push(request: Request) -> dict[str, int]:

@@ -123,6 +123,7 @@ class Hub:
         self._disk_full = False  # the last write met ENOSPC and none has succeeded since
         self._open_storage()
         self._restore()
+        self.command_key: str | None = None  # set by the commands extension: agents pin it at register
         # Features that plug into the hub (alerts, web UI) are attached by the app builder
         # (hub/app.py create_app), not loaded here: a Hub alone runs no feature's threads.
         self.extensions: list[Extension] = []

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..exitsignal import on_exit_signal
 from .assets import MISSING_HINT, uplot_dir
 from .events import Broker
 
@@ -41,44 +39,11 @@ class UiExtension:
         mount(app, self)
 
     async def run(self, stop: asyncio.Event) -> None:
-        restore = self._end_streams_on_exit_signal()
+        restore = on_exit_signal(self.broker.close_all)  # open event streams would hold up exit
         try:
             await self._loop(stop)
         finally:
             restore()
-
-    def _end_streams_on_exit_signal(self) -> Callable[[], None]:
-        """Close open event streams as soon as the server is told to exit.
-
-        uvicorn waits for running responses before it shuts the app down (up to its graceful
-        timeout, then cancels them with a traceback), and an event stream never ends by itself.
-        So we chain onto the exit signals' handlers (uvicorn's) and end the streams first.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None  # signals only reach the main thread; an embedded hub stops otherwise
-        loop = asyncio.get_running_loop()
-        installed: dict[int, Any] = {}
-
-        def make(prev: Any) -> Callable[[int, Any], None]:
-            def handler(sig: int, frame: Any) -> None:
-                loop.call_soon_threadsafe(self.broker.close_all)
-                if callable(prev):
-                    prev(sig, frame)
-                elif prev == signal.SIG_DFL:
-                    signal.default_int_handler(sig, frame) if sig == signal.SIGINT else signal.raise_signal(sig)
-            return handler
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            prev = signal.getsignal(sig)
-            h = make(prev)
-            signal.signal(sig, h)
-            installed[sig] = (prev, h)
-
-        def restore() -> None:
-            for sig, (prev, h) in installed.items():
-                if signal.getsignal(sig) is h:  # unless someone else has replaced it since
-                    signal.signal(sig, prev)
-        return restore
 
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
