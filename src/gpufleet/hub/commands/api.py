@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,6 +24,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from ...command_wire import MAX_ARGV_BYTES, MAX_OUTPUT
+from ...syntax import DurationError, parse_duration
 from ..auth import Principal, Role, agent, require
 from .runs import CLOSED, FINAL, SUCCESS
 
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 HOLD = 25.0  # seconds a long poll is held open: under common proxies' 30-60 s idle limits
 MAX_RESULT_BODY = 1024 * 1024
 PING = 15.0
-DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class RunBody(BaseModel):
@@ -69,13 +67,15 @@ def _since(text: str | None, now: float) -> float:
     if text is None or text == "":
         return now - 7 * 86400
     try:
-        return float(text)
+        value = float(text)
+        if value > 1e9:  # a plain number this large is a Unix time, not seconds back
+            return value
     except ValueError:
         pass
-    m = DURATION.fullmatch(text.strip())
-    if not m:
-        raise HTTPException(400, f"since {text!r} is neither a Unix time nor a duration like 7d, 12h or 30m")
-    return now - float(m.group(1)) * UNITS[m.group(2)]
+    try:
+        return now - parse_duration(text)
+    except DurationError as e:
+        raise HTTPException(400, f"since: {e}, or a Unix time") from None
 
 
 def _sse(event: str, data: Any) -> bytes:

@@ -18,6 +18,7 @@ import click
 import httpx
 
 from ...errors import UserError
+from ...syntax import DurationError, parse_duration
 
 HUB_HELP = "hub URL [env GPUFLEET_HUB]"
 KEY_HELP = "API key (`gpufleet apikey create`) [env GPUFLEET_API_KEY]"
@@ -46,6 +47,13 @@ def _fail(r: httpx.Response, what: str) -> UserError:
 
 def _unreachable(hub: str, e: httpx.HTTPError) -> UserError:
     return UserError(f"cannot reach the hub at {hub} ({type(e).__name__}: {e}); check --hub")
+
+
+def _duration(flag: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except DurationError as e:
+        raise UserError(f"{flag}: {e}") from None
 
 
 def _events(resp: httpx.Response) -> Iterator[tuple[str, Any]]:
@@ -89,8 +97,6 @@ def _print_result(r: dict[str, Any]) -> None:
 def run(hub: str, nodes: str | None, labels: tuple[str, ...], timeout: str, parallel: int, api_key: str | None,
         argv: tuple[str, ...]) -> None:
     """Run a command on many nodes at once (agents with --allow-commands), results as they arrive."""
-    from ...cli import parse_duration
-
     if not argv:
         raise UserError("no command given: put it after --, e.g. gpufleet run --nodes '*' -- nvidia-smi -L")
     if nodes is None and not labels:
@@ -101,7 +107,7 @@ def run(hub: str, nodes: str | None, labels: tuple[str, ...], timeout: str, para
         if not sep or not k:
             raise UserError(f"--label {item!r} is not NAME=VALUE")
         label_map[k.strip()] = v.strip()
-    seconds = parse_duration(timeout)
+    seconds = _duration("--timeout", timeout)
     if not 0 < seconds <= 86400:
         raise UserError("--timeout must be more than 0 and at most 24h")
     if not 1 <= parallel <= 10000:
@@ -209,9 +215,7 @@ def _rows(runs: list[dict[str, Any]]) -> list[dict[str, str]]:
 @click.option("--api-key", envvar="GPUFLEET_API_KEY", default=None, help=KEY_HELP)
 def audit(hub: str, since: str, fmt: str, api_key: str | None) -> None:
     """The remote-command audit log: who ran what where, and each node's result or refusal."""
-    from ...cli import parse_duration
-
-    seconds = parse_duration(since)
+    seconds = _duration("--since", since)
     with _client(hub, api_key) as c:
         try:
             r = c.get("/api/v1/audit", params={"since": time.time() - seconds, "limit": 100000})
