@@ -21,6 +21,10 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # httpx logs every request at INFO: pushes, scrapes, remote write and notifications would
+    # fill the log. Our own code logs what goes wrong; --log-level debug shows each request.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.NOTSET if level.lower() == "debug" else logging.WARNING)
 
 
 class _LazyGroup(click.Group):
@@ -135,7 +139,7 @@ def _hub_options(f: Any) -> Any:
 
 def _hub_setup(kw: dict[str, Any]) -> tuple[Any, Any]:
     from .config import parse_listen
-    from .hub.run import bind, open_hub
+    from .hub.run import bind, check_options, open_hub
     from .hub.service import HubOptions
 
     _setup_logging(kw["log_level"])
@@ -160,6 +164,7 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Any, Any]:
         retention={"raw": _duration(kw, "retention_raw"), "1m": _duration(kw, "retention_1m"),
                    "1h": _duration(kw, "retention_1h")},
     )
+    check_options(opts)
     sock = bind(host, port)
     try:
         hub = open_hub(opts)
@@ -229,24 +234,29 @@ def token() -> None:
     """Join tokens that let agents register with the hub."""
 
 
-def _state(data: Path) -> Any:
+def _state(data: Path, *, new: bool = False) -> Any:
+    """The hub's state in `data`; with `new`, an empty or missing directory becomes one."""
+    from .hub.datadir import STATE_FILE, is_hub_data_dir
     from .hub.state import HubState
 
-    if not (data / "hub.db").exists():
-        raise UserError(f"no hub data in {data}: pass the hub's --data directory (start the hub once first)")
-    return HubState(data / "hub.db")
+    if not is_hub_data_dir(data):
+        if not new:
+            raise UserError(f"no hub data in {data}: pass the hub's --data directory (start the hub once "
+                            "first, or add --new to prepare a directory for a hub not started yet)")
+        if data.exists() and (not data.is_dir() or any(data.iterdir())):
+            raise UserError(f"--new: {data} is not empty and holds no hub data: pick a new or empty directory")
+        data.mkdir(parents=True, exist_ok=True)
+    return HubState(data / STATE_FILE)
 
 
 @token.command("create")
 @click.option("--data", default="gpufleet-data", show_default=True, envvar="GPUFLEET_DATA",
               type=click.Path(file_okay=False, path_type=Path), help="the hub's data directory")
 @click.option("--note", default="", help="what the token is for")
-def token_create(data: Path, note: str) -> None:
+@click.option("--new", is_flag=True, help="DATA is a new (or empty) directory for a hub not started yet")
+def token_create(data: Path, note: str, new: bool) -> None:
     """Print a new join token (the last word of the output)."""
-    from .hub.state import HubState
-
-    data.mkdir(parents=True, exist_ok=True)
-    st = HubState(data / "hub.db")
+    st = _state(data, new=new)
     try:
         t = st.create_token(note)
     finally:
@@ -335,8 +345,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except click.exceptions.Abort:
         sys.exit(130)
+    except click.UsageError as e:  # click's own three lines become one, like every other error
+        where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        click.echo(f"gpufleet: error: {e.format_message()}{where}", err=True)
+        sys.exit(2)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"gpufleet: error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -174,10 +174,10 @@ class AgentService:
             raise UserError(_bind_error(host, port, e)) from None
         bound = server.sockets[0].getsockname()
         url = f"http://{_fmt_host(host)}:{bound[1]}"
+        if ready:
+            ready(url)  # first: a refused start (no --token for a new hub) must not say "serving"
         log.info("gpufleet agent %s serving %s/metrics (node %s; %s)", __version__, url, self.cfg.node,
                  self.backend_note)
-        if ready:
-            ready(url)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

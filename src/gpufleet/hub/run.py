@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from ..errors import UserError
 from .app import create_app
+from .datadir import DataDirInUse
 from .extensions import load_extensions
 from .service import Hub, HubOptions
 
@@ -36,9 +37,29 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def check_options(opts: HubOptions) -> None:
+    """What can be checked without touching the disk: a bad URL must not leave a data directory."""
+    from .history import parse_history_url
+    from .remote_write import split_credentials
+
+    try:
+        if opts.remote_write is not None:
+            split_credentials(opts.remote_write, what="remote write")
+    except ValueError as e:
+        raise UserError(f"--remote-write: {e}") from None
+    try:
+        if opts.history is not None:
+            parse_history_url(opts.history)
+    except ValueError as e:
+        raise UserError(f"--history: {e}") from None
+
+
 def open_hub(opts: HubOptions) -> Hub:
+    check_options(opts)
     try:
         return Hub(opts)
+    except DataDirInUse as e:
+        raise UserError(str(e)) from None
     except (ValueError, OSError) as e:
         raise UserError(f"cannot open the hub's data directory {opts.data}: {e}") from None
 

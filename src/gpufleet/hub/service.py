@@ -17,6 +17,7 @@ import msgspec
 
 from ..series import SeriesCache, snapshot_series
 from ..snapshot import NodeSnapshot, from_json
+from . import datadir
 from .diskspace import Floor, FreeSpace
 from .extensions import Extension
 from .fleet import Fleet, NodeView
@@ -101,7 +102,15 @@ class Hub:
     def __init__(self, opts: HubOptions) -> None:
         self.opts = opts
         opts.data.mkdir(parents=True, exist_ok=True)
-        self.state = HubState(opts.data / "hub.db")
+        self._lock_fd = datadir.lock(opts.data)  # before anything is opened: one hub per directory
+        try:
+            self._open(opts)
+        except BaseException:
+            datadir.unlock(self._lock_fd)
+            raise
+
+    def _open(self, opts: HubOptions) -> None:
+        self.state = HubState(opts.data / datadir.STATE_FILE)
         self.fleet = Fleet(down_after=opts.down_after)
         self.store: Any = None
         self.history: Any = None
@@ -457,6 +466,7 @@ class Hub:
             with self._store_lock:
                 self.store.close()
         self.state.close()
+        datadir.unlock(self._lock_fd)
 
     # ---- reads ------------------------------------------------------------------------------------
 

@@ -57,8 +57,13 @@ class AppriseTarget(Target):
         if not ap.add(self.url):
             raise NotifyError("apprise rejected the URL")
         ntype = apprise.NotifyType.FAILURE if msg.firing else apprise.NotifyType.SUCCESS
-        if not ap.notify(body=msg.body(), title=msg.title(), notify_type=ntype):
-            raise NotifyError("apprise could not deliver (see the hub log for the service's answer)")
+        # apprise reports the service's answer only in its log: capture it for the error, so
+        # `rules test-notify` (no hub, no hub log) and the notifications API can show it.
+        with apprise.LogCapture(level=apprise.logging.WARNING, fmt="%(message)s") as captured:
+            ok = ap.notify(body=msg.body(), title=msg.title(), notify_type=ntype)
+        if not ok:
+            said = " ".join(line.strip() for line in captured.getvalue().splitlines() if line.strip())
+            raise NotifyError(f"apprise could not deliver: {said[-300:] or 'no reason given'}")
 
 
 class WebhookTarget(Target):
