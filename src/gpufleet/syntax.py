@@ -2,7 +2,7 @@
 URLs with secrets, and YAML that remembers line numbers. One of each, so a flag, a rule file
 and a targets file accept the same spellings and fail with the same words.
 
-A leaf module: the standard library and PyYAML only.
+A leaf module: the standard library, PyYAML and gpufleet.errors only.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
+
+from .errors import UserError
 
 # ---- durations ------------------------------------------------------------------------------------
 
@@ -167,6 +169,20 @@ def redact_url(url: str, *, keep_path: bool = True) -> str:
         return f"{p.scheme}://{netloc}" + ("/…" if p.path not in ("", "/") or p.query else "")
     query = "&".join(f"{kv.split('=', 1)[0]}=***" for kv in p.query.split("&") if kv) if p.query else ""
     return urlunsplit((p.scheme, netloc, p.path, query, ""))
+
+
+def normalize_hub_url(raw: str) -> str:
+    """'http://Hub:9400/' -> 'http://hub:9400'. Raises UserError for anything that is not a base URL."""
+    text = raw.strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise UserError(f"--hub {redact_url(text)!r} is not a URL: use http://HOST:PORT or https://HOST")
+    if parts.query or parts.fragment:
+        # Tokens belong in --token (sent as a header), never in a URL that ends up in logs.
+        raise UserError("--hub must not carry a query or fragment: pass the join token with --token")
+    netloc = parts.netloc.rsplit("@", 1)
+    netloc[-1] = netloc[-1].lower()
+    return urlunsplit((parts.scheme.lower(), "@".join(netloc), parts.path.rstrip("/"), "", ""))
 
 
 # ---- YAML with line numbers ----------------------------------------------------------------------

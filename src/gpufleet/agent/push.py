@@ -29,14 +29,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from .. import __version__
 from ..errors import UserError
 from ..snapshot import NodeSnapshot, to_json
-from ..syntax import redact_url
+from ..syntax import normalize_hub_url, redact_url
 from .credentials import FILENAME as CREDENTIAL_FILENAME
 from .credentials import CredentialStore
 from .spool import Entry, Spool
@@ -57,20 +56,6 @@ GZIP_MIN = 1024  # below this gzip costs more than it saves
 
 
 # ---- where things live ----------------------------------------------------------------------
-
-
-def normalize_hub_url(raw: str) -> str:
-    """'http://Hub:9400/' -> 'http://hub:9400'. Raises UserError for anything that is not a base URL."""
-    text = raw.strip()
-    parts = urlsplit(text)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise UserError(f"--hub {redact_url(text)!r} is not a URL: use http://HOST:PORT or https://HOST")
-    if parts.query or parts.fragment:
-        # Tokens belong in --token (sent as a header), never in a URL that ends up in logs.
-        raise UserError("--hub must not carry a query or fragment: pass the join token with --token")
-    netloc = parts.netloc.rsplit("@", 1)
-    netloc[-1] = netloc[-1].lower()
-    return urlunsplit((parts.scheme.lower(), "@".join(netloc), parts.path.rstrip("/"), "", ""))
 
 
 def default_spool_dir(hub: str, node: str) -> Path:

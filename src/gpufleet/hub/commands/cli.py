@@ -25,7 +25,7 @@ KEY_HELP = "API key (`gpufleet apikey create`) [env GPUFLEET_API_KEY]"
 
 
 def _client(hub: str, api_key: str | None, timeout: float = 30.0) -> httpx.Client:
-    from ...agent.push import normalize_hub_url
+    from ...syntax import normalize_hub_url
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     return httpx.Client(base_url=normalize_hub_url(hub), headers=headers,
