@@ -39,6 +39,7 @@ PING = 15.0
 class RunBody(BaseModel):
     argv: list[str] = Field(min_length=1, max_length=1024, description="program and arguments (no shell)")
     nodes: str | None = Field(None, max_length=1000, description="glob over node names, e.g. 'gpu-*'")
+    names: list[str] | None = Field(None, max_length=10000, description="exact node names (the web UI's ticks)")
     labels: dict[str, str] = Field(default_factory=dict, description="only nodes with all these labels")
     timeout: float = Field(30.0, gt=0, le=86400, description="seconds before each node's process group is killed")
     parallel: int = Field(32, ge=1, le=10000, description="nodes running at once")
@@ -99,15 +100,21 @@ def mount(app: FastAPI, ext: CommandsExtension) -> None:
         """Run argv on every matching node that allows it; results arrive on .../events."""
         if sum(len(a) for a in body.argv) > MAX_ARGV_BYTES or any("\x00" in a for a in body.argv):
             raise HTTPException(400, f"argv is longer than {MAX_ARGV_BYTES} bytes or holds a NUL character")
-        if body.nodes is None and not body.labels:
-            raise HTTPException(400, "say which nodes: `nodes` (a glob, '*' for all) and/or `labels`")
+        if body.nodes is None and not body.labels and not body.names:
+            raise HTTPException(400, "say which nodes: `nodes` (a glob, '*' for all), `labels` and/or `names`")
+        unknown = sorted(set(body.names or ()) - set(hub.fleet.nodes))
+        if unknown:
+            raise HTTPException(400, f"unknown node(s): {', '.join(unknown[:10])}: see GET /api/v1/nodes")
         pattern = body.nodes or "*"
+        picked = set(body.names) if body.names else None
         nodes = sorted(name for name, v in hub.fleet.nodes.items()
-                       if fnmatchcase(name, pattern) and all(v.labels.get(k) == val for k, val in body.labels.items()))
-        selector = {"nodes": body.nodes, "labels": body.labels}
+                       if fnmatchcase(name, pattern) and (picked is None or name in picked)
+                       and all(v.labels.get(k) == val for k, val in body.labels.items()))
+        selector = {"nodes": body.nodes, "labels": body.labels, **({"names": body.names} if body.names else {})}
         run = d.start(who.name, body.argv, nodes, body.timeout, body.parallel, selector)
         if not nodes:
-            what = f"nodes {pattern!r}" + (f" with labels {body.labels}" if body.labels else "")
+            what = f"nodes {pattern!r}" + (f" with labels {body.labels}" if body.labels else "") + (
+                f" among {len(body.names)} named" if body.names else "")
             raise HTTPException(404, f"no node matches {what}: see GET /api/v1/nodes")
         return run.describe()
 

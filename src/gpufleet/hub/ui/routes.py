@@ -119,6 +119,14 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
             return not_found(request, "Alerts are not part of this hub yet.")
         return page(request, "alerts.html", title="Alerts", nav="alerts", initial="{}")
 
+    @app.get("/commands", include_in_schema=False, dependencies=[require(Role.OPERATOR)])
+    async def commands_page(request: Request) -> HTMLResponse:
+        return page(request, "commands.html", title="Commands", nav="commands", initial="{}")
+
+    @app.get("/audit", include_in_schema=False, dependencies=[require(Role.ADMIN)])
+    async def audit_page(request: Request) -> HTMLResponse:
+        return page(request, "audit.html", title="Audit", nav="audit", initial="{}")
+
     # ---- live stream -----------------------------------------------------------------------------------
 
     @app.get("/api/v1/events", tags=["ui"], dependencies=[VIEWER])

@@ -1,0 +1,108 @@
+"""The commands and audit pages in Debian's headless Chromium, against a real hub and real agents:
+tick nodes, run a command, watch each result arrive, cancel a long one, find both in the audit log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from playwright import sync_api  # in the test extra
+from realparts import Proc, free_port, gpufleet
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("cmdui")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    procs = [Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(tmp / "hub")), tmp / "hub.log")]
+    try:
+        procs[0].wait_http(f"{url}/healthz")
+        import subprocess
+
+        token = subprocess.run(gpufleet("token", "create", "--data", str(tmp / "hub")), capture_output=True,
+                               text=True, check=True).stdout.split()[-1]
+        for node, extra in (("ui-a", ["--allow-commands", "echo *", "--allow-commands", "sleep *",
+                                      "--command-user", "nobody"]), ("ui-plain", [])):
+            procs.append(Proc(gpufleet("agent", "--simulate", "cpu-only", "--node", node, "--listen",
+                                       f"127.0.0.1:{free_port()}", "--hub", url, "--token", token,
+                                       "--spool", str(tmp / f"spool-{node}"), *extra), tmp / f"{node}.log"))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            nodes = httpx.get(f"{url}/api/v1/commands/targets", timeout=5).json()["nodes"]
+            if len(nodes) == 2 and any(n["fetching"] for n in nodes):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("agents did not register")
+        yield url
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: run `make test` (it installs Debian's chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _page(browser: Any, url: str) -> tuple[Any, Any, list[str]]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']", timeout=10000)
+    return ctx, page, errors
+
+
+def test_run_watch_and_cancel_from_the_page_then_audit(hub: str, browser: Any, artifacts: Path) -> None:
+    ctx, page, errors = _page(browser, f"{hub}/commands")
+    try:
+        assert page.is_disabled("input[name=node][value='ui-plain']")  # not accepting commands
+        assert page.is_checked("input[name=node][value='ui-a']")
+        page.fill("#c-cmd", "echo 'hello from' the page")
+        assert page.text_content("#c-argv") == '["echo","hello from","the","page"]'
+        page.click("#c-run")
+        row = page.wait_for_selector("#c-results tr[data-node='ui-a']", timeout=15000)
+        assert row.get_attribute("data-status") == "ok"
+        assert row.query_selector("pre").text_content().strip() == "hello from the page"
+        page.wait_for_selector("body[data-run-done]", timeout=10000)
+        assert "done: 1 ok" in page.text_content("#c-summary")
+        page.screenshot(path=str(artifacts / "ui-commands.png"), full_page=True)
+
+        page.fill("#c-cmd", "sleep 120")
+        page.click("#c-run")
+        page.wait_for_function("!document.querySelector('#c-cancel').disabled", timeout=10000)
+        page.click("#c-cancel")  # running or not yet fetched: either way the node's result is "cancelled"
+        row = page.wait_for_selector("#c-results tr[data-node='ui-a'][data-status='cancelled']", timeout=15000)
+        assert errors == []
+    finally:
+        ctx.close()
+
+    ctx, page, errors = _page(browser, f"{hub}/audit")
+    try:
+        text = page.text_content("#a-runs")
+        assert "echo 'hello from' the page" in text and "sleep 120" in text
+        assert "cancelled by" in text
+        page.screenshot(path=str(artifacts / "ui-audit.png"), full_page=True)
+        assert errors == []
+    finally:
+        ctx.close()
