@@ -10,6 +10,8 @@ encoded by msgspec; docs/snapshot.md documents it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import msgspec
 
 SCHEMA_VERSION = 1
@@ -158,3 +160,20 @@ def from_json(data: bytes | str) -> NodeSnapshot:
 
 def json_schema() -> dict[str, object]:
     return msgspec.json.schema(NodeSnapshot)
+
+
+def gpu_busy_ratio(values: Mapping[str, float], mig: Iterable[Mapping[str, float]] = ()) -> float | None:
+    """How busy a GPU is (0-1): its utilisation, or, with MIG on (NVML then reports none for the
+    whole GPU), its instances' engine activity weighted by their memory, the share of the GPU
+    each holds. None when neither is known. `mig` holds each MIG instance's values."""
+    util = values.get("utilization_ratio")
+    if util is not None:
+        return util
+    total = weight = 0.0
+    for m in mig:
+        active = m.get("graphics_engine_active_ratio")
+        if active is not None:
+            w = m.get("memory_total_bytes") or 1.0
+            total += active * w
+            weight += w
+    return total / weight if weight else None

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import UserError
+from .snapshot import gpu_busy_ratio
 
 BAR = 20
 
@@ -79,9 +80,7 @@ def render(snapshots: Iterable[dict[str, Any]], nodes: dict[str, dict[str, Any]]
         for g in s.get("gpus", []):
             gv = g.get("values", {})
             total += 1
-            util = gv.get("utilization_ratio")
-            if util is None and g.get("mig"):  # MIG GPUs report activity per instance
-                util = gv.get("graphics_engine_active_ratio")
+            util = gpu_busy_ratio(gv, (m.get("values", {}) for m in g.get("mig", [])))  # MIG: its instances
             if (util or 0) >= 0.05:
                 busy += 1
             used, tot = gv.get("memory_used_bytes"), gv.get("memory_total_bytes")

@@ -67,7 +67,9 @@ def test_accelerators_join_with_host_processes() -> None:
     assert s.backend == "fake"
     assert s.values["gpus"] == 3.0
     g0, g1, g2 = s.gpus
-    assert (g0.values["processes"], g1.values["processes"], g2.values["processes"]) == (2.0, 3.0, 0.0)
+    # The count is the backend's (it knows whether the list is complete): the fake says nothing,
+    # so nothing is made up; a driver that cannot list processes must not read as "0 processes".
+    assert all("processes" not in g.values for g in (g0, g1, g2))
     assert (g0.values["mig_instances"], g1.values["mig_instances"]) == (0.0, 2.0)
     joined = g0.processes[0]
     assert (joined.user, joined.command) == ("bob", "torchrun train.py")
@@ -82,6 +84,14 @@ def test_accelerators_join_with_host_processes() -> None:
     # A second round does not add the index twice.
     AcceleratorCollector(CollectContext(backend=FakeBackend(gpus()))).collect(s)
     assert by_pid[5150].gpus == [0, 1]
+
+
+def test_an_unknown_process_count_stays_absent() -> None:
+    listed = Gpu(index=0, uuid="GPU-0", model="H100", vendor="nvidia", values={"processes": 0.0})
+    unknown = Gpu(index=1, uuid="GPU-1", model="H100", vendor="nvidia")  # NVML: no permission
+    s = NodeSnapshot(node="n", timestamp=0.0)
+    AcceleratorCollector(CollectContext(backend=FakeBackend([listed, unknown]))).collect(s)
+    assert s.gpus[0].values["processes"] == 0.0 and "processes" not in s.gpus[1].values
 
 
 def test_no_backend_means_no_gpus() -> None:
@@ -126,3 +136,25 @@ def test_usage_without_gpus_from_fixture_tree() -> None:
     assert usage["root"]["processes"] == 4.0  # pids 1, 2, 7000, 7001
     assert usage["424242"]["memory_used_bytes"] > 0
     assert all(v["gpus_in_use"] == 0.0 for v in usage.values())
+
+
+def test_simulated_users_use_cpu_and_memory() -> None:
+    """The simulated host's process table is built before the join and the per-user sums read it."""
+    from gpufleet.agent.collect import Collection
+    from gpufleet.backends.sim import SimBackend
+    from gpufleet.collectors import SIMULATED_NODE, build
+
+    backend = SimBackend("8xH100", node="sim-01", seed=1)
+    col = Collection("sim-01", build(CollectContext(backend=backend, options={"node": "sim-01"}), SIMULATED_NODE))
+    col.run(now=1000.0)
+    s = col.run(now=1030.0)
+    job_users = {gp.user for g in s.gpus for gp in g.processes}
+    assert job_users
+    usage = {u.user: u.values for u in s.usage}
+    for user in job_users:
+        assert usage[user]["memory_used_bytes"] > 0 and usage[user]["cpu_utilization_ratio"] > 0, usage[user]
+    assert sum(usage[u]["cpu_utilization_ratio"] for u in job_users) <= s.values["cpu_cores"]
+    host = {p.pid: p for p in s.processes}
+    assert all(host[gp.pid].gpus for g in s.gpus for gp in g.processes)  # joined both ways
+    # The node page's "Container / pod / job" column reads the host row: the job's owner is there.
+    assert all(host[gp.pid].owner == gp.owner and gp.owner for g in s.gpus for gp in g.processes)

@@ -1,7 +1,8 @@
 """The collector table: one collector per file, run in this order.
 
 Order matters only where a collector reads what an earlier one wrote: `accelerators`
-joins GPU processes with the table `processes` built, and `usage` sums both per user.
+joins GPU processes with the table `processes` (or `simhost`) built, and `usage` sums both
+per user.
 The name is what `--collectors` lists.
 """
 
@@ -22,9 +23,10 @@ def _table() -> dict[str, Factory]:
         "network": network.NetworkCollector,
         "users": users.UsersCollector,
         "processes": processes.ProcessCollector,
+        # In place of the host collectors above, so before what reads the process table.
+        "simhost": simhost.SimHostCollector,
         "accelerators": accelerators.AcceleratorCollector,
         "usage": usage.UsageCollector,
-        "simhost": simhost.SimHostCollector,
     }
 
 

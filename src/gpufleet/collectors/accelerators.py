@@ -24,6 +24,8 @@ def join_processes(gpus: list[Gpu], processes: list[Process]) -> None:
                 gp.command = host.command
             if gp.owner is None:
                 gp.owner = host.owner
+            elif host.owner is None:
+                host.owner = gp.owner  # the backend knew (the simulator does): show it on the host row too
             if gpu.index not in host.gpus:
                 host.gpus.append(gpu.index)
 
@@ -44,7 +46,8 @@ class AcceleratorCollector:
         snap.backend = backend.name
         gpus = backend.sample()
         for gpu in gpus:
-            gpu.values["processes"] = float(len(gpu.processes))
+            # `processes` stays as the backend set it: absent when the driver could not list them
+            # (no permission, or unsupported), so "unknown" never reads as "idle" (0).
             # MIG instances are GPU instances; several compute instances may share one.
             gpu.values["mig_instances"] = float(len({m.gpu_instance for m in gpu.mig}))
         join_processes(gpus, snap.processes)

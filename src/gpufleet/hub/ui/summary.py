@@ -6,7 +6,7 @@ what the overview shows (integer %, °C, W, MiB): jitter below display precision
 change, which keeps the deltas small. Keys (docs/ui.md lists them for API users):
 
   st status, ts snapshot time, c CPU %, m memory %, mt memory bytes, n GPU count,
-  md GPU model, l labels, g<i> [util %, mem used MiB, temp °C, power W, processes],
+  md GPU model, l labels, g<i> [util % (MIG: its instances'), mem used MiB, temp °C, power W, processes (null: unknown)],
   gm<i> GPU memory MiB, gu<i> users on GPU i ("alice,bob"), gd<i> 1 when GPU i is lost.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...snapshot import gpu_busy_ratio
 from ..fleet import NodeView
 
 Summary = dict[str, Any]
@@ -53,8 +54,10 @@ def node_summary(v: NodeView) -> Summary:
     for g in snap.gpus:
         gv = g.values
         i = g.index
-        nproc = len(g.processes) if g.processes else _int(gv.get("processes")) or 0
-        s[f"g{i}"] = [pct(gv.get("utilization_ratio")), _int(gv.get("memory_used_bytes"), MiB),
+        # None when the driver could not list processes: unknown is not "no process".
+        nproc = len(g.processes) if g.processes else _int(gv.get("processes"))
+        busy = gpu_busy_ratio(gv, (m.values for m in g.mig))  # MIG: from the instances
+        s[f"g{i}"] = [pct(busy), _int(gv.get("memory_used_bytes"), MiB),
                       _int(gv.get("temperature_celsius")), _int(gv.get("power_watts")), nproc]
         if gv.get("memory_total_bytes"):
             s[f"gm{i}"] = _int(gv["memory_total_bytes"], MiB)

@@ -101,6 +101,8 @@ function renderGpus() {
 
 // ---- processes --------------------------------------------------------------------------------------
 const table = $("#n-procs");
+// A GPU process's container / pod / job: the host row's, else what the GPU backend reported.
+const owner = (r) => r.p.owner || (r.g && r.g.p.owner) || null;
 const sorter = sortable(table, () => renderProcs(), "gmem");
 function renderProcs() {
   const gpuOf = new Map(); // pid -> {gpus, memory, gproc}
@@ -123,7 +125,7 @@ function renderProcs() {
       case "mem": return r.p.memory_bytes ?? null;
       case "gmem": return r.g ? r.g.memory : null;
       case "time": return r.p.cpu_seconds ?? null;
-      case "owner": return ownerText(r.p.owner) || null;
+      case "owner": return ownerText(owner(r)) || null;
       default: return r.p.command || r.p.name || "";
     }
   };
@@ -136,7 +138,7 @@ function renderProcs() {
       `<td>${gpus.length ? `<span class="tag">GPU</span> ${gpus.join(", ")}` : ""}</td>` +
       `<td class="num">${r.p.cpu_ratio == null ? "—" : pct(r.p.cpu_ratio)}</td><td class="num">${bytes(r.p.memory_bytes)}</td>` +
       `<td class="num">${r.g ? bytes(r.g.memory) : ""}</td><td class="num">${r.p.cpu_seconds == null ? "" : duration(r.p.cpu_seconds)}</td>` +
-      `<td>${esc(ownerText(r.p.owner))}</td><td class="cmd mono" title="${esc(r.p.command)}">${esc(r.p.command || r.p.name)}</td></tr>`;
+      `<td>${esc(ownerText(owner(r)))}</td><td class="cmd mono" title="${esc(r.p.command)}">${esc(r.p.command || r.p.name)}</td></tr>`;
   }).join("");
 }
 
