@@ -109,6 +109,7 @@ class Option:
     name: str  # key in YAML and dataclass field; CLI flag is --name with _ -> -
     parse: Callable[[Any], Any]
     help: str = ""
+    merge: bool = False  # a mapping: each source adds to (and overrides keys of) the ones below it
 
     @property
     def flag(self) -> str:
@@ -125,28 +126,35 @@ def resolve(
     env: Mapping[str, str],
     config_file: Path | None,
 ) -> dict[str, Any]:
-    """Merge the sources; return only the options some source set (defaults are the caller's)."""
+    """Merge the sources; return only the options some source set (defaults are the caller's).
+
+    The command line wins over the environment, which wins over the file; a `merge` option
+    (labels) takes every source's keys, the same precedence deciding a key set twice."""
     known = {o.name: o for o in options}
-    merged: dict[str, tuple[Any, str]] = {}
+    layers: dict[str, list[tuple[Any, str]]] = {}  # option -> (raw value, where from), weakest first
     if config_file is not None:
         for key, value in _read_yaml(config_file).items():
             if key not in known:
                 raise UserError(
                     f"{config_file}: unknown key {key!r}; valid keys: {', '.join(sorted(known))}"
                 )
-            merged[key] = (value, f"{config_file}: {key}")
+            layers.setdefault(key, []).append((value, f"{config_file}: {key}"))
     for o in options:
         if o.env in env and env[o.env] != "":
-            merged[o.name] = (env[o.env], o.env)
+            layers.setdefault(o.name, []).append((env[o.env], o.env))
     for o in options:
         if cli.get(o.name) is not None:
-            merged[o.name] = (cli[o.name], o.flag)
+            layers.setdefault(o.name, []).append((cli[o.name], o.flag))
     result: dict[str, Any] = {}
-    for name, (raw, source) in merged.items():
-        try:
-            result[name] = known[name].parse(raw)
-        except ValueError as e:
-            raise UserError(f"{source}: {e}") from None
+    for name, found in layers.items():
+        opt = known[name]
+        parsed = []
+        for raw, source in found if opt.merge else found[-1:]:
+            try:
+                parsed.append(opt.parse(raw))
+            except ValueError as e:
+                raise UserError(f"{source}: {e}") from None
+        result[name] = {k: v for p in parsed for k, v in p.items()} if opt.merge else parsed[0]
     return result
 
 
@@ -163,7 +171,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of option: value at the top level")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    # `log-level`, `log_level`; `disks.remote_usage` (the collector's own spelling) = disks_remote_usage
+    return {str(k).replace("-", "_").replace(".", "_"): v for k, v in data.items()}
 
 
 # ---- the agent's options ----------------------------------------------------------------
@@ -177,8 +186,13 @@ AGENT_OPTIONS: list[Option] = [
     Option("compat", parse_list, "also emit other exporters' names: dcgm,all-smi"),
     Option("interval", parse_interval, "seconds between collections (0.5 to 3600)"),
     Option("seed", parse_int, "random seed for simulated accelerators"),
-    Option("labels", parse_labels, "node labels NAME=VALUE,... (cluster, datacenter, ...)"),
+    Option("labels", parse_labels, "node labels NAME=VALUE,... (cluster, datacenter, ...); added to the "
+           "config file's", merge=True),
     Option("collectors", parse_list, "collectors to run (default: all)"),
+    Option("disks_remote_usage", parse_bool, "also report usage of network and FUSE mounts (NFS, Lustre, ...), "
+           "probed off the collection thread (true/false; default false)"),
+    Option("processes_environ", parse_bool, "read processes' environment to find Slurm jobs and pods "
+           "(true/false; default true)"),
     Option("procfs", parse_path, "procfs root (for containers and tests)"),
     Option("sysfs", parse_path, "sysfs root"),
     Option("hub", parse_str, "hub URL to push snapshots to"),
@@ -203,6 +217,8 @@ class AgentConfig:
     seed: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     collectors: list[str] | None = None
+    disks_remote_usage: bool = False
+    processes_environ: bool = True
     procfs: Path = Path("/proc")
     sysfs: Path = Path("/sys")
     hub: str | None = None

@@ -62,3 +62,29 @@ def test_config_file_errors(tmp_path: Path) -> None:
         load_agent_config({}, {}, f)
     with pytest.raises(UserError, match="cannot read config file"):
         load_agent_config({}, {}, tmp_path / "missing.yaml")
+
+
+def test_labels_from_the_command_line_add_to_the_files(tmp_path: Path) -> None:
+    f = tmp_path / "agent.yaml"
+    f.write_text("labels: {cluster: a, rack: r1}\n")
+    cfg = load_agent_config({"labels": "rack=r9,team=ml"}, {"GPUFLEET_LABELS": "zone=z1,cluster=b"}, f)
+    assert cfg.labels == {"cluster": "b", "rack": "r9", "team": "ml", "zone": "z1"}  # stronger source wins a key
+
+
+def test_collector_options_reach_the_collectors(tmp_path: Path) -> None:
+    from gpufleet.agent.service import AgentService
+
+    f = tmp_path / "agent.yaml"
+    f.write_text("disks.remote_usage: true\nprocesses_environ: false\nbackend: none\n")
+    cfg = load_agent_config({}, {}, f)
+    assert cfg.disks_remote_usage is True and cfg.processes_environ is False
+    assert load_agent_config({"disks_remote_usage": "yes"}, {}).disks_remote_usage is True
+    service = AgentService(cfg)
+    try:
+        by_name = {c.name: c for c in service.collection.collectors}
+        assert by_name["disks"]._remote is True and by_name["processes"]._read_environ is False
+    finally:
+        service.stop()
+    with pytest.raises(UserError, match=r"agent.yaml: disks_remote_usage: 'maybe' is not true or false"):
+        f.write_text("disks.remote_usage: maybe\n")
+        load_agent_config({}, {}, f)

@@ -53,7 +53,8 @@ class AgentService:
                 cfg.backend, simulate=cfg.simulate, seed=cfg.seed, node=cfg.node
             )
             ctx = CollectContext(procfs=cfg.procfs, sysfs=cfg.sysfs, backend=backend,
-                                 options={"node": cfg.node})
+                                 options={"node": cfg.node, "disks.remote_usage": cfg.disks_remote_usage,
+                                          "processes.environ": cfg.processes_environ})
             collectors = build_collectors(ctx, cfg.collectors)
         except (ValueError, BackendUnavailable) as e:
             raise UserError(str(e)) from None
