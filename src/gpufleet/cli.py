@@ -31,7 +31,7 @@ class _LazyGroup(click.Group):
     """Commands of hub features are imported only when used: the agent stays small."""
 
     lazy = {"rules": "gpufleet.hub.alerts.cli:rules", "run": "gpufleet.hub.commands.cli:run",
-            "audit": "gpufleet.hub.commands.cli:audit"}
+            "audit": "gpufleet.hub.commands.cli:audit", "store": "gpufleet.cli_store:store"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])

@@ -5,11 +5,14 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+import time
+
+from . import formats
 from .block import Block
-from .series_index import SeriesIndex
 from .head import NodeState
+from .recordlog import RecordLog
+from .series_index import SeriesIndex
 from .types import StoreOptions
-from .wal import RecordLog
 
 if TYPE_CHECKING:
     from .compaction import MergeJob
@@ -43,13 +46,40 @@ class StoreState:
     _compact_dirty: bool
     _compact_next: float
     _retention_next: float
+    damage: list[str]  # one line per damaged file or record met since open (also logged)
+    _used_nodes: int  # 1 + the highest node id the blocks and WAL use
+    _used_series: int
+
+    def _damaged(self, msg: str) -> None:
+        """Say once, as one error line, what was damaged and what it cost."""
+        log.error("store: %s", msg)
+        self.damage.append(msg)
+
+    def _set_aside(self, b: Block, why: str) -> None:
+        """Stop serving a damaged block: rename it ``.corrupt`` and say what it held."""
+        job = self._job
+        if job is not None and any(x is b for x in job.blks):
+            self._abort_job()
+        self._blocks[b.res] = [x for x in self._blocks[b.res] if x is not b]
+        self._compact_dirty = True
+        b.close()
+        try:
+            os.replace(b.path, b.path + ".corrupt")
+        except FileNotFoundError:
+            pass
+        span = " to ".join(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) for t in (b.min_ts, b.max_ts))
+        self._damaged(f"block {b.path} is damaged ({why}); set aside as {os.path.basename(b.path)}.corrupt: "
+                      f"{b.samples} samples of {len(b.nodes)} node(s) from {span} are no longer served")
+
+    def _abort_job(self) -> None:
+        raise NotImplementedError
 
     def _block_dir(self, res: int) -> str:
         return os.path.join(self.path, "blocks", f"r{res}")
 
     def _wal_files(self) -> list[str]:
         d = os.path.join(self.path, "wal")
-        os.makedirs(d, exist_ok=True)
+        formats.make_dir(d)
         return [os.path.join(d, n) for n in sorted(os.listdir(d)) if n.endswith(".log")]
 
     def ts_limit(self) -> float:

@@ -4,6 +4,11 @@ Layout::
 
     "GFB1" | frames ... | index (msgpack) | <u64 index_off><u32 index_len><u32 crc> "GFB1"
 
+The index holds ``format`` (2; absent in version 1 blocks), ``writer`` and
+``data_crc``, a CRC-32 over every frame: ``verify`` checks it (``store check``,
+and each input before a merge copies its frames).  A read that meets a damaged
+frame (zstd checksum) raises ``BlockDamaged`` so the store can set the block aside.
+
 Per node there is one timestamp frame (a node's series share its push
 timestamps, so time costs ~nothing per series) and one frame per series holding
 a presence bitmap over the node's rows (omitted when always present) and the
@@ -24,7 +29,7 @@ import msgspec
 import numpy as np
 import zstandard
 
-from . import codec
+from . import codec, formats
 
 MAGIC = b"GFB1"
 _FOOTER = struct.Struct("<QII4s")
@@ -46,6 +51,17 @@ _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
 
 
+class BlockDamaged(Exception):
+    """A block's frames or index do not check out; ``str()`` says what failed."""
+
+    def __init__(self, block: "Block", detail: str) -> None:
+        super().__init__(detail)
+        self.block = block
+
+
+_READ_ERRORS = (zstandard.ZstdError, ValueError, struct.error, IndexError)
+
+
 def ncols_for(res: int) -> int:
     return 1 if res == 0 else 5
 
@@ -58,8 +74,9 @@ class BlockWriter:
         self.path = path
         self.tmp = path + ".tmp"
         self.res, self.window, self.seq, self.sources = res, window, seq, sources
-        self._fh = open(self.tmp, "wb")
+        self._fh = os.fdopen(formats.open_file(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb")
         self._fh.write(MAGIC)
+        self._crc = 0  # over every byte between MAGIC and the index
         self._pos = len(MAGIC)
         self._zc = zstandard.ZstdCompressor(level=level, write_checksum=True)
         self._nodes: list[tuple[Any, ...]] = []
@@ -80,6 +97,7 @@ class BlockWriter:
         comp = self._zc.compress(raw)
         off = self._pos
         self._fh.write(comp)
+        self._crc = zlib.crc32(comp, self._crc)
         self._pos += len(comp)
         return off, len(comp)
 
@@ -182,7 +200,9 @@ class BlockWriter:
         end = start + int(rec["ts_len"])
         if hi > lo:  # a node's frames are contiguous: its timestamps, then its groups
             end = max(end, int((ser["off"].astype(np.int64) + ser["len"]).max()))
-        self._fh.write(src._mm[start:end])
+        frames = src._mm[start:end]
+        self._fh.write(frames)
+        self._crc = zlib.crc32(frames, self._crc)
         delta = self._pos - start
         self._pos += end - start
         node_row = len(self._nodes)
@@ -213,6 +233,7 @@ class BlockWriter:
             "samples": self.samples, "nodes": nodes.tobytes(), "series": series.tobytes(),
             "order": order.tobytes(), "compacted": self.compacted,
             "rank": self.rank, "tier": self.tier,
+            "format": formats.FORMAT, "writer": formats.WRITER, "data_crc": self._crc,
         })
         self._fh.write(index)
         self._fh.write(_FOOTER.pack(self._pos, len(index), zlib.crc32(index), MAGIC))
@@ -220,7 +241,7 @@ class BlockWriter:
         os.fsync(self._fh.fileno())
         self._fh.close()
         os.replace(self.tmp, self.path)
-        _fsync_dir(os.path.dirname(self.path))
+        formats.fsync_dir(os.path.dirname(self.path))
         return self.path
 
     def abort(self) -> None:
@@ -229,14 +250,6 @@ class BlockWriter:
             os.unlink(self.tmp)
         except FileNotFoundError:
             pass
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Block:
@@ -257,6 +270,13 @@ class Block:
         if zlib.crc32(raw) != crc:
             raise ValueError(f"block {path} index checksum mismatch")
         meta = _dec.decode(raw)
+        self.format: int = int(meta.get("format", 1))
+        if self.format > formats.FORMAT:
+            self._mm.close()
+            raise formats.too_new(path, self.format, str(meta.get("writer", "")))
+        self.data_crc: int | None = meta.get("data_crc")
+        self.index_off = off
+        self.verified = False
         self.res: int = meta["res"]
         self.window: int = meta["window"]
         self.seq: int = meta["seq"]
@@ -288,7 +308,10 @@ class Block:
         out: dict[int, float] = {}
         for row, (n, t) in enumerate(zip(self.nodes["nid"].tolist(), self.nodes["max_ts"].tolist())):
             if t > limit:  # rare: data from the future; find the newest time that is not
-                ts = self.node_ts(row)
+                try:
+                    ts = self.node_ts(row)
+                except _READ_ERRORS as e:
+                    raise BlockDamaged(self, f"node {n}: {type(e).__name__}: {e}") from None
                 ok = ts[ts <= limit]
                 if not ok.size:
                     continue
@@ -299,8 +322,27 @@ class Block:
     def has_node(self, nid: int) -> bool:
         return nid in self._node_row
 
+    def verify(self) -> str:
+        """'' if every frame checks out, else what failed. Version 1 blocks decode every frame."""
+        try:
+            if self.data_crc is not None:
+                if zlib.crc32(self._mm[len(MAGIC) : self.index_off]) != self.data_crc:
+                    return "frames fail their CRC"
+            else:
+                offs = {(int(r["ts_off"]), int(r["ts_len"])) for r in self.nodes}
+                offs |= {(int(r["off"]), int(r["len"])) for r in self.series}
+                for off, ln in sorted(offs):
+                    self._frame(off, ln)
+        except BlockDamaged as e:
+            return str(e)
+        self.verified = True
+        return ""
+
     def _frame(self, off: int, ln: int) -> bytes:
-        return self._zd.decompress(self._mm[off : off + ln])
+        try:
+            return self._zd.decompress(self._mm[off : off + ln])
+        except zstandard.ZstdError as e:
+            raise BlockDamaged(self, f"frame at byte {off}: {e}") from None
 
     def node_ts(self, node_row: int) -> np.ndarray:
         ts = self._ts_cache.get(node_row)
@@ -347,11 +389,24 @@ class Block:
         i = int(np.searchsorted(self._sorted_sids, sid))
         if i >= self._sorted_sids.size or int(self._sorted_sids[i]) != sid:
             return None
-        ts, mask, cols = self._decode_series(int(self._order[i]))
+        try:
+            ts, mask, cols = self._decode_series(int(self._order[i]))
+        except BlockDamaged:
+            raise
+        except _READ_ERRORS as e:
+            raise BlockDamaged(self, f"series {sid}: {type(e).__name__}: {e}") from None
         return (ts if mask is None else ts[mask]), cols
 
     def read_node(self, nid: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None:
         """A node as a dense grid: ts (rows,), sids (n,), ncols arrays rows x n (NaN = absent)."""
+        try:
+            return self._read_node(nid)
+        except BlockDamaged:
+            raise
+        except _READ_ERRORS as e:
+            raise BlockDamaged(self, f"node {nid}: {type(e).__name__}: {e}") from None
+
+    def _read_node(self, nid: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None:
         node_row = self._node_row.get(nid)
         if node_row is None:
             return None

@@ -19,10 +19,11 @@ import time
 import numpy as np
 
 from .base import StoreState
-from .block import Block, BlockWriter
+from .block import Block, BlockDamaged, BlockWriter
 from .rollup import merge_grids, rollup_grid
 from .types import RAW, RESOLUTIONS, ROLLUPS
-from .wal import RecordLog
+from .recordlog import RecordLog
+from .recovery import WAL_MAGIC
 
 
 class Compaction(StoreState):
@@ -97,7 +98,7 @@ class Compaction(StoreState):
         """Rotate the WAL and mark every node with head data as pending."""
         old = self._wal
         self._wal_gen += 1
-        self._wal = RecordLog(os.path.join(self.path, "wal", f"{self._wal_gen:010d}.log"))
+        self._wal = RecordLog(os.path.join(self.path, "wal", f"{self._wal_gen:010d}.log"), WAL_MAGIC)
         old.close()
         # every older generation (more than one after an interrupted cycle) is
         # covered: its rows belong to nodes in _head_nodes, which all get cut
@@ -161,6 +162,8 @@ class Compaction(StoreState):
         return pos - start
 
     def _finish_cycle(self) -> None:
+        # The copy series.log is rebuilt from when damaged: refreshed when series were added.
+        self.series_index.write_snapshot()
         # Every row of the covered generations is in a block now: they may go.
         for path in self._cycle_wals:
             try:
@@ -240,8 +243,14 @@ class Compaction(StoreState):
                     if deadline is not None and time.perf_counter() >= deadline:
                         self._compact_dirty = True  # work left: look again next call
                         return merged
+                    damaged = [(b, why) for b in run if b.data_crc is not None and not b.verified
+                               for why in [b.verify()] if why]
+                    if damaged:  # never copy damaged frames into a new block: set them aside first
+                        for b, why in damaged:
+                            self._set_aside(b, why)
+                        continue
                     self._job = MergeJob(res, window, run,
-                                          self._new_writer(res, window, run, self.opts.zstd_level_compact), final)
+                                         self._new_writer(res, window, run, self.opts.zstd_level_compact), final)
                     if not self._run_job(deadline):
                         return merged
                     merged += 1
@@ -268,7 +277,13 @@ class Compaction(StoreState):
                 if len(holders) == 1 and not job.final:
                     w.copy_node(holders[0], nid)  # only one input has it: copy its frames as they are
                     continue
-                parts = [g for g in (b.read_node(nid) for b in holders) if g is not None]
+                try:
+                    parts = [g for g in (b.read_node(nid) for b in holders) if g is not None]
+                except BlockDamaged as e:
+                    # a data problem, not the caller's: drop this merge, set the block
+                    # aside, and let the next pass merge what is left
+                    self._set_aside(e.block, str(e))
+                    return True
                 if parts:
                     ts, sids, cols = merge_grids(parts, job.res)
                     w.add_node(nid, ts, sids, cols)

@@ -16,7 +16,7 @@ class Segment:
     # gen: the WAL generation holding this segment's schema record (-1: none
     # known); a push into a newer generation writes the schema there first, so
     # every generation replays on its own once older ones are deleted.
-    __slots__ = ("schema_id", "keys", "sids", "ts", "buf", "n", "_col", "gen")
+    __slots__ = ("schema_id", "keys", "sids", "ts", "buf", "n", "_col", "gen", "since_schema")
 
     def __init__(self, schema_id: int, keys: tuple[object, ...], sids: np.ndarray, capacity: int = 16) -> None:
         self.schema_id = schema_id
@@ -27,6 +27,7 @@ class Segment:
         self.n = 0
         self._col: dict[int, int] | None = None
         self.gen = -1
+        self.since_schema = 0  # data records since its schema record was last written
 
     def _grow(self, need: int) -> None:
         cap = max(need, 2 * self.ts.size)

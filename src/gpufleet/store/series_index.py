@@ -2,17 +2,31 @@
 
 Blocks and the WAL refer to series by id only; the mapping lives in an
 append-only, checksummed ``series.log`` that is written *before* any WAL record
-that uses a new id, so recovery never meets an id it cannot name.
+that uses a new id, so recovery never meets an id it cannot name.  A
+compressed copy, ``series.snap``, is rewritten after head cuts that saw new
+series: when series.log is damaged, truncated or deleted, the names it lost are
+taken from there, and only series registered since the last snapshot (and
+whose record was hit) cannot be named again.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import struct
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
+import zstandard
 
+from . import formats
+from .recordlog import RecordLog, scan_log
 from .types import Matcher, SeriesKey
-from .wal import RecordLog
+
+MAGIC = b"GFSI"
+SNAPSHOT = "series.snap"
+_SNAP_MAGIC = b"GFSS"
+_COUNTS = struct.Struct("<II")  # node ids, series ids (holes included)
+_MAX_ID = 1 << 32
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
@@ -43,29 +57,119 @@ def normalize_key(key: Any) -> SeriesKey:
 
 
 class SeriesIndex:
-    def __init__(self, path: str) -> None:
+    """Node and series ids of a store, from ``series.log`` (and ``series.snap`` when that is hurt).
+
+    Ids are dense when nothing was lost; after damage they may have holes
+    (``None``), and new ids always go above every id the store's data uses.
+    """
+
+    def __init__(self, path: str, on_damage: Callable[[str], None] | None = None) -> None:
+        self.path = path
+        self.snap_path = os.path.join(os.path.dirname(path), SNAPSHOT)
         self.node_ids: dict[str, int] = {}
-        self.node_names: list[str] = []
-        self.series: list[tuple[int, SeriesKey]] = []  # sid -> (node id, key)
+        self.node_names: list[str | None] = []
+        self.series: list[tuple[int, SeriesKey] | None] = []  # sid -> (node id, key)
         self._sid_of: dict[tuple[int, Any], int] = {}
         self.by_metric: dict[str, list[int]] = {}
         self._labels: dict[int, dict[str, str]] = {}
-        self.log = RecordLog(path)
-        for rec in self.log.recovered:
-            self._apply(_dec.decode(rec))
-        self.log.recovered = []
+        self._on_damage = on_damage
+        self.lost_nodes = 0
+        self.lost_series = 0
+        scan = scan_log(path, MAGIC)
+        for rec in scan.records:
+            self._apply_raw(rec)
+        from_log = self._known()
+        snap = read_snapshot_counts(self.snap_path)
+        self._snap_known = snap if snap is not None else (0, 0)
+        trouble = f"damaged ({scan.describe()})" if scan.damaged else ""
+        if snap is not None and (self.node_names.count(None) or self.series.count(None)
+                                 or len(self.node_names) < snap[0] or len(self.series) < snap[1]):
+            # ids the log lacks (damaged, truncated, deleted) that the snapshot names
+            for rec in read_snapshot(self.snap_path):
+                self._apply_raw(rec, only_missing=True)
+            trouble = trouble or ("missing" if not scan.exists else "shorter than series.snap")
+        self._restored = (self._known()[0] - from_log[0], self._known()[1] - from_log[1])
+        self._trouble = trouble
+        if trouble:
+            scan.records = self._records()  # rewrite it whole from what is known
+            if not scan.damaged:
+                scan.has_header = False  # a plain rewrite: nothing to set aside
+        self.log = RecordLog(path, MAGIC, scan)
+        self._scan_damaged = bool(scan.damaged)
+
+    def report(self, used_nodes: int, used_series: int) -> None:
+        """Reserve the ids the store's data uses and say, once, what the index could not name."""
+        self.lost_nodes = sum(1 for n in self.node_names[:used_nodes] if n is None) + max(0, used_nodes - len(self.node_names))
+        self.lost_series = sum(1 for x in self.series[:used_series] if x is None) + max(0, used_series - len(self.series))
+        self._grow(used_nodes - 1, used_series - 1)
+        if (self._trouble or self.lost_nodes or self.lost_series) and self._on_damage is not None:
+            what = self._trouble or "missing names the data uses"
+            kept = (f"{os.path.basename(self.path)}.corrupt" if self._scan_damaged else "")
+            lost = self.lost_nodes or self.lost_series
+            self._on_damage(
+                f"series index {self.path} is {what}; rebuilt with {self._restored[0]} node and "
+                f"{self._restored[1]} series names from {SNAPSHOT}; lost: {self.lost_nodes} node and "
+                f"{self.lost_series} series names" + (" (their samples are not served)" if lost else "")
+                + (f"; the damaged file is kept as {kept}" if kept else ""))
+
+    def _known(self) -> tuple[int, int]:
+        return (len(self.node_names) - self.node_names.count(None), len(self.series) - self.series.count(None))
+
+    def _grow(self, nid: int, sid: int) -> None:
+        if nid >= len(self.node_names):
+            self.node_names.extend([None] * (nid + 1 - len(self.node_names)))
+        if sid >= len(self.series):
+            self.series.extend([None] * (sid + 1 - len(self.series)))
+
+    def _apply_raw(self, raw: bytes, only_missing: bool = False) -> None:
+        try:
+            rec = _dec.decode(raw)
+            if rec[0] == "N":
+                _, nid, name = rec
+                ok = isinstance(nid, int) and 0 <= nid < _MAX_ID and isinstance(name, str)
+            else:
+                _, sid, nid, metric, labels = rec
+                ok = (isinstance(sid, int) and 0 <= sid < _MAX_ID and isinstance(nid, int)
+                      and isinstance(metric, str))
+        except (msgspec.DecodeError, ValueError, TypeError, IndexError):
+            return  # a record that passed its CRC but does not decode: written by a bug, skip
+        if not ok:
+            return
+        if only_missing:
+            if rec[0] == "N" and nid < len(self.node_names) and self.node_names[nid] is not None:
+                return
+            if rec[0] == "S" and sid < len(self.series) and self.series[sid] is not None:
+                return
+        self._apply(rec)
+
+    def _records(self) -> list[bytes]:
+        out = [_enc.encode(["N", nid, name]) for nid, name in enumerate(self.node_names) if name is not None]
+        for sid, got in enumerate(self.series):
+            if got is not None:
+                nid, (metric, labels) = got
+                out.append(_enc.encode(["S", sid, nid, metric, [list(p) for p in labels]]))
+        return out
+
+    def write_snapshot(self) -> bool:
+        """Write series.snap if the index grew since the last one (the copy series.log is rebuilt from)."""
+        counts = (len(self.node_names), len(self.series))
+        if counts == self._snap_known:
+            return False
+        write_snapshot(self.snap_path, counts, self._records())
+        self._snap_known = counts
+        return True
 
     def _apply(self, rec: list[Any]) -> None:
         if rec[0] == "N":
             _, nid, name = rec
-            assert nid == len(self.node_names), "series ids are dense"
-            self.node_names.append(name)
+            self._grow(nid, -1)
+            self.node_names[nid] = name
             self.node_ids[name] = nid
         else:
             _, sid, nid, metric, labels = rec
-            assert sid == len(self.series), "series ids are dense"
+            self._grow(-1, sid)
             key: SeriesKey = (metric, tuple((a, b) for a, b in labels))
-            self.series.append((nid, key))
+            self.series[sid] = (nid, key)
             self._sid_of[(nid, key)] = sid
             self.by_metric.setdefault(metric, []).append(sid)
 
@@ -75,7 +179,7 @@ class SeriesIndex:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"node must be a non-empty string, got {name!r}")
             nid = len(self.node_names)
-            self.log.append(_enc.encode(["N", nid, name]))
+            self.log.append(_enc.encode(["N", nid, name]))  # before any WAL record uses the id
             self._apply(["N", nid, name])
         return nid
 
@@ -103,25 +207,36 @@ class SeriesIndex:
             out.append(sid)
         return out
 
+    def known(self, sid: int) -> bool:
+        return 0 <= sid < len(self.series) and self.series[sid] is not None
+
+    def node_name(self, nid: int) -> str | None:
+        return self.node_names[nid] if 0 <= nid < len(self.node_names) else None
+
     def key(self, sid: int) -> SeriesKey:
-        return self.series[sid][1]
+        got = self.series[sid]
+        assert got is not None, "key() of a series whose name was lost"
+        return got[1]
 
     def node_of(self, sid: int) -> int:
-        return self.series[sid][0]
+        got = self.series[sid]
+        return got[0] if got is not None else -1
 
     def labels(self, sid: int) -> dict[str, str]:
         """Labels of a series as a dict, with __name__ and node (unless the key has one)."""
         got = self._labels.get(sid)
         if got is None:
-            nid, (metric, pairs) = self.series[sid]
+            entry = self.series[sid]
+            assert entry is not None, "labels() of a series whose name was lost"
+            nid, (metric, pairs) = entry
             got = {"__name__": metric, **dict(pairs)}
-            got.setdefault("node", self.node_names[nid])
+            got.setdefault("node", self.node_names[nid] or f"lost-node-{nid}")
             self._labels[sid] = got
         return dict(got)
 
     def match(self, metric: str | None, matchers: Sequence[Matcher]) -> list[int]:
         if metric is None:
-            cands: list[int] = list(range(len(self.series)))
+            cands: list[int] = [i for i, x in enumerate(self.series) if x is not None]
         else:
             cands = self.by_metric.get(metric, [])
         out = []
@@ -139,3 +254,54 @@ class SeriesIndex:
 
     def close(self) -> None:
         self.log.close()
+
+
+def write_snapshot(path: str, counts: tuple[int, int], records: list[bytes]) -> None:
+    body = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(_enc.encode(records))
+    formats.write_atomic(path, formats.header(_SNAP_MAGIC) + _COUNTS.pack(*counts) + body)
+
+
+def _snapshot_parts(path: str) -> tuple[tuple[int, int], bytes] | None:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return None
+    head = formats.parse_header(data, _SNAP_MAGIC)
+    if head is None or len(data) < head[2] + _COUNTS.size:
+        return None
+    version, writer, hlen = head
+    if version > formats.FORMAT:
+        raise formats.too_new(path, version, writer)
+    counts = _COUNTS.unpack_from(data, hlen)
+    return (int(counts[0]), int(counts[1])), data[hlen + _COUNTS.size:]
+
+
+def read_snapshot_counts(path: str) -> tuple[int, int] | None:
+    got = _snapshot_parts(path)
+    return None if got is None else got[0]
+
+
+def read_snapshot(path: str) -> list[bytes]:
+    """The records of a snapshot, or [] if it is missing or damaged (its zstd checksum fails)."""
+    got = _snapshot_parts(path)
+    if got is None:
+        return []
+    try:
+        recs = _dec.decode(zstandard.ZstdDecompressor().decompress(got[1]))
+    except (zstandard.ZstdError, msgspec.DecodeError):
+        return []
+    return [r for r in recs if isinstance(r, bytes)]
+
+
+def check_snapshot(path: str) -> str:
+    """'' if series.snap is absent or sound, else what is wrong with it (for ``store check``)."""
+    if not os.path.exists(path):
+        return ""
+    if _snapshot_parts(path) is None:
+        return "bad header"
+    try:
+        zstandard.ZstdDecompressor().decompress(_snapshot_parts(path)[1])  # type: ignore[index]
+    except zstandard.ZstdError as e:
+        return f"body fails its checksum ({e})"
+    return ""

@@ -26,13 +26,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import formats
+from .formats import StoreInUse
 from . import query as q
 from .base import log
-from .block import Block
+from .block import Block, BlockDamaged
 from .series_index import SeriesIndex
 from .compaction import Compaction
 from .head import NodeState, Segment
-from .recovery import DATA, ROWS, SCHEMA, Recovery
+from .recovery import DATA, ROWS, SCHEMA, SCHEMA_EVERY, Recovery
 from .rollup import rollup_grid
 from .types import MAX_TS, RAW, RESOLUTIONS, Matcher, SeriesKey, StoreOptions
 
@@ -52,14 +54,25 @@ class TimeSeriesStore(Recovery, Compaction):
         self.path = os.path.abspath(path)
         self.opts = options or StoreOptions()
         self.opts.validate()
-        os.makedirs(self.path, exist_ok=True)
-        self._lock_fd = os.open(os.path.join(self.path, "LOCK"), os.O_RDWR | os.O_CREAT, 0o644)
+        formats.make_dir(self.path)
+        self._lock_fd = formats.open_file(os.path.join(self.path, "LOCK"), os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
-            raise RuntimeError(f"store {self.path} is open in another process") from None
-        self.series_index = SeriesIndex(os.path.join(self.path, "series.log"))
+            raise StoreInUse(f"store {self.path} is open in another process (a running hub?): stop it first") from None
+        self.damage = []
+        self._used_nodes = self._used_series = 0
+        try:
+            self._open()
+        except BaseException:
+            os.close(self._lock_fd)  # a refused or failed open leaves the directory free
+            self._lock_fd = -1
+            raise
+
+    def _open(self) -> None:
+        formats.make_private(self.path)
+        self.series_index = SeriesIndex(os.path.join(self.path, "series.log"), self._damaged)
         self._nodes: dict[str, NodeState] = {}
         self._by_nid: dict[int, NodeState] = {}
         self._blocks: dict[int, list[Block]] = {res: [] for res in RESOLUTIONS}
@@ -83,6 +96,8 @@ class TimeSeriesStore(Recovery, Compaction):
         self.dropped_total = 0
         self._load_blocks()
         self._replay_wal()
+        self.series_index.report(self._used_nodes, self._used_series)
+        self.series_index.write_snapshot()  # a store from before series.snap gets one now
 
     # ---------------------------------------------------------------- ingest
     def _note_appended(self, st: NodeState, first: float, last: float, count: int) -> None:
@@ -101,16 +116,21 @@ class TimeSeriesStore(Recovery, Compaction):
             nid = self.series_index.node_id(node)
             assert nid is not None
             st = self._state_by_nid(nid)
+            assert st is not None
         return st
 
     def _segment_for(self, st: NodeState, keys: Sequence[SeriesKey]) -> Segment:
         k = keys if type(keys) is tuple else tuple(keys)
         seg = st.cur
         if seg is not None and (k is seg.keys or k == seg.keys):
-            if seg.gen != self._wal_gen:  # a cut cycle rotated the WAL since its schema record
+            seg.since_schema += 1
+            # again when a cut cycle rotated the WAL since its schema record, and every
+            # SCHEMA_EVERY pushes, so one damaged record never orphans a node's whole head
+            if seg.gen != self._wal_gen or seg.since_schema >= SCHEMA_EVERY:
                 self._wal.append(SCHEMA.pack(1, seg.schema_id, st.nid, seg.sids.size)
                                  + seg.sids.astype("<u4").tobytes())
                 seg.gen = self._wal_gen
+                seg.since_schema = 0
             return seg
         sids = np.array(self.series_index.sids_for(st.nid, k), dtype=np.int64)
         if np.unique(sids).size != sids.size:
@@ -222,10 +242,14 @@ class TimeSeriesStore(Recovery, Compaction):
     def _gather(self, sid: int, res: int, lo: float, hi: float) -> tuple[np.ndarray, list[np.ndarray]] | None:
         ts_parts: list[np.ndarray] = []
         col_parts: list[list[np.ndarray]] = []
-        for b in self._blocks[res]:
+        for b in list(self._blocks[res]):
             if b.max_ts < lo or b.min_ts > hi:
                 continue
-            got = b.read_series(sid)
+            try:
+                got = b.read_series(sid)
+            except BlockDamaged as e:
+                self._set_aside(b, str(e))  # noticed now: answer from the rest, and from now on
+                continue
             if got is not None:
                 ts_parts.append(got[0])
                 col_parts.append(got[1])
@@ -277,17 +301,23 @@ class TimeSeriesStore(Recovery, Compaction):
         if st.cur is not None and st.cur.n:
             seg = st.cur
             row = seg.buf[seg.n - 1]
+            index = self.series_index
             return float(seg.ts[seg.n - 1]), {  # NaN = absent, as from a block
-                self.series_index.key(int(s)): float(v) for s, v in zip(seg.sids, row) if not math.isnan(v)}
-        for b in reversed(self._blocks[RAW]):
+                index.key(int(s)): float(v) for s, v in zip(seg.sids, row) if not math.isnan(v) and index.known(int(s))}
+        for b in reversed(list(self._blocks[RAW])):
             if b.has_node(st.nid):
-                grid = b.read_node(st.nid)
+                try:
+                    grid = b.read_node(st.nid)
+                except BlockDamaged as e:
+                    self._set_aside(b, str(e))
+                    continue
                 if grid is None:
                     continue
                 ts, sids, (vals,) = grid
                 row = vals[-1]
+                index = self.series_index
                 return float(ts[-1]), {
-                    self.series_index.key(int(s)): float(v) for s, v in zip(sids, row) if not math.isnan(v)}
+                    index.key(int(s)): float(v) for s, v in zip(sids, row) if not math.isnan(v) and index.known(int(s))}
         return None
 
     def series(self, metric: str | None = None, matchers: Sequence[Matcher] = ()) -> list[dict[str, str]]:
@@ -321,7 +351,19 @@ class TimeSeriesStore(Recovery, Compaction):
             "bytes_per_sample": total / samples if samples else 0.0,
             "raw_block_bytes_per_sample": by_res[RAW] / block_samples if block_samples else 0.0,
             "dropped_duplicates": self.dropped_total,
+            "damaged": len(self.damage),
         }
+
+    def verify_blocks(self) -> int:
+        """Check every block's frames now (open reads only indexes); set damaged ones aside. Returns how many."""
+        bad = 0
+        for res in RESOLUTIONS:
+            for b in list(self._blocks[res]):
+                why = b.verify() if not b.verified else ""
+                if why:
+                    self._set_aside(b, why)
+                    bad += 1
+        return bad
 
     # ------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -329,6 +371,10 @@ class TimeSeriesStore(Recovery, Compaction):
         if self._lock_fd < 0:
             return
         self._abort_job()  # its .tmp goes; the inputs are intact
+        try:
+            self.series_index.write_snapshot()
+        except OSError as e:  # a full disk must not keep the store from closing; series.log has it all
+            log.warning("store: could not write %s: %s", self.series_index.snap_path, e)
         self._wal.close()
         self.series_index.close()
         for blks in self._blocks.values():
