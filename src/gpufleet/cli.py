@@ -179,8 +179,9 @@ def _announce(hub: Any, what: str) -> Any:
         click.echo(f"gpufleet {what} {__version__}: web UI and API at {url}/  (data in {hub.opts.data})")
         token = hub.first_token()
         if token:
-            click.echo("Agents join with this token (shown once; more with `gpufleet token create`):")
-            click.echo(f"  gpufleet agent --hub {url} --token {token}")
+            click.echo("Agents join with this token (shown once; more with `gpufleet token create`). Put it in a")
+            click.echo("file of mode 0600 on each node and run `gpufleet agent --hub URL --token-file FILE`:")
+            click.echo(f"  {token}")
     return announce
 
 
@@ -254,11 +255,22 @@ def _state(data: Path, *, new: bool = False) -> Any:
               type=click.Path(file_okay=False, path_type=Path), help="the hub's data directory")
 @click.option("--note", default="", help="what the token is for")
 @click.option("--new", is_flag=True, help="DATA is a new (or empty) directory for a hub not started yet")
-def token_create(data: Path, note: str, new: bool) -> None:
+@click.option("--uses", type=int, default=None, metavar="N",
+              help="registrations it allows (default: any number until revoked)")
+@click.option("--expires", default=None, metavar="DURATION",
+              help="stop accepting it after this long, e.g. 30d or 12h (default: never)")
+def token_create(data: Path, note: str, new: bool, uses: int | None, expires: str | None) -> None:
     """Print a new join token (the last word of the output)."""
+    import time
+
+    if uses is not None and uses < 1:
+        raise UserError("--uses must be at least 1 (or left out for a token without a use limit)")
+    until = None
+    if expires is not None:
+        until = time.time() + _duration({"expires": expires}, "expires")
     st = _state(data, new=new)
     try:
-        t = st.create_token(note)
+        t = st.create_token(note, uses=uses, expires=until)
     finally:
         st.close()
     click.echo(f"new join token: {t}")
@@ -271,12 +283,27 @@ def token_list(data: Path) -> None:
     """List join tokens (their first characters only)."""
     import datetime as dt
 
+    import time
+
+    def when(ts: object) -> str:
+        return dt.datetime.fromtimestamp(float(ts)).isoformat(timespec="seconds")  # type: ignore[arg-type]
+
     st = _state(data)
     try:
+        now = time.time()
         for t in st.tokens():
-            created = dt.datetime.fromtimestamp(float(t["created"])).isoformat(timespec="seconds")  # type: ignore[arg-type]
-            state = "revoked" if t["revoked"] else "active"
-            click.echo(f"{t['prefix']}...  {state:8} {created}  {t['note']}")
+            expires, left = t["expires"], t["uses_left"]
+            if t["revoked"]:
+                state = "revoked"
+            elif expires is not None and float(expires) <= now:  # type: ignore[arg-type]
+                state = "expired"
+            elif left is not None and int(left) <= 0:  # type: ignore[call-overload]
+                state = "used-up"
+            else:
+                state = "active"
+            uses = f"uses {t['used']}" + ("" if left is None else f"/{int(t['used']) + int(left)}")  # type: ignore[call-overload]
+            until = f"  expires {when(expires)}" if expires is not None else ""
+            click.echo(f"{t['prefix']}...  {state:8} {when(t['created'])}  {uses}{until}  {t['note']}".rstrip())
     finally:
         st.close()
 
@@ -295,6 +322,59 @@ def token_revoke(token_or_prefix: str, data: Path) -> None:
     if not n:
         raise UserError(f"no active token matches {token_or_prefix!r}: see `gpufleet token list`")
     click.echo(f"revoked {n} token(s)")
+
+
+@cli.group()
+def node() -> None:
+    """Registered nodes: list, revoke a node's credential, forget a node."""
+
+
+_DATA_OPTION = click.option("--data", default="gpufleet-data", show_default=True, envvar="GPUFLEET_DATA",
+                            type=click.Path(file_okay=False, path_type=Path), help="the hub's data directory")
+
+
+@node.command("list")
+@_DATA_OPTION
+def node_list(data: Path) -> None:
+    """Every node the hub knows: name, how it reports (push/pull), registered or revoked."""
+    st = _state(data)
+    try:
+        for rec in st.nodes():
+            state = "revoked" if rec.revoked is not None else rec.status
+            click.echo(f"{rec.name}  {rec.source}  {state}  {rec.agent_url or '-'}")
+    finally:
+        st.close()
+
+
+@node.command("revoke")
+@click.argument("name")
+@_DATA_OPTION
+def node_revoke(name: str, data: Path) -> None:
+    """Stop NAME's credential at once; its name stays taken until `node forget`."""
+    st = _state(data)
+    try:
+        found = st.revoke_node(name)
+    finally:
+        st.close()
+    if not found:
+        raise UserError(f"no node named {name!r}: see `gpufleet node list --data {data}`")
+    click.echo(f"revoked node {name}: its agent is refused from now on; "
+               f"`gpufleet node forget {name}` lets a new agent join under this name")
+
+
+@node.command("forget")
+@click.argument("name")
+@_DATA_OPTION
+def node_forget(name: str, data: Path) -> None:
+    """Remove NAME (registration, credential, labels, latest snapshot); history stays in the store."""
+    st = _state(data)
+    try:
+        found = st.forget_node(name)
+    finally:
+        st.close()
+    if not found:
+        raise UserError(f"no node named {name!r}: see `gpufleet node list --data {data}`")
+    click.echo(f"forgot node {name}: an agent with a join token may now register this name")
 
 
 @cli.command()

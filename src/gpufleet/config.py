@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import UserError
 from .syntax import ConfigError, is_label_name, load_yaml
+from .masking import DEFAULT_PATTERNS, check_patterns
 
 ENV_PREFIX = "GPUFLEET_"
 
@@ -98,6 +99,10 @@ def parse_command_patterns(raw: Any) -> list[str]:
     from .agent.command_policy import parse_patterns
 
     return parse_patterns(raw)
+
+
+def parse_mask(raw: Any) -> list[str]:
+    return check_patterns(parse_list(raw))
 
 
 def parse_path(raw: Any) -> Path:
@@ -196,7 +201,10 @@ AGENT_OPTIONS: list[Option] = [
     Option("procfs", parse_path, "procfs root (for containers and tests)"),
     Option("sysfs", parse_path, "sysfs root"),
     Option("hub", parse_str, "hub URL to push snapshots to"),
-    Option("token", parse_str, "join token for the hub"),
+    Option("token", parse_str, "join token for the hub (prefer --token-file: a --token is in the process table)"),
+    Option("token_file", parse_path, "file holding the join token (mode 0600)"),
+    Option("mask", parse_mask, "patterns of secrets to mask in collected command lines, replacing the "
+           "defaults: --FLAG globs (--*token) and NAME globs for NAME=VALUE (*TOKEN); '' masks nothing"),
     Option("spool", parse_path, "directory for the on-disk queue while the hub is unreachable"),
     Option("log_level", parse_str, "debug|info|warning|error"),
     Option("allow_commands", parse_command_patterns,
@@ -223,6 +231,8 @@ class AgentConfig:
     sysfs: Path = Path("/sys")
     hub: str | None = None
     token: str | None = None
+    token_file: Path | None = None
+    mask: list[str] = field(default_factory=lambda: list(DEFAULT_PATTERNS))
     spool: Path | None = None
     log_level: str = "info"
     allow_commands: list[str] = field(default_factory=list)
@@ -243,4 +253,22 @@ def load_agent_config(
         raise UserError("node name is empty: pass --node NAME")
     if cfg.allow_commands and not cfg.hub:
         raise UserError("--allow-commands needs --hub: agents fetch commands from their hub")
+    if cfg.token_file is not None:
+        if cfg.token:
+            raise UserError("both a join token (--token or GPUFLEET_TOKEN) and --token-file are set: keep one")
+        cfg.token = read_token_file(cfg.token_file)
     return cfg
+
+
+def read_token_file(path: Path) -> str:
+    """The join token from a file (first non-empty line), so it never appears in `ps`."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise UserError(f"--token-file: cannot read {path}: {e.strerror or e}") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise UserError(f"--token-file: {path} is empty: put the join token from `gpufleet token create` in it")
+    if len(lines) > 1 or any(c.isspace() for c in lines[0]):
+        raise UserError(f"--token-file: {path} must hold only the join token, on one line")
+    return lines[0]

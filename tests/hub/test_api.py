@@ -91,9 +91,11 @@ def test_auth_errors(client: TestClient, hub: Hub) -> None:
     r = client.post("/api/v1/register", json={"node": "n1"}, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401
     assert _push(client, "gfn_forged", _snap(1.0)).status_code == 401
-    # re-registering replaces the old credential
+    # re-registering with the node's own credential replaces it
     old = _join(client, hub)
-    new = _join(client, hub)
+    r = client.post("/api/v1/register", json={"node": "n1"}, headers={"Authorization": f"Bearer {old}"})
+    assert r.status_code == 200
+    new = r.json()["credential"]
     assert _push(client, old, _snap(5.0)).status_code == 401
     assert _push(client, new, _snap(5.0)).status_code == 200
 

@@ -115,6 +115,9 @@ class Pusher:
         self.idle_wait = idle_wait
         self._token = token or None
         self._credential = credentials.load(self.hub, node)
+        # The credential the hub last refused: sent along when registering again, because a
+        # registered name is given back only to an agent that proves it held it.
+        self._previous: str | None = None
         self._display = redact_url(self.hub)
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
@@ -126,7 +129,7 @@ class Pusher:
         self._max_body = max_body_bytes  # lowered for good by a 413
         self._attempts = 0  # consecutive failures, for backoff
         self._fresh_registration = False  # registered, no push accepted since
-        self._state = "starting"  # starting | up | down | unauthorized | misconfigured | error
+        self._state = "starting"  # starting | up | down | unauthorized | refused | misconfigured | error
         self._down_since: float | None = None
         self._backfilling = False
         self._dropped_reported = 0
@@ -272,7 +275,7 @@ class Pusher:
                                 "token: restart it with --token (create one with `gpufleet token create`); "
                                 "snapshots are kept in %s meanwhile", self._display, detail, self.spool.path)
                 return self._backoff()
-            self._credential = None
+            self._previous, self._credential = self._credential, None
             self.credentials.forget(self.hub, self.node)
             if self._fresh_registration:
                 self._set_state("unauthorized", logging.ERROR,
@@ -318,7 +321,9 @@ class Pusher:
                             "no credential for hub %s and no join token: restart the agent with --token "
                             "(create one with `gpufleet token create`)", self._display)
             return False
-        body = {"node": self.node, "labels": self.labels, "agent_url": self.agent_url}
+        body: dict[str, object] = {"node": self.node, "labels": self.labels, "agent_url": self.agent_url}
+        if self._previous:
+            body["credential"] = self._previous
         try:
             resp = self._client.post(self.hub + REGISTER_PATH, json=body,
                                      headers={"Authorization": f"Bearer {self._token}"}, **_timeout_kw(timeout))
@@ -347,7 +352,12 @@ class Pusher:
             log.info("registered node %s with hub %s", self.node, self._display)
             return True
         self.failed += 1
-        if resp.status_code in (401, 403):
+        if resp.status_code in (403, 409):
+            # The name is taken by another agent, or an admin revoked this node: the token is fine.
+            self._set_state("refused", logging.ERROR,
+                            "hub %s refuses to register node %s: %s; snapshots are kept in %s meanwhile",
+                            self._display, self.node, _detail(resp), self.spool.path)
+        elif resp.status_code == 401:
             self._set_state("unauthorized", logging.ERROR,
                             "hub %s refused the join token (%s): create a new one with `gpufleet token create` "
                             "and restart with --token; snapshots are kept in %s meanwhile",

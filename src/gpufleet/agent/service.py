@@ -54,7 +54,8 @@ class AgentService:
             )
             ctx = CollectContext(procfs=cfg.procfs, sysfs=cfg.sysfs, backend=backend,
                                  options={"node": cfg.node, "disks.remote_usage": cfg.disks_remote_usage,
-                                          "processes.environ": cfg.processes_environ})
+                                          "processes.environ": cfg.processes_environ,
+                                          "processes.mask": cfg.mask})
             collectors = build_collectors(ctx, cfg.collectors)
         except (ValueError, BackendUnavailable) as e:
             raise UserError(str(e)) from None

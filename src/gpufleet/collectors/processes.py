@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from .. import attribution, procfs
+from ..masking import DEFAULT_PATTERNS, Masker
 from ..snapshot import NodeSnapshot, Owner, Process
 from .base import CollectContext
 
@@ -72,6 +73,9 @@ class ProcessCollector:
         self._root = str(ctx.procfs)
         self._clock = clock
         self._read_environ = bool(ctx.options.get("processes.environ", True))
+        # Secrets in command lines never leave the node (masking.py); on unless told otherwise.
+        patterns = ctx.options.get("processes.mask", DEFAULT_PATTERNS)
+        self._masker = Masker(patterns)  # type: ignore[arg-type]
         self._boot = procfs.read_boot_time(ctx.procfs) or 0.0
         hostname = procfs.read_text(ctx.procfs / "sys" / "kernel" / "hostname")
         self._hostname = hostname.strip() if hostname else socket.gethostname()
@@ -103,7 +107,7 @@ class ProcessCollector:
             return None
         uid = procfs.parse_status_uid(status)
         user = self._username(uid) if uid is not None else ""
-        argv = procfs.parse_cmdline(cmdline)
+        argv = self._masker.mask(procfs.parse_cmdline(cmdline))
         # cgroup is world-readable; environ only for our own user or root: owner is best effort.
         cgroup = procfs.read_bytes(base + "/cgroup")
         environ = procfs.read_bytes(base + "/environ") if self._read_environ else None

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from .. import __version__
 from ..catalogue import BY_NAME, CATALOGUE
@@ -24,6 +24,7 @@ from .auth import Policy, Role, agent, declare, public, require
 from .auth.open import OpenAccess
 from .auth.policy import LoginRequired
 from .extensions import Extension
+from .register import MAX_BODY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_agent_url, check_labels
 from .sd import sd_groups
 from .service import RETRY_AFTER_S, Hub, IngestError
 
@@ -36,8 +37,13 @@ NODE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$"
 
 class RegisterBody(BaseModel):
     node: str = Field(pattern=NODE_NAME, description="node name (letters, digits, . _ : -)")
-    labels: dict[str, str] = Field(default_factory=dict)
-    agent_url: str | None = Field(default=None, description="where Prometheus can scrape this node's agent")
+    labels: dict[str, str] = Field(default_factory=dict, description=(
+        f"at most {MAX_LABELS} labels; names are Prometheus label names not starting with __,"
+        f" values at most {MAX_LABEL_VALUE_BYTES} bytes"))
+    agent_url: str | None = Field(default=None, description="http(s)://HOST:PORT where Prometheus can scrape "
+                                  "this node's agent (no path, query or user:password@)")
+    credential: str | None = Field(default=None, description=(
+        "the node's current credential: required to register a name that is already registered"))
 
 
 class RegisterReply(BaseModel):
@@ -112,11 +118,29 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
 
     # ---- agents ---------------------------------------------------------------------------------
 
-    @app.post("/api/v1/register", response_model=RegisterReply, tags=["agents"], dependencies=[agent()])
-    def register(body: RegisterBody, request: Request) -> RegisterReply:
-        """Exchange a join token for this node's own credential."""
-        token = _bearer(request)
-        cred = hub.register(token, body.node, body.labels, body.agent_url)
+    @app.post("/api/v1/register", response_model=RegisterReply, tags=["agents"], dependencies=[agent()], openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": RegisterBody.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
+    async def register(request: Request) -> RegisterReply:
+        """Exchange a join token (or the node's own credential) for a new node credential.
+
+        The credential is checked before the body is read, so nobody without one can make the
+        hub read (or hold) a large body; the body is at most 64 KB.
+        """
+        secret = _bearer(request)
+        hub.check_register_secret(secret)
+        raw = await _read_body(request, MAX_BODY_BYTES, what="registration")
+        try:
+            body = RegisterBody.model_validate_json(raw)
+        except ValidationError as e:
+            raise HTTPException(422, _first_error(e)) from None
+        try:
+            check_labels(body.labels)
+            agent_url = check_agent_url(body.agent_url) if body.agent_url else None
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        cred = await asyncio.to_thread(hub.register, secret, body.node, body.labels, agent_url,
+                                       credential=body.credential)
         return RegisterReply(node=body.node, credential=cred, command_key=hub.command_key)
 
     @app.post("/api/v1/push", tags=["agents"], dependencies=[agent()])
@@ -253,16 +277,22 @@ def _num(x: float) -> float | None:
     return None if x != x else float(x)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(x) for x in err.get("loc", ())) or "body"
+    return f"invalid registration: {where}: {err.get('msg', 'invalid')}"
+
+
+async def _read_body(request: Request, limit: int, what: str = "push") -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise IngestError(413, f"push body of {declared} bytes exceeds the limit of {limit}")
+        raise IngestError(413, f"{what} body of {declared} bytes exceeds the limit of {limit}")
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise IngestError(413, f"push body exceeds the limit of {limit} bytes")
+            raise IngestError(413, f"{what} body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "").lower()
@@ -273,7 +303,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
         except zlib.error as e:
             raise IngestError(400, f"body is not valid gzip: {e}") from None
         if len(body) > limit:
-            raise IngestError(413, f"decompressed push body exceeds the limit of {limit} bytes")
+            raise IngestError(413, f"decompressed {what} body exceeds the limit of {limit} bytes")
     elif encoding not in ("", "identity"):
         raise IngestError(400, f"Content-Encoding {encoding!r} is not supported: send gzip or none")
     return body

@@ -79,6 +79,10 @@ class Fleet:
         if v.status != "up":
             v.status, v.since = "up", now
 
+    def forget(self, name: str) -> bool:
+        with self._lock:
+            return self.nodes.pop(name, None) is not None
+
     def restore(self, snap: NodeSnapshot, data: bytes) -> None:
         """Put back a snapshot saved before a restart; its status starts from its age."""
         v = self.view(snap.node)

@@ -22,7 +22,7 @@ from .diskspace import Floor, FreeSpace
 from .extensions import Extension
 from .fleet import Fleet, NodeView
 from .jobs import Jobs
-from .state import HubState
+from .state import HubState, RegisterRefused, scrub_own_secrets
 
 log = logging.getLogger("gpufleet.hub")
 
@@ -132,6 +132,8 @@ class Hub:
         self._disk_full = False  # the last write met ENOSPC and none has succeeded since
         self._open_storage()
         self._restore()
+        self._state_version = self.state.data_version()
+        self._registered = self.state.node_names()
         self.command_key: str | None = None  # set by the commands extension: agents pin it at register
         # Features that plug into the hub (alerts, web UI) are attached by the app builder
         # (hub/app.py create_app), not loaded here: a Hub alone runs no feature's threads.
@@ -197,6 +199,7 @@ class Hub:
         """
         if len(body) > self.opts.max_push_bytes:
             raise IngestError(413, f"push body of {len(body)} bytes exceeds the limit of {self.opts.max_push_bytes}")
+        body = scrub_own_secrets(body)
         try:
             push = msgspec.json.decode(body, type=PushBody)
         except msgspec.ValidationError as e:
@@ -314,10 +317,27 @@ class Hub:
 
     # ---- registration ---------------------------------------------------------------------------
 
-    def register(self, token: str, node: str, labels: dict[str, str], agent_url: str | None) -> str:
-        if not self.state.token_valid(token):
-            raise IngestError(401, "unknown or revoked join token: create one on the hub with `gpufleet token create`")
-        cred = self.state.register(node, labels, agent_url)
+    def check_register_secret(self, secret: str) -> None:
+        """Before a registration's body is read: is `secret` a usable join token or node credential?"""
+        if self.state.credential_holder(secret) is not None:
+            return
+        problem = self.state.token_problem(secret)
+        if problem is not None:
+            raise IngestError(401, f"{problem}: create one on the hub with `gpufleet token create`")
+
+    def register(self, secret: str, node: str, labels: dict[str, str], agent_url: str | None, *,
+                 credential: str | None = None) -> str:
+        """`secret` is a join token or the node's own credential; `credential` the node's, if sent."""
+        own = credential
+        token: str | None = secret
+        if own is None and self.state.credential_holder(secret) == node:
+            own, token = secret, None
+        try:
+            cred = self.state.register(node, labels, agent_url, token=token, credential=own)
+        except RegisterRefused as e:
+            log.warning("refused registration of node %s: %s", node, e)
+            raise IngestError(e.status, str(e)) from None
+        self._registered.add(node)
         v = self.fleet.view(node)
         v.labels, v.agent_url, v.source = labels, agent_url, "push"
         log.info("node %s registered", node)
@@ -343,8 +363,30 @@ class Hub:
             log.info("node %s is %s (was %s)", name, new, old)
             self._status_dirty.add(name)
 
+    def sync_state(self) -> None:
+        """Apply what a CLI command changed in hub.db beside the running hub (`node forget`).
+
+        Credentials are read from the file on every push, so a revoke needs nothing here; a
+        forgotten node must also leave the live view, or it would be shown and saved again.
+        Runs in the `save` job (every few seconds), which owns the hub's writes to hub.db.
+        """
+        version = self.state.data_version()
+        if version == self._state_version:
+            return
+        self._state_version = version
+        names = self.state.node_names()
+        for name in self._registered - names:
+            if self.fleet.forget(name):
+                self.series_caches.pop(name, None)
+                self._dirty.discard(name)
+                self._status_dirty.discard(name)
+                self.state.forget_node(name)  # a save that raced the CLI's delete
+                log.info("node %s was forgotten by an admin", name)
+        self._registered = names
+
     def save_latest(self) -> None:
         """Save each changed node's status and latest snapshot; on failure they are kept to retry."""
+        self.sync_state()
         dirty, self._dirty = self._dirty, set()
         status_dirty, self._status_dirty = self._status_dirty, set()
         try:

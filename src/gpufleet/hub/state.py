@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import threading
 import time
@@ -19,18 +20,37 @@ from .db import connect
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY, prefix TEXT NOT NULL, created REAL NOT NULL, note TEXT NOT NULL DEFAULT '',
-    revoked REAL
+    revoked REAL, uses_left INTEGER, expires REAL, used INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS nodes (
     name TEXT PRIMARY KEY, credential_hash TEXT, labels TEXT NOT NULL DEFAULT '{}',
     agent_url TEXT, source TEXT NOT NULL DEFAULT 'push', registered REAL NOT NULL,
-    status TEXT NOT NULL DEFAULT 'up', status_since REAL NOT NULL, last_seen REAL
+    status TEXT NOT NULL DEFAULT 'up', status_since REAL NOT NULL, last_seen REAL, revoked REAL
 );
 CREATE TABLE IF NOT EXISTS latest (
     node TEXT PRIMARY KEY, timestamp REAL NOT NULL, snapshot BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# Columns added after the first release: (table, column, declaration). Older hub.db files get
+# them on open, so an upgrade needs no manual step.
+ADDED_COLUMNS = (
+    ("tokens", "uses_left", "INTEGER"),
+    ("tokens", "expires", "REAL"),
+    ("tokens", "used", "INTEGER NOT NULL DEFAULT 0"),
+    ("nodes", "revoked", "REAL"),
+)
+INDEXES = "CREATE INDEX IF NOT EXISTS nodes_credential ON nodes(credential_hash);"
+PREFIX_LEN = 12  # "gft_" + 8 characters: shown by `token list`, accepted by `token revoke`
+
+
+class RegisterRefused(Exception):
+    """A registration the hub refuses; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _hash(secret: str) -> str:
@@ -39,6 +59,19 @@ def _hash(secret: str) -> str:
 
 def new_secret(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+# The hub's own secrets as they appear in text: token_urlsafe's alphabet needs no JSON escape.
+_OWN_SECRET = re.compile(rb"(gf[tn])_[A-Za-z0-9_-]{16,}")
+
+
+def scrub_own_secrets(data: bytes) -> bytes:
+    """Replace any join token or node credential in `data` (a pushed snapshot's JSON) by a mask.
+
+    Agents mask command lines themselves; this is the hub's own guard for older agents or
+    masking turned off, so the hub never stores (hub.db, the store) or serves its own secrets.
+    """
+    return _OWN_SECRET.sub(rb"\1_***", data) if b"gf" in data else data
 
 
 @dataclass(slots=True)
@@ -51,16 +84,28 @@ class NodeRecord:
     status: str = "up"
     status_since: float = 0.0
     last_seen: float | None = None
+    revoked: float | None = None
 
 
 class HubState:
-    """Thread-safe: FastAPI handlers, the ingest path and CLI commands share one file."""
+    """Thread-safe: FastAPI handlers, the ingest path and CLI commands share one file.
+
+    CLI commands (`node revoke`, `token revoke`) change the file beside a running hub, so
+    credentials are looked up in the database on every push, never cached in memory.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db = connect(path, SCHEMA)
         self._lock = threading.Lock()
-        self._cred_cache: dict[str, str] = {}
+        self._migrate()
+
+    def _migrate(self) -> None:
+        for table, column, decl in ADDED_COLUMNS:
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        self._db.executescript(INDEXES)
 
     def close(self) -> None:
         with self._lock:
@@ -70,51 +115,113 @@ class HubState:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def data_version(self) -> int:
+        """Changes whenever another connection (a CLI command) committed to the file."""
+        return int(self._exec("PRAGMA data_version")[0][0])
+
     # ---- join tokens ------------------------------------------------------------------------
 
-    def create_token(self, note: str = "") -> str:
+    def create_token(self, note: str = "", uses: int | None = None, expires: float | None = None) -> str:
+        """A new join token: `uses` registrations at most (None: any), valid until `expires` (Unix)."""
         token = new_secret("gft")
-        self._exec("INSERT INTO tokens(hash, prefix, created, note) VALUES (?,?,?,?)",
-                   (_hash(token), token[:8], time.time(), note))
+        self._exec("INSERT INTO tokens(hash, prefix, created, note, uses_left, expires) VALUES (?,?,?,?,?,?)",
+                   (_hash(token), token[:PREFIX_LEN], time.time(), note, uses, expires))
         return token
 
+    def token_problem(self, token: str, now: float | None = None) -> str | None:
+        """None when `token` may register a node now, else why not (for the 401's message)."""
+        with self._lock:
+            return self._token_problem(token, now)
+
+    def _token_problem(self, token: str, now: float | None) -> str | None:
+        rows = self._db.execute("SELECT revoked, uses_left, expires FROM tokens WHERE hash=?",
+                                (_hash(token),)).fetchall()
+        if not rows:
+            return "unknown or revoked join token"
+        revoked, uses_left, expires = rows[0]
+        now = time.time() if now is None else now
+        if revoked is not None:
+            return "unknown or revoked join token"
+        if expires is not None and expires <= now:
+            return "join token expired"
+        if uses_left is not None and uses_left <= 0:
+            return "join token used up (its --uses are spent)"
+        return None
+
     def token_valid(self, token: str) -> bool:
-        rows = self._exec("SELECT revoked FROM tokens WHERE hash=?", (_hash(token),))
-        return bool(rows) and rows[0][0] is None
+        return self.token_problem(token) is None
 
     def revoke_token(self, prefix_or_token: str) -> int:
+        """Revoke by the whole token or by the prefix `token list` shows (trailing dots allowed)."""
         now = time.time()
-        h = _hash(prefix_or_token)
+        text = prefix_or_token.strip().rstrip(".")
         with self._lock:
-            cur = self._db.execute("UPDATE tokens SET revoked=? WHERE (hash=? OR prefix=?) AND revoked IS NULL",
-                                   (now, h, prefix_or_token[:8]))
+            cur = self._db.execute("UPDATE tokens SET revoked=? WHERE revoked IS NULL AND (hash=? OR prefix=?)",
+                                   (now, _hash(text), text))
             return cur.rowcount
 
     def tokens(self) -> list[dict[str, object]]:
-        rows = self._exec("SELECT prefix, created, note, revoked FROM tokens ORDER BY created")
-        return [{"prefix": p, "created": c, "note": n, "revoked": r} for p, c, n, r in rows]
+        rows = self._exec("SELECT prefix, created, note, revoked, uses_left, expires, used FROM tokens"
+                          " ORDER BY created")
+        return [{"prefix": p, "created": c, "note": n, "revoked": r, "uses_left": u, "expires": e, "used": d}
+                for p, c, n, r, u, e, d in rows]
 
     def count_tokens(self) -> int:
         return int(self._exec("SELECT count(*) FROM tokens")[0][0])
 
     # ---- nodes -----------------------------------------------------------------------------
 
-    def register(self, name: str, labels: dict[str, str], agent_url: str | None) -> str:
-        """(Re)register a pushing node; returns its new credential (old ones stop working)."""
+    def register(self, name: str, labels: dict[str, str], agent_url: str | None, *,
+                 token: str | None = None, credential: str | None = None, now: float | None = None) -> str:
+        """(Re)register a pushing node; returns its new credential (old ones stop working).
+
+        A name some agent registered is that agent's: it registers again only by showing its
+        own current `credential`. A join `token` registers a name nobody holds (new, forgotten,
+        or one the hub only pulls), and each such use counts against the token's --uses.
+        Raises RegisterRefused; the check and the write are one transaction, so two agents
+        racing for one name or the last use of a token cannot both win.
+        """
+        now = time.time() if now is None else now
         cred = new_secret("gfn")
-        now = time.time()
         with self._lock:
-            old = self._db.execute("SELECT credential_hash FROM nodes WHERE name=?", (name,)).fetchall()
-            self._db.execute(
-                "INSERT INTO nodes(name, credential_hash, labels, agent_url, source, registered, status, status_since)"
-                " VALUES (?,?,?,?, 'push', ?, 'up', ?)"
-                " ON CONFLICT(name) DO UPDATE SET credential_hash=excluded.credential_hash,"
-                " labels=excluded.labels, agent_url=excluded.agent_url, source='push'",
-                (name, _hash(cred), json.dumps(labels), agent_url, now, now),
-            )
-            if old and old[0][0]:
-                self._cred_cache.pop(old[0][0], None)
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT credential_hash, revoked FROM nodes WHERE name=?",
+                                       (name,)).fetchall()
+                # A name the hub only pulls (targets file) holds no credential: an agent may take it.
+                held, revoked = row[0] if row else (None, None)
+                own = held is not None and credential is not None and _hash(credential) == held
+                if revoked is not None:
+                    raise RegisterRefused(403, f"node {name!r} was revoked by an admin: it can join again "
+                                          f"only after `gpufleet node forget {name}` on the hub")
+                if held is not None and not own:
+                    raise RegisterRefused(409, f"node name {name!r} is already registered to another agent: "
+                                          "re-register with that node's own credential, pick another --node, "
+                                          f"or have an admin run `gpufleet node forget {name}` on the hub")
+                if not own:
+                    problem = self._token_problem(token, now) if token is not None else "no join token"
+                    if problem is not None:
+                        raise RegisterRefused(401, f"{problem}: create one on the hub with `gpufleet token create`")
+                    self._db.execute("UPDATE tokens SET used=used+1, uses_left=CASE WHEN uses_left IS NULL"
+                                     " THEN NULL ELSE uses_left-1 END WHERE hash=?", (_hash(token or ""),))
+                self._db.execute(
+                    "INSERT INTO nodes(name, credential_hash, labels, agent_url, source, registered, status,"
+                    " status_since) VALUES (?,?,?,?, 'push', ?, 'up', ?)"
+                    " ON CONFLICT(name) DO UPDATE SET credential_hash=excluded.credential_hash,"
+                    " labels=excluded.labels, agent_url=excluded.agent_url, source='push'",
+                    (name, _hash(cred), json.dumps(labels), agent_url, now, now),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
         return cred
+
+    def credential_holder(self, credential: str) -> str | None:
+        """The node a credential currently belongs to, if any (revoked ones belong to none)."""
+        rows = self._exec("SELECT name FROM nodes WHERE credential_hash=? AND revoked IS NULL",
+                          (_hash(credential),))
+        return rows[0][0] if rows else None
 
     def upsert_pulled(self, name: str, labels: dict[str, str], url: str) -> None:
         now = time.time()
@@ -126,29 +233,34 @@ class HubState:
         )
 
     def node_for_credential(self, credential: str) -> str | None:
-        h = _hash(credential)
-        name = self._cred_cache.get(h)
-        if name is None:
-            rows = self._exec("SELECT name FROM nodes WHERE credential_hash=?", (h,))
-            if not rows:
-                return None
-            name = rows[0][0]
-            self._cred_cache[h] = name
-        return name
+        return self.credential_holder(credential)
 
-    def revoke_node(self, name: str) -> bool:
+    def revoke_node(self, name: str, now: float | None = None) -> bool:
+        """The node's credential stops working at once; its name stays taken until forgotten."""
+        now = time.time() if now is None else now
         with self._lock:
-            row = self._db.execute("SELECT credential_hash FROM nodes WHERE name=?", (name,)).fetchall()
-            if not row:
-                return False
-            self._cred_cache.pop(row[0][0] or "", None)
-            self._db.execute("UPDATE nodes SET credential_hash=NULL WHERE name=?", (name,))
-            return True
+            cur = self._db.execute("UPDATE nodes SET credential_hash=NULL, revoked=? WHERE name=?", (now, name))
+            return cur.rowcount > 0
+
+    def forget_node(self, name: str) -> bool:
+        """Remove the node (registration, labels, latest snapshot): its name is free to join again."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            cur = self._db.execute("DELETE FROM nodes WHERE name=?", (name,))
+            self._db.execute("DELETE FROM latest WHERE node=?", (name,))
+            self._db.execute("COMMIT")
+            return cur.rowcount > 0
+
+    def node_names(self) -> set[str]:
+        return {r[0] for r in self._exec("SELECT name FROM nodes")}
+
+    def revoked_nodes(self) -> set[str]:
+        return {r[0] for r in self._exec("SELECT name FROM nodes WHERE revoked IS NOT NULL")}
 
     def nodes(self) -> list[NodeRecord]:
-        rows = self._exec("SELECT name, labels, agent_url, source, registered, status, status_since, last_seen"
-                          " FROM nodes ORDER BY name")
-        return [NodeRecord(n, json.loads(lb), u, s, r, st, ss, ls) for n, lb, u, s, r, st, ss, ls in rows]
+        rows = self._exec("SELECT name, labels, agent_url, source, registered, status, status_since, last_seen,"
+                          " revoked FROM nodes ORDER BY name")
+        return [NodeRecord(n, json.loads(lb), u, s, r, st, ss, ls, rv) for n, lb, u, s, r, st, ss, ls, rv in rows]
 
     def set_status(self, name: str, status: str, since: float, last_seen: float | None) -> None:
         self._exec("UPDATE nodes SET status=?, status_since=?, last_seen=? WHERE name=?",

@@ -1,0 +1,96 @@
+"""Secrets stay where they belong, with real processes: the join token an agent was started with
+never reaches the hub's API or files (issue 9: it was in the pushed process table and hub.db)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from realparts import Proc, free_port, gpufleet
+
+
+def _wait(pred, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _snapshot(url: str, node: str) -> str:
+    r = httpx.get(f"{url}/api/v1/nodes/{node}/snapshot", timeout=5)
+    return r.text if r.status_code == 200 else ""
+
+
+def test_join_token_never_reaches_the_hub(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp_path / "hub.log")
+    agents: list[Proc] = []
+    try:
+        hub.wait_http(f"{url}/healthz")
+        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
+                               check=True).stdout.split()[-1]
+        common = ["--hub", url, "--token", token, "--simulate", "2xRTX4090", "--interval", "0.5"]
+        # the default: the agent masks its own --token (and every other secret-looking value)
+        agents.append(Proc(gpufleet("agent", *common, "--node", "masked", "--spool", str(tmp_path / "s1"),
+                                    "--listen", f"127.0.0.1:{free_port()}"),
+                           tmp_path / "a1.log"))
+        # masking turned off on the agent: the hub still never keeps or serves its own secrets
+        agents.append(Proc(gpufleet("agent", *common, "--node", "unmasked", "--spool", str(tmp_path / "s2"),
+                                    "--listen", f"127.0.0.1:{free_port()}", "--mask", ""),
+                           tmp_path / "a2.log"))
+        for node in ("masked", "unmasked"):
+            _wait(lambda: "--token" in _snapshot(url, node), what=f"{node}'s own process in its snapshot")
+        masked = _snapshot(url, "masked")
+        assert "--token ***" in masked and token not in masked
+        unmasked = _snapshot(url, "unmasked")
+        assert "--token gft_***" in unmasked and token not in unmasked
+        everything = httpx.get(f"{url}/api/v1/snapshots", params={"processes": "true"}, timeout=5).text
+        assert token not in everything
+        time.sleep(6)  # the hub saves latest snapshots to hub.db every 5 s
+        hub.stop()
+        for f in data.rglob("*"):
+            if f.is_file():
+                assert token.encode() not in f.read_bytes(), f"join token in {f}"
+        for spool in (tmp_path / "s1",):
+            for f in spool.rglob("*"):
+                if f.is_file() and f.name != "credential.json":
+                    assert token.encode() not in f.read_bytes(), f"join token in {f}"
+    finally:
+        for a in agents:
+            a.stop()
+        hub.stop()
+
+
+def test_token_file_keeps_the_token_off_the_command_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp_path / "hub.log")
+    agent = None
+    try:
+        hub.wait_http(f"{url}/healthz")
+        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
+                               check=True).stdout.split()[-1]
+        tf = tmp_path / "token"
+        tf.write_text(token + "\n")
+        tf.chmod(0o600)
+        agent = Proc(gpufleet("agent", "--hub", url, "--token-file", str(tf), "--node", "n1", "--simulate",
+                              "2xRTX4090", "--interval", "0.5", "--spool", str(tmp_path / "s"),
+                              "--listen", f"127.0.0.1:{free_port()}"), tmp_path / "agent.log")
+        _wait(lambda: "--token-file" in _snapshot(url, "n1"), what="the agent joined with its token file")
+        assert token not in Path(f"/proc/{agent.pid}/cmdline").read_text()
+        r = subprocess.run(gpufleet("agent", "--hub", url, "--token-file", str(tmp_path / "nope")),
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2 and "--token-file: cannot read" in r.stderr and "Traceback" not in r.stderr
+    finally:
+        if agent is not None:
+            agent.stop()
+        hub.stop()
