@@ -5,6 +5,8 @@ reconnect by themselves after the hub restarts."""
 from __future__ import annotations
 
 import contextlib
+import math
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,8 +84,8 @@ def browser() -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def open_page(browser: Any, url: str, theme: str = "light") -> Iterator[tuple[Any, list[str]]]:
-    ctx = browser.new_context(viewport={"width": 1440, "height": 900}, color_scheme=theme)
+def open_page(browser: Any, url: str, theme: str = "light", width: int = 1440) -> Iterator[tuple[Any, list[str]]]:
+    ctx = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=theme)
     page = ctx.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -248,3 +250,53 @@ def test_alerts_page_lists_and_acks(hub: Hub, browser: Any, artifacts: Path) -> 
         assert not errors, errors
     acked = [a for a in hub.api("/api/v1/alerts")["alerts"] if a["fingerprint"] == fp]
     assert acked[0]["ack"]["by"] == "ui-test"
+
+
+def test_charts_span_the_picked_range_and_tick_bytes_in_binary(hub: Hub, browser: Any, artifacts: Path) -> None:
+    def spans(page: Any) -> dict[str, int]:
+        return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.chart')].map(
+            c => [c.dataset.chart, +c.querySelector('.plot').dataset.span]))""")
+
+    with open_page(browser, f"{hub.url}/nodes/{NODE}?range=24h") as (page, errors):
+        wait_charts(page, 5)
+        # The hub has minutes of data; the axis still spans the 24 hours asked for (history loads async).
+        page.wait_for_function("() => [...document.querySelectorAll('.chart .plot')].every(p => +p.dataset.span === 86400)",
+                               timeout=10000)
+        page.click("#range button[data-range='6h']")
+        page.wait_for_function("() => [...document.querySelectorAll('.chart .plot')].every(p => +p.dataset.span === 21600)")
+        ticks = [float(t) for t in page.get_attribute(".chart[data-chart='mem'] .plot", "data-yticks").split(",")]
+        assert len(ticks) >= 2 and ticks[0] == 0
+        step = ticks[1] - ticks[0]
+        assert step > 0 and step == 2 ** round(math.log2(step)), ticks  # a power of two bytes
+        assert errors == []
+    # A user with no history: the charts have no data, and their axis shows the range, not years.
+    with open_page(browser, f"{hub.url}/users/nobody-here") as (page, errors):
+        page.wait_for_function("() => document.querySelectorAll('.chart.nodata').length === 4")
+        page.wait_for_function("() => [...document.querySelectorAll('.chart .plot')].every(p => +p.dataset.span === 3600)",
+                               timeout=10000)
+        assert errors == []
+
+
+def test_phone_width_and_heatmap_colours(hub: Hub, browser: Any, artifacts: Path) -> None:
+    user = hub.api("/api/v1/snapshots")["snapshots"]
+    who = next(p["user"] for s in user for g in s.get("gpus", []) for p in g.get("processes", []) if p.get("user"))
+    for path in ("/", "/?view=heatmap", f"/nodes/{NODE}", f"/nodes/{NODE}/gpus/0", "/users", f"/users/{who}",
+                 "/alerts"):
+        with open_page(browser, f"{hub.url}{path}", width=390) as (page, errors):
+            wide = page.evaluate("() => document.documentElement.scrollWidth")
+            shot(page, artifacts, "phone" + path.replace("/", "-").replace("?", "-").replace("=", "-"))
+            assert wide <= 390, f"{path} is {wide} px wide at 390 px: clipped"
+            assert errors == []
+    with open_page(browser, f"{hub.url}/?view=heatmap") as (page, errors):
+        page.wait_for_selector(".tile")
+        # The busiest cell is the deepest blue, not the alarm red of hot temperatures.
+        rgb = page.evaluate("""() => {
+            const cells = [...document.querySelectorAll('.tile .cells i')];
+            const best = cells.map(i => [parseFloat(i.dataset.util || -1), getComputedStyle(i).backgroundColor])
+              .sort((a, b) => b[0] - a[0])[0];
+            return best; }""")
+        util, colour = rgb
+        assert util >= 60, rgb
+        r, g, b = [float(x) for x in re.findall(r"[\d.]+", colour)[:3]]  # rgb(...) or color(srgb ...)
+        assert b > r, f"a busy GPU ({util}%) is drawn {colour}: reads as an alarm"
+        assert errors == []

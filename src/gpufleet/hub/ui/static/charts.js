@@ -8,6 +8,10 @@ export const RANGE_SECONDS = { "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400
 const POINTS = 600; // per series for a whole range: enough for a laptop-wide chart
 const MAX_POINTS = 2400; // hard cap on what a chart holds, however long the page stays open
 
+// Byte axes tick at round binary sizes (8 GiB, 16 GiB, ...), not at decimal steps that read
+// 18.6 / 37.3 / 55.9 GiB. uPlot picks the smallest increment that leaves room between labels.
+const BYTE_INCRS = [0, 1, 2, 3, 4, 5].flatMap((p) => [1, 2, 4, 8, 16, 32, 64, 128, 256, 512].map((m) => m * 1024 ** p));
+
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
 export function chartsAvailable() {
@@ -15,7 +19,7 @@ export function chartsAvailable() {
 }
 
 export class TimeChart {
-  // spec: {title, series: [labels], fmt: value -> text, min, max, colors}
+  // spec: {title, series: [labels], fmt: value -> text, min, max, colors, unit ("bytes": binary ticks)}
   constructor(container, spec) {
     this.spec = spec;
     this.el = document.createElement("div");
@@ -27,6 +31,7 @@ export class TimeChart {
     this.data = [[], ...spec.series.map(() => [])];
     this.range = 3600;
     this.step = 6;
+    this.end = Date.now() / 1000; // the x axis always spans [end - range, end]: empty or not
     this.u = null;
     if (!chartsAvailable()) {
       this.plotEl.innerHTML = `<div class="empty">${esc(window.GPUFLEET_CHARTS_MISSING || "Charts could not load.")}</div>`;
@@ -45,6 +50,8 @@ export class TimeChart {
     const fg = css("--muted");
     const grid = css("--line");
     const fmt = this.spec.fmt || ((v) => String(v));
+    // A binary tick is a whole number of its unit: "16 GiB", not "16.0 GiB".
+    const tick = this.spec.unit === "bytes" ? (v) => String(fmt(v)).replace(/\.0 /, " ") : fmt;
     const axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
     const scaleY = {};
     if (this.spec.min != null || this.spec.max != null) {
@@ -58,9 +65,18 @@ export class TimeChart {
         label, stroke: colors[i % colors.length], width: 1.5, points: { show: false }, spanGaps: true,
         value: (u, v) => (v == null ? "—" : fmt(v)),
       }))],
-      axes: [axis, { ...axis, size: 86, values: (u, vals) => vals.map((v) => (v == null ? "" : fmt(v))) }],
-      scales: { x: { time: true }, y: scaleY },
+      axes: [axis, { ...axis, size: 86, values: (u, vals) => {
+        this.plotEl.dataset.yticks = vals.filter((v) => v != null).join(","); // for tests and the curious
+        return vals.map((v) => (v == null ? "" : tick(v)));
+      },
+        ...(this.spec.unit === "bytes" ? { incrs: BYTE_INCRS } : {}) }],
+      // The picked range, not the data's extent: 24h shows 24 hours even when 15 minutes hold data,
+      // and an empty chart shows the range too (uPlot's default for no data is years wide).
+      scales: { x: { time: true, range: () => [this.end - this.range, this.end] }, y: scaleY },
       legend: { live: true },
+      hooks: { setScale: [(u, key) => {
+        if (key === "x") this.plotEl.dataset.span = String(Math.round(u.scales.x.max - u.scales.x.min)); // seconds shown
+      }] },
       cursor: { drag: { x: true, y: false } },
     };
     this.plotEl.textContent = "";
@@ -68,9 +84,10 @@ export class TimeChart {
   }
 
   // series: arrays of {timestamps, values}, in the order of spec.series (missing -> empty).
-  load(seriesList, range, step) {
+  load(seriesList, range, step, end = Date.now() / 1000) {
     this.range = range;
     this.step = step;
+    this.end = end;
     const times = new Set();
     for (const s of seriesList) if (s) for (const t of s.timestamps) times.add(t);
     const xs = Array.from(times).sort((a, b) => a - b);
@@ -91,6 +108,7 @@ export class TimeChart {
     const last = xs.length ? xs[xs.length - 1] : -Infinity;
     if (t - last < this.step * 0.9) return;
     xs.push(t);
+    this.end = Math.max(this.end, t);
     values.forEach((v, i) => this.data[i + 1] && this.data[i + 1].push(v ?? null));
     const cutoff = t - this.range;
     let drop = 0;
@@ -104,7 +122,11 @@ export class TimeChart {
     this.plotEl.dataset.points = String(this.data[0].length);
     const any = this.data.slice(1).some((col) => col.some((v) => v != null));
     this.el.classList.toggle("nodata", !any);
-    if (this.u) this.u.setData(this.data);
+    if (this.u) {
+      this.u.setData(this.data);
+      // uPlot fits x to the data whenever there is any: put the picked range back.
+      if (this.data[0].length) this.u.setScale("x", { min: this.end - this.range, max: this.end });
+    }
   }
 }
 
@@ -159,13 +181,13 @@ function history_replace(u) {
   window.history.replaceState(null, "", u);
 }
 
-// A set of charts over one range. spec: {id, title, fmt, min, max, lines: [{metric, match, label,
+// A set of charts over one range. spec: {id, title, fmt, min, max, unit, lines: [{metric, match, label,
 // select(labels) -> bool, live(snapshot) -> value}]}. Lines sharing metric+match are fetched once.
 export class ChartSet {
   constructor(container, specs) {
     this.specs = specs;
     this.charts = specs.map((s) => new TimeChart(container, { id: s.id, title: s.title, fmt: s.fmt, min: s.min, max: s.max,
-      series: s.lines.map((l) => l.label) }));
+      unit: s.unit, series: s.lines.map((l) => l.label) }));
     this.range = 3600;
     this.loading = 0;
   }
@@ -190,7 +212,7 @@ export class ChartSet {
         const one = matching.length > 1 ? sumSeries(matching) : matching[0] || null;
         return one && l.scale ? { timestamps: one.timestamps, values: one.values.map((v) => (v == null ? null : v * l.scale)) } : one;
       });
-      this.charts[i].load(series, rangeSeconds, step);
+      this.charts[i].load(series, rangeSeconds, step, end);
     });
   }
 

@@ -64,9 +64,10 @@ export function human(value, meta) {
 export function heat(p) {
   if (p == null) return "var(--cold)";
   const x = Math.max(0, Math.min(100, p));
+  // One hue, light to deep: busy is good news, so it must not end in the alarm red (--hot).
   return x <= 60
     ? `color-mix(in srgb, var(--heat) ${Math.round((x / 60) * 100)}%, var(--cold))`
-    : `color-mix(in srgb, var(--hot) ${Math.round(((x - 60) / 40) * 100)}%, var(--heat))`;
+    : `color-mix(in srgb, var(--busy) ${Math.round(((x - 60) / 40) * 100)}%, var(--heat))`;
 }
 
 // ---- theme ------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ function specs() {
       line("gpufleet_gpu_memory_bandwidth_utilization_ratio", "memory_bandwidth_utilization_ratio", "Memory bandwidth", 100),
       line("gpufleet_gpu_sm_active_ratio", "sm_active_ratio", "SM active", 100),
       line("gpufleet_gpu_tensor_active_ratio", "tensor_active_ratio", "Tensor active", 100)] },
-    { id: "mem", title: "Memory", fmt: (v) => bytes(v), min: 0, lines: [
+    { id: "mem", title: "Memory", fmt: (v) => bytes(v), unit: "bytes", min: 0, lines: [
       line("gpufleet_gpu_memory_used_bytes", "memory_used_bytes", "Used"),
       line("gpufleet_gpu_memory_total_bytes", "memory_total_bytes", "Total")] },
     { id: "temp", title: "Temperature", fmt: (v) => `${Number.isInteger(v) ? v : v.toFixed(1)} °C`, lines: [

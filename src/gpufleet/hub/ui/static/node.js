@@ -160,7 +160,7 @@ function chartSpecs() {
   if (!gpus.length) return host;
   return [
     { id: "util", title: "GPU utilisation", fmt: (v) => `${Math.round(v * 100)}%`, min: 0, max: 1, lines: perGpu("gpufleet_gpu_utilization_ratio", "utilization_ratio") },
-    { id: "mem", title: "GPU memory used", fmt: (v) => bytes(v), min: 0, lines: perGpu("gpufleet_gpu_memory_used_bytes", "memory_used_bytes") },
+    { id: "mem", title: "GPU memory used", fmt: (v) => bytes(v), unit: "bytes", min: 0, lines: perGpu("gpufleet_gpu_memory_used_bytes", "memory_used_bytes") },
     { id: "temp", title: "GPU temperature", fmt: (v) => `${Number.isInteger(v) ? v : v.toFixed(1)} °C`, lines: perGpu("gpufleet_gpu_temperature_celsius", "temperature_celsius") },
     { id: "power", title: "GPU power", fmt: (v) => `${Math.round(v)} W`, min: 0, lines: perGpu("gpufleet_gpu_power_watts", "power_watts") },
     ...host,
