@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .syntax import ConfigError, is_label_name, load_yaml
 from .masking import DEFAULT_PATTERNS, check_patterns
+from .syntax import ConfigError, is_label_name, load_yaml
+from .vendors import BACKEND_CHOICES
 
 ENV_PREFIX = "GPUFLEET_"
 
@@ -187,7 +188,7 @@ AGENT_OPTIONS: list[Option] = [
     Option("listen", parse_listen, "HOST:PORT to serve /metrics on (loopback unless told)"),
     Option("node", parse_str, "node name (default: the hostname)"),
     Option("simulate", parse_str, "simulate accelerators with a named profile, e.g. 8xH100"),
-    Option("backend", parse_str, "auto|nvml|amdsmi|sim|none"),
+    Option("backend", parse_str, "|".join(BACKEND_CHOICES)),
     Option("compat", parse_list, "also emit other exporters' names: dcgm,all-smi"),
     Option("interval", parse_interval, "seconds between collections (0.5 to 3600)"),
     Option("seed", parse_int, "random seed for simulated accelerators"),

@@ -1,6 +1,6 @@
 """Accelerator backends: the table of names, and how `--backend` / `--simulate` pick one.
 
-`--backend auto` (the default) tries NVML, then AMD SMI, and falls back to host metrics
+`--backend auto` (the default) tries the vendors of gpufleet/vendors.py (NVML, then AMD SMI), and falls back to host metrics
 only when neither opens; `nvml` / `amdsmi` insist on that library (its BackendUnavailable
 reaches the caller); `sim` simulates a profile; `none` turns accelerators off.
 `--simulate PROFILE` implies the simulator (with `auto` or `sim`).
@@ -11,10 +11,12 @@ stops the others from loading.
 
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, NamedTuple
 
+from ..vendors import BACKEND_CHOICES, BY_BACKEND, VENDORS
 from .base import Backend, BackendUnavailable
 
 __all__ = [
@@ -22,8 +24,9 @@ __all__ = [
     "Options", "Selection", "profile_names", "resolve", "select",
 ]
 
-CHOICES: tuple[str, ...] = ("auto", "nvml", "amdsmi", "sim", "none")
-AUTO_ORDER: tuple[str, ...] = ("nvml", "amdsmi")
+# Vendor backends come from gpufleet/vendors.py (one entry per vendor); sim and none are ours.
+CHOICES: tuple[str, ...] = BACKEND_CHOICES
+AUTO_ORDER: tuple[str, ...] = tuple(v.backend for v in VENDORS if v.auto)
 DEFAULT_PROFILE = "8xH100"
 
 
@@ -40,16 +43,11 @@ class Options:
 Factory = Callable[[Options], Backend]
 
 
-def _nvml(_: Options) -> Backend:
-    from .nvml import NvmlBackend
-
-    return NvmlBackend()
-
-
-def _amdsmi(_: Options) -> Backend:
-    from .amdsmi import AmdSmiBackend
-
-    return AmdSmiBackend()
+def _vendor_factory(spec: str) -> Factory:
+    def build(_: Options) -> Backend:
+        module, _sep, cls = spec.partition(":")
+        return getattr(importlib.import_module(module), cls)()  # type: ignore[no-any-return]
+    return build
 
 
 def _sim(o: Options) -> Backend:
@@ -58,9 +56,7 @@ def _sim(o: Options) -> Backend:
     return SimBackend(o.simulate or DEFAULT_PROFILE, seed=o.seed, node=o.node, clock=o.clock)
 
 
-BACKENDS: dict[str, Factory] = {"nvml": _nvml, "amdsmi": _amdsmi, "sim": _sim}
-
-_VENDOR = {"nvml": "NVIDIA (NVML)", "amdsmi": "AMD (AMD SMI)"}
+BACKENDS: dict[str, Factory] = {**{name: _vendor_factory(v.factory) for name, v in BY_BACKEND.items()}, "sim": _sim}
 
 
 class Selection(NamedTuple):
@@ -114,7 +110,7 @@ def resolve(name: str, *, simulate: str | None = None, seed: int = 0, node: str 
         return Selection(backend, f"sim: no --simulate profile given, simulating {DEFAULT_PROFILE}, seed {seed}")
     if name != "auto":
         backend = _open(name, table, opts)
-        return Selection(backend, f"{name}: {_VENDOR[name]} library opened (--backend {name})")
+        return Selection(backend, f"{name}: {BY_BACKEND[name].title} library opened (--backend {name})")
     why: list[str] = []
     for candidate in AUTO_ORDER:
         try:
@@ -123,8 +119,9 @@ def resolve(name: str, *, simulate: str | None = None, seed: int = 0, node: str 
             why.append(f"{candidate}: {e}")
             continue
         tried = f" after {'; '.join(why)}" if why else ""
-        return Selection(backend, f"auto: using {candidate}, the {_VENDOR[candidate]} library opened{tried}")
-    return Selection(None, "auto: no NVIDIA or AMD library found; serving host metrics only ("
+        return Selection(backend, f"auto: using {candidate}, the {BY_BACKEND[candidate].title} library opened{tried}")
+    return Selection(None, f"auto: no {' or '.join(BY_BACKEND[c].brand for c in AUTO_ORDER)} library found; serving host "
+                     "metrics only ("
                      + "; ".join(why) + ")")
 
 

@@ -32,6 +32,7 @@ from ..snapshot import (
     CollectorStatus, CpuCore, Disk, Gpu, GpuProcess, HostInfo, MigInstance, NetInterface, NodeSnapshot,
     Owner, UserUsage, from_json,
 )
+from ..vendors import guess_vendor
 from .targets import Target
 
 DEFAULT_TIMEOUT = 10.0
@@ -391,22 +392,6 @@ def _map_dcgm(samples: list[Sample], b: _Builder) -> int:
 
 
 # ---- all-smi ----------------------------------------------------------------------------------------
-
-_VENDOR_WORDS = (
-    ("nvidia", "nvidia"), ("geforce", "nvidia"), ("tesla", "nvidia"), ("quadro", "nvidia"), ("jetson", "nvidia"),
-    ("amd", "amd"), ("radeon", "amd"), ("instinct", "amd"), ("apple", "apple"), ("gaudi", "intel"),
-    ("intel", "intel"), ("tenstorrent", "tenstorrent"), ("furiosa", "furiosa"), ("rngd", "furiosa"),
-    ("rebellions", "rebellions"),
-)
-
-
-def guess_vendor(model: str) -> str:
-    low = model.lower()
-    for word, vendor in _VENDOR_WORDS:
-        if word in low:
-            return vendor
-    return "unknown"
-
 
 def _map_allsmi(samples: list[Sample], b: _Builder) -> int:
     ignored = 0
