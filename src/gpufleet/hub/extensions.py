@@ -27,7 +27,7 @@ log = logging.getLogger("gpufleet.hub")
 # module:class, in mount order (the UI last: its catch-all page routes come after the APIs).
 EXTENSIONS: tuple[str, ...] = (
     "gpufleet.hub.alerts:AlertsExtension",
-    "gpufleet.hub.commands:CommandsExtension",
+    "gpufleet.hub.commands.extension:CommandsExtension",
     "gpufleet.hub.ui:UiExtension",
 )
 

@@ -29,7 +29,7 @@ from ..auth import Principal, Role, agent, require
 from .runs import CLOSED, FINAL, SUCCESS
 
 if TYPE_CHECKING:
-    from . import CommandsExtension
+    from .extension import CommandsExtension
 
 HOLD = 25.0  # seconds a long poll is held open: under common proxies' 30-60 s idle limits
 MAX_RESULT_BODY = 1024 * 1024

@@ -11,42 +11,26 @@ import csv
 import json
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import click
-import httpx
 
 from ...errors import UserError
 from ...syntax import DurationError, parse_duration
+from .client import HubClient, events
 
 HUB_HELP = "hub URL [env GPUFLEET_HUB]"
 KEY_HELP = "API key (`gpufleet apikey create`) [env GPUFLEET_API_KEY]"
 
 
-def _client(hub: str, api_key: str | None, timeout: float = 30.0) -> httpx.Client:
-    from ...syntax import normalize_hub_url
-
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    return httpx.Client(base_url=normalize_hub_url(hub), headers=headers,
-                        timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=False)
-
-
-def _fail(r: httpx.Response, what: str) -> UserError:
-    try:
-        detail = r.json().get("detail", r.text)
-    except ValueError:
-        detail = r.text
-    if r.status_code == 401:
+def _fail(status: int, body: Any, what: str) -> UserError:
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if status == 401:
         return UserError(f"the hub wants an API key to {what}: pass --api-key KEY or set GPUFLEET_API_KEY "
                          f"({detail})")
-    if r.status_code == 403:
+    if status == 403:
         return UserError(f"not allowed to {what}: {detail}")
-    return UserError(f"hub answered HTTP {r.status_code} to {what}: {str(detail)[:300]}")
-
-
-def _unreachable(hub: str, e: httpx.HTTPError) -> UserError:
-    return UserError(f"cannot reach the hub at {hub} ({type(e).__name__}: {e}); check --hub")
+    return UserError(f"hub answered HTTP {status} to {what}: {str(detail)[:300]}")
 
 
 def _duration(flag: str, text: str) -> float:
@@ -54,20 +38,6 @@ def _duration(flag: str, text: str) -> float:
         return parse_duration(text)
     except DurationError as e:
         raise UserError(f"{flag}: {e}") from None
-
-
-def _events(resp: httpx.Response) -> Iterator[tuple[str, Any]]:
-    """(event, data) pairs of a server-sent event stream."""
-    event, data = "message", []
-    for line in resp.iter_lines():
-        if line == "":
-            if data:
-                yield event, json.loads("\n".join(data))
-            event, data = "message", []
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].strip())
 
 
 # ---- gpufleet run ------------------------------------------------------------------------------
@@ -114,57 +84,53 @@ def run(hub: str, nodes: str | None, labels: tuple[str, ...], timeout: str, para
         raise UserError("--parallel must be between 1 and 10000")
     body = {"argv": list(argv), "nodes": nodes, "labels": label_map, "timeout": seconds, "parallel": parallel}
     started = time.monotonic()
-    with _client(hub, api_key) as c:
-        try:
-            r = c.post("/api/v1/commands", json=body)
-        except httpx.HTTPError as e:
-            raise _unreachable(hub, e) from None
-        if r.status_code == 404:
-            raise UserError(str(r.json().get("detail", "no node matches")))
-        if r.status_code != 201:
-            raise _fail(r, "run commands")
-        run_id = r.json()["id"]
-        results = _follow(c, hub, run_id)
+    c = HubClient(hub, api_key)
+    status, reply = c.call("POST", c.path("api", "v1", "commands"), body)
+    if status == 404 and isinstance(reply, dict) and "no node matches" in str(reply.get("detail")):
+        raise UserError(str(reply["detail"]))
+    if status != 201:
+        raise _fail(status, reply, "run commands")
+    results = _follow(c, reply["id"])
     _summary(results, time.monotonic() - started)
     sys.exit(0 if results and all(x["status"] == "ok" for x in results) else 1)
 
 
-def _follow(c: httpx.Client, hub: str, run_id: str) -> list[dict[str, Any]]:
+def _follow(c: HubClient, run_id: str) -> list[dict[str, Any]]:
     """Print results until the run is done; on Ctrl-C cancel it, show what comes back, exit 130."""
     results: list[dict[str, Any]] = []
     try:
-        _stream(c, hub, run_id, results)
+        _stream(c, run_id, results)
     except KeyboardInterrupt:
         click.echo("cancelling ...", err=True)
         try:
-            c.post(f"/api/v1/commands/{run_id}/cancel", timeout=5)
-            _stream(c, hub, run_id, results, deadline=time.monotonic() + 5)
-        except (httpx.HTTPError, KeyboardInterrupt):
+            c.call("POST", c.path("api", "v1", "commands", run_id, "cancel"), timeout=5)
+            _stream(c, run_id, results, deadline=time.monotonic() + 5)
+        except (UserError, KeyboardInterrupt):
             pass
         _summary(results, None)
         sys.exit(130)
     return results
 
 
-def _stream(c: httpx.Client, hub: str, run_id: str, results: list[dict[str, Any]],
-            deadline: float | None = None) -> None:
+def _stream(c: HubClient, run_id: str, results: list[dict[str, Any]], deadline: float | None = None) -> None:
     seen = {r["node"] for r in results}
-    try:
-        with c.stream("GET", f"/api/v1/commands/{run_id}/events", timeout=httpx.Timeout(None, connect=10)) as resp:
-            if resp.status_code != 200:
-                resp.read()
-                raise _fail(resp, "follow the run")
-            for event, data in _events(resp):
-                if event == "result" and data["node"] not in seen:
-                    seen.add(data["node"])
-                    results.append(data)
-                    _print_result(data)
-                elif event == "done":
-                    return
-                if deadline is not None and time.monotonic() > deadline:
-                    return
-    except httpx.HTTPError as e:
-        raise _unreachable(hub, e) from None
+    with c.stream(c.path("api", "v1", "commands", run_id, "events")) as resp:
+        if resp.status != 200:
+            raw = resp.read()
+            try:
+                detail: Any = json.loads(raw)
+            except ValueError:
+                detail = raw.decode(errors="replace")
+            raise _fail(resp.status, detail, "follow the run")
+        for event, data in events(resp):
+            if event == "result" and data["node"] not in seen:
+                seen.add(data["node"])
+                results.append(data)
+                _print_result(data)
+            elif event == "done":
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                return
     if deadline is None:
         raise UserError(f"the hub ended the stream of run {run_id} before every result was in (restarting?); "
                         "`gpufleet audit` shows what came back")
@@ -216,14 +182,12 @@ def _rows(runs: list[dict[str, Any]]) -> list[dict[str, str]]:
 def audit(hub: str, since: str, fmt: str, api_key: str | None) -> None:
     """The remote-command audit log: who ran what where, and each node's result or refusal."""
     seconds = _duration("--since", since)
-    with _client(hub, api_key) as c:
-        try:
-            r = c.get("/api/v1/audit", params={"since": time.time() - seconds, "limit": 100000})
-        except httpx.HTTPError as e:
-            raise _unreachable(hub, e) from None
-    if r.status_code != 200:
-        raise _fail(r, "read the audit log")
-    runs = r.json()["runs"]
+    c = HubClient(hub, api_key)
+    status, reply = c.call("GET", c.path("api", "v1", "audit", query={"since": time.time() - seconds,
+                                                                      "limit": 100000}))
+    if status != 200:
+        raise _fail(status, reply, "read the audit log")
+    runs = reply["runs"]
     if fmt == "json":
         click.echo(json.dumps(runs, indent=2))
         return
