@@ -247,3 +247,22 @@ def test_nonces_survive_an_agent_restart(tmp_path: Path) -> None:
         assert os.stat(tmp_path / "nonces").st_mode & 0o077 == 0
     finally:
         hub.server.shutdown()
+
+
+def test_background_leftovers_do_not_hold_the_result(hub_and_agent: tuple[ScriptedHub, Proc]) -> None:
+    hub, _ = hub_and_agent
+    # The shell exits at once, leaving a sleep that holds stdout open: the result must come back
+    # now (not at the timeout), and the sleep must be gone with it.
+    r = _run(hub, ["sh", "-c", "sleep 300 & echo $!"], timeout=60)
+    assert r["status"] == "ok" and r["exit_code"] == 0 and r["duration"] < 10, r
+    child = int(r["stdout"].split()[0])
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists()
+
+
+def test_closing_the_pipes_does_not_escape_the_timeout(hub_and_agent: tuple[ScriptedHub, Proc]) -> None:
+    hub, _ = hub_and_agent
+    r = _run(hub, ["sh", "-c", "echo before; exec >&- 2>&-; sleep 300"], timeout=1)
+    assert r["status"] == "timeout" and r["stdout"] == "before\n", r

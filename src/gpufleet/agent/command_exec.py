@@ -1,8 +1,8 @@
 """Run one allowed command: no shell, as the configured user, in its own process group.
 
 The process starts in a new session, so a timeout or a cancel kills everything it started
-(`killpg`), and so do its leftovers once it exits: a command cannot leave a background job holding
-the agent's pipes. stdout and stderr are read to the end but only their first 64 KB are kept,
+(`killpg`), and so do its leftovers once it exits. stdout and stderr are read to the end (on the
+command's own thread, with a selector) but only their first 64 KB are kept,
 with a marker saying how much was cut. The environment is a fixed minimal one, so nothing of the
 agent's own (its join token, for one) reaches the command.
 """
@@ -10,11 +10,12 @@ agent's own (its join token, for one) reaches the command.
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import threading
 import time
-from typing import IO, Any
+from typing import Any
 
 from ..command_wire import MAX_OUTPUT
 from .command_policy import RunAs
@@ -24,32 +25,54 @@ CHUNK = 65536
 
 
 class Capture:
-    """The first MAX_OUTPUT bytes of a pipe, read to its end in a thread."""
+    """The first MAX_OUTPUT bytes of one pipe, and how many bytes came through it in all."""
 
-    def __init__(self, pipe: IO[bytes]) -> None:
+    def __init__(self) -> None:
         self.kept = bytearray()
         self.total = 0
-        self._pipe = pipe
-        self.thread = threading.Thread(target=self._read, daemon=True, name="gpufleet-cmd-out")
-        self.thread.start()
 
-    def _read(self) -> None:
-        try:
-            while chunk := self._pipe.read1(CHUNK):  # type: ignore[attr-defined]
-                self.total += len(chunk)
-                room = MAX_OUTPUT - len(self.kept)
-                if room > 0:
-                    self.kept += chunk[:room]
-        except (OSError, ValueError):
-            pass
-        finally:
-            self._pipe.close()
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = MAX_OUTPUT - len(self.kept)
+        if room > 0:
+            self.kept += chunk[:room]
 
     def text(self) -> str:
         out = self.kept.decode("utf-8", errors="replace")
         if self.total > len(self.kept):
             out += f"\n[gpufleet: output truncated: {self.total} bytes in all, first {len(self.kept)} kept]\n"
         return out
+
+
+def _drain(proc: subprocess.Popen[bytes], timeout: float) -> tuple[Capture, Capture, bool]:
+    """Read stdout and stderr to their ends on this thread (no reader threads per command).
+
+    Returns (stdout, stderr, timed_out). When the command exits, what it left running in its
+    group is killed (a background job would otherwise hold the pipes open); at the timeout the
+    whole group is. Either closes the pipes, so this always returns.
+    """
+    caps = {proc.stdout: Capture(), proc.stderr: Capture()}
+    deadline = time.monotonic() + timeout
+    timed_out = killed = False
+    with selectors.DefaultSelector() as sel:
+        for pipe in caps:
+            sel.register(pipe, selectors.EVENT_READ)  # type: ignore[arg-type]
+        while sel.get_map():
+            if not killed:
+                if proc.poll() is not None:
+                    _kill_group(proc.pid)
+                    killed = True
+                elif time.monotonic() >= deadline:
+                    _kill_group(proc.pid)
+                    killed = timed_out = True
+            wait = 1.0 if killed else min(0.1, max(0.0, deadline - time.monotonic()))
+            for key, _ in sel.select(wait):
+                chunk = os.read(key.fd, CHUNK)
+                if chunk:
+                    caps[key.fileobj].add(chunk)  # type: ignore[index]
+                else:
+                    sel.unregister(key.fileobj)
+    return caps[proc.stdout], caps[proc.stderr], timed_out
 
 
 class Executor:
@@ -85,21 +108,24 @@ class Executor:
                     "duration": time.monotonic() - started}
         with self._lock:
             self._running[run_id] = proc
-        out, err = Capture(proc.stdout), Capture(proc.stderr)  # type: ignore[arg-type]
-        timed_out = False
         try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            out, err, timed_out = _drain(proc, timeout)
+            # Pipes at their end: the command exited, or closed them and runs on until the timeout.
+            if not timed_out:
+                try:
+                    proc.wait(max(0.0, timeout - (time.monotonic() - started)))
+                except subprocess.TimeoutExpired:
+                    timed_out = True
         finally:
             _kill_group(proc.pid)  # the timeout, or leftovers of a command that has exited
             proc.wait()
+            assert proc.stdout is not None and proc.stderr is not None
+            proc.stdout.close()
+            proc.stderr.close()
             with self._lock:
                 self._running.pop(run_id, None)
                 cancelled = run_id in self._cancelled
                 self._cancelled.discard(run_id)
-        out.thread.join(5)
-        err.thread.join(5)
         duration = time.monotonic() - started
         result: dict[str, Any] = {"exit_code": proc.returncode, "duration": round(duration, 4),
                                   "stdout": out.text(), "stderr": err.text(),
