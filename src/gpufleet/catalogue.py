@@ -1,8 +1,8 @@
 """The metric catalogue: the one place a metric name is spelled.
 
 Every series gpufleet exports, stores, charts or alerts on is one `Metric` entry here. A
-metric belongs to a *scope* (node, cpu, disk, net, gpu, mig, gpu_process, user, collector);
-the scope says which records of a `NodeSnapshot` carry it and which identity labels they
+metric belongs to a *scope* (node, cpu, disk, net, gpu, mig, gpu_process, user, collector,
+...); scopes.py says which records of a `NodeSnapshot` carry it and which identity labels they
 have. A record stores the value under `Metric.key` in its `values` dict, so adding a
 metric is one entry here plus the code that fills that key.
 
@@ -15,43 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .scopes import SCOPES
+
 Kind = Literal["gauge", "counter", "info"]
-Scope = Literal["node", "cpu", "disk", "net", "gpu", "mig", "gpu_process", "user", "collector", "agent", "hub",
-                "hub_job"]
+Scope = str  # a key of scopes.SCOPES
 
 PREFIX = "gpufleet_"
 
-# Identity labels each scope's records carry (besides `node`, which every series has).
-SCOPE_LABELS: dict[str, tuple[str, ...]] = {
-    "node": (),
-    "agent": (),
-    "cpu": ("cpu",),
-    "disk": ("device", "mountpoint", "fstype"),
-    "net": ("interface",),
-    "gpu": ("gpu", "uuid", "model", "vendor"),
-    "mig": ("gpu", "uuid", "model", "vendor", "gpu_instance", "compute_instance", "profile"),
-    "gpu_process": ("gpu", "uuid", "pid", "user", "command", "container", "pod", "namespace", "slurm_job"),
-    "user": ("user",),
-    "collector": ("collector",),
-    "hub": (),
-    "hub_job": ("job",),
-}
-
-# Name stem per scope: gpufleet_<stem>_<key>.
-SCOPE_STEM: dict[str, str] = {
-    "node": "node",
-    "agent": "agent",
-    "cpu": "cpu",
-    "disk": "disk",
-    "net": "network",
-    "gpu": "gpu",
-    "mig": "mig",
-    "gpu_process": "gpu_process",
-    "user": "user",
-    "collector": "collector",
-    "hub": "hub",
-    "hub_job": "hub_background",
-}
+# Derived from scopes.SCOPES (the one table of scopes): identity labels each scope's records
+# carry (besides `node`, which every series has), and the stem of its names (gpufleet_<stem>_<key>).
+SCOPE_LABELS: dict[str, tuple[str, ...]] = {name: s.labels for name, s in SCOPES.items()}
+SCOPE_STEM: dict[str, str] = {name: s.stem for name, s in SCOPES.items()}
 
 
 @dataclass(frozen=True, slots=True)

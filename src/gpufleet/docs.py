@@ -5,14 +5,8 @@
 
 from __future__ import annotations
 
-from .catalogue import CATALOGUE, SCOPE_LABELS
-
-SCOPE_TITLES = {
-    "node": "Node", "cpu": "CPU cores", "disk": "Disks (per mount)", "net": "Network (per interface)",
-    "gpu": "Accelerators", "mig": "MIG instances", "gpu_process": "Processes on accelerators",
-    "user": "Per-user usage", "collector": "Collectors", "agent": "The agent", "hub": "The hub",
-    "hub_job": "The hub's background jobs",
-}
+from .catalogue import CATALOGUE
+from .scopes import SCOPES
 
 
 def metrics_markdown() -> str:
@@ -25,12 +19,12 @@ def metrics_markdown() -> str:
         "last two columns, converted to those exporters' units.",
         "",
     ]
-    for scope, title in SCOPE_TITLES.items():
+    for scope, spec in SCOPES.items():
         metrics = [m for m in CATALOGUE if m.scope == scope]
         if not metrics:
             continue
-        labels = ", ".join(f"`{label}`" for label in SCOPE_LABELS[scope]) or "none"
-        out += [f"## {title}", "", f"Identity labels: {labels}.", "",
+        labels = ", ".join(f"`{label}`" for label in spec.labels) or "none"
+        out += [f"## {spec.title}", "", f"Identity labels: {labels}.", "",
                 "| name | type | help | dcgm-exporter | all-smi |", "|---|---|---|---|---|"]
         for m in metrics:
             extra = f" Labels: {', '.join(f'`{x}`' for x in m.labels)}." if m.labels else ""

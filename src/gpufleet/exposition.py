@@ -9,11 +9,12 @@ per-sample allocations where it is easy.
 from __future__ import annotations
 
 import math
-import platform
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
-from . import __version__
 from .catalogue import BY_SCOPE, CATALOGUE, Compat, Metric
+from .scopes import COMMAND_LABEL_MAX as COMMAND_LABEL_MAX  # re-exported
+from .scopes import Record, records  # what a snapshot holds per scope, and each record's labels
+from .scopes import gpu_ids as _gpu_ids
 from .snapshot import NodeSnapshot
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -21,11 +22,7 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset
 
 COMPAT_MODES = ("dcgm", "all-smi")
 
-# Record = (label values in the scope's SCOPE_LABELS order, values dict, info dict)
-Record = tuple[tuple[str, ...], dict[str, float], dict[str, str]]
-
 _EMPTY: dict[str, str] = {}
-COMMAND_LABEL_MAX = 80  # long command lines would bloat every scrape and the TSDB index
 
 
 def escape(value: str) -> str:
@@ -44,64 +41,6 @@ def format_value(v: float) -> str:
     if v.is_integer() and abs(v) < 1e15:
         return str(int(v))
     return repr(v)
-
-
-def _gpu_ids(g) -> tuple[str, str, str, str]:  # type: ignore[no-untyped-def]
-    return (str(g.index), g.uuid, g.model, g.vendor)
-
-
-def records(snap: NodeSnapshot, scope: str) -> Iterator[Record]:
-    """The snapshot's records for one catalogue scope."""
-    if scope == "node":
-        h = snap.host
-        info = {
-            "hostname": h.hostname, "os": h.os, "os_version": h.os_version, "kernel": h.kernel,
-            "cpu_model": h.cpu_model, "arch": h.arch, "backend": snap.backend or "none",
-        }
-        yield ((), snap.values, info)
-    elif scope == "agent":
-        yield ((), snap.agent, {"version": __version__, "python_version": platform.python_version()})
-    elif scope == "cpu":
-        for c in snap.cpus:
-            yield ((str(c.cpu),), c.values, _EMPTY)
-    elif scope == "disk":
-        for d in snap.disks:
-            yield ((d.device, d.mountpoint, d.fstype), d.values, _EMPTY)
-    elif scope == "net":
-        for n in snap.networks:
-            yield ((n.interface,), n.values, _EMPTY)
-    elif scope == "gpu":
-        for g in snap.gpus:
-            yield (_gpu_ids(g), g.values, g.info)
-    elif scope == "mig":
-        for g in snap.gpus:
-            ids = _gpu_ids(g)
-            for m in g.mig:
-                yield (ids + (str(m.gpu_instance), str(m.compute_instance), m.profile), m.values, _EMPTY)
-    elif scope == "gpu_process":
-        for g in snap.gpus:
-            for p in g.processes:
-                if p.memory_bytes is None:
-                    continue
-                o = p.owner
-                yield (
-                    (str(g.index), g.uuid, str(p.pid), p.user, p.command[:COMMAND_LABEL_MAX],
-                     o.container if o else "", o.pod if o else "", o.namespace if o else "",
-                     o.slurm_job if o else ""),
-                    {"memory_used_bytes": float(p.memory_bytes)},
-                    _EMPTY,
-                )
-    elif scope == "user":
-        for u in snap.usage:
-            yield ((u.user,), u.values, _EMPTY)
-    elif scope == "collector":
-        for c in snap.collectors:
-            yield (
-                (c.collector,),
-                {"duration_seconds": c.duration, "success": 1.0 if c.success else 0.0,
-                 "errors_total": float(c.errors_total)},
-                _EMPTY,
-            )
 
 
 def _label_block(names: tuple[str, ...], values: Iterable[str]) -> str:

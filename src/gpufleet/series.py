@@ -13,12 +13,11 @@ list object) while the snapshot's shape is unchanged.
 from __future__ import annotations
 
 from .catalogue import BY_SCOPE, SCOPE_LABELS
-from .exposition import records
+from .scopes import STORED_SCOPES, records
 from .snapshot import NodeSnapshot
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
-STORED_SCOPES = ("node", "cpu", "disk", "net", "gpu", "mig", "user", "collector", "agent")
 
 # scope -> {value key: metric name} for the metrics stored as history
 _NAMES: dict[str, dict[str, str]] = {

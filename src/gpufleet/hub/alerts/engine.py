@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ...catalogue import SCOPE_LABELS
+from ...scopes import records
 from ...snapshot import NodeSnapshot
 from .expr import Cond, Expr, Matcher, Selector, Term
 from .rules import Rule
@@ -104,8 +105,6 @@ def _records(snap: NodeSnapshot, scope: str) -> Iterable[tuple[tuple[str, ...], 
         for d in snap.disks:
             yield (d.device, d.mountpoint, d.fstype), d.values
     else:
-        from ...exposition import records
-
         for ids, vals, _ in records(snap, scope):
             yield ids, vals
 

@@ -1,0 +1,127 @@
+"""Scopes: which records of a NodeSnapshot a catalogue metric lives on, and their labels.
+
+One table, beside snapshot.py: for each scope its identity labels, the stem of its metric
+names (gpufleet_<stem>_<key>), its title in docs/metrics.md, whether the hub keeps its series
+as history, and how to read its records out of a snapshot. The catalogue's SCOPE_LABELS and
+SCOPE_STEM, the exposition, the series the store and remote write take, the alert engine and
+the metric reference all read it, so a new kind of record is one entry here.
+
+A record is (identity label values in `labels` order, values, info labels).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+from . import __version__
+from .snapshot import Gpu, NodeSnapshot
+
+Record = tuple[tuple[str, ...], Mapping[str, float], Mapping[str, str]]
+Reader = Callable[[NodeSnapshot], Iterator[Record]]
+
+_EMPTY: Mapping[str, str] = {}
+COMMAND_LABEL_MAX = 80  # long command lines would bloat every scrape and the TSDB index
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    name: str
+    labels: tuple[str, ...]  # identity labels of its records (besides `node`, which every series has)
+    stem: str  # metric names are gpufleet_<stem>_<key>
+    title: str  # its section in docs/metrics.md
+    stored: bool  # the hub keeps its series as history (not: per-process churn, the hub's own)
+    read: Reader | None  # its records in a snapshot; None for scopes the hub fills itself
+
+
+def gpu_ids(g: Gpu) -> tuple[str, str, str, str]:
+    return (str(g.index), g.uuid, g.model, g.vendor)
+
+
+def _node(snap: NodeSnapshot) -> Iterator[Record]:
+    h = snap.host
+    yield ((), snap.values, {"hostname": h.hostname, "os": h.os, "os_version": h.os_version, "kernel": h.kernel,
+                             "cpu_model": h.cpu_model, "arch": h.arch, "backend": snap.backend or "none"})
+
+
+def _agent(snap: NodeSnapshot) -> Iterator[Record]:
+    yield ((), snap.agent, {"version": __version__, "python_version": platform.python_version()})
+
+
+def _cpu(snap: NodeSnapshot) -> Iterator[Record]:
+    for c in snap.cpus:
+        yield ((str(c.cpu),), c.values, _EMPTY)
+
+
+def _disk(snap: NodeSnapshot) -> Iterator[Record]:
+    for d in snap.disks:
+        yield ((d.device, d.mountpoint, d.fstype), d.values, _EMPTY)
+
+
+def _net(snap: NodeSnapshot) -> Iterator[Record]:
+    for n in snap.networks:
+        yield ((n.interface,), n.values, _EMPTY)
+
+
+def _gpu(snap: NodeSnapshot) -> Iterator[Record]:
+    for g in snap.gpus:
+        yield (gpu_ids(g), g.values, g.info)
+
+
+def _mig(snap: NodeSnapshot) -> Iterator[Record]:
+    for g in snap.gpus:
+        ids = gpu_ids(g)
+        for m in g.mig:
+            yield (ids + (str(m.gpu_instance), str(m.compute_instance), m.profile), m.values, _EMPTY)
+
+
+def _gpu_process(snap: NodeSnapshot) -> Iterator[Record]:
+    for g in snap.gpus:
+        for p in g.processes:
+            if p.memory_bytes is None:
+                continue
+            o = p.owner
+            yield ((str(g.index), g.uuid, str(p.pid), p.user, p.command[:COMMAND_LABEL_MAX],
+                    o.container if o else "", o.pod if o else "", o.namespace if o else "",
+                    o.slurm_job if o else ""),
+                   {"memory_used_bytes": float(p.memory_bytes)}, _EMPTY)
+
+
+def _user(snap: NodeSnapshot) -> Iterator[Record]:
+    for u in snap.usage:
+        yield ((u.user,), u.values, _EMPTY)
+
+
+def _collector(snap: NodeSnapshot) -> Iterator[Record]:
+    for c in snap.collectors:
+        yield ((c.collector,), {"duration_seconds": c.duration, "success": 1.0 if c.success else 0.0,
+                                "errors_total": float(c.errors_total)}, _EMPTY)
+
+
+_GPU = ("gpu", "uuid", "model", "vendor")
+
+# In the order docs/metrics.md lists them.
+SCOPES: dict[str, Scope] = {s.name: s for s in (
+    Scope("node", (), "node", "Node", True, _node),
+    Scope("cpu", ("cpu",), "cpu", "CPU cores", True, _cpu),
+    Scope("disk", ("device", "mountpoint", "fstype"), "disk", "Disks (per mount)", True, _disk),
+    Scope("net", ("interface",), "network", "Network (per interface)", True, _net),
+    Scope("gpu", _GPU, "gpu", "Accelerators", True, _gpu),
+    Scope("mig", _GPU + ("gpu_instance", "compute_instance", "profile"), "mig", "MIG instances", True, _mig),
+    Scope("gpu_process", ("gpu", "uuid", "pid", "user", "command", "container", "pod", "namespace", "slurm_job"),
+          "gpu_process", "Processes on accelerators", False, _gpu_process),
+    Scope("user", ("user",), "user", "Per-user usage", True, _user),
+    Scope("collector", ("collector",), "collector", "Collectors", True, _collector),
+    Scope("agent", (), "agent", "The agent", True, _agent),
+    Scope("hub", (), "hub", "The hub", False, None),
+    Scope("hub_job", ("job",), "hub_background", "The hub's background jobs", False, None),
+)}
+
+STORED_SCOPES: tuple[str, ...] = tuple(name for name, s in SCOPES.items() if s.stored)
+
+
+def records(snap: NodeSnapshot, scope: str) -> Iterator[Record]:
+    """The snapshot's records for one scope (none for scopes a snapshot does not hold)."""
+    read = SCOPES[scope].read
+    return read(snap) if read is not None else iter(())
