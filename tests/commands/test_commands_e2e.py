@@ -52,7 +52,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         hub.wait_http(f"{url}/healthz")
         token = _cli("token", "create", "--data", str(data)).stdout.split()[-1]
         allow = ["--allow-commands", "echo *", "--allow-commands", "sleep *", "--allow-commands", "false",
-                 "--command-user", "nobody"]
+                 "--allow-commands", "seq *", "--command-user", "nobody"]
         agents = {}
         for node, extra in (("gpu-a", allow), ("gpu-b", [*allow, "--label", "rack=r2"]), ("plain-c", [])):
             p = Proc(gpufleet("agent", "--simulate", "cpu-only", "--node", node, "--listen",
@@ -177,3 +177,27 @@ def test_hub_key_is_private_and_pinned_by_agents(fleet: Fleet) -> None:
     private = serialization.load_pem_private_key(key.read_bytes(), password=None)
     public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     assert pinned == b64(public)
+
+
+def test_long_output_arrives_cut_at_64_kb_with_a_marker(fleet: Fleet) -> None:
+    out = _cli("run", "--hub", fleet.url, "--nodes", "gpu-a", "--", "seq", "1", "30000")
+    assert out.returncode == 0, out.stderr
+    lines = [line[4:] for line in out.stdout.splitlines() if line.startswith("  | ")]
+    total = sum(len(f"{i}\n") for i in range(1, 30001))
+    assert lines[-1] == f"[gpufleet: output truncated: {total} bytes in all, first 65536 kept]"
+    assert lines[:100] == [str(i) for i in range(1, 101)]
+    assert sum(len(x) + 1 for x in lines[:-1]) in range(65536 - 8, 65536 + 2)  # the cut may split a line
+
+
+def test_a_report_for_a_command_never_sent_is_audited(fleet: Fleet) -> None:
+    cred = json.loads((fleet.tmp / "spool-gpu-b" / "credential.json").read_text())["credentials"]
+    credential = next(iter(cred.values()))["credential"]
+    r = httpx.post(f"{fleet.url}/api/v1/commands/f0rged0000000000/result", timeout=5,
+                   headers={"Authorization": f"Bearer {credential}"},
+                   json={"status": "refused", "reason": "bad signature: not signed by the hub key pinned at registration"})
+    assert r.status_code == 200 and r.json() == {"accepted": False}
+    out = json.loads(_cli("audit", "--hub", fleet.url, "--since", "1h", "--format", "json").stdout)
+    run = next(x for x in out if x["id"] == "f0rged0000000000")
+    assert run["who"] is None and run["results"][0]["node"] == "gpu-b"
+    assert "bad signature" in run["results"][0]["reason"] and "not outstanding" in run["results"][0]["reason"]
+    assert httpx.post(f"{fleet.url}/api/v1/commands/x/result", json={"status": "ok"}, timeout=5).status_code == 401
