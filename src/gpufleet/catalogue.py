@@ -243,6 +243,11 @@ CATALOGUE: tuple[Metric, ...] = (
            "When the remote-write receiver last accepted a batch (0: never).", "seconds"),
     Metric("hub", "alerts_firing", "gauge", "Alerts firing now.", display="count"),
     Metric("hub", "alerts_evaluation_errors_total", "counter", "Alert evaluations that failed."),
+    Metric("hub_scrape", "successes_total", "counter", "Scrapes of the target that gave a snapshot."),
+    Metric("hub_scrape", "samples", "gauge", "Samples in the target's last scrape.", display="count"),
+    Metric("hub_scrape", "samples_ignored", "gauge",
+           "Samples of the last scrape no mapping used (names gpufleet does not know).", display="count"),
+    Metric("hub_scrape", "duration_seconds", "gauge", "How long the target's last scrape took.", "seconds"),
     Metric("hub_job", "errors_total", "counter",
            "Steps of a hub background job that raised (the job retries with backoff)."),
 )

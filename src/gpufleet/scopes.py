@@ -116,6 +116,7 @@ SCOPES: dict[str, Scope] = {s.name: s for s in (
     Scope("agent", (), "agent", "The agent", True, _agent),
     Scope("hub", (), "hub", "The hub", False, None),
     Scope("hub_job", ("job",), "hub_background", "The hub's background jobs", False, None),
+    Scope("hub_scrape", ("target", "node"), "hub_scrape", "The hub's pull scrapes (per target)", False, None),
 )}
 
 STORED_SCOPES: tuple[str, ...] = tuple(name for name, s in SCOPES.items() if s.stored)

@@ -44,6 +44,13 @@ def test_hub_pulls_node_exporter_and_keeps_last_good_targets(tmp_path: Path) -> 
             node = httpx.get(f"{url}/api/v1/nodes/bare-metal-1").json()
             assert node["labels"] == {"cluster": "lab", "datacenter": "dc1"}
             assert node["source"] == "pull" and node["status"] == "up"
+            # each target's scrape health is on the hub's /metrics
+            own = httpx.get(f"{url}/metrics").text
+            target = f'target="http://{ne_addr}/metrics",node="bare-metal-1"'
+            assert f"gpufleet_hub_scrape_successes_total{{{target}}}" in own, own
+            samples = next(float(line.split()[-1]) for line in own.splitlines()
+                           if line.startswith(f"gpufleet_hub_scrape_samples{{{target}}}"))
+            assert samples > 100  # node_exporter exposes hundreds of series
 
             # a broken file: the hub keeps the last good targets and says where the error is
             targets.write_text("- targets: [\"no-port-here\"]\n")

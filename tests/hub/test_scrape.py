@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from gpufleet.exposition import render
-from gpufleet.hub.scrape import ScrapeError, ScrapeState, detect_kind, scrape, scrape_async, to_snapshot
+from gpufleet.hub.scrape import ScrapeError, ScrapeState, detect_kind, scrape_async, to_snapshot
 from gpufleet.hub.targets import Target
 from gpufleet.promtext import parse
 from gpufleet.snapshot import NodeSnapshot, to_json
@@ -81,20 +81,22 @@ def target_for(srv: _Server, kind: str = "auto", **labels: str) -> Target:
                   labels={"cluster": "c1", **labels})
 
 
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as c:
-        yield c
+def scrape(target: Target, *, state: ScrapeState | None = None, timeout: float | None = None) -> NodeSnapshot:
+    """The hub's scrape (it runs on asyncio), driven to completion for a test."""
+    async def go() -> NodeSnapshot:
+        async with httpx.AsyncClient() as ac:
+            return await scrape_async(target, ac, state=state, timeout=timeout)
+    return asyncio.run(go())
 
 
 # ---- dcgm-exporter --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["dcgm", "auto"])
-def test_dcgm_fixture_maps_exact_values(client: httpx.Client, kind: str) -> None:
+def test_dcgm_fixture_maps_exact_values(kind: str) -> None:
     with serve({"/metrics": text_route("dcgm.txt")}) as srv:
         state = ScrapeState()
-        snap = scrape(target_for(srv, kind, datacenter="dc1"), client, state=state)
+        snap = scrape(target_for(srv, kind, datacenter="dc1"), state=state)
     assert snap.node == "n-test" and snap.backend == "pull:dcgm"
     assert snap.labels == {"cluster": "c1", "datacenter": "dc1"}
     assert snap.host.hostname == "gpu-node-07"
@@ -121,9 +123,9 @@ def test_dcgm_fixture_maps_exact_values(client: httpx.Client, kind: str) -> None
         assert srv.hits == ["/api/v1/snapshot", "/metrics"]
 
 
-def test_dcgm_mig_rows_become_instances(client: httpx.Client) -> None:
+def test_dcgm_mig_rows_become_instances() -> None:
     with serve({"/metrics": text_route("dcgm-mig.txt")}) as srv:
-        snap = scrape(target_for(srv, "dcgm"), client)
+        snap = scrape(target_for(srv, "dcgm"))
     g0, g1 = snap.gpus
     assert g0.values["mig_instances"] == 2.0 and "mig_instances" not in g1.values
     # Device-wide readings repeated on each MIG row belong to the parent GPU, once.
@@ -142,10 +144,10 @@ def test_dcgm_mig_rows_become_instances(client: httpx.Client) -> None:
 # ---- all-smi -------------------------------------------------------------------------------------------
 
 
-def test_allsmi_fixture_maps_exact_values(client: httpx.Client) -> None:
+def test_allsmi_fixture_maps_exact_values() -> None:
     with serve({"/metrics": text_route("all-smi.txt")}) as srv:
         state = ScrapeState()
-        snap = scrape(target_for(srv, "all-smi", platform="nvidia"), client, state=state)
+        snap = scrape(target_for(srv, "all-smi", platform="nvidia"), state=state)
     assert snap.backend == "pull:all-smi" and snap.labels["platform"] == "nvidia"
     assert snap.host.hostname == "node-0058"
     assert snap.values == {"cpu_utilization_ratio": 0.375, "memory_total_bytes": 2164040089600.0,
@@ -170,14 +172,14 @@ def _comparable(s: NodeSnapshot) -> NodeSnapshot:
     return msgspec.structs.replace(s, node="", labels={}, backend="", timestamp=0.0)
 
 
-def test_agent_json_preferred_and_lossless(client: httpx.Client) -> None:
+def test_agent_json_preferred_and_lossless() -> None:
     original = sample_snapshot("gpu-node-12")
     routes = {"/api/v1/snapshot": (200, "application/json", to_json(original)),
               "/metrics": (500, "text/plain", b"must not be needed\n")}
     with serve(routes) as srv:
         state = ScrapeState()
-        snap = scrape(target_for(srv, "auto", node="gpu-node-12", rack="r4"), client, state=state)
-        again = scrape(target_for(srv, "auto", node="gpu-node-12", rack="r4"), client, state=state)
+        snap = scrape(target_for(srv, "auto", node="gpu-node-12", rack="r4"), state=state)
+        again = scrape(target_for(srv, "auto", node="gpu-node-12", rack="r4"), state=state)
     assert srv.hits == ["/api/v1/snapshot", "/api/v1/snapshot"]
     assert state.kind == "gpufleet" and state.snapshot_api is True
     assert snap.backend == "pull:gpufleet/sim"
@@ -187,11 +189,11 @@ def test_agent_json_preferred_and_lossless(client: httpx.Client) -> None:
     assert again == snap
 
 
-def test_agent_text_read_back_through_the_catalogue(client: httpx.Client) -> None:
+def test_agent_text_read_back_through_the_catalogue() -> None:
     # An agent reachable only through /metrics (a proxy that exposes nothing else).
     with serve({"/metrics": text_route("gpufleet.txt")}) as srv:
         state = ScrapeState()
-        snap = scrape(target_for(srv, "gpufleet"), client, state=state)
+        snap = scrape(target_for(srv, "gpufleet"), state=state)
     assert srv.hits == ["/api/v1/snapshot", "/metrics"] and state.snapshot_api is False
     assert snap.backend == "pull:gpufleet/sim"
     original = sample_snapshot("gpu-node-12")
@@ -228,14 +230,14 @@ def test_agent_text_round_trip_keeps_every_exposed_field() -> None:
 
 
 @pytest.mark.realparts
-def test_real_node_exporter_scraped_twice(tmp_path: Path, client: httpx.Client) -> None:
+def test_real_node_exporter_scraped_twice(tmp_path: Path) -> None:
     with realparts.node_exporter(tmp_path) as (_, url):
         address = url.removeprefix("http://")
         target = Target(node="host-a", address=address, kind="auto", labels={"cluster": "c"})
         state = ScrapeState()
-        first = scrape(target, client, state=state)
+        first = scrape(target, state=state)
         time.sleep(0.3)
-        second = scrape(target, client, state=state)
+        second = scrape(target, state=state)
         raw = parse(httpx.get(f"{url}/metrics", timeout=10).content)
     assert state.kind == "node_exporter" and state.snapshot_api is False
     assert second.backend == "pull:node_exporter"
@@ -279,48 +281,40 @@ def test_node_exporter_counter_reset_gives_no_ratio() -> None:
 # ---- failures -----------------------------------------------------------------------------------------
 
 
-def test_connection_refused_names_target(client: httpx.Client) -> None:
+def test_connection_refused_names_target() -> None:
     t = Target(node="gone", address=f"127.0.0.1:{realparts.free_port()}", kind="dcgm")
     with pytest.raises(ScrapeError) as e:
-        scrape(t, client, timeout=5)
+        scrape(t, timeout=5)
     assert t.url in str(e.value) and "gone" in str(e.value) and "connect" in str(e.value).lower()
 
 
-def test_http_status_and_parse_error(client: httpx.Client) -> None:
+def test_http_status_and_parse_error() -> None:
     bad = b"# HELP ok fine\nok 1\nbroken{x=\"1\" 2\n"
     with serve({"/metrics": (200, "text/plain", bad), "/down": (500, "text/plain", b"oops")}) as srv:
         with pytest.raises(ScrapeError) as e:
-            scrape(target_for(srv, "dcgm"), client)
+            scrape(target_for(srv, "dcgm"))
         assert "line 3" in str(e.value) and srv.server_address[1] and "/metrics" in str(e.value)
         down = Target(node="d", address=f"127.0.0.1:{srv.server_address[1]}", kind="dcgm", path="/down")
         with pytest.raises(ScrapeError) as e2:
-            scrape(down, client)
+            scrape(down)
         assert "HTTP 500" in str(e2.value)
 
 
-def test_timeout_is_bounded(client: httpx.Client) -> None:
+def test_timeout_is_bounded() -> None:
     with serve({"/metrics": text_route("dcgm.txt")}, delay=3.0) as srv:
         t0 = time.monotonic()
         with pytest.raises(ScrapeError) as e:
-            scrape(target_for(srv, "dcgm"), client, timeout=0.4)
+            scrape(target_for(srv, "dcgm"), timeout=0.4)
         assert time.monotonic() - t0 < 2.0
     assert "timed out after 0.4s" in str(e.value)
 
 
-def test_unknown_exporter_is_counted_not_fatal(client: httpx.Client) -> None:
+def test_unknown_exporter_is_counted_not_fatal() -> None:
     text = b"# TYPE http_requests_total counter\nhttp_requests_total{code=\"200\"} 5\nprocess_open_fds 7\n"
     with serve({"/metrics": (200, "text/plain", text)}) as srv:
         state = ScrapeState()
-        snap = scrape(target_for(srv), client, state=state)
+        snap = scrape(target_for(srv), state=state)
     assert snap.backend == "pull:unknown" and snap.gpus == [] and state.ignored == 2 and state.kind is None
-
-
-def test_sync_scrape_refuses_async_client() -> None:
-    async def go() -> None:
-        async with httpx.AsyncClient() as ac:
-            with pytest.raises(TypeError):
-                scrape(Target(node="x", address="x:1"), ac)  # type: ignore[arg-type]
-    asyncio.run(go())
 
 
 def test_detect_kind_priority() -> None:
@@ -332,19 +326,19 @@ def test_detect_kind_priority() -> None:
 # ---- asyncio ------------------------------------------------------------------------------------------
 
 
-def test_async_scrape_matches_sync(client: httpx.Client) -> None:
+def test_auto_detection_matches_the_named_kind() -> None:
     with serve({"/metrics": text_route("dcgm.txt"), "/slow": text_route("all-smi.txt")}) as srv:
-        sync_snap = scrape(target_for(srv, "dcgm"), client)
+        named_snap = scrape(target_for(srv, "dcgm"))
 
         async def go() -> tuple[NodeSnapshot, ScrapeState]:
             state = ScrapeState()
             async with httpx.AsyncClient() as ac:
                 return await scrape_async(target_for(srv, "auto"), ac, state=state), state
 
-        async_snap, state = asyncio.run(go())
+        anamed_snap, state = asyncio.run(go())
     assert state.kind == "dcgm" and state.scrapes == 1
-    async_snap.timestamp = sync_snap.timestamp
-    assert async_snap == sync_snap
+    anamed_snap.timestamp = named_snap.timestamp
+    assert anamed_snap == named_snap
 
 
 def test_async_timeout_and_refused() -> None:

@@ -262,6 +262,8 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
         render_scope("hub", [((), hub.values(), info)], False, out)
         render_scope("hub_job", [((job, ), {"errors_total": float(n)}, {})
                                  for job, n in hub.jobs.errors_total().items()], False, out)
+        render_scope("hub_scrape", [((key, st.node), st.values(), {})
+                                    for key, st in sorted(hub.scrape_states.items())], False, out)
         out.append("")
         return Response("\n".join(out), media_type=TEXT_CONTENT_TYPE)
 

@@ -483,7 +483,7 @@ class Hub:
     async def _scrape(self, target: Any, client: Any) -> None:
         from .scrape import ScrapeError, ScrapeState, scrape_async
 
-        state = self.scrape_states.setdefault(target.key, ScrapeState())
+        state = self.scrape_states.setdefault(target.key, ScrapeState(node=target.node))
         try:
             snap = await scrape_async(target, client, state=state)
         except ScrapeError as e:
