@@ -246,7 +246,9 @@ def _state(data: Path, *, new: bool = False) -> Any:
                             "first, or add --new to prepare a directory for a hub not started yet)")
         if data.exists() and (not data.is_dir() or any(data.iterdir())):
             raise UserError(f"--new: {data} is not empty and holds no hub data: pick a new or empty directory")
-        data.mkdir(parents=True, exist_ok=True)
+        from .hub.datadir import make_private_dir
+
+        make_private_dir(data)
     return HubState(data / STATE_FILE)
 
 

@@ -8,8 +8,12 @@ crash never leaves a stale lock) makes the second one stop with one clear line i
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import stat
 from pathlib import Path
+
+log = logging.getLogger("gpufleet.hub")
 
 LOCK_FILE = ".lock"
 STATE_FILE = "hub.db"  # what every hub data directory holds from the first start
@@ -38,6 +42,28 @@ def lock(data: Path) -> int:
 
 def unlock(fd: int) -> None:
     os.close(fd)  # closing the descriptor releases the flock
+
+
+PRIVATE_DIR = 0o700
+
+
+def make_private_dir(data: Path) -> None:
+    """Create the data directory 0700, or tighten an existing one to 0700, whatever the umask.
+
+    It holds the fleet's process tables, history and the hub's secrets (credential hashes,
+    the command signing key): nobody but the hub's user has business in it.
+    """
+    data.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    mode = stat.S_IMODE(data.stat().st_mode)
+    if mode != PRIVATE_DIR:
+        try:
+            os.chmod(data, PRIVATE_DIR)
+        except OSError as e:  # not ours to change (another owner): say so, and run on
+            log.warning("data directory %s has mode %o and cannot be restricted to 0700: %s", data, mode,
+                        e.strerror or e)
+            return
+        if mode & 0o077:
+            log.warning("data directory %s was open to other users (mode %o); restricted it to 0700", data, mode)
 
 
 def is_hub_data_dir(data: Path) -> bool:

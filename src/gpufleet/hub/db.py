@@ -2,8 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 from pathlib import Path
+
+log = logging.getLogger("gpufleet.hub")
+
+PRIVATE_FILE = 0o600
+
+
+def make_private(path: Path) -> None:
+    """Create `path` (if missing) as 0600, or tighten it to 0600, whatever the umask.
+
+    The hub's databases hold process tables, user names and credential hashes. SQLite gives
+    its -wal and -shm files the mode of the database file, so a 0600 database keeps them 0600.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode != PRIVATE_FILE:
+            os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)
+    for side in ("-wal", "-shm", "-journal"):
+        extra = path.with_name(path.name + side)
+        try:
+            if stat.S_IMODE(extra.stat().st_mode) != PRIVATE_FILE:
+                os.chmod(extra, PRIVATE_FILE)
+        except FileNotFoundError:
+            pass
 
 
 def connect(path: Path, schema: str) -> sqlite3.Connection:
@@ -12,7 +41,8 @@ def connect(path: Path, schema: str) -> sqlite3.Connection:
     WAL lets CLI commands (`gpufleet token create`) read and write beside a running hub;
     synchronous=NORMAL keeps commits cheap, and a crash loses at most the last commits.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private(path)
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")

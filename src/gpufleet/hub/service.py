@@ -101,7 +101,7 @@ class Counters:
 class Hub:
     def __init__(self, opts: HubOptions) -> None:
         self.opts = opts
-        opts.data.mkdir(parents=True, exist_ok=True)
+        datadir.make_private_dir(opts.data)
         self._lock_fd = datadir.lock(opts.data)  # before anything is opened: one hub per directory
         try:
             self._open(opts)
