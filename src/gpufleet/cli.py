@@ -129,6 +129,10 @@ def _hub_options(f: Any) -> Any:
         click.option("--min-free-space", default=None, envvar="GPUFLEET_MIN_FREE_SPACE",
                      help="stop writing (pushes get 503, agents spool) when the data disk has less free: "
                           "e.g. 500MiB, 2GiB, 5%  [default: 1GiB or 5%, whichever is smaller]"),
+        click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), envvar="GPUFLEET_TLS_CERT",
+                     help="serve HTTPS with this PEM certificate (chain); needs --tls-key"),
+        click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GPUFLEET_TLS_KEY",
+                     help="the certificate's PEM private key"),
         click.option("--log-level", default="info", envvar="GPUFLEET_LOG_LEVEL",
                      type=click.Choice(["debug", "info", "warning", "error"])),
     ]
@@ -164,6 +168,11 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Any, Any]:
         retention={"raw": _duration(kw, "retention_raw"), "1m": _duration(kw, "retention_1m"),
                    "1h": _duration(kw, "retention_1h")},
     )
+    from .tls import server_tls
+
+    tls = server_tls(kw["tls_cert"], kw["tls_key"])  # a bad file is one line, before anything listens
+    if tls is not None:
+        opts.tls_cert, opts.tls_key = tls.cert, tls.key
     check_options(opts)
     sock = bind(host, port)
     try:
@@ -324,6 +333,26 @@ def token_revoke(token_or_prefix: str, data: Path) -> None:
     if not n:
         raise UserError(f"no active token matches {token_or_prefix!r}: see `gpufleet token list`")
     click.echo(f"revoked {n} token(s)")
+
+
+@cli.group()
+def tls() -> None:
+    """TLS certificates for the hub and agents."""
+
+
+@tls.command("selfsigned")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="directory to write ca.pem, ca-key.pem, server.pem and server-key.pem to")
+@click.option("--host", "hosts", multiple=True, metavar="NAME",
+              help="a DNS name or IP the server is reached at (repeat; default: this host's name, "
+                   "localhost, 127.0.0.1, ::1)")
+def tls_selfsigned(out: Path, hosts: tuple[str, ...]) -> None:
+    """Make a private CA and a server certificate it signed (keys mode 0600)."""
+    from .tls import selfsigned
+
+    paths = selfsigned(out, list(hosts))
+    click.echo(f"wrote {paths['ca']} (give it to agents: --ca), {paths['cert']} and {paths['key']} "
+               f"(--tls-cert / --tls-key), {paths['ca_key']} (keep it offline)")
 
 
 @cli.group()

@@ -204,6 +204,9 @@ AGENT_OPTIONS: list[Option] = [
     Option("hub", parse_str, "hub URL to push snapshots to"),
     Option("token", parse_str, "join token for the hub (prefer --token-file: a --token is in the process table)"),
     Option("token_file", parse_path, "file holding the join token (mode 0600)"),
+    Option("tls_cert", parse_path, "serve HTTPS with this PEM certificate (chain); needs --tls-key"),
+    Option("tls_key", parse_path, "the certificate's PEM private key"),
+    Option("ca", parse_path, "trust only this CA (PEM) for the hub's HTTPS certificate"),
     Option("mask", parse_mask, "patterns of secrets to mask in collected command lines, replacing the "
            "defaults: --FLAG globs (--*token) and NAME globs for NAME=VALUE (*TOKEN); '' masks nothing"),
     Option("spool", parse_path, "directory for the on-disk queue while the hub is unreachable"),
@@ -233,6 +236,9 @@ class AgentConfig:
     hub: str | None = None
     token: str | None = None
     token_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    ca: Path | None = None
     mask: list[str] = field(default_factory=lambda: list(DEFAULT_PATTERNS))
     spool: Path | None = None
     log_level: str = "info"
@@ -254,6 +260,10 @@ def load_agent_config(
         raise UserError("node name is empty: pass --node NAME")
     if cfg.allow_commands and not cfg.hub:
         raise UserError("--allow-commands needs --hub: agents fetch commands from their hub")
+    from .tls import client_verify, server_tls
+
+    server_tls(cfg.tls_cert, cfg.tls_key)  # a bad file or a lone flag is one line, before anything starts
+    client_verify(cfg.ca)
     if cfg.token_file is not None:
         if cfg.token:
             raise UserError("both a join token (--token or GPUFLEET_TOKEN) and --token-file are set: keep one")

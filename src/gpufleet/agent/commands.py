@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -37,13 +38,14 @@ HOLD = 25.0
 
 class CommandPoller:
     def __init__(self, hub: str, credential: Callable[[], str | None], verifier: Verifier, executor: Executor,
-                 *, transport: httpx.BaseTransport | None = None, hold: float = HOLD) -> None:
+                 *, transport: httpx.BaseTransport | None = None, hold: float = HOLD,
+                 verify: ssl.SSLContext | bool = True) -> None:
         self.hub = hub
         self._credential = credential
         self.verifier = verifier
         self.executor = executor
         self.hold = hold
-        self._client = httpx.Client(timeout=httpx.Timeout(hold + 15, connect=5.0), transport=transport,
+        self._client = httpx.Client(timeout=httpx.Timeout(hold + 15, connect=5.0), transport=transport, verify=verify,
                                     headers={"User-Agent": f"gpufleet-agent/{__version__}"},
                                     follow_redirects=False)
         self._stop = threading.Event()
@@ -179,7 +181,7 @@ def attach_commands(pusher: Pusher, node: str, patterns: list[str], run_as: RunA
     """Start polling the pusher's hub for commands, with the pusher's credential and pinned key."""
     verifier = Verifier(node, lambda: pusher.credentials.hub_key(pusher.hub), patterns,
                         nonce_file=Path(pusher.credentials.path).with_name("command_nonces"))
-    poller = CommandPoller(pusher.hub, lambda: pusher.credential, verifier, Executor(run_as))
+    poller = CommandPoller(pusher.hub, lambda: pusher.credential, verifier, Executor(run_as), verify=pusher.verify)
     poller.start()
     log.info("remote commands on: allowed %s, run as %s", "; ".join(patterns), run_as.name)
     return poller

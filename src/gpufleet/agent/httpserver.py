@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as ssl_
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -157,6 +158,8 @@ def _encode(resp: Response, *, keep_alive: bool, head: bool) -> tuple[bytes, ...
     return (header,) if head else (header, resp.body)
 
 
-async def start(host: str, port: int, handler: Handler) -> asyncio.Server:
+async def start(host: str, port: int, handler: Handler, ssl: ssl_.SSLContext | None = None) -> asyncio.Server:
+    """Listen on host:port; with `ssl`, every connection is TLS (the handshake runs in asyncio)."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _Protocol(handler), host, port, reuse_address=True)
+    return await loop.create_server(lambda: _Protocol(handler), host, port, reuse_address=True, ssl=ssl,
+                                    ssl_handshake_timeout=10 if ssl else None)

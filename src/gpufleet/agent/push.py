@@ -24,6 +24,7 @@ import os
 import random
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from .. import __version__
 from ..errors import UserError
 from ..snapshot import NodeSnapshot, to_json
 from ..syntax import normalize_hub_url, redact_url
+from ..tls import client_verify, describe_tls_error
 from .credentials import FILENAME as CREDENTIAL_FILENAME
 from .credentials import CredentialStore
 from .spool import Entry, Spool
@@ -67,7 +69,7 @@ def default_spool_dir(hub: str, node: str) -> Path:
     return base / "gpufleet" / "spool" / f"{safe_node}-{digest}"
 
 
-def agent_url_for(listen: tuple[str, int]) -> str | None:
+def agent_url_for(listen: tuple[str, int], scheme: str = "http") -> str | None:
     """Where the hub can reach this agent's HTTP server, or None when that is not known up front."""
     host, port = listen
     if port == 0:  # ephemeral port: only known after bind; the caller may set Pusher.agent_url
@@ -76,7 +78,7 @@ def agent_url_for(listen: tuple[str, int]) -> str | None:
         host = socket.gethostname()
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 # ---- the pusher -------------------------------------------------------------------------------
@@ -102,6 +104,7 @@ class Pusher:
         timeout: float = 10.0,
         idle_wait: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.hub = normalize_hub_url(hub)
         self.node = node
@@ -124,12 +127,14 @@ class Pusher:
             headers={"User-Agent": f"gpufleet-agent/{__version__}"},
             follow_redirects=False,  # a redirect is a misconfigured --hub: say so, don't forward secrets
             transport=transport,
+            verify=verify,  # the system's CAs, or only --ca's
         )
+        self.verify = verify
         self._limit = self.batch_size  # halved while bisecting a batch the hub calls malformed
         self._max_body = max_body_bytes  # lowered for good by a 413
         self._attempts = 0  # consecutive failures, for backoff
         self._fresh_registration = False  # registered, no push accepted since
-        self._state = "starting"  # starting | up | down | unauthorized | refused | misconfigured | error
+        self._state = "starting"  # starting | up | down | tls | unauthorized | refused | misconfigured | error
         self._down_since: float | None = None
         self._backfilling = False
         self._dropped_reported = 0
@@ -245,7 +250,7 @@ class Pusher:
             resp = self._client.post(self.hub + PUSH_PATH, content=wire, headers=headers,
                                      **_timeout_kw(timeout))
         except httpx.HTTPError as e:
-            self._set_down(_describe(e))
+            self._unreachable(e)
             return self._backoff()
         code = resp.status_code
         seqs = [e.seq for e in batch]
@@ -328,7 +333,7 @@ class Pusher:
             resp = self._client.post(self.hub + REGISTER_PATH, json=body,
                                      headers={"Authorization": f"Bearer {self._token}"}, **_timeout_kw(timeout))
         except httpx.HTTPError as e:
-            self._set_down(_describe(e))
+            self._unreachable(e)
             return False
         if resp.status_code == 200:
             try:
@@ -397,6 +402,16 @@ class Pusher:
             if self._down_since is None:
                 self._down_since = time.monotonic()
         self._state = state
+
+    def _unreachable(self, e: httpx.HTTPError) -> None:
+        tls = describe_tls_error(e)
+        if tls is None:
+            self._set_down(_describe(e))
+            return
+        # Not an outage: retrying will not help until someone fixes --ca or --hub. Said once, loudly.
+        self.failed += 1
+        self._set_state("tls", logging.ERROR, "cannot talk to hub %s: %s; snapshots are kept in %s meanwhile",
+                        self._display, tls, self.spool.path)
 
     def _set_down(self, reason: str) -> None:
         self.failed += 1
@@ -475,8 +490,10 @@ def attach_pusher(service: AgentService, cfg: AgentConfig, **kwargs: object) -> 
     if httpx_log.level == logging.NOTSET:
         httpx_log.setLevel(logging.WARNING)  # httpx logs every request at INFO: one line per push
     spool = Spool(spool_dir)
+    scheme = "https" if cfg.tls_cert else "http"
     pusher = Pusher(hub, cfg.node, spool, credentials, token=cfg.token, labels=cfg.labels,
-                    agent_url=agent_url_for(cfg.listen), **kwargs)  # type: ignore[arg-type]
+                    agent_url=agent_url_for(cfg.listen, scheme), verify=client_verify(cfg.ca),
+                    **kwargs)  # type: ignore[arg-type]
     listener: Callable[[NodeSnapshot], None] = pusher.enqueue
     service.listeners.append(listener)
     pusher.start()

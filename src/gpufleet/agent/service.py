@@ -170,12 +170,17 @@ class AgentService:
 
     async def serve(self, ready: Callable[[str], None] | None = None) -> None:
         host, port = self.cfg.listen
+        ssl_ctx = None
+        if self.cfg.tls_cert is not None and self.cfg.tls_key is not None:
+            from ..tls import ServerTLS, server_context
+
+            ssl_ctx = server_context(ServerTLS(self.cfg.tls_cert, self.cfg.tls_key))
         try:
-            server = await httpserver.start(host, port, self.handle)
+            server = await httpserver.start(host, port, self.handle, ssl=ssl_ctx)
         except OSError as e:
             raise UserError(_bind_error(host, port, e)) from None
         bound = server.sockets[0].getsockname()
-        url = f"http://{_fmt_host(host)}:{bound[1]}"
+        url = f"{'https' if ssl_ctx else 'http'}://{_fmt_host(host)}:{bound[1]}"
         if ready:
             ready(url)  # first: a refused start (no --token for a new hub) must not say "serving"
         log.info("gpufleet agent %s serving %s/metrics (node %s; %s)", __version__, url, self.cfg.node,

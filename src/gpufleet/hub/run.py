@@ -6,6 +6,7 @@ import errno
 import logging
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import UserError
 from .app import create_app
@@ -70,11 +71,15 @@ def serve(hub: Hub, sock: socket.socket, announce: Callable[[str], None],
     import uvicorn
 
     app = create_app(hub, load_extensions(hub))
+    tls: dict[str, Any] = {}
+    if hub.opts.tls_cert is not None and hub.opts.tls_key is not None:
+        tls = {"ssl_certfile": str(hub.opts.tls_cert), "ssl_keyfile": str(hub.opts.tls_key)}
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, **tls)
     server = uvicorn.Server(config)
     host, port = sock.getsockname()[:2]
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    scheme = "https" if tls else "http"
+    url = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
     announce(url)
     # The store's catalogue and the fleet's snapshots are many long-lived objects: moving
     # what exists at start-up out of the collector's sight keeps full GC passes short.
