@@ -18,19 +18,18 @@ def make_private(path: Path) -> None:
 
     The hub's databases hold process tables, user names and credential hashes. SQLite gives
     its -wal and -shm files the mode of the database file, so a 0600 database keeps them 0600.
+    An existing file is never opened here: closing any descriptor of a database drops this
+    process's POSIX locks on it, which other connections (alerts, audit) rely on.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
-    try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode != PRIVATE_FILE:
-            os.fchmod(fd, PRIVATE_FILE)
-    finally:
-        os.close(fd)
-    for side in ("-wal", "-shm", "-journal"):
-        extra = path.with_name(path.name + side)
+    if not path.exists():
         try:
-            if stat.S_IMODE(extra.stat().st_mode) != PRIVATE_FILE:
-                os.chmod(extra, PRIVATE_FILE)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE))
+        except FileExistsError:
+            pass  # another process created it meanwhile: tightened below
+    for f in (path, *(path.with_name(path.name + side) for side in ("-wal", "-shm", "-journal"))):
+        try:
+            if stat.S_IMODE(f.stat().st_mode) != PRIVATE_FILE:
+                os.chmod(f, PRIVATE_FILE)
         except FileNotFoundError:
             pass
 
