@@ -79,8 +79,11 @@ class SeriesIndex:
         for rec in scan.records:
             self._apply_raw(rec)
         from_log = self._known()
+        self._snap_trouble = check_snapshot(self.snap_path)
+        if self._snap_trouble:  # a derived copy: set it aside, a new one is written after open
+            os.replace(self.snap_path, self.snap_path + ".corrupt")
         snap = read_snapshot_counts(self.snap_path)
-        self._snap_known = snap if snap is not None else (0, 0)
+        self._snap_known = snap if snap is not None else (-1, -1)
         trouble = f"damaged ({scan.describe()})" if scan.damaged else ""
         if snap is not None and (self.node_names.count(None) or self.series.count(None)
                                  or len(self.node_names) < snap[0] or len(self.series) < snap[1]):
@@ -99,6 +102,9 @@ class SeriesIndex:
 
     def report(self, used_nodes: int, used_series: int) -> None:
         """Reserve the ids the store's data uses and say, once, what the index could not name."""
+        if self._snap_trouble and self._on_damage is not None:
+            self._on_damage(f"series snapshot {self.snap_path} is damaged ({self._snap_trouble}); set aside as "
+                            f"{SNAPSHOT}.corrupt and written again from the series index (nothing lost)")
         self.lost_nodes = sum(1 for n in self.node_names[:used_nodes] if n is None) + max(0, used_nodes - len(self.node_names))
         self.lost_series = sum(1 for x in self.series[:used_series] if x is None) + max(0, used_series - len(self.series))
         self._grow(used_nodes - 1, used_series - 1)
