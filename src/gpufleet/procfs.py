@@ -344,7 +344,3 @@ def parse_status_uid(data: bytes) -> int | None:
                 return int(parts[1])
             return None
     return None
-
-
-def list_pids(procfs: str) -> list[int]:
-    return [int(n) for n in os.listdir(procfs) if n.isdigit()]
