@@ -123,7 +123,7 @@ class Hub:
         self._lags: deque[tuple[float, float]] = deque(maxlen=4096)
         self._dirty: set[str] = set()
         self.series_caches: dict[str, SeriesCache] = {}
-        self.scrape_states: dict[str, Any] = {}  # per target: counters from the previous scrape
+        self.scrape_states: dict[str, Any] = {}  # per target URL: what its scrapes remember
         self.started = time.time()
         self.jobs = Jobs()
         for job in JOBS:
@@ -485,7 +485,7 @@ class Hub:
     async def _scrape(self, target: Any, client: Any) -> None:
         from .scrape import ScrapeError, ScrapeState, scrape_async
 
-        state = self.scrape_states.setdefault(target.key, ScrapeState(node=target.node))
+        state = self.scrape_states.setdefault(target.url, ScrapeState(node=target.node))
         try:
             snap = await scrape_async(target, client, state=state)
         except ScrapeError as e:

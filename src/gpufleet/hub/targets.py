@@ -66,16 +66,12 @@ class Target:
 
     @property
     def url(self) -> str:
+        """What is scraped, and the target's identity (stable across reloads while the file keeps it)."""
         return f"{self.scheme}://{self.address}{self.path}"
 
     @property
     def base_url(self) -> str:
         return f"{self.scheme}://{self.address}"
-
-    @property
-    def key(self) -> str:
-        """Identity of the scrape: stable across reloads while the file keeps the entry."""
-        return self.url
 
     @property
     def host(self) -> str:

@@ -18,7 +18,7 @@ class ScrapeError(Exception):
 
 @dataclass(slots=True)
 class ScrapeState:
-    """What one target's scrapes remember between runs; the hub keeps one per Target.key."""
+    """What one target's scrapes remember between runs; the hub keeps one per Target.url."""
 
     node: str = ""  # the target's node name, for the exported metrics
     kind: str | None = None  # detected exporter kind (for kind: auto)
