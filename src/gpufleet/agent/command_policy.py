@@ -44,7 +44,7 @@ def matches(argv: list[str], words: tuple[str, ...]) -> bool:
     fixed = words[:-1] if rest_any else words
     if len(argv) < len(fixed) or (not rest_any and len(argv) != len(fixed)):
         return False
-    return all(fnmatchcase(a, w) for a, w in zip(argv, fixed))
+    return all(fnmatchcase(a, w) for a, w in zip(argv, fixed, strict=False))  # argv may run on past a last `*`
 
 
 def allowed(argv: list[str], patterns: list[tuple[str, ...]]) -> bool:

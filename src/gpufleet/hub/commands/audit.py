@@ -86,7 +86,7 @@ class AuditLog:
                 f"SELECT {COLUMNS} FROM command_audit WHERE at >= ? AND at < ? ORDER BY seq", (since, until)
             ).fetchall()
             ids = sorted({r[2] for r in rows})
-            extra: list[tuple] = []
+            extra: list[tuple[Any, ...]] = []
             for i in range(0, len(ids), 500):  # the rest of runs started just before `since`
                 chunk = ids[i:i + 500]
                 marks = ",".join("?" * len(chunk))
@@ -94,7 +94,7 @@ class AuditLog:
                     f"SELECT {COLUMNS} FROM command_audit WHERE run_id IN ({marks}) AND (at < ? OR at >= ?)",
                     (*chunk, since, until)).fetchall()
         runs: dict[str, dict[str, Any]] = {}
-        for seq, at, run_id, event, who, node, argv, status, code, duration, detail in sorted(extra + rows):
+        for _seq, at, run_id, event, who, node, argv, status, code, duration, detail in sorted(extra + rows):
             run = runs.setdefault(run_id, {"id": run_id, "at": at, "who": None, "argv": None, "status": None,
                                            "selector": None, "nodes": [], "timeout": None, "results": [],
                                            "cancelled_by": None})

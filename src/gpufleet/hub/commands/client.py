@@ -84,7 +84,8 @@ class HubClient:
 
 def events(resp: http.client.HTTPResponse) -> Iterator[tuple[str, Any]]:
     """(event, data) pairs of a server-sent event stream."""
-    event, data = "message", []
+    event = "message"
+    data: list[str] = []
     while True:
         try:
             raw = resp.readline()
