@@ -28,6 +28,7 @@ DELIVERY_WINDOW = 60.0  # seconds a signed command may wait to be fetched; also 
 RESULT_GRACE = 15.0  # beyond the timeout, for the agent to kill, report and the post to arrive
 POLL_FRESH = 40.0  # a node that polled this recently counts as fetching commands
 KEEP_DONE = 3600.0  # finished runs stay readable this long (the audit log keeps them for good)
+MAX_HELD_OUTPUT = 256 * 1024 * 1024  # output held for finished runs; the oldest go first beyond it
 SUCCESS = "ok"
 CLOSED: dict[str, Any] = {"closed": True}  # in a watcher's queue: the hub is exiting
 FINAL = ("ok", "failed", "timeout", "refused", "error", "cancelled", "unavailable", "lost")
@@ -48,6 +49,7 @@ class Run:
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     cancelled: bool = False
     finished: float | None = None
+    output_bytes: int = 0
     watchers: list[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=list)
 
     @property
@@ -74,6 +76,7 @@ class Dispatcher:
         self._last_poll: dict[str, float] = {}  # node -> monotonic time its last poll ended
         self._sent: dict[tuple[str, str], str] = {}  # (run id, node) -> nonce handed out
         self.closing = False
+        self.held_output = 0  # characters of output held by runs in memory
 
     # ---- nodes' side ---------------------------------------------------------------------
 
@@ -178,6 +181,8 @@ class Dispatcher:
                   "stderr": body.get("stderr", ""), "stdout_bytes": body.get("stdout_bytes"),
                   "stderr_bytes": body.get("stderr_bytes"), "reason": body.get("reason")}
         run.results[node] = result
+        run.output_bytes += len(result["stdout"] or "") + len(result["stderr"] or "")
+        self.held_output += len(result["stdout"] or "") + len(result["stderr"] or "")
         self.audit.result(run.id, node, result)
         for q in run.watchers:
             q.put_nowait(result)
@@ -196,7 +201,16 @@ class Dispatcher:
                                              "in time (agent restarted or connection lost)"})
             self._advance(run)
             if run.finished is not None and now - run.finished > KEEP_DONE:
-                del self.runs[run.id]
+                self._forget(run)
+        # A 1,000-node run can bring back 128 MB of output: bound what finished runs hold.
+        for run in sorted((r for r in self.runs.values() if r.finished is not None), key=lambda r: r.finished or 0):
+            if self.held_output <= MAX_HELD_OUTPUT:
+                break
+            self._forget(run)
+
+    def _forget(self, run: Run) -> None:
+        del self.runs[run.id]
+        self.held_output -= run.output_bytes
 
     def watch(self, run: Run) -> asyncio.Queue[dict[str, Any] | None]:
         """A queue of this run's results: those already in, then each as it arrives, then None."""
