@@ -21,10 +21,11 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # httpx logs every request at INFO: pushes, scrapes, remote write and notifications would
-    # fill the log. Our own code logs what goes wrong; --log-level debug shows each request.
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.NOTSET if level.lower() == "debug" else logging.WARNING)
+    # httpx logs every request, whole URL included (webhook paths, remote-write keys), at INFO
+    # and DEBUG: its loggers stay at WARNING, and every URL in a log line is redacted.
+    from .logredact import install
+
+    install()
 
 
 class _LazyGroup(click.Group):
