@@ -93,3 +93,14 @@ def test_repair_refuses_a_store_in_use(tmp_path) -> None:
     finally:
         s.close()
     assert r.returncode == 2 and "open in another process" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_second_hub_on_a_store_in_use_exits_2_with_one_line(tmp_path) -> None:
+    data = _hub_data(tmp_path)
+    s = TimeSeriesStore(str(data / "tsdb"))  # as a running hub holds it
+    try:
+        r = gpufleet("hub", "--data", str(data), "--listen", "127.0.0.1:0")
+    finally:
+        s.close()
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "is open in another process" in r.stderr and r.stderr.strip().count("\n") == 0

@@ -11,17 +11,25 @@ Public API::
     store.latest(node) -> (ts, {SeriesKey: value}) | None
     store.series(metric=None, matchers=()) -> list[dict[str, str]]
     store.stats() -> dict
+    store.verify_blocks() -> int                              # check every block's frames now
+    store.damage -> list[str]                                 # what was set aside since open
     store.close()
 
 * ``SeriesKey`` = ``(metric, ((label, value), ...))`` with labels sorted by name.
   A series is identified by (node, key); results carry ``__name__`` and, unless
   the key has its own, a ``node`` label.
 * ``values`` may hold NaN for "absent" (not stored); inf, wrong lengths, duplicate
-  keys and non-increasing timestamps raise ``ValueError``.  A push whose ts is at
+  keys, non-increasing timestamps and timestamps before 1970 or more than
+  ``max_future_s`` (1 h) ahead of the host's clock raise ``ValueError``.  A push whose ts is at
   or before the node's last stored ts is dropped (idempotent retries).
 * Appends are written to the WAL with one ``os.write`` before returning, so a
   ``kill -9`` loses nothing that ``append`` returned for; torn WAL tails are
   ignored on recovery.  ``flush()`` adds fsync for power loss.
+* Damage never keeps a store from opening: a damaged file or record is set
+  aside (``.corrupt``) with one error line on the ``gpufleet.store`` logger
+  saying what was lost, and the rest is served (``formats`` lists the file
+  format versions; a newer one raises ``StoreFormatError``).  Files are 0600,
+  directories 0700.
 * ``query_range`` bins are ``[start + i*step, start + (i+1)*step)`` for
   ``start + i*step <= end``; empty bins are omitted.  It reads the coarsest of
   raw / 1 m / 1 h that gives >= 1 point per step and whose retention reaches
@@ -37,7 +45,9 @@ Public API::
 """
 from __future__ import annotations
 
+from .formats import StoreFormatError, StoreInUse
 from .tsdb import SeriesResult, TimeSeriesStore
 from .types import HOUR, MINUTE, RAW, Matcher, SeriesKey, StoreOptions
 
-__all__ = ["TimeSeriesStore", "Matcher", "SeriesKey", "SeriesResult", "StoreOptions", "RAW", "MINUTE", "HOUR"]
+__all__ = ["TimeSeriesStore", "Matcher", "SeriesKey", "SeriesResult", "StoreOptions", "StoreFormatError",
+           "StoreInUse", "RAW", "MINUTE", "HOUR"]

@@ -12,6 +12,7 @@ NaN never reaches the codec: absence is carried by a presence bitmap.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -184,8 +185,8 @@ def encode_columns(m: np.ndarray) -> list[bytes]:
         dec[good] = d
         ints[:, good] = r[:, ok].astype(np.int64)
         und = und[~ok]
-    for j in np.flatnonzero(dec < 0):
-        out[j] = encode(m[:, j])  # XOR fallback, rare
+    for k in np.flatnonzero(dec < 0).tolist():
+        out[k] = encode(m[:, k])  # XOR fallback, rare
     icols = np.flatnonzero(dec >= 0)
     if icols.size:
         iv = ints[:, icols]
@@ -210,8 +211,8 @@ def encode_columns(m: np.ndarray) -> list[bytes]:
                 wsel = np.flatnonzero(widths == w)
                 if wsel.size == 0:
                     continue
-                planes = np.ascontiguousarray(z[:, wsel].astype(_UINT[w]).T)  # k x nb
-                planes = planes.view(np.uint8).reshape(wsel.size, nb, w).transpose(0, 2, 1).tobytes()
+                narrow = np.ascontiguousarray(z[:, wsel].astype(_UINT[w]).T)  # k x nb
+                planes = narrow.view(np.uint8).reshape(wsel.size, nb, w).transpose(0, 2, 1).tobytes()
                 span = nb * w
                 for c, local in enumerate(wsel.tolist()):
                     j = int(icols[sel[local]])
@@ -222,7 +223,7 @@ def encode_columns(m: np.ndarray) -> list[bytes]:
     return out  # type: ignore[return-value]
 
 
-def decode_columns(bufs: list[bytes | memoryview], n: int) -> np.ndarray:
+def decode_columns(bufs: Sequence[bytes | memoryview], n: int) -> np.ndarray:
     """Decode several columns of length n at once into an n x len(bufs) matrix.
 
     Columns sharing (decimals, width, order) are unshuffled, unzigzagged and

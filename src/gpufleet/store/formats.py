@@ -128,5 +128,5 @@ def make_private(root: str) -> None:
                 pass
 
 
-class StoreInUse(RuntimeError):
-    """The store directory is locked by another process."""
+class StoreInUse(OSError):
+    """The store directory is locked by another process (an OSError, like the lock that failed)."""
