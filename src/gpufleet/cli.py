@@ -130,6 +130,8 @@ def _hub_options(f: Any) -> Any:
         click.option("--min-free-space", default=None, envvar="GPUFLEET_MIN_FREE_SPACE",
                      help="stop writing (pushes get 503, agents spool) when the data disk has less free: "
                           "e.g. 500MiB, 2GiB, 5%  [default: 1GiB or 5%, whichever is smaller]"),
+        click.option("--show-command-lines", is_flag=True, envvar="GPUFLEET_SHOW_COMMAND_LINES",
+                     help="show processes' command lines to every viewer (default: admins only)"),
         click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), envvar="GPUFLEET_TLS_CERT",
                      help="serve HTTPS with this PEM certificate (chain); needs --tls-key"),
         click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GPUFLEET_TLS_KEY",
@@ -164,7 +166,7 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Any, Any]:
     opts = HubOptions(
         min_free_space=floor,
         data=kw["data"], targets=kw["targets"], remote_write=kw["remote_write"], history=kw["history"],
-        rules=kw["rules"], notify=kw["notify"],
+        rules=kw["rules"], notify=kw["notify"], show_command_lines=kw["show_command_lines"],
         down_after=_duration(kw, "down_after"),
         retention={"raw": _duration(kw, "retention_raw"), "1m": _duration(kw, "retention_1m"),
                    "1h": _duration(kw, "retention_1h")},

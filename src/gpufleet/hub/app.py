@@ -23,6 +23,7 @@ from ..syntax import Matcher, parse_matcher
 from .auth import Policy, Role, agent, declare, public, require
 from .auth.open import OpenAccess
 from .auth.policy import LoginRequired
+from .cmdlines import may_see
 from .extensions import Extension
 from .register import MAX_BODY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_agent_url, check_labels
 from .sd import sd_groups
@@ -166,22 +167,25 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
         return v.describe()
 
     @app.get("/api/v1/nodes/{name}/snapshot", tags=["fleet"], dependencies=[VIEWER])
-    def node_snapshot(name: str) -> Response:
-        """The node's latest snapshot (schema: docs/snapshot.md)."""
+    def node_snapshot(name: str, request: Request) -> Response:
+        """The node's latest snapshot (schema: docs/snapshot.md); command lines only for admins
+        unless the hub runs with --show-command-lines."""
         v = hub.node(name)
         if v is None:
             raise HTTPException(404, f"unknown node {name!r}")
-        data = hub.fleet.full_json(v)
+        data = hub.fleet.full_json(v, commands=may_see(request, hub.opts.show_command_lines))
         if data is None:
             raise HTTPException(404, f"node {name!r} has sent no data yet")
         return Response(data, media_type="application/json")
 
     @app.get("/api/v1/snapshots", tags=["fleet"], dependencies=[VIEWER])
-    def snapshots(processes: bool = Query(False, description="include each host's full process table")) -> Response:
+    def snapshots(request: Request,
+                  processes: bool = Query(False, description="include each host's full process table")) -> Response:
         """The latest snapshot of every node in one call (without host process tables unless asked)."""
         parts = []
+        commands = may_see(request, hub.opts.show_command_lines)
         for _, v in sorted(hub.fleet.nodes.items()):
-            data = hub.fleet.full_json(v) if processes else hub.fleet.summary_json(v)
+            data = hub.fleet.full_json(v, commands) if processes else hub.fleet.summary_json(v, commands)
             if data is not None:
                 parts.append(data)
         return Response(b'{"snapshots":[' + b",".join(parts) + b"]}", media_type="application/json")

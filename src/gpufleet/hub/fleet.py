@@ -26,6 +26,9 @@ class NodeView:
     snapshot: NodeSnapshot | None = None
     json: bytes | None = None  # the latest snapshot as JSON, as pushed or encoded once on demand
     summary_json: bytes | None = None  # the same without the host process table
+    bare_of: NodeSnapshot | None = None  # the snapshot bare_json/bare_summary were made from
+    bare_json: bytes | None = None  # full and summary JSON without command lines (cmdlines.py)
+    bare_summary: bytes | None = None
     last_seen: float | None = None  # hub clock: when data last arrived
     interval: float = DEFAULT_INTERVAL
     status: str = "down"
@@ -123,18 +126,36 @@ class Fleet:
             out[v.status] = out.get(v.status, 0) + 1
         return out
 
-    def summary_json(self, v: NodeView) -> bytes | None:
+    def summary_json(self, v: NodeView, commands: bool = True) -> bytes | None:
         """The snapshot without the host process table: what overview pages need."""
         if v.snapshot is None:
             return None
+        if not commands:
+            return self._bare(v)[1]
         if v.summary_json is None:
             snap = v.snapshot
             v.summary_json = to_json(msgspec.structs.replace(snap, processes=[]) if snap.processes else snap)
         return v.summary_json
 
-    def full_json(self, v: NodeView) -> bytes | None:
+    def full_json(self, v: NodeView, commands: bool = True) -> bytes | None:
+        """The whole snapshot; with `commands=False`, every command line emptied (cmdlines.py)."""
         if v.snapshot is None:
             return None
+        if not commands:
+            return self._bare(v)[0]
         if v.json is None:
             v.json = to_json(v.snapshot)
         return v.json
+
+    def _bare(self, v: NodeView) -> tuple[bytes, bytes]:
+        """Made once per snapshot, on the first request that needs it."""
+        from .cmdlines import without_commands
+
+        snap = v.snapshot
+        assert snap is not None
+        if v.bare_of is not snap or v.bare_json is None or v.bare_summary is None:
+            bare = without_commands(snap)
+            full, summary = to_json(bare), to_json(msgspec.structs.replace(bare, processes=[]))
+            v.bare_json, v.bare_summary, v.bare_of = full, summary, snap
+            return full, summary
+        return v.bare_json, v.bare_summary

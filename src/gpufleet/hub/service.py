@@ -68,6 +68,7 @@ class HubOptions:
     rules: Path | None = None  # user alert rules (YAML); default DATA/alerts.yaml
     notify: Path | None = None  # notification routes (YAML); default DATA/notify.yaml
     min_free_space: Floor = field(default_factory=Floor)  # stop writing below this much free space
+    show_command_lines: bool = False  # command lines for every viewer, not only admins (cmdlines.py)
     tls_cert: Path | None = None  # serve HTTPS (hub/run.py); the session cookie is Secure then
     tls_key: Path | None = None
 

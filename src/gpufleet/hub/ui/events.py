@@ -48,6 +48,7 @@ class Subscriber:
     node: str | None = None
     users: bool = False
     user: str | None = None
+    commands: bool = True  # may this page see command lines (hub/cmdlines.py)
     queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
     resyncs: int = 0
 
@@ -119,9 +120,9 @@ class Broker:
                     return [m for s, m in self._recent if s > seq]
         return [self.full_message()]
 
-    def node_message(self, name: str) -> bytes | None:
+    def node_message(self, name: str, commands: bool = True) -> bytes | None:
         v = self.hub.fleet.nodes.get(name)
-        data = self.hub.fleet.full_json(v) if v is not None else None
+        data = self.hub.fleet.full_json(v, commands) if v is not None else None
         if data is None:
             return None
         return sse("node", data)
@@ -137,11 +138,11 @@ class Broker:
         rows = users_table(self.hub.fleet.nodes.values())
         return sse("users", _enc.encode({"t": time.time(), "users": rows}))
 
-    def user_message(self, user: str) -> bytes:
+    def user_message(self, user: str, commands: bool = True) -> bytes:
         views = list(self.hub.fleet.nodes.values())
         summary = next((r for r in users_table(views) if r["user"] == user), None)
         return sse("user", _enc.encode({"t": time.time(), "user": user, "summary": summary,
-                                        "placements": placements(views, user)}))
+                                        "placements": placements(views, user, commands=commands)}))
 
     # ---- publishing ------------------------------------------------------------------------------
 
@@ -159,13 +160,13 @@ class Broker:
         msg = sse("fleet", data, f"{self.epoch}.{self.seq}")
         self._recent.append((self.seq, msg))
         users_msg: bytes | None = None
-        user_msgs: dict[str, bytes] = {}
+        user_msgs: dict[tuple[str, bool], bytes] = {}
         for sub in list(self.subs):
             if sub.fleet:
                 sub.put(msg)
             if sub.node is not None:
                 if sub.node in new_data:
-                    m = self.node_message(sub.node)
+                    m = self.node_message(sub.node, sub.commands)
                     if m:
                         sub.put(m)
                 if sub.node in new_status:
@@ -177,9 +178,10 @@ class Broker:
                     users_msg = self.users_message()
                 sub.put(users_msg)
             if sub.user is not None:
-                if sub.user not in user_msgs:
-                    user_msgs[sub.user] = self.user_message(sub.user)
-                sub.put(user_msgs[sub.user])
+                key = (sub.user, sub.commands)
+                if key not in user_msgs:
+                    user_msgs[key] = self.user_message(sub.user, sub.commands)
+                sub.put(user_msgs[key])
 
     def subscribe(self, sub: Subscriber) -> Subscriber:
         self.subs.add(sub)

@@ -18,6 +18,7 @@ from ...catalogue import BY_SCOPE
 from ..auth import Policy, Role, declare, public, require
 from .assets import MISSING_HINT, STATIC, TEMPLATES, UPLOT_FILES, static_version
 from .events import CLOSE, RESYNC, Subscriber, sse
+from ..cmdlines import may_see
 from .users import placements, users_table
 
 if TYPE_CHECKING:
@@ -54,6 +55,9 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
     version = static_version()
 
+    def commands(request: Request) -> bool:
+        return may_see(request, hub.opts.show_command_lines)
+
     def has_alerts() -> bool:
         return any(getattr(r, "path", None) == ALERTS_API for r in app.routes)
 
@@ -83,7 +87,7 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
         initial = {"node": v.describe(), "snapshot": None, "ranges": RANGES,
                    "catalogue": {"node": _catalogue("node"), "gpu": _catalogue("gpu")}}
         return page(request, "node.html", title=name, nav="fleet", name=name, view=v,
-                    initial=_with_snapshot(initial, v.json))
+                    initial=_with_snapshot(initial, hub.fleet.full_json(v, commands(request))))
 
     @app.get("/nodes/{name}/gpus/{index}", include_in_schema=False, dependencies=[VIEWER])
     async def gpu_page(request: Request, name: str, index: int) -> HTMLResponse:
@@ -95,7 +99,7 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
         initial = {"node": v.describe(), "gpu": index, "ranges": RANGES,
                    "catalogue": {"gpu": _catalogue("gpu"), "mig": _catalogue("mig")}}
         return page(request, "gpu.html", title=f"{name} · GPU {index}", nav="fleet", name=name, index=index,
-                    initial=_with_snapshot(initial, v.json))
+                    initial=_with_snapshot(initial, hub.fleet.full_json(v, commands(request))))
 
     @app.get("/users", include_in_schema=False, dependencies=[VIEWER])
     async def users_page(request: Request) -> HTMLResponse:
@@ -109,7 +113,7 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
         known = sorted({r["user"] for r in rows} | {user})
         initial = {"user": user, "users": known, "ranges": RANGES, "t": time.time(),
                    "summary": next((r for r in rows if r["user"] == user), None),
-                   "placements": placements(hub.fleet.nodes.values(), user)}
+                   "placements": placements(hub.fleet.nodes.values(), user, commands=commands(request))}
         return page(request, "user.html", title=f"User {user}", nav="users", user=user,
                     initial=_script_json(initial))
 
@@ -140,7 +144,8 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
     ) -> StreamingResponse:
         """Server-Sent Events for live pages: the first `fleet` event is the full state (or the
         missed deltas), later ones carry only what changed. A `ping` event every 10 s."""
-        sub = broker.subscribe(Subscriber(fleet=fleet, node=node, users=users, user=user))
+        sub = broker.subscribe(Subscriber(fleet=fleet, node=node, users=users, user=user,
+                                          commands=commands(request)))
         last_id = request.headers.get("last-event-id") or since
 
         async def stream() -> Any:
@@ -151,13 +156,13 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
                     for m in broker.initial(last_id):
                         yield m
                 if node is not None:
-                    for m in (broker.status_message(node), broker.node_message(node)):
+                    for m in (broker.status_message(node), broker.node_message(node, sub.commands)):
                         if m:
                             yield m
                 if users:
                     yield broker.users_message()
                 if user is not None:
-                    yield broker.user_message(user)
+                    yield broker.user_message(user, sub.commands)
                 while True:
                     try:
                         msg = await asyncio.wait_for(sub.queue.get(), timeout=PING)
@@ -169,7 +174,7 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
                     if msg is RESYNC:
                         msg = broker.full_message() if fleet else b""
                         if node is not None:
-                            msg += broker.node_message(node) or b""
+                            msg += broker.node_message(node, sub.commands) or b""
                         if not msg:
                             continue
                     yield msg

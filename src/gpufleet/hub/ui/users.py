@@ -27,8 +27,9 @@ def _owner_text(owner: Any) -> str:
     return ", ".join(parts)
 
 
-def placements(views: Iterable[NodeView], user: str | None = None) -> list[dict[str, Any]]:
-    """One row per GPU process (of `user`, or everyone's): node, GPU, pid, memory, owner."""
+def placements(views: Iterable[NodeView], user: str | None = None, *, commands: bool = True) -> list[dict[str, Any]]:
+    """One row per GPU process (of `user`, or everyone's): node, GPU, pid, memory, owner; the
+    command line only when `commands` (see hub/cmdlines.py)."""
     rows = []
     for v in views:
         snap = v.snapshot
@@ -42,7 +43,7 @@ def placements(views: Iterable[NodeView], user: str | None = None) -> list[dict[
                 rows.append({
                     "user": name, "node": v.name, "gpu": g.index, "pid": p.pid, "memory": p.memory_bytes,
                     "util": g.values.get("utilization_ratio"), "owner": _owner_text(p.owner),
-                    "command": p.command[:200], "model": g.model, "mig": p.gpu_instance,
+                    "command": p.command[:200] if commands else "", "model": g.model, "mig": p.gpu_instance,
                 })
     return rows
 
