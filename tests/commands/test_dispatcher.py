@@ -83,3 +83,25 @@ def test_finished_runs_holding_too_much_output_are_dropped_oldest_first(d: Dispa
         ids.append(run.id)
     d.sweep()
     assert list(d.runs) == ids[2:] and d.held_output == 1000
+
+
+def test_a_message_never_fetched_makes_the_node_unavailable_at_expiry(d: Dispatcher) -> None:
+    _fetching(d, "a")
+    run = d.start("alice", ["true"], ["a"], 30, 1, {})
+    d._mail["a"][0]["payload"]["expires_at"] = time.time() - 1  # as if 60 s had passed unfetched
+    d.sweep()
+    assert run.results["a"]["status"] == "unavailable" and "did not fetch" in run.results["a"]["reason"]
+    assert not _poll(d, "a")
+
+
+def test_a_held_poll_whose_agent_left_stops_counting_as_fetching(d: Dispatcher,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runs_mod, "GONE_CHECK", 0.05)
+
+    async def gone() -> bool:
+        return True
+
+    started = time.monotonic()
+    assert asyncio.run(d.next_for("a", 20, gone)) == []
+    assert time.monotonic() - started < 5
+    assert not d.fetching("a")

@@ -142,7 +142,7 @@ def mount(app: FastAPI, ext: CommandsExtension) -> None:
         node = hub.authenticate(_bearer(request))
         if d.closing:
             raise HTTPException(503, "the hub is shutting down", headers={"Retry-After": "2"})
-        return {"messages": await d.next_for(node, wait)}
+        return {"messages": await d.next_for(node, wait, request.is_disconnected)}
 
     @app.post("/api/v1/commands/{run_id}/result", tags=["agents"], dependencies=[agent()])
     async def post_result(run_id: str, request: Request) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,8 @@ log = logging.getLogger("gpufleet.hub.commands")
 
 DELIVERY_WINDOW = 60.0  # seconds a signed command may wait to be fetched; also its expiry
 RESULT_GRACE = 15.0  # beyond the timeout, for the agent to kill, report and the post to arrive
-POLL_FRESH = 40.0  # a node that polled this recently counts as fetching commands
+POLL_FRESH = 10.0  # a node whose poll ended this recently counts as fetching (agents re-poll at once)
+GONE_CHECK = 2.0  # seconds between checks that a held poll's client is still there
 KEEP_DONE = 3600.0  # finished runs stay readable this long (the audit log keeps them for good)
 MAX_HELD_OUTPUT = 256 * 1024 * 1024  # output held for finished runs; the oldest go first beyond it
 SUCCESS = "ok"
@@ -84,8 +86,13 @@ class Dispatcher:
         last = self._last_poll.get(node)
         return node in self._wake or (last is not None and time.monotonic() - last < POLL_FRESH)
 
-    async def next_for(self, node: str, hold: float) -> list[dict[str, Any]]:
-        """The node's waiting messages, waiting up to `hold` seconds for one to arrive."""
+    async def next_for(self, node: str, hold: float,
+                       gone: Callable[[], Awaitable[bool]] | None = None) -> list[dict[str, Any]]:
+        """The node's waiting messages, waiting up to `hold` seconds for one to arrive.
+
+        `gone` tells whether the client has disconnected: an agent that died while its poll was
+        held must stop counting as fetching within seconds, not when the hold ends.
+        """
         old = self._wake.pop(node, None)
         if old is not None:
             old.set()  # a newer poll of the same node replaces an older one (agent restart)
@@ -93,15 +100,22 @@ class Dispatcher:
             if not self._mail.get(node):
                 ev = self._wake[node] = asyncio.Event()
                 try:
-                    await asyncio.wait_for(ev.wait(), hold)
-                except asyncio.TimeoutError:
-                    pass
+                    end = time.monotonic() + hold
+                    while not ev.is_set() and (left := end - time.monotonic()) > 0:
+                        try:
+                            await asyncio.wait_for(ev.wait(), min(left, GONE_CHECK))
+                        except asyncio.TimeoutError:
+                            if gone is not None and await gone():
+                                self._last_poll.pop(node, None)
+                                return []  # nobody to answer; the messages stay for the next poll
                 finally:
                     if self._wake.get(node) is ev:
                         del self._wake[node]
-            return self._mail.pop(node, [])
-        finally:
             self._last_poll[node] = time.monotonic()
+            return self._mail.pop(node, [])
+        except BaseException:
+            self._last_poll.pop(node, None)
+            raise
 
     def _post(self, node: str, message: dict[str, Any]) -> None:
         self._mail.setdefault(node, []).append(message)
@@ -194,6 +208,15 @@ class Dispatcher:
     def sweep(self) -> None:
         """Once a second: nodes whose result never came back; forget long-finished runs."""
         now_m, now = time.monotonic(), time.time()
+        for node, mail in list(self._mail.items()):
+            expired = [m for m in mail if m["payload"]["expires_at"] < now]
+            if expired:  # never fetched: the agent is gone (it would refuse them now anyway)
+                self._mail[node] = [m for m in mail if m["payload"]["expires_at"] >= now]
+                for m in expired:
+                    run = self.runs.get(m["payload"]["id"])
+                    if run is not None and node in run.active and m["payload"]["kind"] == "run":
+                        self._finish(run, node, {"status": "unavailable", "reason": "the node did not fetch "
+                                                 "the command before it expired (agent gone?)"})
         for run in list(self.runs.values()):
             for node, deadline in list(run.active.items()):
                 if now_m > deadline:
