@@ -141,12 +141,12 @@ def test_ctrl_c_cancels_the_run(fleet: Fleet) -> None:
               "both agents running the command")
         started = time.monotonic()
         p.send_signal(signal.SIGINT)
-        stdout, stderr = p.communicate(timeout=20)
+        stdout, stderr = p.communicate(timeout=30)
     finally:
         if p.poll() is None:
             p.kill()
     assert p.returncode == 130
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 15
     assert stdout.count("  cancelled  ") == 2, stdout + stderr
     run = _audit_run(fleet, ["sleep", "120"])
     assert run["cancelled_by"] == run["who"]

@@ -114,7 +114,8 @@ def _follow(c: HubClient, run_id: str) -> list[dict[str, Any]]:
 
 def _stream(c: HubClient, run_id: str, results: list[dict[str, Any]], deadline: float | None = None) -> None:
     seen = {r["node"] for r in results}
-    with c.stream(c.path("api", "v1", "commands", run_id, "events")) as resp:
+    left = None if deadline is None else max(0.1, deadline - time.monotonic())
+    with c.stream(c.path("api", "v1", "commands", run_id, "events"), timeout=left) as resp:
         if resp.status != 200:
             raw = resp.read()
             try:

@@ -65,9 +65,10 @@ class HubClient:
             return resp.status, {"detail": raw.decode(errors="replace")[:300] or resp.reason}
 
     @contextmanager
-    def stream(self, path: str) -> Iterator[http.client.HTTPResponse]:
-        """A response read line by line (server-sent events); no read timeout: results take their time."""
-        conn = self._conn(None)
+    def stream(self, path: str, timeout: float | None = None) -> Iterator[http.client.HTTPResponse]:
+        """A response read line by line (server-sent events); by default no read timeout: results
+        take their time (the hub sends a keep-alive comment every 15 s)."""
+        conn = self._conn(timeout)
         try:
             try:
                 conn.request("GET", path, headers={**self._headers, "Accept": "text/event-stream"})
