@@ -46,7 +46,8 @@ class Masker:
     """Masks argv by patterns; compiled once, called once per new process."""
 
     def __init__(self, patterns: Iterable[str] = DEFAULT_PATTERNS) -> None:
-        flags, words = [], []
+        flags: list[str] = []
+        words: list[str] = []
         for p in check_patterns(patterns):
             (flags if p.startswith("-") else words).append(fnmatch.translate(p.lower()))
         self._flag = re.compile("|".join(flags)) if flags else None
