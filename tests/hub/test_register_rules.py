@@ -208,3 +208,17 @@ def test_old_database_is_upgraded(tmp_path: Path) -> None:
         assert st.tokens()[0]["uses_left"] == 1
     finally:
         st.close()
+
+
+def test_pushed_snapshot_labels_follow_the_same_rules(client: TestClient, hub: Hub) -> None:
+    from gpufleet.snapshot import to_json
+    from sample_snapshot import sample_snapshot
+
+    cred = _register(client, hub.state.create_token()).json()["credential"]
+    for labels in ({"bad-name": "x"}, {"__param_x": "1"}, {f"l{i}": "v" for i in range(65)}):
+        s = sample_snapshot("n1")
+        s.timestamp = 1000.0
+        s.labels = labels
+        r = client.post("/api/v1/push", content=b'{"snapshots":[' + to_json(s) + b"]}",
+                        headers={"Authorization": f"Bearer {cred}"})
+        assert r.status_code == 400 and "snapshots[0].labels" in r.json()["detail"], r.text

@@ -22,6 +22,7 @@ from .diskspace import Floor, FreeSpace
 from .extensions import Extension
 from .fleet import Fleet, NodeView
 from .jobs import Jobs
+from .register import check_labels
 from .state import HubState, RegisterRefused, scrub_own_secrets
 
 log = logging.getLogger("gpufleet.hub")
@@ -220,6 +221,12 @@ class Hub:
                 raise IngestError(400, f"snapshots[{i}].node is {s.node!r} but the credential belongs to {node!r}")
             if not math.isfinite(s.timestamp) or s.timestamp <= 0:
                 raise IngestError(400, f"snapshots[{i}].timestamp {s.timestamp!r} is not a valid Unix time")
+            if s.labels:
+                # The same rules as registration: these labels go on every stored and remote-written series.
+                try:
+                    check_labels(s.labels)
+                except ValueError as e:
+                    raise IngestError(400, f"snapshots[{i}].labels: {e}") from None
             out.append((s, bytes(raw)))
         return sorted(out, key=lambda pair: pair[0].timestamp)
 
