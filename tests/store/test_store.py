@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from gpufleet.store import Matcher, StoreOptions, TimeSeriesStore
+from gpufleet.store import Matcher, StoreInUse, StoreOptions, TimeSeriesStore
 
 T0 = 1_700_006_400.0  # a multiple of 86400, so windows start at T0
 
@@ -299,6 +299,22 @@ def test_crash_between_merge_and_source_delete_does_not_duplicate(tmp_path) -> N
 
 def test_second_open_of_same_directory_is_refused(tmp_path) -> None:
     s = TimeSeriesStore(str(tmp_path / "db"))
-    with pytest.raises(RuntimeError, match="another process"):
+    with pytest.raises(StoreInUse, match="another process"):
         TimeSeriesStore(str(tmp_path / "db"))
+    s.close()
+
+
+def test_a_push_of_only_absent_values_reads_the_same_after_a_cut_and_a_reopen(tmp_path) -> None:
+    """Found by test_store_model: such a node vanished from latest() once its head was cut."""
+    path = str(tmp_path / "db")
+    s = TimeSeriesStore(path)
+    keys = [k("util", gpu="0")]
+    assert s.append("n0", T0, keys, [math.nan]) == 0
+    assert s.latest("n0") == (T0, {})
+    s.maintain(T0 + 300, full=True)
+    assert s.latest("n0") == (T0, {})
+    s.close()
+    s = TimeSeriesStore(path)
+    assert s.latest("n0") == (T0, {})
+    assert s.append("n0", T0, keys, [1.0]) == 1  # the dedup clock survived too
     s.close()

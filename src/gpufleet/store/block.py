@@ -220,12 +220,14 @@ class BlockWriter:
 
     def finish(self) -> str | None:
         """Write the index, fsync, rename into place. Returns the path, or None if empty."""
-        if not self._nseries:
+        if not self._nodes:
             self._fh.close()
             os.unlink(self.tmp)
             return None
+        # A node whose pushes held only absent values still has rows (its push times):
+        # kept, so its dedup clock and latest() read the same after a cut as before.
         nodes = np.array(self._nodes, dtype=NODE_DT)
-        series = np.concatenate(self._series)
+        series = np.concatenate(self._series) if self._series else np.empty(0, SERIES_DT)
         order = np.argsort(series["sid"], kind="stable").astype("<u4")
         index = _enc.encode({
             "res": self.res, "window": self.window, "seq": self.seq, "sources": self.sources,
