@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gpufleet.store import TimeSeriesStore, formats
+from gpufleet.store.check import check_store
 from gpufleet.store.recordlog import scan_log
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "store"
@@ -45,6 +46,8 @@ def test_a_store_of_each_version_opens_with_all_its_samples(tmp_path, caplog, ve
     path = tmp_path / "db"
     shutil.copytree(FIXTURES / f"v{version}", path)
     caplog.set_level(logging.WARNING, logger="gpufleet.store")
+    report = check_store(str(path))  # store check reads every version, and an old one is no damage
+    assert not report.damaged and report.files >= 5
     _check(path)
     assert not caplog.records  # an older format is no damage
     # opened once, its logs are in the current format, and it opens again the same

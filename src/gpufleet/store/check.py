@@ -1,5 +1,9 @@
 """Verify a store without changing it (``gpufleet store check``), and repair it (``store repair``).
 
+``check`` takes no lock, so it may run beside the hub: a file the hub
+replaces meanwhile is skipped, and a WAL record being written is a torn tail,
+not damage.
+
 ``check`` reads every file the way opening would, but only reports: a
 damaged log record, a block whose index or frames fail their checksums or
 that holds impossible timestamps, a damaged series snapshot, series ids in
@@ -43,14 +47,16 @@ def check_store(path: str, options: StoreOptions | None = None) -> CheckReport:
                 out.notes.append(f"{full}: set aside earlier")
             if not name.endswith(".blk"):
                 continue
-            out.files += 1
             try:
                 b = Block(full)
             except formats.StoreFormatError:
                 raise
+            except FileNotFoundError:
+                continue  # merged or expired by a running hub while we looked
             except Exception as e:  # whatever a damaged index makes the reader raise
                 out.damaged.append(f"{full}: unreadable index ({type(e).__name__}: {e})")
                 continue
+            out.files += 1
             try:
                 why = b.verify()
                 if not why and (b.window < 0 or b.min_ts < 0 or b.min_ts > limit):
