@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import secrets
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -99,6 +100,10 @@ class HubState:
         self._db = connect(path, SCHEMA)
         self._lock = threading.Lock()
         self._migrate()
+        # Credential checks on every push read through their own connection: WAL lets them run
+        # beside a long write (saving 1,000 latest snapshots) instead of waiting for its lock.
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._read_lock = threading.Lock()
 
     def _migrate(self) -> None:
         for table, column, decl in ADDED_COLUMNS:
@@ -108,8 +113,14 @@ class HubState:
         self._db.executescript(INDEXES)
 
     def close(self) -> None:
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()
+
+    def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._read_lock:
+            return self._reader.execute(sql, args).fetchall()
 
     def _exec(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -130,12 +141,12 @@ class HubState:
 
     def token_problem(self, token: str, now: float | None = None) -> str | None:
         """None when `token` may register a node now, else why not (for the 401's message)."""
-        with self._lock:
-            return self._token_problem(token, now)
+        with self._read_lock:
+            return self._token_problem(token, now, self._reader)
 
-    def _token_problem(self, token: str, now: float | None) -> str | None:
-        rows = self._db.execute("SELECT revoked, uses_left, expires FROM tokens WHERE hash=?",
-                                (_hash(token),)).fetchall()
+    def _token_problem(self, token: str, now: float | None, db: sqlite3.Connection | None = None) -> str | None:
+        rows = (db or self._db).execute("SELECT revoked, uses_left, expires FROM tokens WHERE hash=?",
+                                        (_hash(token),)).fetchall()
         if not rows:
             return "unknown or revoked join token"
         revoked, uses_left, expires = rows[0]
@@ -219,7 +230,7 @@ class HubState:
 
     def credential_holder(self, credential: str) -> str | None:
         """The node a credential currently belongs to, if any (revoked ones belong to none)."""
-        rows = self._exec("SELECT name FROM nodes WHERE credential_hash=? AND revoked IS NULL",
+        rows = self._read("SELECT name FROM nodes WHERE credential_hash=? AND revoked IS NULL",
                           (_hash(credential),))
         return rows[0][0] if rows else None
 
