@@ -240,6 +240,10 @@ def test_401_on_push_registers_again(hub: FakeHub, tmp_path: Path, pushers: list
     assert p.stats()["registrations"] == 2
     stored = CredentialStore(tmp_path / "sp" / "credential.json").load(hub.url, "n1")
     assert stored in hub.credentials and stored not in old  # the new credential replaced the old on disk
+    # the first registration had no credential to show; the second shows the one the hub refused,
+    # so a hub that still knows it gives the node its name back (a join token alone would not)
+    assert "credential" not in hub.registrations[0]
+    assert hub.registrations[1]["credential"] in old
 
 
 def test_401_without_token_keeps_spooling(hub: FakeHub, tmp_path: Path, pushers: list[Pusher],
