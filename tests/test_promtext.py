@@ -13,11 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gpufleet.exposition import render
 from gpufleet.promtext import ParseError, parse, parse_exposition
+from conftest import FIXTURES as ALL_FIXTURES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sample_snapshot import sample_snapshot  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "exporters"
+FIXTURES = ALL_FIXTURES / "exporters"
 
 
 def _same_value(a: float, b: float) -> bool:

@@ -3,7 +3,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from realparts import agent, gpufleet
+
+pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
 
 def test_top_once_against_an_agent(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from gpufleet.snapshot import from_json
 from realparts import agent, gpufleet, prom_query, prometheus
 
+pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
+
 
 def test_endpoints(tmp_path: Path) -> None:
     with agent(tmp_path, "--simulate", "8xH100", "--interval", "0.5", "--node", "sim-a", "--label", "cluster=c1") as (_, url):

@@ -9,6 +9,8 @@ from gpufleet.backends.sim_profiles import profile_names
 from gpufleet.config import AgentConfig
 from realparts import promtool_check_metrics
 
+pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
+
 
 def _render(profile: str, compat: list[str], openmetrics: bool = False) -> bytes:
     svc = AgentService(AgentConfig(node="lint", simulate=profile, backend="sim", compat=compat))

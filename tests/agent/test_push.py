@@ -9,7 +9,7 @@ import secrets
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,6 +25,7 @@ from gpufleet.agent.spool import Spool
 from gpufleet.config import AgentConfig
 from gpufleet.errors import UserError
 from gpufleet.snapshot import NodeSnapshot, from_json
+from conftest import eventually
 
 TOKEN = "join-token-s3cret"
 FAST = dict(backoff_base=0.02, backoff_cap=0.1, idle_wait=0.05, timeout=2.0)
@@ -136,14 +137,6 @@ def hub() -> Iterator[FakeHub]:
     h.stop()
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-
-
 def snap(ts: float, node: str = "n1") -> NodeSnapshot:
     return NodeSnapshot(node=node, timestamp=ts, labels={"cluster": "c1"}, values={"load1": ts})
 
@@ -173,14 +166,14 @@ def test_register_then_push(hub: FakeHub, tmp_path: Path, pushers: list[Pusher])
     p.start()
     for i in range(3):
         p.enqueue(snap(float(i)))
-    wait_for(lambda: len(hub.timestamps()) == 3)
+    eventually(lambda: len(hub.timestamps()) == 3)
     assert hub.timestamps() == [0.0, 1.0, 2.0]
     assert hub.registrations == [{"node": "n1", "labels": {"cluster": "c1"}, "agent_url": "http://127.0.0.1:9401"}]
     # the push carries the node credential, never the join token; nothing secret in any URL
     pushes = [h for path, h in hub.requests if path == "/api/v1/push"]
     assert pushes and all(TOKEN not in h["Authorization"] for h in pushes)
     assert all("?" not in path for path, _ in hub.requests)
-    wait_for(lambda: p.stats()["backlog"] == 0)
+    eventually(lambda: p.stats()["backlog"] == 0)
     st = p.stats()
     assert st["pushed"] == 3 and st["hub_up"] == 1.0 and st["registrations"] == 1 and st["failed"] == 0
 
@@ -191,17 +184,17 @@ def test_hub_503_then_back_backfills_in_order(hub: FakeHub, tmp_path: Path, push
     pushers.append(p)
     p.start()
     p.enqueue(snap(0.0))
-    wait_for(lambda: len(hub.timestamps()) == 1)
+    eventually(lambda: len(hub.timestamps()) == 1)
     hub.status = 503
     with caplog.at_level(logging.INFO, "gpufleet.agent.push"):
         for i in range(1, 121):
             p.enqueue(snap(float(i)))
-        wait_for(lambda: p.stats()["failed"] >= 4)
+        eventually(lambda: p.stats()["failed"] >= 4)
         assert p.stats()["hub_up"] == 0.0 and p.stats()["backlog"] > 100
         hub.status = None
         for i in range(121, 126):
             p.enqueue(snap(float(i)))
-        wait_for(lambda: len(hub.timestamps()) == 126)
+        eventually(lambda: len(hub.timestamps()) == 126)
     assert hub.timestamps() == [float(i) for i in range(126)]  # no gap, no reordering
     batches = [h for path, h in hub.requests if path == "/api/v1/push"]
     assert len(batches) < 20  # backfilled in batches, not one request per snapshot
@@ -216,13 +209,13 @@ def test_hub_gone_then_restarted_on_same_port(hub: FakeHub, tmp_path: Path, push
     pushers.append(p)
     p.start()
     p.enqueue(snap(0.0))
-    wait_for(lambda: len(hub.timestamps()) == 1)
+    eventually(lambda: len(hub.timestamps()) == 1)
     hub.stop()  # connection refused from now on
     for i in range(1, 30):
         p.enqueue(snap(float(i)))
-    wait_for(lambda: p.stats()["failed"] >= 3)
+    eventually(lambda: p.stats()["failed"] >= 3)
     hub.start()
-    wait_for(lambda: len(hub.timestamps()) == 30)
+    eventually(lambda: len(hub.timestamps()) == 30)
     assert hub.timestamps() == [float(i) for i in range(30)]
     assert p.stats()["registrations"] == 1  # the credential is still good after the outage
 
@@ -232,11 +225,11 @@ def test_401_on_push_registers_again(hub: FakeHub, tmp_path: Path, pushers: list
     pushers.append(p)
     p.start()
     p.enqueue(snap(0.0))
-    wait_for(lambda: len(hub.timestamps()) == 1)
+    eventually(lambda: len(hub.timestamps()) == 1)
     old = dict(hub.credentials)
     hub.credentials.clear()  # the admin revoked the node
     p.enqueue(snap(1.0))
-    wait_for(lambda: len(hub.timestamps()) == 2)
+    eventually(lambda: len(hub.timestamps()) == 2)
     assert p.stats()["registrations"] == 2
     stored = CredentialStore(tmp_path / "sp" / "credential.json").load(hub.url, "n1")
     assert stored in hub.credentials and stored not in old  # the new credential replaced the old on disk
@@ -255,7 +248,7 @@ def test_401_without_token_keeps_spooling(hub: FakeHub, tmp_path: Path, pushers:
         p.start()
         for i in range(5):
             p.enqueue(snap(float(i)))
-        wait_for(lambda: p.stats()["failed"] >= 3)
+        eventually(lambda: p.stats()["failed"] >= 3)
     assert hub.timestamps() == []
     assert p.stats()["backlog"] == 5  # nothing lost: still spooled
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
@@ -272,9 +265,9 @@ def test_malformed_snapshot_dropped_others_delivered(hub: FakeHub, tmp_path: Pat
         p.enqueue(snap(float(i)))
     with caplog.at_level(logging.ERROR, "gpufleet.agent.push"):
         p.start()
-        wait_for(lambda: p.stats()["backlog"] == 0)
+        eventually(lambda: p.stats()["backlog"] == 0)
         p.enqueue(snap(10.0))
-        wait_for(lambda: len(hub.timestamps()) == 10)
+        eventually(lambda: len(hub.timestamps()) == 10)
     assert hub.timestamps() == [0.0, 1.0, 2.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
     assert p.stats()["rejected"] == 1
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
@@ -287,11 +280,11 @@ def test_hub_rejecting_everything_does_not_loop_forever(hub: FakeHub, tmp_path: 
     pushers.append(p)
     p.start()
     p.enqueue(snap(0.0))
-    wait_for(lambda: len(hub.timestamps()) == 1)  # registered and pushing
+    eventually(lambda: len(hub.timestamps()) == 1)  # registered and pushing
     hub.status = 400
     for i in range(1, 9):
         p.enqueue(snap(float(i)))
-    wait_for(lambda: p.stats()["backlog"] == 0)
+    eventually(lambda: p.stats()["backlog"] == 0)
     assert p.stats()["rejected"] == 8
 
 
@@ -302,7 +295,7 @@ def test_oversized_batch_is_split(hub: FakeHub, tmp_path: Path, pushers: list[Pu
     for i in range(30):
         p.enqueue(snap(float(i)))
     p.start()
-    wait_for(lambda: len(hub.timestamps()) == 30)
+    eventually(lambda: len(hub.timestamps()) == 30)
     assert hub.timestamps() == [float(i) for i in range(30)]
     assert p.stats()["rejected"] == 0
 
@@ -311,7 +304,7 @@ def test_credential_file_private_and_reused_after_restart(hub: FakeHub, tmp_path
     p = make_pusher(hub, tmp_path / "sp")
     p.start()
     p.enqueue(snap(0.0))
-    wait_for(lambda: len(hub.timestamps()) == 1)
+    eventually(lambda: len(hub.timestamps()) == 1)
     p.stop()
     path = tmp_path / "sp" / "credential.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -321,7 +314,7 @@ def test_credential_file_private_and_reused_after_restart(hub: FakeHub, tmp_path
     try:
         p2.start()
         p2.enqueue(snap(1.0))
-        wait_for(lambda: len(hub.timestamps()) == 2)
+        eventually(lambda: len(hub.timestamps()) == 2)
         assert p2.stats()["registrations"] == 0
         assert len(hub.registrations) == 1
     finally:
@@ -341,7 +334,7 @@ def test_stop_flushes_queued_snapshots(hub: FakeHub, tmp_path: Path) -> None:
     p = make_pusher(hub, tmp_path / "sp", batch_size=5)
     p.start()
     p.enqueue(snap(0.0))
-    wait_for(lambda: len(hub.timestamps()) == 1)
+    eventually(lambda: len(hub.timestamps()) == 1)
     for i in range(1, 200):
         p.enqueue(snap(float(i)))
     p.stop()  # the loop ends at once; the final flush sends the rest within the second
@@ -355,7 +348,7 @@ def test_stop_with_hub_down_is_quick_and_keeps_spool(hub: FakeHub, tmp_path: Pat
     p.start()
     for i in range(3):
         p.enqueue(snap(float(i)))
-    time.sleep(0.2)
+    eventually(lambda: p.stats()["failed"] >= 1, what="a push to fail (the hub is down)")
     t0 = time.monotonic()
     p.stop()
     assert time.monotonic() - t0 < 1.6
@@ -368,7 +361,7 @@ def test_large_batches_are_gzipped(hub: FakeHub, tmp_path: Path, pushers: list[P
     for i in range(20):
         p.enqueue(snap(float(i)))
     p.start()
-    wait_for(lambda: len(hub.timestamps()) == 20)
+    eventually(lambda: len(hub.timestamps()) == 20)
     pushes = [h for path, h in hub.requests if path == "/api/v1/push"]
     assert pushes[0].get("Content-Encoding") == "gzip"
 
@@ -390,7 +383,7 @@ def test_attach_pusher_wires_listener_and_default_spools(hub: FakeHub, tmp_path:
         assert pa.spool.path.parent == tmp_path / "state" / "gpufleet" / "spool"
         a.listeners[0](snap(1.0, "node-a"))
         b.listeners[0](snap(1.0, "node-b"))
-        wait_for(lambda: hub.timestamps("node-a") == [1.0] and hub.timestamps("node-b") == [1.0])
+        eventually(lambda: hub.timestamps("node-a") == [1.0] and hub.timestamps("node-b") == [1.0])
         assert [r["agent_url"] for r in hub.registrations] == [None, None]  # port 0: not known yet
     finally:
         pa.stop()
@@ -431,7 +424,7 @@ def test_hub_url_userinfo_never_logged(hub: FakeHub, tmp_path: Path, caplog: pyt
     with caplog.at_level(logging.DEBUG, "gpufleet"):
         p.start()
         p.enqueue(snap(0.0))
-        wait_for(lambda: p.stats()["failed"] >= 2)
+        eventually(lambda: p.stats()["failed"] >= 2)
         p.stop()
     assert caplog.records and all("pw123" not in r.getMessage() for r in caplog.records)
 

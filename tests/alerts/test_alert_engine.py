@@ -7,7 +7,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from conftest import Clock, Receiver, SimNode, alerts_ext, by_name, firing, make_hub, wait_for
+from alertkit import Receiver, SimNode, alerts_ext, by_name, firing, make_hub, receiver  # noqa: F401 - a fixture
+from conftest import FakeClock as Clock, eventually
 from gpufleet.hub.alerts.rules import load_rules
 from gpufleet.hub.app import create_app
 
@@ -42,7 +43,7 @@ def test_hot_gpu_goes_pending_then_firing_then_resolves(tmp_path: Path, receiver
         a = crit[0]
         assert a.annotations["summary"] == "GPU 3 on gpu-01 is at 92 C"
         assert a.labels["severity"] == "critical" and a.fired_at == t0 + 120
-        msg = wait_for(lambda: [b for b in receiver.bodies if b["status"] == "firing"
+        msg = eventually(lambda: [b for b in receiver.bodies if b["status"] == "firing"
                                 and b["groupLabels"] == {"alertname": "GpufleetGpuOverheating"}], what="webhook")
         assert msg[0]["alerts"][0]["labels"]["node"] == "gpu-01"
         # cool down: resolves, and the resolution is sent
@@ -51,7 +52,7 @@ def test_hot_gpu_goes_pending_then_firing_then_resolves(tmp_path: Path, receiver
         node.push(hub)
         ext.evaluate(now=clock.t)
         assert a.state == "resolved" and a.resolved_at == clock.t
-        wait_for(lambda: any(b["status"] == "resolved" for b in receiver.bodies), what="resolved webhook")
+        eventually(lambda: any(b["status"] == "resolved" for b in receiver.bodies), what="resolved webhook")
     finally:
         hub.close()
 
@@ -101,7 +102,7 @@ def test_node_that_stops_pushing_alerts_down_and_state_survives_restart(tmp_path
         assert sorted(a.labels["node"] for a in down) == [n.name for n in nodes]
         assert all(a.active_at == t0 + 120 for a in down)  # from when it went down, not when we looked
         # one dead rack is one message, not five
-        msgs = wait_for(lambda: [b for b in receiver.bodies if b["groupLabels"].get("alertname") == "GpufleetNodeDown"],
+        msgs = eventually(lambda: [b for b in receiver.bodies if b["groupLabels"].get("alertname") == "GpufleetNodeDown"],
                         what="node-down message")
         assert len(msgs) == 1 and len(msgs[0]["alerts"]) == 5
         fps = {a.fingerprint for a in down}
@@ -116,7 +117,7 @@ def test_node_that_stops_pushing_alerts_down_and_state_survives_restart(tmp_path
         hub2.tick(now=clock.t)
         ext2.evaluate(now=clock.t)  # still down; within the repeat interval: no re-notify storm
         assert {a.fingerprint for a in firing(ext2, "GpufleetNodeDown")} == fps
-        time.sleep(0.3)
+        eventually(ext2.notifier.idle, what="the notifier to finish")
         assert len(receiver.bodies) == sent_before
     finally:
         hub2.close()
@@ -160,7 +161,7 @@ def test_api_lists_alerts_silences_and_acks(tmp_path: Path, receiver: Receiver) 
             assert not rules["errors"] and len(rules["rules"]) == len(load_rules(None).rules)
             r = c.post("/api/v1/notifications/test", json={})
             assert r.status_code == 200 and r.json()["ok"], r.text
-            wait_for(lambda: any(b["groupLabels"].get("alertname") == "GpufleetTestNotification"
+            eventually(lambda: any(b["groupLabels"].get("alertname") == "GpufleetTestNotification"
                                  for b in receiver.bodies), what="test notification")
             stats = c.get("/api/v1/notifications").json()
             assert stats["targets"][0]["kind"] == "webhook" and "/hook" not in stats["targets"][0]["name"]
@@ -183,7 +184,7 @@ def test_silenced_alert_is_not_sent(tmp_path: Path, receiver: Receiver) -> None:
         node.push(hub)
         ext.evaluate(now=clock.t)
         assert firing(ext, "GpufleetGpuOverheating")
-        time.sleep(0.3)
+        eventually(ext.notifier.idle, what="the notifier to finish")
         assert not [b for b in receiver.bodies if b["groupLabels"].get("alertname") == "GpufleetGpuOverheating"]
     finally:
         hub.close()

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import Clock, Receiver, SimNode, alerts_ext, make_hub, wait_for
+from alertkit import Receiver, SimNode, alerts_ext, make_hub
+from conftest import FakeClock as Clock, eventually
 from gpufleet.hub.alerts.routing import load_notify_text
 from realparts import alertmanager, free_port
 
@@ -40,7 +41,7 @@ def test_alerts_reach_a_real_alertmanager_and_resolve(tmp_path: Path) -> None:
                 r = httpx.get(f"{am_url}/api/v2/alerts", params={"filter": 'alertname="GpufleetGpuOverheating"'})
                 return [a for a in r.json() if a["labels"].get("node") == "am-01"]
 
-            got = wait_for(ours, what="alert in Alertmanager")
+            got = eventually(ours, what="alert in Alertmanager")
             a = got[0]
             assert a["labels"]["gpu"] == "2" and a["labels"]["severity"] == "critical"
             assert a["annotations"]["summary"] == "GPU 2 on am-01 is at 93 C"
@@ -51,7 +52,7 @@ def test_alerts_reach_a_real_alertmanager_and_resolve(tmp_path: Path) -> None:
             clock.t = time.time()
             node.push(hub)
             ext.evaluate()
-            wait_for(lambda: not ours(), what="alert resolved in Alertmanager")
+            eventually(lambda: not ours(), what="alert resolved in Alertmanager")
             stats = ext.notifier.stats()
             assert stats[0]["kind"] == "alertmanager" and stats[0]["sent"] >= 2 and stats[0]["failures"] == 0
         finally:
@@ -85,8 +86,8 @@ def test_email_through_apprise_mailto_to_an_smtp_sink(tmp_path: Path) -> None:
                 n.backend.force(1, temperature=96.0)
                 n.push(hub)
             ext.evaluate(now=clock.t)
-            wait_for(lambda: mails, what="email")
-            time.sleep(0.3)
+            eventually(lambda: mails, what="email")
+            eventually(ext.notifier.idle, what="the notifier to finish")
             assert len(mails) == 1  # three hot GPUs, one alert kind: one message
             text = mails[0].content.decode(errors="replace")
             assert mails[0].rcpt_tos == ["ops@lab.test"]
@@ -99,7 +100,7 @@ def test_email_through_apprise_mailto_to_an_smtp_sink(tmp_path: Path) -> None:
                                 "test-notify", "--notify", str(nf)], capture_output=True, text=True, timeout=60)
             assert r.returncode == 0 and r.stdout.startswith("ok"), r.stdout + r.stderr
             assert str(port) in r.stdout and "ops@lab.test" not in r.stdout  # redacted
-            wait_for(lambda: len(mails) == 2, what="test email")
+            eventually(lambda: len(mails) == 2, what="test email")
             assert "GpufleetTestNotification" in mails[1].content.decode(errors="replace")
         finally:
             hub.close()
@@ -132,15 +133,15 @@ retry: {{attempts: 3, backoff: 100ms, max_backoff: 1s}}
             node.push(hub)
             ext.evaluate(now=clock.t)
         assert time.perf_counter() - t0 < 1.0
-        wait_for(lambda: flaky.bodies, what="delivery after retries")
+        eventually(lambda: flaky.bodies, what="delivery after retries")
         def target(port: int) -> dict:
             return next(s for s in ext.notifier.stats() if s["name"].endswith(f":{port}/…"))
 
         flaky_port, dead_port = flaky.server.server_address[1], int(dead.split(":")[2].split("/")[0])
-        f = wait_for(lambda: target(flaky_port)["sent"] == 1 and target(flaky_port), what="flaky stats")
+        f = eventually(lambda: target(flaky_port)["sent"] == 1 and target(flaky_port), what="flaky stats")
         assert (f["sent"], f["failures"], f["retries"], f["dropped"]) == (1, 2, 2, 0)
         assert "HTTP 500" in f["last_error"]
-        d = wait_for(lambda: target(dead_port)["dropped"] == 1 and target(dead_port), what="dead notifier given up")
+        d = eventually(lambda: target(dead_port)["dropped"] == 1 and target(dead_port), what="dead notifier given up")
         assert d["failures"] == 3 and d["sent"] == 0 and "Connect" in d["last_error"]
     finally:
         hub.close()

@@ -14,28 +14,21 @@ from gpufleet import catalogue
 from gpufleet.backends.sim import USERS, SimBackend
 from gpufleet.backends.sim_profiles import PROFILES, profile_names
 from gpufleet.snapshot import Gpu, NodeSnapshot, from_json, to_json
+from conftest import FakeClock
 
 T0 = 1_700_000_000.0
 GPM = ("graphics_engine_active_ratio", "sm_active_ratio", "sm_occupancy_ratio",
        "tensor_active_ratio", "dram_active_ratio")
 
 
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def make(profile: str = "8xH100", seed: int = 0, node: str = "n1") -> tuple[SimBackend, Clock]:
-    clock = Clock()
+def make(profile: str = "8xH100", seed: int = 0, node: str = "n1") -> tuple[SimBackend, FakeClock]:
+    clock = FakeClock(T0)
     b = SimBackend(profile, seed=seed, node=node, clock=clock)
     b.open()
     return b, clock
 
 
-def run(b: SimBackend, clock: Clock, seconds: float, step: float) -> Iterator[list[Gpu]]:
+def run(b: SimBackend, clock: FakeClock, seconds: float, step: float) -> Iterator[list[Gpu]]:
     """Sample every `step` simulated seconds for `seconds`, first sample at the start."""
     yield b.sample()
     end = clock.t + seconds

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from gpufleet.attribution import attribute, cgroup_paths, owner_from_cgroup, parse_environ
 from gpufleet.snapshot import Owner
+from conftest import FIXTURES as ALL_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "proc"
+FIXTURES = ALL_FIXTURES / "proc"
 ID = "8f3c2e1d0b4a" + "9" * 52  # a 64-hex container id
 SHORT = ID[:12]
 UID = "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"

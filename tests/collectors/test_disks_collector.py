@@ -13,8 +13,9 @@ from gpufleet import procfs
 from gpufleet.collectors.base import CollectContext
 from gpufleet.collectors.disks import DiskCollector, may_block, select_mounts
 from gpufleet.snapshot import NodeSnapshot
+from conftest import FIXTURES as ALL_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "proc"
+FIXTURES = ALL_FIXTURES / "proc"
 BLOCK = 4096
 
 

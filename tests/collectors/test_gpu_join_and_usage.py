@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -11,8 +10,9 @@ from gpufleet.collectors.base import CollectContext
 from gpufleet.collectors.processes import ProcessCollector
 from gpufleet.collectors.usage import UNKNOWN_USER, UsageCollector
 from gpufleet.snapshot import Gpu, GpuProcess, MigInstance, NodeSnapshot, Owner, Process
+from conftest import FIXTURES as ALL_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "proc"
+FIXTURES = ALL_FIXTURES / "proc"
 GiB = 1024**3
 
 

@@ -15,8 +15,9 @@ from gpufleet.collectors.network import NetworkCollector
 from gpufleet.collectors.system import SystemCollector
 from gpufleet.collectors.users import UsersCollector
 from gpufleet.snapshot import NodeSnapshot
+from conftest import FIXTURES as ALL_FIXTURES, FakeClock
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "proc"
+FIXTURES = ALL_FIXTURES / "proc"
 
 
 def snap(ts: float = 1700086400.0) -> NodeSnapshot:
@@ -97,14 +98,6 @@ def stat_text(cpu0: tuple[int, int], cpu1: tuple[int, int]) -> str:
     tot = (cpu0[0] + cpu1[0], cpu0[1] + cpu1[1])
     return (f"cpu {tot[0]} 0 0 {tot[1]} 0 0 0 0 0 0\ncpu0 {cpu0[0]} 0 0 {cpu0[1]} 0 0 0 0 0 0\n"
             f"cpu1 {cpu1[0]} 0 0 {cpu1[1]} 0 0 0 0 0 0\nbtime 1700000000\n")
-
-
-class FakeClock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def test_cpu_utilisation_is_the_delta_since_the_last_collection(proc: Path, tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ from gpufleet import procfs
 from gpufleet.collectors.base import CollectContext
 from gpufleet.collectors.processes import ProcessCollector, command_line, process_name
 from gpufleet.snapshot import NodeSnapshot, Owner, Process
+from conftest import FIXTURES as ALL_FIXTURES, FakeClock
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "proc"
+FIXTURES = ALL_FIXTURES / "proc"
 TCK = procfs.CLOCK_TICKS
 BOOT = 1700000000.0
 
@@ -23,14 +24,6 @@ def username(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
-
-
-class FakeClock:
-    def __init__(self, t: float = 5000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
@@ -66,7 +59,7 @@ def collect(c: ProcessCollector) -> dict[int, Process]:
 
 
 def test_fixture_process_table() -> None:
-    procs = collect(ProcessCollector(CollectContext(procfs=FIXTURES), clock=FakeClock()))
+    procs = collect(ProcessCollector(CollectContext(procfs=FIXTURES), clock=FakeClock(5000.0)))
     # 9999 has no stat (vanished); `self` and `sys` are not pids.
     assert sorted(procs) == [1, 2, 4242, 5150, 6000, 6001, 7000, 7001]
     web = procs[4242]
@@ -115,7 +108,7 @@ def test_old_process_without_baseline_gets_no_cpu_share(proc: Path) -> None:
 
 
 def test_static_fields_are_cached_per_pid_and_start_time(proc: Path) -> None:
-    c = ProcessCollector(CollectContext(procfs=proc), clock=FakeClock())
+    c = ProcessCollector(CollectContext(procfs=proc), clock=FakeClock(5000.0))
     # Same pid, start time and comm: cmdline and status are not read again.
     (proc / "4242" / "cmdline").write_bytes(b"changed\0")
     (proc / "4242" / "status").unlink()
@@ -132,7 +125,7 @@ def test_static_fields_are_cached_per_pid_and_start_time(proc: Path) -> None:
 
 
 def test_vanished_processes_are_dropped(proc: Path) -> None:
-    c = ProcessCollector(CollectContext(procfs=proc), clock=FakeClock())
+    c = ProcessCollector(CollectContext(procfs=proc), clock=FakeClock(5000.0))
     assert 6001 in c._cache
     shutil.rmtree(proc / "6001")
     procs = collect(c)
@@ -147,7 +140,7 @@ def test_unreadable_environ_and_cgroup_leave_owner_partial(proc: Path) -> None:
     (proc / "5150" / "environ").unlink()
     (proc / "6000" / "cgroup").unlink()
     (proc / "6001" / "environ").unlink()
-    procs = collect(ProcessCollector(CollectContext(procfs=proc), clock=FakeClock()))
+    procs = collect(ProcessCollector(CollectContext(procfs=proc), clock=FakeClock(5000.0)))
     assert procs[5150].owner == Owner(container="f1e2d3c4b5a6", runtime="containerd",
                                       pod="0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
                                       pod_uid="0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b")
@@ -157,7 +150,7 @@ def test_unreadable_environ_and_cgroup_leave_owner_partial(proc: Path) -> None:
 
 def test_environ_reading_can_be_turned_off(proc: Path) -> None:
     ctx = CollectContext(procfs=proc, options={"processes.environ": False})
-    procs = collect(ProcessCollector(ctx, clock=FakeClock()))
+    procs = collect(ProcessCollector(ctx, clock=FakeClock(5000.0)))
     assert procs[6001].owner is None
     assert procs[5150].owner is not None and procs[5150].owner.namespace == ""
 
@@ -165,7 +158,7 @@ def test_environ_reading_can_be_turned_off(proc: Path) -> None:
 def test_garbage_stat_is_skipped(proc: Path) -> None:
     (proc / "4242" / "stat").write_text("4242 (python3) R\n")
     (proc / "6000" / "stat").write_text("")
-    procs = collect(ProcessCollector(CollectContext(procfs=proc), clock=FakeClock()))
+    procs = collect(ProcessCollector(CollectContext(procfs=proc), clock=FakeClock(5000.0)))
     assert 4242 not in procs and 6000 not in procs and 1 in procs
 
 

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpufleet import procfs
+from conftest import FIXTURES as ALL_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "proc"
+FIXTURES = ALL_FIXTURES / "proc"
 
 
 def test_parse_stat_counts_busy_without_guest_time() -> None:

@@ -16,6 +16,8 @@ import pytest
 
 from realparts import Proc, free_port, gpufleet
 
+pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
+
 
 @dataclass
 class Fleet:

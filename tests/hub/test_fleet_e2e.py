@@ -11,7 +11,12 @@ from pathlib import Path
 
 import httpx
 
+import pytest
+
+from conftest import eventually
 from realparts import Proc, free_port, gpufleet, prom_query, prometheus
+
+pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
 
 def _hub(tmp: Path, data: Path, port: int, *extra: str, name: str = "hub") -> Proc:
@@ -35,16 +40,6 @@ def _agent(tmp: Path, hub_url: str, node: str, token: str, *extra: str) -> tuple
     return p, port
 
 
-def _wait(pred, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _nodes(url: str) -> dict[str, dict]:
     try:
         return {n["name"]: n for n in httpx.get(f"{url}/api/v1/nodes", timeout=5).json()["nodes"]}
@@ -62,10 +57,10 @@ def test_join_push_restart_without_gap(tmp_path: Path) -> None:
     a2, _ = _agent(tmp_path, url, "gpu-b", token, "--interval", "0.5")
     bad, _ = _agent(tmp_path, url, "intruder", "gft_not-a-token", "--interval", "0.5")
     try:
-        nodes = _wait(lambda: (n := _nodes(url)) and {"gpu-a", "gpu-b"} <= set(n) and n, what="both nodes")
+        nodes = eventually(lambda: (n := _nodes(url)) and {"gpu-a", "gpu-b"} <= set(n) and n, timeout=30, what="both nodes")
         assert nodes["gpu-a"]["status"] == "up" and nodes["gpu-a"]["labels"] == {"rack": "r1"}
         assert "intruder" not in nodes
-        _wait(lambda: "unknown or revoked join token" in bad.log(), what="the refused agent's log line")
+        eventually(lambda: "unknown or revoked join token" in bad.log(), timeout=30, what="the refused agent's log line")
         # two agents on one machine keep separate default spools
         spools = sorted(p.name for p in (tmp_path / "state" / "gpufleet" / "spool").iterdir())
         assert len(spools) == 3 and spools[0].startswith("gpu-a") and spools[1].startswith("gpu-b")
@@ -83,7 +78,7 @@ def test_join_push_restart_without_gap(tmp_path: Path) -> None:
             r = httpx.get(f"{url}/api/v1/nodes/gpu-a", timeout=5)
             return r.status_code == 200 and (r.json()["timestamp"] or 0) > t_back
 
-        _wait(caught_up, what="gpu-a to catch up")
+        eventually(caught_up, timeout=30, what="gpu-a to catch up")
         q = httpx.get(f"{url}/api/v1/query_range", params={
             "metric": "gpufleet_node_memory_total_bytes", "match": ['node="gpu-a"'],
             "start": t_stop - 3, "end": t_back, "step": 0.5, "agg": "last"}, timeout=10).json()
@@ -98,7 +93,7 @@ def test_join_push_restart_without_gap(tmp_path: Path) -> None:
                  if line.startswith(("gpufleet_agent_hub_up{", "gpufleet_agent_push_backlog{"))}
             return v.get("gpufleet_agent_hub_up") == 1 and v.get("gpufleet_agent_push_backlog") == 0
 
-        _wait(agent_caught_up, what="the agent's backlog to drain")
+        eventually(agent_caught_up, timeout=30, what="the agent's backlog to drain")
     finally:
         for p in (a1, a2, bad, hub):
             p.stop()
@@ -113,7 +108,7 @@ def test_kill_9_loses_at_most_a_second(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     agent, _ = _agent(tmp_path, url, "k9", token, "--interval", "0.5", "--spool", str(spool))
     try:
-        _wait(lambda: (r := httpx.get(f"{url}/api/v1/nodes/k9")).status_code == 200 and r.json()["timestamp"],
+        eventually(lambda: (r := httpx.get(f"{url}/api/v1/nodes/k9")).status_code == 200 and r.json()["timestamp"],
               what="first push")
         agent.stop()  # nothing can backfill: what the hub has is what survived
         last = httpx.get(f"{url}/api/v1/nodes/k9").json()["timestamp"]
@@ -139,7 +134,7 @@ def test_prometheus_finds_agents_through_http_sd(tmp_path: Path) -> None:
     token = _token(data)
     agent, agent_port = _agent(tmp_path, url, "sd-node", token, "--interval", "1", "--label", "cluster=lab")
     try:
-        _wait(lambda: httpx.get(f"{url}/api/v1/sd/prometheus").json(), what="sd targets")
+        eventually(lambda: httpx.get(f"{url}/api/v1/sd/prometheus").json(), timeout=30, what="sd targets")
         sd = httpx.get(f"{url}/api/v1/sd/prometheus").json()
         assert sd == [{"targets": [f"127.0.0.1:{agent_port}"], "labels": {"cluster": "lab", "node": "sd-node"}}]
         cfg = f"""
@@ -149,7 +144,7 @@ scrape_configs:
     http_sd_configs: [{{url: "{url}/api/v1/sd/prometheus", refresh_interval: 1s}}]
 """
         with prometheus(tmp_path, cfg) as (_, prom):
-            res = _wait(lambda: prom_query(prom, 'gpufleet_gpu_up{job="fleet"}'), timeout=45, what="scraped series")
+            res = eventually(lambda: prom_query(prom, 'gpufleet_gpu_up{job="fleet"}'), timeout=45, what="scraped series")
             assert {r["metric"]["cluster"] for r in res} == {"lab"}
             assert {r["metric"]["node"] for r in res} == {"sd-node"} and len(res) == 2
         # and file_sd for setups that prefer files

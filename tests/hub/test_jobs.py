@@ -6,7 +6,6 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,8 @@ from gpufleet.hub.app import create_app
 from gpufleet.hub.extensions import load_extensions
 from gpufleet.hub.jobs import Jobs
 from gpufleet.hub.service import Hub, HubOptions
+from conftest import eventually
 from sample_snapshot import sample_snapshot
-
-
-def wait_for(cond: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> float:
-    """Poll until cond() is truthy; returns the seconds it took."""
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-    return time.monotonic() - t0
 
 
 def errors_of(client: TestClient, job: str) -> float:
@@ -57,18 +47,20 @@ def test_disk_full_in_save_latest_does_not_stop_node_status(tmp_path: Path, capl
     try:
         with TestClient(create_app(hub)) as client:
             # The node stops sending: status must still move on although every save fails.
-            wait_for(lambda: hub.fleet.nodes["n1"].status == "down", what="the silent node to be down")
-            wait_for(lambda: client.get("/healthz").status_code == 503, what="healthz 503")
+            eventually(lambda: hub.fleet.nodes["n1"].status == "down", timeout=20, what="the silent node to be down")
+            eventually(lambda: client.get("/healthz").status_code == 503, timeout=20, what="healthz 503")
             body = client.get("/healthz").json()
             assert body["status"] == "failing" and "save" in body["failing"]
             assert "disk is full" in body["failing"]["save"]
-            wait_for(lambda: errors_of(client, "save") >= 2, what="a second counted error")
+            eventually(lambda: errors_of(client, "save") >= 2, timeout=20, what="a second counted error")
             assert errors_of(client, "status") == 0
             logged = [r for r in caplog.records if "background job save failed" in r.getMessage()]
             assert len(logged) == 1, "each distinct error is logged once"
             # Space returns: the job recovers by itself and saves what it kept.
             full["on"] = False
-            took = wait_for(lambda: client.get("/healthz").status_code == 200, timeout=40, what="recovery")
+            t0 = time.monotonic()
+            eventually(lambda: client.get("/healthz").status_code == 200, timeout=40, what="recovery")
+            took = time.monotonic() - t0
             print(f"\nsave job recovered {took:.1f} s after space returned")
             assert any("background job save recovered" in r.getMessage() for r in caplog.records)
         rec = {r.name: r for r in hub.state.nodes()}
@@ -92,11 +84,11 @@ def test_core_job_exception_is_survived(tmp_path: Path, job: str, attr: str) -> 
     setattr(hub, attr, step)
     try:
         with TestClient(create_app(hub)) as client:
-            wait_for(lambda: client.get("/healthz").status_code == 503, what=f"{job} failing in healthz")
+            eventually(lambda: client.get("/healthz").status_code == 503, timeout=20, what=f"{job} failing in healthz")
             assert client.get("/healthz").json()["failing"] == {job: f"RuntimeError: {job} exploded"}
             assert errors_of(client, job) >= 1
             broken["on"] = False
-            wait_for(lambda: client.get("/healthz").status_code == 200, timeout=40, what=f"{job} recovery")
+            eventually(lambda: client.get("/healthz").status_code == 200, timeout=40, what=f"{job} recovery")
     finally:
         hub.close()
 
@@ -117,9 +109,9 @@ def test_alerts_and_ui_loops_are_supervised(tmp_path: Path) -> None:
     alerts.evaluate = evaluate
     try:
         with TestClient(create_app(hub, extensions)) as client:
-            wait_for(lambda: "alerts" in client.get("/healthz").json().get("failing", {}), what="alerts failing")
+            eventually(lambda: "alerts" in client.get("/healthz").json().get("failing", {}), timeout=20, what="alerts failing")
             broken["on"] = False
-            wait_for(lambda: client.get("/healthz").status_code == 200, timeout=40, what="alerts recovery")
+            eventually(lambda: client.get("/healthz").status_code == 200, timeout=40, what="alerts recovery")
             assert errors_of(client, "alerts") >= 1
             assert errors_of(client, "ui") == 0
     finally:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 
+import pytest
+
+from conftest import eventually
 from realparts import Proc, free_port, gpufleet, node_exporter
+
+pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
 
 def test_hub_pulls_node_exporter_and_keeps_last_good_targets(tmp_path: Path) -> None:
@@ -26,16 +30,13 @@ def test_hub_pulls_node_exporter_and_keeps_last_good_targets(tmp_path: Path) -> 
                             "--targets", str(targets)), tmp_path / "hub.log")
         try:
             hub.wait_http(f"{url}/healthz")
-            deadline = time.monotonic() + 30
-            snap = None
-            while time.monotonic() < deadline:
+            def cpu_ratios() -> dict | None:  # type: ignore[type-arg]
                 r = httpx.get(f"{url}/api/v1/nodes/bare-metal-1/snapshot")
                 cpus = r.json().get("cpus") if r.status_code == 200 else None
-                if cpus and all("utilization_ratio" in c.get("values", {}) for c in cpus):
-                    snap = r.json()
-                    break
-                time.sleep(0.5)
-            assert snap is not None, hub.log()[-2000:]
+                ok = cpus and all("utilization_ratio" in c.get("values", {}) for c in cpus)
+                return r.json() if ok else None
+
+            snap = eventually(cpu_ratios, timeout=30, what="two scrapes of node_exporter (CPU ratios need both)")
             ne = httpx.get(f"{ne_url}/metrics").text
             mem = next(float(line.split()[-1]) for line in ne.splitlines()
                        if line.startswith("node_memory_MemTotal_bytes"))
@@ -54,13 +55,8 @@ def test_hub_pulls_node_exporter_and_keeps_last_good_targets(tmp_path: Path) -> 
 
             # a broken file: the hub keeps the last good targets and says where the error is
             targets.write_text("- targets: [\"no-port-here\"]\n")
-            deadline = time.monotonic() + 30
-            health = {}
-            while time.monotonic() < deadline:
-                health = httpx.get(f"{url}/healthz").json()
-                if health.get("targets_error"):
-                    break
-                time.sleep(0.5)
+            health = eventually(lambda: (h := httpx.get(f"{url}/healthz").json()).get("targets_error") and h,
+                                timeout=30, what="the targets file's error on /healthz")
             assert "targets.yaml:1" in health["targets_error"], health
             assert health["targets"] == 1
             assert "targets file has an error" in hub.log()

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import httpx
 
+import pytest
+
 from realparts import Proc, free_port, gpufleet, prometheus
+
+pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
 BIG = 500 * 1024 * 1024
 

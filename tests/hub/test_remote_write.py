@@ -18,6 +18,7 @@ import pytest
 from gpufleet.hub.remote_write import RemoteWriter, encode_write_request, snappy_block
 from gpufleet.series import snapshot_series
 from gpufleet.syntax import redact_url
+from conftest import eventually
 from realparts import free_port, require, running, victoria_metrics
 from sample_snapshot import sample_snapshot
 
@@ -184,13 +185,6 @@ def receiver(status: int, port: int = 0) -> Iterator[tuple[Receiver, str]]:
         srv.server_close()
 
 
-def wait_for(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
 def test_4xx_is_dropped_not_retried_and_secrets_stay_out_of_logs(caplog: pytest.LogCaptureFixture) -> None:
     keys, values = snapshot_series(sample_snapshot())
     with receiver(400) as (rec, url):
@@ -254,7 +248,7 @@ def test_receiver_down_then_up_delivers_after_retry(tmp_path: Path) -> None:
     try:
         for i in range(5):
             w.submit([key], [i * 1.5], 1700000000.0 + 10 * i)
-        wait_for(lambda: w.stats().retries_total >= 2)
+        eventually(lambda: w.stats().retries_total >= 2)
         assert w.stats().samples_sent == 0 and w.stats().last_error
         cmd = [require("victoria-metrics"), f"-storageDataPath={tmp_path / 'vm'}", f"-httpListenAddr=127.0.0.1:{port}"
                , "-retentionPeriod=100y"]

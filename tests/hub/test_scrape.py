@@ -20,13 +20,14 @@ from gpufleet.hub.scrape import ScrapeError, ScrapeState, detect_kind, scrape_as
 from gpufleet.hub.targets import Target
 from gpufleet.promtext import parse
 from gpufleet.snapshot import NodeSnapshot, to_json
+from conftest import FIXTURES as ALL_FIXTURES
 
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS))
 import realparts  # noqa: E402
 from sample_snapshot import sample_snapshot  # noqa: E402
 
-FIXTURES = TESTS / "fixtures" / "exporters"
+FIXTURES = ALL_FIXTURES / "exporters"
 MiB = 1024 * 1024
 
 Route = tuple[int, str, bytes]  # status, content type, body

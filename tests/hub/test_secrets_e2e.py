@@ -9,7 +9,11 @@ from pathlib import Path
 
 import httpx
 
+import pytest
+
 from realparts import Proc, free_port, gpufleet
+
+pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
 
 def _wait(pred, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]

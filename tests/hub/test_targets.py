@@ -10,6 +10,7 @@ import pytest
 from gpufleet.hub.targets import (
     CHECK_EVERY, DEFAULT_INTERVAL, Target, TargetsError, TargetsWatcher, load_targets, parse_duration, parse_targets,
 )
+from conftest import FakeClock
 
 ALGALON = """\
 # all-smi-targets.yml as Algalon users have it (vmagent file_sd)
@@ -118,14 +119,6 @@ def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _write(path: Path, text: str, bump: int) -> None:
     path.write_text(text)
     # Same-second rewrites of equal size could look unchanged to stat(); set a distinct mtime.
@@ -144,14 +137,14 @@ def test_watcher_reloads_changes_and_keeps_last_good(tmp_path: Path) -> None:
 
     _write(path, "- targets: ['a:9100', 'b:9100']\n  labels: {cluster: x}\n", 2)
     assert w.poll() is None  # within check_every: not looked at yet
-    clock.now += w.check_every
+    clock.t += w.check_every
     changed = w.poll()
     assert changed is not None and [t.address for t in changed] == ["a:9100", "b:9100"]
     assert w.last_error is None
 
     # A broken edit: the watcher says where and keeps serving the previous list.
     _write(path, "- targets: ['a:9100', 'b:9100']\n  labels: {cluster: x}\n- targets: ['c']\n", 3)
-    clock.now += w.check_every
+    clock.t += w.check_every
     assert w.poll() is None
     assert w.last_error is not None
     assert str(w.last_error).startswith(f"{path}:3: ")
@@ -159,13 +152,13 @@ def test_watcher_reloads_changes_and_keeps_last_good(tmp_path: Path) -> None:
 
     # The file disappears: still the last good list, with the error recorded.
     path.unlink()
-    clock.now += w.check_every
+    clock.t += w.check_every
     assert w.poll() is None and "not found" in str(w.last_error)
     assert len(w.targets) == 2
 
     # Fixed: picked up, error cleared.
     _write(path, "- targets: ['c:9100']\n", 4)
-    clock.now += w.check_every
+    clock.t += w.check_every
     fixed = w.poll()
     assert fixed is not None and [t.address for t in fixed] == ["c:9100"]
     assert w.last_error is None and w.targets == fixed
@@ -179,7 +172,7 @@ def test_watcher_first_load_broken_then_fixed(tmp_path: Path) -> None:
     assert w.poll() is None and w.targets == [] and w.last_error is not None
     assert w.last_error.file == str(path)
     _write(path, "[]\n", 2)
-    clock.now += w.check_every
+    clock.t += w.check_every
     assert w.poll() == [] and w.last_error is None
 
 
@@ -190,7 +183,7 @@ def test_watcher_touch_without_change_is_quiet(tmp_path: Path) -> None:
     w = TargetsWatcher(path, clock=clock)
     assert w.poll() is not None
     _write(path, "- targets: ['a:1']   # same targets, new comment\n", 2)
-    clock.now += w.check_every
+    clock.t += w.check_every
     assert w.poll() is None and w.last_error is None
 
 

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import httpx
 
+import pytest
+
 from realparts import Proc, free_port, gpufleet
+
+pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

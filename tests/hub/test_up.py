@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import httpx
 
+import pytest
+
+from conftest import eventually
 from realparts import Proc, free_port, gpufleet
+
+pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
 
 def test_up_without_gpu_offers_the_demo(tmp_path: Path) -> None:
@@ -18,12 +22,8 @@ def test_up_without_gpu_offers_the_demo(tmp_path: Path) -> None:
              tmp_path / "up.log")
     try:
         p.wait_http(f"{url}/healthz")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            nodes = httpx.get(f"{url}/api/v1/nodes").json()["nodes"]
-            if nodes and nodes[0]["timestamp"]:
-                break
-            time.sleep(0.2)
+        nodes = eventually(lambda: (n := httpx.get(f"{url}/api/v1/nodes").json()["nodes"]) and n[0]["timestamp"] and n,
+                           timeout=20, what="the local agent's first snapshot")
         assert len(nodes) == 1 and nodes[0]["status"] == "up" and nodes[0]["gpus"] == 0
         log = p.log()
         assert "No accelerator found on this machine" in log and "gpufleet up --simulate 16" in log
@@ -42,15 +42,8 @@ def test_up_simulate_if_no_gpu(tmp_path: Path) -> None:
                       "--data", str(tmp_path / "d"), "--interval", "1"), tmp_path / "up.log")
     try:
         p.wait_http(f"{url}/healthz")
-        deadline = time.monotonic() + 20
-        names: list[str] = []
-        while time.monotonic() < deadline:
-            snaps = httpx.get(f"{url}/api/v1/snapshots").json()["snapshots"]
-            names = sorted(s["node"] for s in snaps)
-            if len(names) == 4:
-                break
-            time.sleep(0.2)
-        assert len(names) == 4, names
+        snaps = eventually(lambda: len(sn := httpx.get(f"{url}/api/v1/snapshots").json()["snapshots"]) == 4 and sn,
+                           timeout=20, what="four nodes (this machine and three simulated)")
         sim = [s for s in snaps if s.get("labels", {}).get("simulated") == "true"]
         assert len(sim) == 3 and all(s["gpus"] for s in sim if s["labels"]["profile"] != "cpu-only")
         assert "Simulating 3 nodes" in p.log()

@@ -15,9 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
 from playwright import sync_api  # in the test extra: missing means `make test` was not used
+
+pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -45,12 +48,8 @@ class Hub:
                         "--listen", f"127.0.0.1:{self.port}")
         self.proc = Proc(args, self.tmp / f"hub{self.starts}.log")
         self.proc.wait_http(f"{self.url}/healthz")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:  # wait for the first collections of every node
-            if len(httpx.get(f"{self.url}/api/v1/snapshots").json()["snapshots"]) == 8:
-                return
-            time.sleep(0.2)
-        raise AssertionError("simulated fleet did not report")
+        eventually(lambda: len(httpx.get(f"{self.url}/api/v1/snapshots").json()["snapshots"]) == 8,
+                   timeout=15, what="the first collections of every simulated node")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -229,14 +228,9 @@ def test_page_reconnects_after_hub_restart(hub: Hub, browser: Any, artifacts: Pa
 
 
 def test_alerts_page_lists_and_acks(hub: Hub, browser: Any, artifacts: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        firing = [a for a in hub.api("/api/v1/alerts")["alerts"]
-                  if a["alertname"] == "UiTestAlwaysFiring" and a["state"] == "firing"]
-        if len(firing) == 8:
-            break
-        time.sleep(0.5)
-    assert len(firing) == 8, firing
+    eventually(lambda: len([a for a in hub.api("/api/v1/alerts")["alerts"]
+                            if a["alertname"] == "UiTestAlwaysFiring" and a["state"] == "firing"]) == 8,
+               timeout=30, what="the test rule to fire on all 8 nodes")
     with open_page(browser, f"{hub.url}/alerts") as (page, errors):
         rows = page.locator('#a-list tr[data-state="firing"]')
         assert rows.count() >= 8

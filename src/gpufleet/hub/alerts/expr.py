@@ -1,7 +1,7 @@
 """The tiny rule language: a PromQL subset the hub evaluates itself and exports verbatim.
 
     expr     := cond (("and" | "unless") cond)*
-    cond     := term CMP number                      CMP: > < >= <= == !=
+    cond     := term CMP number | "(" cond ")"        CMP: > < >= <= == !=
     term     := selector ["/" selector]
               | "increase" "(" selector "[" duration "]" ")"
     selector := metric ["{" label OP "string" ("," label OP "string")* "}"]     OP: = != =~ !~
@@ -180,6 +180,11 @@ class _Parser:
         return Expr(first, tuple(rest))
 
     def cond(self) -> Cond:
+        if self.peek() == ("op", "("):  # as the export writes each condition of a chain: (a > 1) and (b < 2)
+            self.i += 1
+            inner = self.cond()
+            self.take("op", ")")
+            return inner
         term = self.term()
         k, v = self.peek()
         if k != "op" or v not in CMP_OPS:

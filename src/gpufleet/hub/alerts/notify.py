@@ -142,6 +142,7 @@ class Worker:
         while not self._stop.is_set():
             job = self._q.get()
             if job is None:
+                self._q.task_done()
                 break
             self.busy = True
             while not self._stop.is_set():
@@ -173,6 +174,7 @@ class Worker:
                     break
             self.busy = False
             self.stats.queued = self._q.qsize()
+            self._q.task_done()  # after the send: idle() never sees a job between queue and worker
 
     def close(self, timeout: float = 2.0) -> None:
         self._stop.set()
@@ -253,7 +255,8 @@ class Notifier:
         return [w.stats.as_dict() for w in self.all_workers()]
 
     def idle(self) -> bool:
-        return all(w._q.qsize() == 0 and not w.busy for w in self.all_workers())
+        """Nothing queued or being sent: what was handed over has been delivered or given up on."""
+        return all(w._q.unfinished_tasks == 0 for w in self.all_workers())
 
     def close(self) -> None:
         for w in self.all_workers():

@@ -1,9 +1,10 @@
-"""Shared pieces of the alert tests: simulated nodes on a fake clock, a hub, local receivers."""
+"""Shared pieces of the alert tests: simulated nodes on a fake clock, a hub, local receivers.
+
+A module, not a conftest.py: tests/conftest.py is the one `conftest` tests import from."""
 
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,27 +13,19 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from gpufleet.agent.collect import Collection
+from gpufleet.backends.sim import SimBackend
+from gpufleet.collectors import SIMULATED_NODE, build
+from gpufleet.collectors.base import CollectContext
+from gpufleet.hub.service import Hub, HubOptions
 
-from gpufleet.agent.collect import Collection  # noqa: E402
-from gpufleet.backends.sim import SimBackend  # noqa: E402
-from gpufleet.collectors import SIMULATED_NODE, build  # noqa: E402
-from gpufleet.collectors.base import CollectContext  # noqa: E402
-from gpufleet.hub.service import Hub, HubOptions  # noqa: E402
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from conftest import FakeClock
 
 
 class SimNode:
     """One simulated node whose hardware time is the test's clock."""
 
-    def __init__(self, name: str, clock: Clock, profile: str = "8xH100", labels: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, clock: FakeClock, profile: str = "8xH100", labels: dict[str, str] | None = None) -> None:
         self.backend = SimBackend(profile, node=name, clock=clock)
         ctx = CollectContext(backend=self.backend, options={"node": name})
         self.collection = Collection(name, build(ctx, SIMULATED_NODE), labels=labels or {"cluster": "lab"},
@@ -106,16 +99,6 @@ def receiver():
     r = Receiver()
     yield r
     r.close()
-
-
-def wait_for(pred: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def firing(ext: Any, alertname: str) -> list[Any]:
