@@ -61,6 +61,8 @@ class ScriptedHub:
                 msgs = []
                 try:
                     msgs.append(hub.outbox.get(timeout=0.5))
+                    while True:  # and whatever else is queued, in one answer as a hub would
+                        msgs.append(hub.outbox.get_nowait())
                 except queue.Empty:
                     pass
                 self._reply({"messages": msgs})
@@ -115,7 +117,7 @@ def hub_and_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sc
     args = gpufleet("agent", "--simulate", "cpu-only", "--node", NODE, "--listen", f"127.0.0.1:{port}",
                     "--hub", hub.url, "--token", "gft_test", "--spool", str(tmp / "spool"),
                     "--allow-commands", "echo *", "--allow-commands", "seq *", "--allow-commands", "sh -c *",
-                    "--allow-commands", "id -un", "--command-user", "nobody")
+                    "--allow-commands", "id -un", "--allow-commands", "sleep *", "--command-user", "nobody")
     agent = Proc(args, tmp / "agent.log", env={"GPUFLEET_SECRET_TEST": "s3cret"})
     try:
         agent.wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -266,3 +268,13 @@ def test_closing_the_pipes_does_not_escape_the_timeout(hub_and_agent: tuple[Scri
     hub, _ = hub_and_agent
     r = _run(hub, ["sh", "-c", "echo before; exec >&- 2>&-; sleep 300"], timeout=1)
     assert r["status"] == "timeout" and r["stdout"] == "before\n", r
+
+
+def test_a_cancel_that_overtakes_its_command_still_stops_it(hub_and_agent: tuple[ScriptedHub, Proc]) -> None:
+    hub, _ = hub_and_agent
+    p = hub.payload(["sleep", "300"], timeout=600)
+    # Both in one poll answer: the cancel is handled while the command's thread is still starting.
+    hub.outbox.put(hub.sign(p))
+    hub.outbox.put(hub.sign(hub.payload([], kind="cancel", run_id=p["id"])))
+    r = hub.result(p["id"])
+    assert r["status"] == "cancelled" and r["duration"] < 30, r

@@ -79,8 +79,10 @@ class Executor:
     def __init__(self, run_as: RunAs, max_running: int = 8) -> None:
         self.run_as = run_as
         self.max_running = max_running
-        self._running: dict[str, subprocess.Popen[bytes]] = {}
-        self._cancelled: set[str] = set()
+        self._running: dict[str, subprocess.Popen[bytes] | None] = {}  # None: starting
+        # Cancels by id, also of commands not started yet: a cancel can overtake its command
+        # (it arrives on the next poll while the command's thread is still starting it).
+        self._cancelled: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def _env(self) -> dict[str, str]:
@@ -95,6 +97,19 @@ class Executor:
         """Run to the end, the timeout, or a cancel; returns the result body for the hub."""
         u = self.run_as
         started = time.monotonic()
+        with self._lock:
+            if self._cancelled.pop(run_id, None) is not None:
+                return {"status": "cancelled", "reason": "cancelled before it started", "duration": 0.0}
+            self._running[run_id] = None
+        try:
+            return self._run(run_id, argv, timeout, started)
+        finally:
+            with self._lock:
+                self._running.pop(run_id, None)
+                self._cancelled.pop(run_id, None)
+
+    def _run(self, run_id: str, argv: list[str], timeout: float, started: float) -> dict[str, Any]:
+        u = self.run_as
         cwd = u.home if u.home and os.path.isdir(u.home) else "/"
         kw: dict[str, Any] = {"user": u.uid, "group": u.gid, "extra_groups": []} if u.switch else {}
         try:
@@ -108,6 +123,8 @@ class Executor:
                     "duration": time.monotonic() - started}
         with self._lock:
             self._running[run_id] = proc
+            if run_id in self._cancelled:  # cancelled while it was being started
+                _kill_group(proc.pid)
         try:
             out, err, timed_out = _drain(proc, timeout)
             # Pipes at their end: the command exited, or closed them and runs on until the timeout.
@@ -123,9 +140,7 @@ class Executor:
             proc.stdout.close()
             proc.stderr.close()
             with self._lock:
-                self._running.pop(run_id, None)
                 cancelled = run_id in self._cancelled
-                self._cancelled.discard(run_id)
         duration = time.monotonic() - started
         result: dict[str, Any] = {"exit_code": proc.returncode, "duration": round(duration, 4),
                                   "stdout": out.text(), "stderr": err.text(),
@@ -140,13 +155,16 @@ class Executor:
         return result
 
     def cancel(self, run_id: str) -> bool:
+        """Kill the command if it runs, or keep it from starting; True when it was running."""
+        now = time.monotonic()
         with self._lock:
+            if len(self._cancelled) > 1000:  # cancels of commands that never came: forget old ones
+                self._cancelled = {k: t for k, t in self._cancelled.items() if now - t < 600}
+            self._cancelled[run_id] = now
             proc = self._running.get(run_id)
-            if proc is None:
-                return False
-            self._cancelled.add(run_id)
-        _kill_group(proc.pid)
-        return True
+        if proc is not None:
+            _kill_group(proc.pid)
+        return proc is not None
 
     def cancel_all(self) -> None:
         with self._lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import sys
 import time
 from typing import Any
@@ -85,20 +86,32 @@ def run(hub: str, nodes: str | None, labels: tuple[str, ...], timeout: str, para
     body = {"argv": list(argv), "nodes": nodes, "labels": label_map, "timeout": seconds, "parallel": parallel}
     started = time.monotonic()
     c = HubClient(hub, api_key)
-    status, reply = c.call("POST", c.path("api", "v1", "commands"), body)
-    if status == 404 and isinstance(reply, dict) and "no node matches" in str(reply.get("detail")):
-        raise UserError(str(reply["detail"]))
+    # A Ctrl-C while the run is being created is held until its id is known, so that it cancels
+    # the run instead of leaving it running unseen.
+    interrupted: list[bool] = []
+    previous = signal.signal(signal.SIGINT, lambda sig, frame: interrupted.append(True))
+    try:
+        status, reply = c.call("POST", c.path("api", "v1", "commands"), body)
+    except BaseException:
+        signal.signal(signal.SIGINT, previous)
+        raise
     if status != 201:
+        signal.signal(signal.SIGINT, previous)
+        if status == 404 and isinstance(reply, dict) and "no node matches" in str(reply.get("detail")):
+            raise UserError(str(reply["detail"]))
         raise _fail(status, reply, "run commands")
-    results = _follow(c, reply["id"])
+    results = _follow(c, reply["id"], previous, interrupted)
     _summary(results, time.monotonic() - started)
     sys.exit(0 if results and all(x["status"] == "ok" for x in results) else 1)
 
 
-def _follow(c: HubClient, run_id: str) -> list[dict[str, Any]]:
+def _follow(c: HubClient, run_id: str, handler: Any, interrupted: list[bool]) -> list[dict[str, Any]]:
     """Print results until the run is done; on Ctrl-C cancel it, show what comes back, exit 130."""
     results: list[dict[str, Any]] = []
     try:
+        signal.signal(signal.SIGINT, handler)
+        if interrupted:
+            raise KeyboardInterrupt
         _stream(c, run_id, results)
     except KeyboardInterrupt:
         click.echo("cancelling ...", err=True)
