@@ -309,13 +309,13 @@ def token_list(data: Path) -> None:
             expires, left = t["expires"], t["uses_left"]
             if t["revoked"]:
                 state = "revoked"
-            elif expires is not None and float(expires) <= now:  # type: ignore[arg-type]
+            elif expires is not None and float(expires) <= now:
                 state = "expired"
-            elif left is not None and int(left) <= 0:  # type: ignore[call-overload]
+            elif left is not None and int(left) <= 0:
                 state = "used-up"
             else:
                 state = "active"
-            uses = f"uses {t['used']}" + ("" if left is None else f"/{int(t['used']) + int(left)}")  # type: ignore[call-overload]
+            uses = f"uses {t['used']}" + ("" if left is None else f"/{int(t['used']) + int(left)}")
             until = f"  expires {when(expires)}" if expires is not None else ""
             click.echo(f"{t['prefix']}...  {state:8} {when(t['created'])}  {uses}{until}  {t['note']}".rstrip())
     finally:

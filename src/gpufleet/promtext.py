@@ -160,7 +160,7 @@ def _fast_line(line: str, good_names: set[str] = _good_names,
         names = _label_names(key)
     if names is None:
         return None
-    return (name, dict(zip(names, pieces[1::2])), v)  # type: ignore[arg-type]
+    return (name, dict(zip(names, pieces[1::2])), v)
 
 
 class _Line:
@@ -303,8 +303,8 @@ def parse_exposition(data: str | bytes) -> Exposition:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
-            line = data[: e.start].count(b"\n") + 1
-            raise ParseError(line, "not valid UTF-8") from None
+            at = data[: e.start].count(b"\n") + 1
+            raise ParseError(at, "not valid UTF-8") from None
     else:
         text = data
     if "\r" in text:

@@ -12,6 +12,8 @@ list object) while the snapshot's shape is unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from .catalogue import BY_SCOPE, SCOPE_LABELS
 from .scopes import STORED_SCOPES, records
 from .snapshot import NodeSnapshot
@@ -24,7 +26,7 @@ _NAMES: dict[str, dict[str, str]] = {
     scope: {m.key: m.name for m in BY_SCOPE[scope] if m.kind != "info"} for scope in STORED_SCOPES
 }
 
-Record = tuple[str, tuple[str, ...], dict[str, float]]
+Record = tuple[str, tuple[str, ...], Mapping[str, float]]
 
 
 class SeriesCache:

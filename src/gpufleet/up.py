@@ -18,6 +18,7 @@ from .collectors import SIMULATED_NODE, build
 from .collectors.base import CollectContext
 from .config import AgentConfig
 from .hub.service import Hub
+from .snapshot import NodeSnapshot
 
 log = logging.getLogger("gpufleet.hub")
 
@@ -32,7 +33,10 @@ class LocalFeeds:
         self.stops: list[Callable[[], None]] = []
 
     def add_service(self, service: AgentService, hub: Hub) -> None:
-        service.listeners.append(lambda snap: hub.ingest([snap]))
+        def ingest(snap: NodeSnapshot) -> None:
+            hub.ingest([snap])
+
+        service.listeners.append(ingest)
         service.start_collecting()
         self.stops.append(service.stop)
 

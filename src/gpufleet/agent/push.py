@@ -248,7 +248,7 @@ class Pusher:
             headers["Content-Encoding"] = "gzip"
         try:
             resp = self._client.post(self.hub + PUSH_PATH, content=wire, headers=headers,
-                                     **_timeout_kw(timeout))
+                                     timeout=_timeout(timeout))
         except httpx.HTTPError as e:
             self._unreachable(e)
             return self._backoff()
@@ -331,7 +331,7 @@ class Pusher:
             body["credential"] = self._previous
         try:
             resp = self._client.post(self.hub + REGISTER_PATH, json=body,
-                                     headers={"Authorization": f"Bearer {self._token}"}, **_timeout_kw(timeout))
+                                     headers={"Authorization": f"Bearer {self._token}"}, timeout=_timeout(timeout))
         except httpx.HTTPError as e:
             self._unreachable(e)
             return False
@@ -393,7 +393,7 @@ class Pusher:
         """Capped exponential backoff with jitter, so a fleet does not retry in lockstep."""
         self._attempts += 1
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** min(self._attempts - 1, 30))
-        return max(self.backoff_base, ceiling * random.uniform(0.75, 1.0))
+        return float(max(self.backoff_base, ceiling * random.uniform(0.75, 1.0)))
 
     def _set_state(self, state: str, level: int, msg: str, *args: object, exc_info: bool = False) -> None:
         """Log a problem once when entering it, not on every retry."""
@@ -442,8 +442,8 @@ class Pusher:
             self._backfilling = False
 
 
-def _timeout_kw(timeout: float | None) -> dict[str, object]:
-    return {} if timeout is None else {"timeout": httpx.Timeout(max(0.05, timeout))}
+def _timeout(timeout: float | None) -> httpx.Timeout | httpx._client.UseClientDefault:
+    return httpx.USE_CLIENT_DEFAULT if timeout is None else httpx.Timeout(max(0.05, timeout))
 
 
 def _describe(e: httpx.HTTPError) -> str:

@@ -46,7 +46,7 @@ class SimHostCollector:
         jobs = self.backend.jobs() if hasattr(self.backend, "jobs") else []
         busy_jobs = [j for j in jobs if j.get("phase") not in ("idle", None)]
         # Data loaders keep a few cores per busy GPU job; the rest idles with noise.
-        load_cores = min(self.cores, sum(4 * len(j["gpus"]) for j in busy_jobs))  # type: ignore[arg-type]
+        load_cores = min(self.cores, sum(4 * len(j["gpus"]) for j in busy_jobs))
         rng = self.rng
         snap.host = HostInfo(hostname=self.node, os="Ubuntu", os_version="22.04 (simulated)",
                              kernel="5.15.0-simulated", arch="x86_64",

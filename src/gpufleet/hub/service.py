@@ -529,8 +529,8 @@ class Hub:
                     agg: str) -> list[Any]:
         if self.store is not None:
             with self._store_lock:
-                return self.store.query_range(metric, matchers, start, end, step, agg)
-        return self.history.query_range(metric, matchers, start, end, step, agg)
+                return list(self.store.query_range(metric, matchers, start, end, step, agg))
+        return list(self.history.query_range(metric, matchers, start, end, step, agg))
 
     def values(self) -> dict[str, float]:
         """The hub's own metrics (catalogue scope "hub"): its core, then each part's values() hook."""

@@ -137,7 +137,7 @@ class _Reader:
         if isinstance(value, bool) or value is None:
             raise self.fail(node, f"{what} must be a string: quote it")
         if isinstance(value, (int, float)):
-            return node.value
+            return str(node.value)
         if not isinstance(value, str):
             raise self.fail(node, f"{what} must be a string")
         return value
@@ -158,11 +158,12 @@ class _Reader:
 
         labels: dict[str, str] = {}
         if "labels" in seen:
-            lnode = seen["labels"]
-            if isinstance(lnode, yaml.ScalarNode) and self.scalar(lnode) is None:
+            given = seen["labels"]
+            lnode: yaml.Node | None = given
+            if isinstance(given, yaml.ScalarNode) and self.scalar(given) is None:
                 lnode = None  # `labels:` with nothing after it
-            elif not isinstance(lnode, yaml.MappingNode):
-                raise self.fail(lnode, "`labels` must be a mapping of label name to value")
+            elif not isinstance(given, yaml.MappingNode):
+                raise self.fail(given, "`labels` must be a mapping of label name to value")
             for k_node, v_node in (lnode.value if lnode is not None else ()):
                 name = self.string(k_node, "a label name")
                 if not is_label_name(name):

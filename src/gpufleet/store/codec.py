@@ -149,11 +149,13 @@ def decode(buf: bytes | memoryview, n: int) -> np.ndarray:
             ints[0] = heads[0]
             np.cumsum(d1, out=ints[1:])
             ints[1:] += heads[0]
-    return ints.astype(np.float64) / _POW10[d]
+    floats: np.ndarray = ints.astype(np.float64) / _POW10[d]
+    return floats
 
 
 def _bitcost_cols(x: np.ndarray) -> np.ndarray:
-    return np.log2(np.abs(x, dtype=np.float64) + 1.0).sum(axis=0) + 0.5 * np.count_nonzero(x, axis=0)
+    cost: np.ndarray = np.log2(np.abs(x, dtype=np.float64) + 1.0).sum(axis=0) + 0.5 * np.count_nonzero(x, axis=0)
+    return cost
 
 
 def encode_columns(m: np.ndarray) -> list[bytes]:

@@ -70,7 +70,7 @@ def _v2_at(data: bytes, pos: int, end: int) -> int:
         return -1
     if zlib.crc32(data[start:start + ln], zlib.crc32(data[pos + 4:pos + 8])) != crc:
         return -1
-    return start + ln
+    return start + int(ln)
 
 
 def _v1_at(data: bytes, pos: int, end: int) -> int:
@@ -82,7 +82,7 @@ def _v1_at(data: bytes, pos: int, end: int) -> int:
         return -1
     if zlib.crc32(data[start:start + ln]) != crc:
         return -1
-    return start + ln
+    return start + int(ln)
 
 
 def _torn(data: bytes, pos: int, end: int, version: int) -> bool:
@@ -94,11 +94,11 @@ def _torn(data: bytes, pos: int, end: int, version: int) -> bool:
         if end - pos < _REC.size:
             return SYNC.startswith(rest[:4])
         sync, ln, _ = _REC.unpack_from(data, pos)
-        return sync == SYNC and 0 < ln <= _MAX_RECORD and pos + _REC.size + ln > end
+        return bool(sync == SYNC and 0 < ln <= _MAX_RECORD and pos + _REC.size + ln > end)
     if end - pos < _V1.size:
         return True
     ln, _ = _V1.unpack_from(data, pos)
-    return 0 < ln <= _MAX_RECORD and pos + _V1.size + ln > end
+    return bool(0 < ln <= _MAX_RECORD and pos + _V1.size + ln > end)
 
 
 def _lost(data: bytes, a: int, b: int, version: int, avg: float) -> tuple[int, bool]:

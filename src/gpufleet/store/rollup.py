@@ -37,7 +37,7 @@ def _last_valid(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     idx = np.where(np.isnan(values), -1, np.arange(rows)[:, None])
     last_idx = np.maximum.reduceat(idx, starts, axis=0)
     cols = np.broadcast_to(np.arange(values.shape[1]), last_idx.shape)
-    out = values[np.clip(last_idx, 0, None), cols]
+    out: np.ndarray = values[np.clip(last_idx, 0, None), cols]
     out[last_idx < 0] = np.nan
     return out
 

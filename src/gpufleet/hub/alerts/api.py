@@ -53,7 +53,7 @@ class TestBody(BaseModel):
 
 def mount(app: FastAPI, ext: AlertsExtension) -> None:
     def alert_json(a: Any, now: float) -> dict[str, Any]:
-        d = a.as_dict()
+        d: dict[str, Any] = a.as_dict()
         d["silenced_by"] = ext.silenced_by(a, now)
         d["silenced"] = bool(d["silenced_by"])
         return d

@@ -13,7 +13,7 @@ import numpy as np
 
 from ...scopes import records
 from ...snapshot import NodeSnapshot
-from .expr import Matcher
+from ...syntax import Matcher
 
 if TYPE_CHECKING:
     from .engine import NodeInput

@@ -164,8 +164,8 @@ class Engine:
                 owners, ids = sd.owners, sd.ids
                 for i, v in zip(idx.tolist(), hv):
                     o = owners[i]
-                    key = (rule.id, o.base["node"], o.labels_key, ids[i]) if o is not None else (rule.id, "", (), ())
-                    hits.append((key, None if key in ident else self._series_labels(sd, scope, i), v, None))
+                    series_id = (rule.id, o.base["node"], o.labels_key, ids[i]) if o is not None else (rule.id, "", (), ())
+                    hits.append((series_id, None if series_id in ident else self._series_labels(sd, scope, i), v, None))
             for key, series, value, since in hits:
                 known = ident.get(key) if key is not None else None
                 if known is None:
@@ -202,9 +202,9 @@ class Engine:
                 if a.resolved_at is not None and now - a.resolved_at > self.resolved_retention:
                     del self.alerts[fp]
                 continue
-            rule = self.by_id.get(a.rule_id)
-            if in_grace and rule is not None and rule.expr is not None and (
-                    a.labels.get("node", "") not in fresh_names if rule.expr.scope != "hub" else not hub_values):
+            gone_rule = self.by_id.get(a.rule_id)
+            if in_grace and gone_rule is not None and gone_rule.expr is not None and (
+                    a.labels.get("node", "") not in fresh_names if gone_rule.expr.scope != "hub" else not hub_values):
                 continue  # just (re)started and this series has no fresh data yet: keep, don't resolve
             if a.state == PENDING:
                 del self.alerts[fp]

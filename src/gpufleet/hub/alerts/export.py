@@ -17,8 +17,8 @@ import yaml
 
 from ...catalogue import BY_NAME, SCOPE_LABELS
 from ...snapshot import Disk, Gpu, NodeSnapshot
+from ...syntax import format_duration
 from .engine import FIRING, Engine, NodeInput
-from .expr import format_duration
 from .rules import Rule
 
 GROUP = "gpufleet"

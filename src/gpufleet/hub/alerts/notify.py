@@ -59,7 +59,8 @@ class AppriseTarget(Target):
         ntype = apprise.NotifyType.FAILURE if msg.firing else apprise.NotifyType.SUCCESS
         # apprise reports the service's answer only in its log: capture it for the error, so
         # `rules test-notify` (no hub, no hub log) and the notifications API can show it.
-        with apprise.LogCapture(level=apprise.logging.WARNING, fmt="%(message)s") as captured:
+        capture: Any = apprise.LogCapture  # untyped in apprise
+        with capture(level=apprise.logging.WARNING, fmt="%(message)s") as captured:
             ok = ap.notify(body=msg.body(), title=msg.title(), notify_type=ntype)
         if not ok:
             said = " ".join(line.strip() for line in captured.getvalue().splitlines() if line.strip())

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...syntax import ConfigError, LineDict, load_yaml, load_yaml_file
+from ...syntax import ConfigError, LineDict, Matcher, load_yaml, load_yaml_file
 from .engine import FIRING, RESOLVED, Alert
-from .expr import ExprError, Matcher, parse_duration, parse_matchers
+from .expr import ExprError, parse_duration, parse_matchers
 from .payload import check_url, redact, webhook_payload
 
 DEFAULT_REPEAT = {"critical": 3600.0, "warning": 4 * 3600.0, "info": 24 * 3600.0}
@@ -58,7 +58,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds before retry number `attempt` (1-based): doubling, capped."""
-        return min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        return float(min(self.max_backoff, self.backoff * (2 ** (attempt - 1))))
 
 
 @dataclass

@@ -34,8 +34,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ...syntax import LABEL_NAME, ConfigError, LineDict, is_label_name, load_yaml, load_yaml_file
-from .expr import Expr, ExprError, Matcher, parse_duration, parse_expr, parse_matchers
+from ...syntax import LABEL_NAME, ConfigError, LineDict, Matcher, is_label_name, load_yaml, load_yaml_file
+from .expr import Expr, ExprError, parse_duration, parse_expr, parse_matchers
 from .templating import Template, TemplateError
 
 SEVERITIES = ("critical", "warning", "info")
@@ -207,7 +207,7 @@ def _compile(rule_id: str, inst: _Spec, templates: dict[str, _Spec], *, builtin:
     match: tuple[Matcher, ...] = tuple(fields.get("match", ()))
     kind = str(get("kind", "expr"))
     source = BUILTIN_SOURCE if builtin else f"{inst.path}:{inst.line()}"
-    common = dict(id=rule_id, alert=alert, severity=severity, for_s=for_s, labels=labels, annotations=annotations,
+    common: dict[str, Any] = dict(id=rule_id, alert=alert, severity=severity, for_s=for_s, labels=labels, annotations=annotations,
                   source=source, builtin=builtin, params=params)
     if kind == "node_status":
         statuses = get("statuses", ["stale", "down"])

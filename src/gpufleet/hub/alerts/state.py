@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...syntax import Matcher
 from ..db import connect
 from .engine import Alert
-from .expr import ExprError, Matcher, make_matcher
+from .expr import ExprError, make_matcher
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (

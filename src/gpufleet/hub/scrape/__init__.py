@@ -15,7 +15,7 @@ on a builder.py Builder, and state.py holds what a target's scrapes remember and
 
 from __future__ import annotations
 
-from .allsmi import guess_vendor
+from ...vendors import guess_vendor
 from .mapping import detect_kind, from_agent_json, to_snapshot
 from .state import ScrapeError, ScrapeState
 from .transport import scrape_async

@@ -156,9 +156,9 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
                     for m in broker.initial(last_id):
                         yield m
                 if node is not None:
-                    for m in (broker.status_message(node), broker.node_message(node, sub.commands)):
-                        if m:
-                            yield m
+                    for first in (broker.status_message(node), broker.node_message(node, sub.commands)):
+                        if first:
+                            yield first
                 if users:
                     yield broker.users_message()
                 if user is not None:
