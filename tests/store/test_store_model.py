@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -19,6 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from gpufleet.store import StoreOptions, TimeSeriesStore
 
 SLOW = os.environ.get("GPUFLEET_TEST_SLOW") == "1"
+if SLOW:
+    pytestmark = pytest.mark.timeout(0)  # a long run is the point: no per-test limit
 T0 = 1_700_006_400.0  # a multiple of every window
 NODES = ("n0", "n1", "n2", "n3")
 KEYS = tuple(("util", (("gpu", str(g)),)) for g in range(3)) + (("temp", (("gpu", "0"),)),)

@@ -22,7 +22,8 @@ from .block import Block
 from .recordlog import scan_log
 from .recovery import WAL_MAGIC
 from .series_index import MAGIC as INDEX_MAGIC
-from .series_index import SNAPSHOT, check_snapshot, read_snapshot_counts
+from . import series_snapshot
+from .series_index import SNAPSHOT
 from .types import MAX_TS, RESOLUTIONS, StoreOptions
 
 
@@ -93,12 +94,12 @@ def check_store(path: str, options: StoreOptions | None = None) -> CheckReport:
     snap = os.path.join(path, SNAPSHOT)
     if os.path.exists(snap):
         out.files += 1
-        why = check_snapshot(snap)
+        why = series_snapshot.check(snap)
         if why:
             out.damaged.append(f"{snap}: {why}")
     if scan.exists and not scan.damaged:
         # a truncated series.log reads clean: compare with what the data and the snapshot use
-        counts = read_snapshot_counts(snap) or (0, 0)
+        counts = series_snapshot.scan(snap).counts
         nodes, series = _ids(scan.records)
         need_n, need_s = max(used_nodes, counts[0]), max(used_series, counts[1])
         if nodes < need_n or series < need_s:

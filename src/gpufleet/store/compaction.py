@@ -26,6 +26,11 @@ from .recordlog import RecordLog
 from .recovery import WAL_MAGIC
 
 
+# Names added to series.snap per budgeted maintain() call: ~10-30 ms of encoding, so the
+# 730k series of a 1,000-node fleet's first minutes catch up in a few minutes, never a stall.
+SNAPSHOT_SLICE = 5000
+
+
 class Compaction(StoreState):
     def maintain(self, now: float | None = None, *, full: bool = False,
                  budget_s: float | None = None) -> dict[str, int]:
@@ -72,6 +77,9 @@ class Compaction(StoreState):
             done["deleted"] = self._retention(now)
         if deadline is None or time.perf_counter() < deadline:
             done["merged"] += self._compact(now, full, deadline)
+        if deadline is None or time.perf_counter() < deadline:
+            # the copy series.log is rebuilt from when damaged: new names, a slice per call
+            self.series_index.write_snapshot(None if deadline is None else SNAPSHOT_SLICE)
         return done
 
     def _head_due(self, now: float) -> bool:
@@ -162,8 +170,6 @@ class Compaction(StoreState):
         return pos - start
 
     def _finish_cycle(self) -> None:
-        # The copy series.log is rebuilt from when damaged: refreshed when series were added.
-        self.series_index.write_snapshot()
         # Every row of the covered generations is in a block now: they may go.
         for path in self._cycle_wals:
             try:

@@ -3,29 +3,25 @@
 Blocks and the WAL refer to series by id only; the mapping lives in an
 append-only, checksummed ``series.log`` that is written *before* any WAL record
 that uses a new id, so recovery never meets an id it cannot name.  A
-compressed copy, ``series.snap``, is rewritten after head cuts that saw new
-series: when series.log is damaged, truncated or deleted, the names it lost are
-taken from there, and only series registered since the last snapshot (and
-whose record was hit) cannot be named again.
+compressed copy, ``series.snap`` (``series_snapshot``), follows it a slice
+per ``maintain`` call: when series.log is damaged, truncated or deleted, the
+names it lost are taken from there, and only series registered since the copy
+last caught up (and whose record was hit) cannot be named again.
 """
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
-import zstandard
 
-from . import formats
+from . import series_snapshot
 from .recordlog import RecordLog, scan_log
 from .types import Matcher, SeriesKey
 
 MAGIC = b"GFSI"
-SNAPSHOT = "series.snap"
-_SNAP_MAGIC = b"GFSS"
-_COUNTS = struct.Struct("<II")  # node ids, series ids (holes included)
+SNAPSHOT = series_snapshot.NAME
 _MAX_ID = 1 << 32
 
 _enc = msgspec.msgpack.Encoder()
@@ -79,18 +75,22 @@ class SeriesIndex:
         for rec in scan.records:
             self._apply_raw(rec)
         from_log = self._known()
-        self._snap_trouble = check_snapshot(self.snap_path)
-        if self._snap_trouble:  # a derived copy: set it aside, a new one is written after open
-            os.replace(self.snap_path, self.snap_path + ".corrupt")
-        snap = read_snapshot_counts(self.snap_path)
-        self._snap_known = snap if snap is not None else (-1, -1)
+        snap = series_snapshot.scan(self.snap_path)
+        self._snap_trouble = snap.trouble
         trouble = f"damaged ({scan.describe()})" if scan.damaged else ""
-        if snap is not None and (self.node_names.count(None) or self.series.count(None)
-                                 or len(self.node_names) < snap[0] or len(self.series) < snap[1]):
-            # ids the log lacks (damaged, truncated, deleted) that the snapshot names
-            for rec in read_snapshot(self.snap_path):
+        if snap.exists and (self.node_names.count(None) or self.series.count(None)
+                            or len(self.node_names) < snap.counts[0] or len(self.series) < snap.counts[1]):
+            # ids the log lacks (damaged, truncated, deleted) that the copy names
+            for rec in series_snapshot.records(snap):
                 self._apply_raw(rec, only_missing=True)
-            trouble = trouble or ("missing" if not scan.exists else "shorter than series.snap")
+            trouble = trouble or ("missing" if not scan.exists else f"shorter than {SNAPSHOT}")
+        if snap.trouble:  # a copy: set it aside; maintain() writes it again, a slice at a time
+            os.replace(self.snap_path, self.snap_path + ".corrupt")
+            self._snap_counts = (0, 0)
+        else:
+            if snap.exists and snap.end < snap.size:
+                os.truncate(self.snap_path, snap.end)  # a frame cut short by a crash
+            self._snap_counts = snap.counts
         self._restored = (self._known()[0] - from_log[0], self._known()[1] - from_log[1])
         self._trouble = trouble
         if trouble:
@@ -156,14 +156,29 @@ class SeriesIndex:
                 out.append(_enc.encode(["S", sid, nid, metric, [list(p) for p in labels]]))
         return out
 
-    def write_snapshot(self) -> bool:
-        """Write series.snap if the index grew since the last one (the copy series.log is rebuilt from)."""
-        counts = (len(self.node_names), len(self.series))
-        if counts == self._snap_known:
+    def write_snapshot(self, max_records: int | None = None) -> bool:
+        """Append the names registered since the last call to series.snap; True if some are left.
+
+        ``max_records`` bounds the work of one call (maintain passes a slice).
+        """
+        n0, s0 = self._snap_counts
+        n1, s1 = len(self.node_names), len(self.series)
+        if n0 >= n1 and s0 >= s1:
             return False
-        write_snapshot(self.snap_path, counts, self._records())
-        self._snap_known = counts
-        return True
+        n0, s0 = min(n0, n1), min(s0, s1)
+        room = max_records if max_records is not None else (n1 - n0) + (s1 - s0)
+        nodes_to = min(n1, n0 + room)
+        series_to = min(s1, s0 + max(0, room - (nodes_to - n0)))
+        recs = [_enc.encode(["N", nid, name]) for nid in range(n0, nodes_to)
+                if (name := self.node_names[nid]) is not None]
+        for sid in range(s0, series_to):
+            got = self.series[sid]
+            if got is not None:
+                nid, (metric, labels) = got
+                recs.append(_enc.encode(["S", sid, nid, metric, [list(p) for p in labels]]))
+        series_snapshot.append(self.snap_path, (nodes_to, series_to), recs)
+        self._snap_counts = (nodes_to, series_to)
+        return (nodes_to, series_to) != (n1, s1)
 
     def _apply(self, rec: list[Any]) -> None:
         if rec[0] == "N":
@@ -261,53 +276,3 @@ class SeriesIndex:
     def close(self) -> None:
         self.log.close()
 
-
-def write_snapshot(path: str, counts: tuple[int, int], records: list[bytes]) -> None:
-    body = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(_enc.encode(records))
-    formats.write_atomic(path, formats.header(_SNAP_MAGIC) + _COUNTS.pack(*counts) + body)
-
-
-def _snapshot_parts(path: str) -> tuple[tuple[int, int], bytes] | None:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        return None
-    head = formats.parse_header(data, _SNAP_MAGIC)
-    if head is None or len(data) < head[2] + _COUNTS.size:
-        return None
-    version, writer, hlen = head
-    if version > formats.FORMAT:
-        raise formats.too_new(path, version, writer)
-    counts = _COUNTS.unpack_from(data, hlen)
-    return (int(counts[0]), int(counts[1])), data[hlen + _COUNTS.size:]
-
-
-def read_snapshot_counts(path: str) -> tuple[int, int] | None:
-    got = _snapshot_parts(path)
-    return None if got is None else got[0]
-
-
-def read_snapshot(path: str) -> list[bytes]:
-    """The records of a snapshot, or [] if it is missing or damaged (its zstd checksum fails)."""
-    got = _snapshot_parts(path)
-    if got is None:
-        return []
-    try:
-        recs = _dec.decode(zstandard.ZstdDecompressor().decompress(got[1]))
-    except (zstandard.ZstdError, msgspec.DecodeError):
-        return []
-    return [r for r in recs if isinstance(r, bytes)]
-
-
-def check_snapshot(path: str) -> str:
-    """'' if series.snap is absent or sound, else what is wrong with it (for ``store check``)."""
-    if not os.path.exists(path):
-        return ""
-    if _snapshot_parts(path) is None:
-        return "bad header"
-    try:
-        zstandard.ZstdDecompressor().decompress(_snapshot_parts(path)[1])  # type: ignore[index]
-    except zstandard.ZstdError as e:
-        return f"body fails its checksum ({e})"
-    return ""

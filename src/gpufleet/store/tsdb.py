@@ -97,7 +97,6 @@ class TimeSeriesStore(Recovery, Compaction):
         self._load_blocks()
         self._replay_wal()
         self.series_index.report(self._used_nodes, self._used_series)
-        self.series_index.write_snapshot()  # a store from before series.snap gets one now
 
     # ---------------------------------------------------------------- ingest
     def _note_appended(self, st: NodeState, first: float, last: float, count: int) -> None:
