@@ -9,13 +9,14 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..series import SeriesCache, snapshot_series
+from ..series import SeriesCache, SeriesKey, snapshot_series
 from ..snapshot import NodeSnapshot, from_json
 from . import datadir
 from .diskspace import Floor, FreeSpace
@@ -24,6 +25,16 @@ from .fleet import Fleet, NodeView
 from .jobs import Jobs
 from .register import check_labels
 from .state import HubState, RegisterRefused, scrub_own_secrets
+
+if TYPE_CHECKING:  # imported where used: a hub with --history never loads the store, and so on
+    import httpx
+
+    from ..store import SeriesResult, TimeSeriesStore
+    from ..syntax import Matcher
+    from .history import PromHistory
+    from .remote_write import RemoteWriter
+    from .scrape import ScrapeState
+    from .targets import Target, TargetsWatcher
 
 log = logging.getLogger("gpufleet.hub")
 
@@ -78,9 +89,9 @@ class HubOptions:
 class _Pulls:
     """What the pull job keeps between its steps."""
 
-    targets: list[Any] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
     next: dict[str, float] = field(default_factory=dict)  # node -> monotonic time of its next scrape
-    client: Any = None
+    client: httpx.AsyncClient | None = None
 
 
 @dataclass(slots=True)
@@ -116,16 +127,16 @@ class Hub:
     def _open(self, opts: HubOptions) -> None:
         self.state = HubState(opts.data / datadir.STATE_FILE)
         self.fleet = Fleet(down_after=opts.down_after)
-        self.store: Any = None
-        self.history: Any = None
-        self.remote: Any = None
+        self.store: TimeSeriesStore | None = None
+        self.history: TimeSeriesStore | PromHistory | None = None
+        self.remote: RemoteWriter | None = None
         self._store_lock = threading.Lock()
         self.counters = Counters()
         self.last_lag = 0.0
         self._lags: deque[tuple[float, float]] = deque(maxlen=4096)
         self._dirty: set[str] = set()
         self.series_caches: dict[str, SeriesCache] = {}
-        self.scrape_states: dict[str, Any] = {}  # per target URL: what its scrapes remember
+        self.scrape_states: dict[str, ScrapeState] = {}  # per target URL: what its scrapes remember
         self.started = time.time()
         self.jobs = Jobs()
         for job in JOBS:
@@ -142,7 +153,7 @@ class Hub:
         # Features that plug into the hub (alerts, web UI) are attached by the app builder
         # (hub/app.py create_app), not loaded here: a Hub alone runs no feature's threads.
         self.extensions: list[Extension] = []
-        self.targets_watcher: Any = None
+        self.targets_watcher: TargetsWatcher | None = None
         self._targets_error = ""
         if opts.targets is not None:
             from .targets import TargetsWatcher
@@ -297,10 +308,11 @@ class Hub:
             raise IngestError(503, f"{reason}; snapshots are not stored meanwhile (the agent keeps them): "
                                    f"retry after {RETRY_AFTER_S} s", RETRY_AFTER_S)
 
-    def _store_append(self, snap: NodeSnapshot, keys: Any, values: Any) -> int:
+    def _store_append(self, snap: NodeSnapshot, keys: Sequence[SeriesKey], values: list[float]) -> int:
+        assert self.store is not None  # ingest calls this only with the embedded store
         try:
             with self._store_lock:
-                return int(self.store.append(snap.node, snap.timestamp, keys, values))
+                return int(self.store.append(snap.node, snap.timestamp, list(keys), values))
         except ValueError as e:
             self.counters.store_errors += 1
             raise IngestError(400, f"snapshot at {snap.timestamp} refused by the store: {e}") from None
@@ -455,14 +467,16 @@ class Hub:
                 await pulls.client.aclose()
 
     async def _pull_step(self, pulls: _Pulls, now_m: float) -> None:
-        new = self.targets_watcher.poll()
-        err = str(self.targets_watcher.last_error or "")
+        watcher = self.targets_watcher
+        assert watcher is not None  # the pulls job runs only with --targets
+        new = watcher.poll()
+        err = str(watcher.last_error or "")
         if err != self._targets_error:
             self._targets_error = err
             if err:
                 log.error("targets file has an error, keeping the last good targets: %s", err)
             else:
-                log.info("targets file loaded: %d target(s)", len(self.targets_watcher.targets))
+                log.info("targets file loaded: %d target(s)", len(watcher.targets))
         if new is not None:
             pulls.targets = new
             for t in new:
@@ -483,6 +497,7 @@ class Hub:
 
     def _flush_store(self) -> None:
         # The WAL is written on every append; flushing once a second bounds a power cut's loss.
+        assert self.store is not None  # the flush job runs only with the embedded store
         try:
             with self._store_lock:
                 self.store.flush()
@@ -490,7 +505,7 @@ class Hub:
             self.counters.store_errors += 1
             raise
 
-    async def _scrape(self, target: Any, client: Any) -> None:
+    async def _scrape(self, target: Target, client: httpx.AsyncClient) -> None:
         from .scrape import ScrapeError, ScrapeState, scrape_async
 
         state = self.scrape_states.setdefault(target.url, ScrapeState(node=target.node))
@@ -525,11 +540,12 @@ class Hub:
     def node(self, name: str) -> NodeView | None:
         return self.fleet.nodes.get(name)
 
-    def query_range(self, metric: str, matchers: list[Any], start: float, end: float, step: float,
-                    agg: str) -> list[Any]:
+    def query_range(self, metric: str, matchers: list[Matcher], start: float, end: float, step: float,
+                    agg: str) -> list[SeriesResult]:
         if self.store is not None:
             with self._store_lock:
                 return list(self.store.query_range(metric, matchers, start, end, step, agg))
+        assert self.history is not None  # opened at start: the store or --history
         return list(self.history.query_range(metric, matchers, start, end, step, agg))
 
     def values(self) -> dict[str, float]:
