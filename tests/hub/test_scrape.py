@@ -355,3 +355,15 @@ def test_async_timeout_and_refused() -> None:
     refused = Target(node="r", address=f"127.0.0.1:{realparts.free_port()}", kind="all-smi")
     with pytest.raises(ScrapeError, match="connect"):
         asyncio.run(go(refused, 5))
+
+
+def test_every_scope_a_snapshot_holds_is_read_back_from_gpufleet_text() -> None:
+    """scopes.py names the records; the text mapper must map back every one an agent exposes."""
+    from gpufleet.scopes import SCOPES, records
+
+    original = sample_snapshot("n1")
+    held = {name for name, s in SCOPES.items() if s.read is not None and any(True for _ in records(original, name))}
+    assert {"node", "gpu", "mig", "gpu_process", "user", "collector", "agent", "cpu", "disk", "net"} <= held
+    state = ScrapeState()
+    to_snapshot(Target(node="n1", address="n1:9101"), parse(render(original)), "gpufleet", state)
+    assert state.samples > 0 and state.ignored == 0  # nothing the agent wrote was left unread
