@@ -11,19 +11,14 @@ import httpx
 
 import pytest
 
+from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
 
-def _wait(pred, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def _wait(cond, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    return eventually(cond, timeout, what, interval=0.2)  # conftest's, with this file's defaults
 
 
 def _snapshot(url: str, node: str) -> str:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import ssl
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 
 import pytest
 
+from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
@@ -22,14 +22,8 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(gpufleet(*args), capture_output=True, text=True, timeout=60)
 
 
-def _wait(pred, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def _wait(cond, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    return eventually(cond, timeout, what, interval=0.2)  # conftest's, with this file's defaults
 
 
 def test_selfsigned_hub_and_agents(tmp_path: Path) -> None:
