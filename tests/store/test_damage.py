@@ -251,3 +251,17 @@ def test_series_snap_follows_in_slices_and_a_torn_frame_is_no_damage(tmp_path, c
     assert "10 samples could not be replayed" in lines[0]  # b's push, in the WAL, has no names
     assert len(s.series("m")) == 12_000
     s.close()
+
+
+def test_damage_set_aside_twice_keeps_both_copies(tmp_path, caplog) -> None:
+    path = tmp_path / "db"
+    _fill(path, 30, cut_at=15)
+    log = path / "series.log"
+    caplog.set_level(logging.ERROR)
+    for _ in range(2):
+        data = bytearray(log.read_bytes())
+        data[40] ^= 0xFF
+        log.write_bytes(bytes(data))
+        TimeSeriesStore(str(path)).close()
+    assert (path / "series.log.corrupt").exists() and (path / "series.log.corrupt.2").exists()
+    assert "kept as series.log.corrupt.2" in _errors(caplog)[-1]

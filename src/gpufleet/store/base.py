@@ -64,11 +64,11 @@ class StoreState:
         self._compact_dirty = True
         b.close()
         try:
-            os.replace(b.path, b.path + ".corrupt")
+            aside = formats.set_aside(b.path)
         except FileNotFoundError:
-            pass
+            aside = "(gone)"
         span = " to ".join(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) for t in (b.min_ts, b.max_ts))
-        self._damaged(f"block {b.path} is damaged ({why}); set aside as {os.path.basename(b.path)}.corrupt: "
+        self._damaged(f"block {b.path} is damaged ({why}); set aside as {aside}: "
                       f"{b.samples} samples of {len(b.nodes)} node(s) from {span} are no longer served")
 
     def _abort_job(self) -> None:

@@ -44,7 +44,7 @@ def check_store(path: str, options: StoreOptions | None = None) -> CheckReport:
         d = os.path.join(path, "blocks", f"r{res}")
         for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
             full = os.path.join(d, name)
-            if name.endswith(".corrupt"):
+            if ".corrupt" in name:
                 out.notes.append(f"{full}: set aside earlier")
             if not name.endswith(".blk"):
                 continue
@@ -74,7 +74,7 @@ def check_store(path: str, options: StoreOptions | None = None) -> CheckReport:
     wal_dir = os.path.join(path, "wal")
     for name in sorted(os.listdir(wal_dir)) if os.path.isdir(wal_dir) else []:
         full = os.path.join(wal_dir, name)
-        if name.endswith(".corrupt"):
+        if ".corrupt" in name:
             out.notes.append(f"{full}: set aside earlier")
         if name.endswith(".log"):
             out.files += 1
@@ -83,8 +83,9 @@ def check_store(path: str, options: StoreOptions | None = None) -> CheckReport:
                 out.damaged.append(f"{full}: {scan.describe()}")
     index = os.path.join(path, "series.log")
     scan = scan_log(index, INDEX_MAGIC)
-    if os.path.exists(index + ".corrupt"):
-        out.notes.append(f"{index}.corrupt: set aside earlier")
+    for name in sorted(os.listdir(path)):
+        if ".corrupt" in name:
+            out.notes.append(f"{os.path.join(path, name)}: set aside earlier")
     if scan.exists:
         out.files += 1
     if scan.damaged:

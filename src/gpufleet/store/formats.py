@@ -96,11 +96,22 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str, data: bytes, set_aside: str | None = None) -> None:
+def set_aside(path: str) -> str:
+    """Rename a damaged file to ``NAME.corrupt`` (``NAME.corrupt.2``... if taken); returns the new base name."""
+    aside = path + ".corrupt"
+    n = 1
+    while os.path.lexists(aside):
+        n += 1
+        aside = f"{path}.corrupt.{n}"
+    os.replace(path, aside)
+    return os.path.basename(aside)
+
+
+def write_atomic(path: str, data: bytes, keep_old: bool = False) -> str:
     """Write a whole file under a temporary name, fsync, and rename it into place.
 
-    With ``set_aside``, the file being replaced is first renamed to that name
-    (kept for inspection) rather than overwritten.
+    With ``keep_old``, the file being replaced is first set aside (kept for
+    inspection) rather than overwritten; returns its new base name ('' if none).
     """
     tmp = path + ".tmp"
     fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -111,10 +122,10 @@ def write_atomic(path: str, data: bytes, set_aside: str | None = None) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    if set_aside is not None and os.path.exists(path):
-        os.replace(path, set_aside)
+    aside = set_aside(path) if keep_old and os.path.exists(path) else ""
     os.replace(tmp, path)
     fsync_dir(os.path.dirname(path) or ".")
+    return aside
 
 
 def make_private(root: str) -> None:

@@ -211,11 +211,11 @@ class RecordLog:
         self.magic = magic
         scan = scan if scan is not None else scan_log(path, magic)
         self.recovered: list[bytes] = scan.records
+        self.aside = ""  # the base name the damaged file was kept under
         if scan.damaged:
             self.rewrite(scan.records, set_aside=True)
             if on_damage is not None:
-                on_damage(f"{what} {path} is damaged: {scan.describe()}; the damaged file is kept as "
-                          f"{os.path.basename(path)}.corrupt")
+                on_damage(f"{what} {path} is damaged: {scan.describe()}; the damaged file is kept as {self.aside}")
         elif not scan.has_header:
             self.rewrite(scan.records)  # new, empty, or version 1: write it in this format
         self._fd = formats.open_file(path, os.O_RDWR | os.O_CREAT)
@@ -229,7 +229,7 @@ class RecordLog:
 
     def rewrite(self, records: list[bytes], set_aside: bool = False) -> None:
         data = formats.header(self.magic) + b"".join(encode(r) for r in records)
-        formats.write_atomic(self.path, data, self.path + ".corrupt" if set_aside else None)
+        self.aside = formats.write_atomic(self.path, data, keep_old=set_aside)
         self._end = len(data)
 
     def append(self, payload: bytes) -> None:

@@ -54,9 +54,9 @@ class Recovery(StoreState):
                             msgspec.DecodeError) as e:
                         # One unreadable block must not keep the hub from starting: set it
                         # aside for inspection, say so, and serve everything else.
-                        os.replace(full, full + ".corrupt")
+                        aside = formats.set_aside(full)
                         self._damaged(f"block {full} is unreadable ({type(e).__name__}: {e}); set aside as "
-                                      f"{name}.corrupt: its samples (window starting {_window_of(name)}) "
+                                      f"{aside}: its samples (window starting {_window_of(name)}) "
                                       "are no longer served")
         limit = self.ts_limit()
         sane: list[Block] = []
@@ -65,10 +65,9 @@ class Recovery(StoreState):
                 # Written by a release without the timestamp check (a push timestamped
                 # 1e308 or far ahead): it would never expire and poison the node's clock.
                 b.close()
-                os.replace(b.path, b.path + ".corrupt")
+                aside = formats.set_aside(b.path)
                 self._damaged(f"block {b.path} holds only timestamps outside [0, now + "
-                              f"{self.opts.max_future_s:g} s] ({b.min_ts:g} .. {b.max_ts:g}); set aside as "
-                              f"{os.path.basename(b.path)}.corrupt")
+                              f"{self.opts.max_future_s:g} s] ({b.min_ts:g} .. {b.max_ts:g}); set aside as {aside}")
             else:
                 sane.append(b)
         found = sane

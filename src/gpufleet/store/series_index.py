@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from . import series_snapshot
+from . import formats, series_snapshot
 from .recordlog import RecordLog, scan_log
 from .types import Matcher, SeriesKey
 
@@ -77,6 +77,7 @@ class SeriesIndex:
         from_log = self._known()
         snap = series_snapshot.scan(self.snap_path)
         self._snap_trouble = snap.trouble
+        self._snap_aside = ""
         trouble = f"damaged ({scan.describe()})" if scan.damaged else ""
         if snap.exists and (self.node_names.count(None) or self.series.count(None)
                             or len(self.node_names) < snap.counts[0] or len(self.series) < snap.counts[1]):
@@ -85,7 +86,7 @@ class SeriesIndex:
                 self._apply_raw(rec, only_missing=True)
             trouble = trouble or ("missing" if not scan.exists else f"shorter than {SNAPSHOT}")
         if snap.trouble:  # a copy: set it aside; maintain() writes it again, a slice at a time
-            os.replace(self.snap_path, self.snap_path + ".corrupt")
+            self._snap_aside = formats.set_aside(self.snap_path)
             self._snap_counts = (0, 0)
         else:
             if snap.exists and snap.end < snap.size:
@@ -98,19 +99,18 @@ class SeriesIndex:
             if not scan.damaged:
                 scan.has_header = False  # a plain rewrite: nothing to set aside
         self.log = RecordLog(path, MAGIC, scan)
-        self._scan_damaged = bool(scan.damaged)
 
     def report(self, used_nodes: int, used_series: int) -> None:
         """Reserve the ids the store's data uses and say, once, what the index could not name."""
         if self._snap_trouble and self._on_damage is not None:
             self._on_damage(f"series snapshot {self.snap_path} is damaged ({self._snap_trouble}); set aside as "
-                            f"{SNAPSHOT}.corrupt and written again from the series index (nothing lost)")
+                            f"{self._snap_aside} and written again from the series index (nothing lost)")
         self.lost_nodes = sum(1 for n in self.node_names[:used_nodes] if n is None) + max(0, used_nodes - len(self.node_names))
         self.lost_series = sum(1 for x in self.series[:used_series] if x is None) + max(0, used_series - len(self.series))
         self._grow(used_nodes - 1, used_series - 1)
         if (self._trouble or self.lost_nodes or self.lost_series) and self._on_damage is not None:
             what = self._trouble or "missing names the data uses"
-            kept = (f"{os.path.basename(self.path)}.corrupt" if self._scan_damaged else "")
+            kept = self.log.aside
             lost = self.lost_nodes or self.lost_series
             self._on_damage(
                 f"series index {self.path} is {what}; rebuilt with {self._restored[0]} node and "
