@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import socket
 import subprocess
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpufleet.snapshot import from_json
+from conftest import eventually
 from realparts import agent, gpufleet, prom_query, prometheus
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
@@ -84,16 +84,8 @@ scrape_configs:
 """
         snap = from_json(httpx.get(f"{url}/api/v1/snapshot").content)
         with prometheus(tmp_path, cfg) as (_, prom):
-            import time
-
-            deadline = time.monotonic() + 30
-            result: list = []
-            while time.monotonic() < deadline:
-                result = prom_query(prom, "gpufleet_gpu_power_watts")
-                if len(result) == 8:
-                    break
-                time.sleep(0.5)
-            assert len(result) == 8, result
+            eventually(lambda: len(prom_query(prom, "gpufleet_gpu_power_watts")) == 8, timeout=30,
+                       what="Prometheus to scrape the agent's 8 GPUs")
             for key in ("power_watts", "temperature_celsius", "memory_used_bytes", "utilization_ratio",
                         "sm_clock_hertz", "energy_joules_total"):
                 got = {r["metric"]["gpu"]: float(r["value"][1]) for r in prom_query(prom, f"gpufleet_gpu_{key}")}
@@ -169,14 +161,14 @@ def test_config_file_and_env(tmp_path: Path) -> None:
     p = subprocess.Popen(gpufleet("agent", "--config", str(f), "--listen", f"127.0.0.1:{port}"), env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        import time
-
-        for _ in range(100):
+        def snapshot() -> bytes | None:
             try:
-                snap = from_json(httpx.get(f"http://127.0.0.1:{port}/api/v1/snapshot").content)
-                break
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/snapshot")
             except httpx.HTTPError:
-                time.sleep(0.1)
+                return None  # not listening yet
+            return r.content if r.status_code == 200 else None
+
+        snap = from_json(eventually(snapshot, what="the agent's first snapshot"))
         assert snap.node == "from-env" and snap.labels == {"rack": "r7"}
         assert {g.vendor for g in snap.gpus} == {"amd"} and len(snap.gpus) == 2
     finally:

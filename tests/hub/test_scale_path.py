@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from gpufleet.hub.app import create_app
 from gpufleet.hub.service import Hub, HubOptions
+from conftest import eventually
 from realparts import victoria_metrics
 from sample_snapshot import sample_snapshot
 
@@ -37,13 +38,10 @@ def test_remote_write_then_history_from_victoriametrics(tmp_path: Path) -> None:
         try:
             assert reader.store is None
             with TestClient(create_app(reader, background=False)) as client:
-                deadline = time.monotonic() + 20
-                series: list = []
-                while time.monotonic() < deadline and not series:
-                    series = client.get("/api/v1/query_range", params={
-                        "metric": "gpufleet_gpu_utilization_ratio", "match": ['node="rw-node"', 'gpu="0"'],
-                        "start": now, "end": now + 50, "step": 5, "agg": "last"}).json()["series"]
-                    time.sleep(0.5)
+                series = eventually(lambda: client.get("/api/v1/query_range", params={
+                    "metric": "gpufleet_gpu_utilization_ratio", "match": ['node="rw-node"', 'gpu="0"'],
+                    "start": now, "end": now + 50, "step": 5, "agg": "last"}).json()["series"],
+                    timeout=20, what="the remote-written series to be readable")
                 assert len(series) == 1
                 got = dict(zip(series[0]["timestamps"], series[0]["values"]))
                 assert got == {now + 5 * i: pytest.approx(i / 10) for i in range(10)}
