@@ -14,6 +14,7 @@ from gpufleet.collectors.base import CollectContext
 from gpufleet.collectors.disks import DiskCollector, may_block, select_mounts
 from gpufleet.snapshot import NodeSnapshot
 from conftest import FIXTURES as ALL_FIXTURES
+from conftest import eventually
 
 FIXTURES = ALL_FIXTURES / "proc"
 BLOCK = 4096
@@ -115,14 +116,12 @@ def test_hung_network_mount_never_blocks_the_collection() -> None:
     finally:
         hang.set()
     # Once the server answers, the next rounds report it (from the background probe's result).
-    deadline = time.monotonic() + 5
-    while True:
+    def collected_home() -> object:
         s = snap()
         c.collect(s)
-        if "/home" in [d.mountpoint for d in s.disks] or time.monotonic() > deadline:
-            break
-        time.sleep(0.01)
-    home = next(d for d in s.disks if d.mountpoint == "/home")
+        return next((d for d in s.disks if d.mountpoint == "/home"), None)
+
+    home = eventually(collected_home, timeout=5, what="/home reported once its server answers", interval=0.01)
     assert home.fstype == "nfs4" and home.device == "fileserver:/export/home"
     assert home.values["size_bytes"] == 1000.0 * BLOCK
 
@@ -130,10 +129,12 @@ def test_hung_network_mount_never_blocks_the_collection() -> None:
 def test_stale_network_mount_is_skipped() -> None:
     fake = FakeStatvfs(fail={"/home"})
     c = DiskCollector(CollectContext(procfs=FIXTURES, options={"disks.remote_usage": True}), statvfs=fake)
-    for _ in range(20):
+    s = snap()
+    c.collect(s)  # starts the background probe of /home, which fails
+    eventually(lambda: "/home" in c._background._results, timeout=5, what="the failed probe of /home")
+    for _ in range(3):  # rounds after the failed probe: skipped, not reported stale or empty
         s = snap()
         c.collect(s)
-        time.sleep(0.005)
     assert "/home" not in [d.mountpoint for d in s.disks]
     assert "/mnt/s3" in [d.mountpoint for d in s.disks]
 
