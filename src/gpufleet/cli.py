@@ -438,17 +438,26 @@ def sd(out: Path, data: Path) -> None:
 
 
 @cli.command()
-@click.argument("url", default="http://127.0.0.1:8080", envvar="GPUFLEET_HUB")
+@click.argument("url", required=False, envvar="GPUFLEET_HUB")
+@click.option("--hub", "hub_url", metavar="URL", help="read the whole fleet from this hub")
+@click.option("--agent", "agent_url", metavar="URL", help="read one node from its agent")
+@click.option("--api-key", envvar="GPUFLEET_API_KEY", metavar="KEY", help="hub API key (or GPUFLEET_API_KEY)")
 @click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(0.2, 3600), help="seconds")
-@click.option("--once", is_flag=True, help="print once and exit (for scripts)")
-def top(url: str, interval: float, once: bool) -> None:
-    """The fleet in the terminal, live: every node and GPU, and who is on it (URL: hub or agent)."""
-    from .top import run
+@click.option("--once", is_flag=True, help="print once and exit (for scripts; see also `gpufleet ls`)")
+def top(url: str | None, hub_url: str | None, agent_url: str | None, api_key: str | None,
+        interval: float, once: bool) -> None:
+    """The fleet in the terminal, live: every node and GPU, and who is on it.
 
-    try:
-        run(url, interval, once)
-    except KeyboardInterrupt:
-        pass
+    URL (or --hub/--agent; default http://127.0.0.1:8080) is a hub or an agent. Keys: ? for help."""
+    from .tui.cli import run_top
+
+    run_top(url, hub_url, agent_url, api_key, interval, once)
+
+
+from .tui.cli import free, ls  # noqa: E402  (`gpufleet ls` / `gpufleet free`: their own module)
+
+cli.add_command(ls)
+cli.add_command(free)
 
 
 def main(argv: list[str] | None = None) -> None:
