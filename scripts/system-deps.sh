@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real servers the tests run against, from Debian's packages (root needed).
 set -euo pipefail
-pkgs=(prometheus prometheus-node-exporter prometheus-alertmanager victoria-metrics chromium)
+pkgs=(prometheus prometheus-node-exporter prometheus-alertmanager victoria-metrics chromium tmux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

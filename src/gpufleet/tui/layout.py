@@ -1,7 +1,7 @@
 """One screen line per node or GPU, cut to the terminal's width: nothing ever wraps.
 
-Columns give way by priority when the terminal is narrow (power first, then temperature, then
-the bars, keeping the numbers); the user/command column takes what is left and is truncated.
+Columns give way by priority when the terminal is narrow (power first, then the bars, keeping
+the numbers, then temperature and memory); the user/command column takes what is left and is truncated.
 Lines are rich `Segment` lists so the view can hand them to Textual's line API as they are,
 and only the lines on screen are ever built: that keeps a 1,000-node redraw cheap.
 """
@@ -125,17 +125,17 @@ def gpu_line(g: GpuRow, node: NodeRow, width: int) -> list[Segment]:
     mem = f"{human_bytes(g.mem_used)}/{human_bytes(g.mem_total)}"
     cols: list[Column] = [
         (0, 8, [idx]),
-        (4, b, bar(g.util, b, dim)),
+        (3, b, bar(g.util, b, dim)),
         (0, 5, [util_txt]),
-        (5, b + 1, [Segment(" "), *bar(g.mem_ratio, b, dim)]),
+        (4, b + 1, [Segment(" "), *bar(g.mem_ratio, b, dim)]),
         (1, 13, [Segment(f" {mem:>12}", num if g.mem_used is not None else DIM)]),
         (2, 6, [Segment(f" {temp}", DIM if g.temp is None or dim else _temp_style(g.temp))]),
-        (3, 6, [Segment(f" {power}", num if g.power is not None else DIM)]),
+        (5, 6, [Segment(f" {power}", num if g.power is not None else DIM)]),
         (0, 1, [Segment(" ")]),
     ]
     who = g.who() if g.procs else ("free" if is_free(g) and live else "")
     style = CYAN if g.procs and not dim else (GREEN if who == "free" else DIM)
-    return _assemble(cols, width, (8, who, style))
+    return _assemble(cols, width, (16, who, style))  # room for a user and a command
 
 
 def _temp_style(t: float) -> Style:
@@ -146,20 +146,20 @@ def node_line(n: NodeRow, width: int, now: float | None = None) -> list[Segment]
     now = time.time() if now is None else now
     b = max(4, bar_width(width) - 2)
     if n.status == "up":
-        badge = Segment(" up       ", STATUS_STYLES["up"])
+        badge = Segment(" up".ljust(12), STATUS_STYLES["up"])
     else:
         age = ago(now - n.last_seen) if n.last_seen else "?"
-        badge = Segment(_fit(f" {n.status.upper()} {age}", 9) + " ", STATUS_STYLES.get(n.status, RED))
+        badge = Segment(_fit(f" {n.status.upper()} {age}", 11) + " ", STATUS_STYLES.get(n.status, RED))
     live = n.status == "up"
     num = PLAIN if live else DIM
     free = sum(1 for g in n.gpus if is_free(g)) if live else 0
     gpus = f"{len(n.gpus)} GPU" + (f" {free} free" if free else "")
     name_style = BOLD if live else Style(bold=True, color="red" if n.status == "down" else "yellow")
-    name_w = max(8, min(24, max(len(n.name), 8)))
+    name_w = 20 if width >= 110 else 14  # one width for every node, so the columns line up
     mem = f"{human_bytes(n.mem_used)}/{human_bytes(n.mem_total)}"
     cols: list[Column] = [
         (0, name_w, [Segment(_fit(n.name, name_w), name_style)]),
-        (0, 10, [badge]),
+        (0, 12, [badge]),
         (3, 4 + b, [Segment(" CPU", DIM), *bar(n.cpu, b, not live)]),
         (1, 5, [Segment(" " + pct(n.cpu), num)]),
         (4, 4 + b, [Segment(" MEM", DIM), *bar(n.mem_ratio, b, not live)]),
