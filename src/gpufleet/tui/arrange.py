@@ -8,6 +8,7 @@ name or labels (the whole node stays) or a GPU's model, users or commands (only 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 from .layout import Line
@@ -27,7 +28,7 @@ def _top(xs: list[float | None]) -> float:
 
 
 # Name, then how to rank nodes (busiest / hottest first: what an admin scans for).
-SORTS: list[tuple[str, Callable[[NodeRow], tuple]]] = [
+SORTS: list[tuple[str, Callable[[NodeRow], tuple[Any, ...]]]] = [
     ("name", lambda n: (n.name,)),
     ("util", lambda n: (-_avg([g.util for g in n.gpus]), n.name)),
     ("memory", lambda n: (-_avg([g.mem_ratio for g in n.gpus]), n.name)),
