@@ -211,6 +211,9 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("agent", "push_backlog", "gauge", "Snapshots spooled on disk, waiting for the hub.", display="count"),
     Metric("agent", "push_backlog_bytes", "gauge", "Bytes spooled on disk, waiting for the hub.", "bytes"),
     Metric("agent", "hub_up", "gauge", "1 while the last push to the hub succeeded."),
+    Metric("agent", "clock_skew_seconds", "gauge",
+           "This node's clock minus the hub's, measured by the hub at each push (stored by the hub only).",
+           "seconds"),
     # ---- the hub itself ------------------------------------------------------------------------
     Metric("hub", "build_info", "info", "Hub version.", labels=("version", "python_version")),
     Metric("hub", "ingest_snapshots_total", "counter", "Snapshots stored (pushed or pulled)."),

@@ -136,6 +136,10 @@ def _hub_options(f: Any) -> Any:
                      help="serve HTTPS with this PEM certificate (chain); needs --tls-key"),
         click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), envvar="GPUFLEET_TLS_KEY",
                      help="the certificate's PEM private key"),
+        click.option("--max-sample-age", default="7d", show_default=True,
+                     help="refuse pushed samples older than this (an agent's full spool at the default interval)"),
+        click.option("--max-clock-ahead", default="5m", show_default=True,
+                     help="refuse pushed samples this far ahead of the hub's clock (a node's clock gone wrong)"),
         click.option("--log-level", default="info", envvar="GPUFLEET_LOG_LEVEL",
                      type=click.Choice(["debug", "info", "warning", "error"])),
     ]
@@ -165,6 +169,7 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Any, Any]:
         raise UserError(f"--min-free-space: {e}") from None
     opts = HubOptions(
         min_free_space=floor,
+        max_sample_age=_duration(kw, "max_sample_age"), max_clock_ahead=_duration(kw, "max_clock_ahead"),
         data=kw["data"], targets=kw["targets"], remote_write=kw["remote_write"], history=kw["history"],
         rules=kw["rules"], notify=kw["notify"], show_command_lines=kw["show_command_lines"],
         down_after=_duration(kw, "down_after"),

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from .. import __version__
+from .. import __version__, clock
 from ..collectors.base import Collector
 from ..snapshot import CollectorStatus, NodeSnapshot
 
@@ -31,7 +31,7 @@ class Collection:
         cpu0 = time.thread_time()
         snap = NodeSnapshot(
             node=self.node,
-            timestamp=time.time() if now is None else now,
+            timestamp=clock.now() if now is None else now,
             agent_version=__version__,
             backend=self.backend,
             labels=self.labels,

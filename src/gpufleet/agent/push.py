@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from .. import __version__
+from .. import __version__, clock
 from ..errors import UserError
 from ..snapshot import NodeSnapshot, to_json
 from ..syntax import normalize_hub_url, redact_url
@@ -241,7 +241,9 @@ class Pusher:
         if not batch:
             return 0.0
         body = b'{"snapshots":[' + b",".join(e.data for e in batch) + b"]}"
-        headers = {"Authorization": f"Bearer {self._credential}", "Content-Type": "application/json"}
+        # The send time lets the hub measure this node's clock skew (refused pushes included).
+        headers = {"Authorization": f"Bearer {self._credential}", "Content-Type": "application/json",
+                   "X-Gpufleet-Sent-At": f"{clock.now():.3f}"}
         wire = body
         if len(body) >= GZIP_MIN:
             wire = gzip.compress(body, compresslevel=5, mtime=0)

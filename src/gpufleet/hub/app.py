@@ -26,6 +26,7 @@ from .auth.policy import LoginRequired
 from .cmdlines import may_see
 from .extensions import Extension
 from .register import MAX_BODY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_agent_url, check_labels
+from . import bodies
 from .sd import sd_groups
 from .service import RETRY_AFTER_S, Hub, IngestError
 
@@ -45,6 +46,9 @@ class RegisterBody(BaseModel):
                                   "this node's agent (no path, query or user:password@)")
     credential: str | None = Field(default=None, description=(
         "the node's current credential: required to register a name that is already registered"))
+
+
+SENT_AT = "x-gpufleet-sent-at"  # the agent's clock when it sent the push: the hub measures skew
 
 
 class RegisterReply(BaseModel):
@@ -134,7 +138,9 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
         try:
             body = RegisterBody.model_validate_json(raw)
         except ValidationError as e:
-            raise HTTPException(422, _first_error(e)) from None
+            # Bytes that are not JSON at all (bad UTF-8, nested too deep) are a 400; a wrong field 422.
+            bad_json = any(err.get("type") == "json_invalid" for err in e.errors())
+            raise HTTPException(400 if bad_json else 422, _first_error(e)) from None
         try:
             check_labels(body.labels)
             agent_url = check_agent_url(body.agent_url) if body.agent_url else None
@@ -144,12 +150,12 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
                                        credential=body.credential)
         return RegisterReply(node=body.node, credential=cred, command_key=hub.command_key)
 
-    @app.post("/api/v1/push", tags=["agents"], dependencies=[agent()])
+    @app.post("/api/v1/push", tags=["agents"], dependencies=[agent()], openapi_extra=bodies.PUSH_OPENAPI)
     async def push(request: Request) -> dict[str, int]:
         """Store a batch of snapshots (oldest first), idempotent per (node, timestamp)."""
         node = hub.authenticate(_bearer(request))
         body = await _read_body(request, hub.opts.max_push_bytes)
-        accepted, dups = await asyncio.to_thread(hub.ingest_push, body, node)
+        accepted, dups = await asyncio.to_thread(hub.ingest_push, body, node, request.headers.get(SENT_AT))
         return {"accepted": accepted, "duplicates": dups}
 
     # ---- the fleet --------------------------------------------------------------------------------
@@ -271,6 +277,7 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
         out.append("")
         return Response("\n".join(out), media_type=TEXT_CONTENT_TYPE)
 
+    bodies.install(app)
     for ext in hub.extensions:
         try:
             ext.mount(app)

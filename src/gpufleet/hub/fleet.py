@@ -34,6 +34,8 @@ class NodeView:
     status: str = "down"
     since: float = 0.0
     error: str = ""
+    clock_skew: float | None = None  # the node's clock minus the hub's at its last push (seconds)
+    clock_skew_at: float | None = None
 
     def describe(self) -> dict[str, object]:
         snap = self.snapshot
@@ -42,7 +44,7 @@ class NodeView:
             "labels": self.labels, "source": self.source, "interval": self.interval,
             "timestamp": snap.timestamp if snap else None,
             "gpus": len(snap.gpus) if snap else 0, "backend": snap.backend if snap else "",
-            "error": self.error,
+            "error": self.error, "clock_skew_seconds": self.clock_skew,
         }
 
 

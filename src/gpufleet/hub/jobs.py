@@ -66,7 +66,7 @@ class Jobs:
             st.seen = {}
         log.warning("background job %s recovered after %d error(s) over %.1f s", job, total, down)
 
-    def failed(self, job: str, exc: BaseException) -> None:
+    def failed(self, job: str, exc: BaseException, trace: bool = True) -> None:
         text = describe(exc)
         with self._lock:
             st = self._state(job)
@@ -79,7 +79,7 @@ class Jobs:
             st.seen[text] = st.seen.get(text, 0) + 1
             delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(st.consecutive - 1, 16))
             st.retry_at = self._clock() + delay
-        if first:  # each distinct error once (with its traceback); repeats are counted only
+        if first and trace:  # each distinct error once (with its traceback); repeats are counted only
             log.error("background job %s failed: %s (retrying with backoff; repeats are counted in "
                       "gpufleet_hub_background_errors_total)", job, text, exc_info=exc)
 

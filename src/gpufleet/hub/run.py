@@ -63,6 +63,10 @@ def open_hub(opts: HubOptions) -> Hub:
         raise UserError(str(e)) from None
     except (ValueError, OSError) as e:
         raise UserError(f"cannot open the hub's data directory {opts.data}: {e}") from None
+    except Exception as e:  # one line, never a traceback, whatever the files hold
+        log.debug("opening the hub failed", exc_info=True)
+        raise UserError(f"cannot open the hub's data directory {opts.data}: {type(e).__name__}: {e} "
+                        "(run with --log-level debug for details)") from None
 
 
 def serve(hub: Hub, sock: socket.socket, announce: Callable[[str], None],

@@ -22,7 +22,7 @@ from . import datadir
 from .diskspace import Floor, FreeSpace
 from .extensions import Extension
 from .fleet import Fleet, NodeView
-from .jobs import Jobs
+from .jobs import Jobs, describe
 from .register import check_labels
 from .state import HubState, RegisterRefused, scrub_own_secrets
 
@@ -53,6 +53,18 @@ class PushBody(msgspec.Struct):
 _snapshot_decoder = msgspec.json.Decoder(NodeSnapshot)
 
 
+def _span(seconds: float) -> str:
+    s = abs(seconds)
+    if s >= 86400 * 365 * 100:
+        return f"{s:.3g} s"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size and s % size == 0:
+            return f"{int(s // size)}{unit}"
+    if s >= 86400:
+        return f"{s / 86400:.1f} days"
+    return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
+
+
 class StoragePaused(Exception):
     """Why the hub does not store pushes now (reported to the job supervisor as `ingest`)."""
 
@@ -65,6 +77,11 @@ class IngestError(Exception):
 
 
 RETRY_AFTER_S = 30
+# An agent's spool holds 100,000 snapshots by default: 5.8 days at the default 5 s interval. A
+# week lets any default spool drain after an outage; older data is refused, not stored.
+MAX_SAMPLE_AGE_S = 7 * 86400.0
+MAX_CLOCK_AHEAD_S = 300.0
+SKEW_ALERT_S = 60.0
 DISK_FULL_HOLD_S = 5.0  # after ENOSPC, refuse pushes this long before trying to write again
 
 
@@ -83,6 +100,9 @@ class HubOptions:
     show_command_lines: bool = False  # command lines for every viewer, not only admins (cmdlines.py)
     tls_cert: Path | None = None  # serve HTTPS (hub/run.py); the session cookie is Secure then
     tls_key: Path | None = None
+    # Pushed samples must lie in [now - max_sample_age, now + max_clock_ahead] (hub clock).
+    max_sample_age: float = MAX_SAMPLE_AGE_S
+    max_clock_ahead: float = MAX_CLOCK_AHEAD_S
 
 
 @dataclass(slots=True)
@@ -145,6 +165,7 @@ class Hub:
         self.free_space = FreeSpace(opts.data, opts.min_free_space)
         self._disk_full_until = 0.0  # monotonic; set when a write met ENOSPC
         self._disk_full = False  # the last write met ENOSPC and none has succeeded since
+        self.store_broken = ""  # why the embedded store could not be opened ('' when it is fine)
         self._open_storage()
         self._restore()
         self._state_version = self.state.data_version()
@@ -174,7 +195,19 @@ class Hub:
             names = {"raw": RAW, "1m": MINUTE, "1h": HOUR}
             for name, seconds in self.opts.retention.items():
                 so.retention[names[name]] = seconds
-            self.store = TimeSeriesStore(str(self.opts.data / "tsdb"), so)
+            path = self.opts.data / "tsdb"
+            try:
+                self.store = TimeSeriesStore(str(path), so)
+            except (ValueError, OSError):
+                raise  # unusable data directory or options: open_hub says so in one line (exit 2)
+            except Exception as e:
+                # Anything else is damage the store did not handle: start anyway, without history,
+                # refusing pushes (agents keep them) so nothing is acknowledged and then lost.
+                self.store_broken = describe(e)
+                log.error("cannot open the store in %s (%s): the hub runs without history and refuses "
+                          "pushes (agents keep them spooled); check it with `gpufleet store check --data %s`",
+                          path, self.store_broken, self.opts.data)
+                self.jobs.failed("store", e, trace=False)
             self.history = self.store
         if self.opts.remote_write:
             from .remote_write import RemoteWriter
@@ -207,11 +240,12 @@ class Hub:
 
     # ---- ingest --------------------------------------------------------------------------------
 
-    def decode_push(self, body: bytes, node: str) -> list[tuple[NodeSnapshot, bytes]]:
+    def decode_push(self, body: bytes, node: str, now: float | None = None) -> list[tuple[NodeSnapshot, bytes]]:
         """Validate a whole push before storing any of it (a bad batch stores nothing).
 
         Returns (snapshot, its JSON bytes) pairs, oldest first.
         """
+        now = time.time() if now is None else now
         if len(body) > self.opts.max_push_bytes:
             raise IngestError(413, f"push body of {len(body)} bytes exceeds the limit of {self.opts.max_push_bytes}")
         body = scrub_own_secrets(body)
@@ -221,6 +255,8 @@ class Hub:
             raise IngestError(400, f"invalid push: {e}") from None
         except msgspec.DecodeError as e:
             raise IngestError(400, f"body is not valid JSON: {e}") from None
+        except RecursionError:
+            raise IngestError(400, "body is JSON nested too deeply") from None
         out = []
         for i, raw in enumerate(push.snapshots):
             try:
@@ -228,6 +264,10 @@ class Hub:
             except msgspec.ValidationError as e:
                 where = str(e).replace("`$", f"`$.snapshots[{i}]")
                 raise IngestError(400, f"invalid snapshot: {where}") from None
+            except msgspec.DecodeError as e:  # e.g. invalid UTF-8 inside, which Raw passed over
+                raise IngestError(400, f"snapshots[{i}] is not valid JSON: {e}") from None
+            except RecursionError:
+                raise IngestError(400, f"snapshots[{i}] is JSON nested too deeply") from None
             if s.node != node:
                 raise IngestError(400, f"snapshots[{i}].node is {s.node!r} but the credential belongs to {node!r}")
             if not math.isfinite(s.timestamp) or s.timestamp <= 0:
@@ -238,12 +278,52 @@ class Hub:
                     check_labels(s.labels)
                 except ValueError as e:
                     raise IngestError(400, f"snapshots[{i}].labels: {e}") from None
+            self._check_time(i, s.timestamp, now)
             out.append((s, bytes(raw)))
         return sorted(out, key=lambda pair: pair[0].timestamp)
 
-    def ingest_push(self, body: bytes, node: str) -> tuple[int, int]:
+    def _check_time(self, i: int, ts: float, now: float) -> None:
+        """One absurd timestamp must not poison a node (dedup clock, block names): refuse it."""
+        ahead = ts - now
+        if ahead > self.opts.max_clock_ahead:
+            raise IngestError(400, f"snapshots[{i}].timestamp {ts!r} is {_span(ahead)} ahead of the hub's clock "
+                                   f"(limit --max-clock-ahead {_span(self.opts.max_clock_ahead)}): "
+                                   "set the node's clock right (NTP)")
+        if -ahead > self.opts.max_sample_age:
+            raise IngestError(400, f"snapshots[{i}].timestamp {ts!r} is {_span(-ahead)} old "
+                                   f"(limit --max-sample-age {_span(self.opts.max_sample_age)}): too old to store")
+
+    def note_clock(self, node: str, sent_at: str | None, now: float) -> None:
+        """The node's clock minus the hub's, from the agent's send time (header X-Gpufleet-Sent-At)."""
+        if not sent_at:
+            return
+        try:
+            t = float(sent_at)
+        except ValueError:
+            return
+        if not math.isfinite(t):
+            return
+        v = self.fleet.nodes.get(node)
+        if v is not None:
+            v.clock_skew = t - now
+            v.clock_skew_at = now
+
+    def ingest_push(self, body: bytes, node: str, sent_at: str | None = None) -> tuple[int, int]:
         """A push body from `node`, validated whole, then stored. Returns (accepted, duplicates)."""
-        pairs = self.decode_push(body, node)
+        now = time.time()
+        self.note_clock(node, sent_at, now)
+        try:
+            pairs = self.decode_push(body, node, now)
+        except IngestError as e:
+            v = self.fleet.nodes.get(node)
+            if v is not None and e.status == 400 and "--max-clock-ahead" in str(e):
+                v.error = str(e)  # shown on the node page: why a node with a wrong clock is not up
+            raise
+        v = self.fleet.nodes.get(node)
+        skew = v.clock_skew if v is not None else None
+        if skew is not None:
+            for snap, _ in pairs:
+                snap.agent["clock_skew_seconds"] = skew  # stored beside the node's data, alertable
         return self.ingest([snap for snap, _ in pairs], None, [raw for _, raw in pairs])
 
     def ingest(self, snapshots: list[NodeSnapshot], now: float | None = None,
@@ -296,6 +376,9 @@ class Hub:
 
     def _check_writable(self) -> None:
         """Refuse (503, Retry-After) while the disk is full or below the free-space floor."""
+        if self.store_broken:
+            raise IngestError(503, f"the hub's store could not be opened ({self.store_broken}): snapshots are "
+                                   f"not stored until it is repaired; retry after {RETRY_AFTER_S} s", RETRY_AFTER_S)
         if self.store is None:
             return
         reason = self.free_space.below_floor()
@@ -542,6 +625,8 @@ class Hub:
 
     def query_range(self, metric: str, matchers: list[Matcher], start: float, end: float, step: float,
                     agg: str) -> list[SeriesResult]:
+        if self.store_broken:
+            raise IngestError(503, f"no history: the hub's store could not be opened ({self.store_broken})")
         if self.store is not None:
             with self._store_lock:
                 return list(self.store.query_range(metric, matchers, start, end, step, agg))

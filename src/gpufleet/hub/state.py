@@ -55,6 +55,12 @@ class RegisterRefused(Exception):
         self.status = status
 
 
+# What a damaged hub.db loses, and what the user does about it (the hub's error line says it).
+LOST = ("join tokens, node registrations and credentials, labels and status. Agents must register "
+        "again: restart each with --token and the new join token this hub prints (or make one with "
+        "`gpufleet token create`); history in the store is kept")
+
+
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -98,7 +104,7 @@ class HubState:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = connect(path, SCHEMA)
+        self._db = connect(path, SCHEMA, LOST)
         self._lock = threading.Lock()
         self._migrate()
         # Credential checks on every push read through their own connection: WAL lets them run

@@ -79,6 +79,8 @@ def _snapshots(sc: Scenario, i: int) -> tuple[list[NodeInput], dict[str, float]]
             continue
         if m.scope == "node":
             snap.values[m.key] = v
+        elif m.scope == "agent":
+            snap.agent = {**snap.agent, m.key: v}
         elif m.scope == "gpu":
             key = (node, s.labels["gpu"])
             g = gpus.get(key)
@@ -96,7 +98,7 @@ def _snapshots(sc: Scenario, i: int) -> tuple[list[NodeInput], dict[str, float]]
             d.values[m.key] = v
         else:
             raise ValueError(f"scenario series of scope {m.scope} are not supported")
-    nodes = [NodeInput(n, dict(s.labels), s) for n, s in snaps.items() if s.values or s.gpus or s.disks]
+    nodes = [NodeInput(n, dict(s.labels), s) for n, s in snaps.items() if s.values or s.gpus or s.disks or s.agent]
     return nodes, hub
 
 
@@ -175,6 +177,8 @@ def builtin_scenario(steps: int = 41) -> Scenario:
         s.append(Series(P + "node_memory_available_bytes", nlab,
                         ramp(2e11, [(20, 30, 1.5e10)] if node == "gpu-a" else [])))
         s.append(Series(P + "node_memory_total_bytes", nlab, ramp(5.12e11, [])))
+        s.append(Series(P + "agent_clock_skew_seconds", nlab,
+                        ramp(0.2, [(5, 12, 95.0)] if node == "gpu-a" else [(22, 30, -130.0)])))
     s.append(Series(P + "hub_ingest_lag_max_seconds", {}, ramp(1.0, [(2, 9, 75.0)])))
     s.append(Series(P + "hub_store_errors_total", {}, ramp(0.0, [(25, steps, 3.0)])))
     s.append(Series(P + "hub_storage_paused", {}, ramp(0.0, [(30, 34, 1.0)])))

@@ -89,7 +89,8 @@ def _m_load(text: str) -> tuple[Matcher, ...]:
 class AlertStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = connect(path, SCHEMA)
+        self._db = connect(path, SCHEMA, "alert states, silences and acknowledgements (rules are files: "
+                                          "kept); alerts that still hold fire again")
         self._lock = threading.Lock()
 
     def close(self) -> None:

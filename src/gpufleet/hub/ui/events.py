@@ -132,7 +132,8 @@ class Broker:
         if v is None:
             return None
         return sse("status", _enc.encode({"node": name, "status": v.status, "since": v.since,
-                                          "last_seen": v.last_seen}))
+                                          "last_seen": v.last_seen, "error": v.error,
+                                          "clock_skew_seconds": v.clock_skew}))
 
     def users_message(self) -> bytes:
         rows = users_table(self.hub.fleet.nodes.values())

@@ -22,6 +22,16 @@ function renderStatus() {
     b.textContent = status.last_seen ? `No data from this node since ${when(status.last_seen)} (${ago(status.last_seen)}): values below are its last report.`
       : "This node has not sent any data yet.";
   } else b.hidden = true;
+  if (status.error) { b.hidden = false; b.textContent = status.error; }
+}
+
+// The node's clock minus the hub's, measured by the hub at each push.
+function clockText(skew) {
+  if (skew == null) return "";
+  const a = Math.abs(skew);
+  if (a < 1) return `<span id="n-clock">in step with the hub</span>`;
+  const text = `${num(a, a < 10 ? 1 : 0)} s ${skew > 0 ? "ahead of" : "behind"} the hub`;
+  return `<span id="n-clock"${a > 60 ? ' class="warn" title="set this node\'s clock right (NTP)"' : ""}>${text}</span>`;
 }
 
 function renderHost() {
@@ -32,6 +42,7 @@ function renderHost() {
     ["Architecture", esc(h.arch)], ["Booted", h.boot_time ? `${when(h.boot_time)} (up ${duration(v.uptime_seconds)})` : ""],
     ["Backend", esc(snap.backend)], ["Agent", esc(snap.agent_version)], ["Source", esc(init.node.source)],
     ["Last report", `<span data-ts="${snap.timestamp}">${when(snap.timestamp)}</span>`],
+    ["Clock", clockText(status.clock_skew_seconds)],
   ]);
   $("#n-cpu").innerHTML = kv([
     ["Model", esc(h.cpu_model)], ["Cores", `${num(v.cpu_cores)} logical, ${num(v.cpu_physical_cores)} physical`],
