@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gpufleet.hub.app import create_app
+from gpufleet.hub.extensions import load_extensions
 from gpufleet.hub.service import Hub, HubOptions
 from realparts import Proc, free_port, gpufleet
 
@@ -19,6 +20,7 @@ from realparts import Proc, free_port, gpufleet
 def _made(data: Path) -> None:
     """A hub data directory with a registered node, then closed."""
     hub = Hub(HubOptions(data=data))
+    hub.extensions.extend(load_extensions(hub))  # alerts.db too
     hub.first_token()
     hub.register(hub.state.create_token(), "n1", {"rack": "r1"}, None)
     hub.close()
@@ -61,7 +63,7 @@ def test_damaged_hub_db_is_set_aside_and_the_hub_starts(tmp_path: Path, damage, 
         assert hub.state.nodes() == []
         token = hub.first_token()
         assert token and hub.state.token_valid(token)
-        with TestClient(create_app(hub, background=False)) as client:
+        with TestClient(create_app(hub, load_extensions(hub), background=False)) as client:
             r = client.post("/api/v1/register", json={"node": "n1"}, headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 200
         print(f"\n{damage.__name__}: hub.db set aside and a fresh one made in {took:.2f} s")
@@ -76,8 +78,10 @@ def test_damaged_alerts_db_is_set_aside(tmp_path: Path, caplog: pytest.LogCaptur
     _zero_header(alerts_db)
     caplog.set_level(logging.ERROR, logger="gpufleet.hub")
     hub = Hub(HubOptions(data=data))
+    exts = load_extensions(hub)
+    hub.extensions.extend(exts)  # the hub closes them
     try:
-        assert any(e for e in hub.extensions if type(e).__name__ == "AlertsExtension")
+        assert any(e for e in exts if type(e).__name__ == "AlertsExtension")
         assert len(list(data.glob(f"{alerts_db.name}.corrupt-*"))) == 1
         assert any("silences" in r.getMessage() for r in caplog.records)
         assert [n.name for n in hub.state.nodes()] == ["n1"], "hub.db is untouched"
@@ -113,7 +117,7 @@ def test_a_store_that_fails_to_open_does_not_stop_the_hub(tmp_path: Path, monkey
     monkeypatch.setattr(store, "TimeSeriesStore", Broken)
     hub = Hub(HubOptions(data=tmp_path / "data"))
     try:
-        with TestClient(create_app(hub, background=False)) as client:
+        with TestClient(create_app(hub, load_extensions(hub), background=False)) as client:
             h = client.get("/healthz")
             assert h.status_code == 503 and "series 17" in h.json()["failing"]["store"]
             cred = hub.register(hub.state.create_token(), "n1", {}, None)
@@ -127,7 +131,7 @@ def test_a_store_that_fails_to_open_does_not_stop_the_hub(tmp_path: Path, monkey
 
 def test_unexpected_error_opening_the_data_dir_is_one_line(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    data.mkdir()
+    data.mkdir(mode=0o700)
     (data / "tsdb").write_text("not a directory")
     r = subprocess.run(gpufleet("hub", "--listen", f"127.0.0.1:{free_port()}", "--data", str(data)),
                        capture_output=True, text=True, timeout=60)
