@@ -135,7 +135,7 @@ finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=st.dictionaries(st.text(min_size=1, max_size=12), finite, max_size=6),
-       labels=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=12), max_size=3),
+       labels=st.dictionaries(st.from_regex(r"l_[a-z0-9_]{0,6}", fullmatch=True), st.text(max_size=12), max_size=3),
        offset=st.floats(min_value=-3600, max_value=200))
 def test_push_parser_round_trips_what_an_agent_sends(hub: Hub, values: dict[str, float],
                                                     labels: dict[str, str], offset: float) -> None:
