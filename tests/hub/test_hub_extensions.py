@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from gpufleet.hub.alerts import AlertsExtension
 from gpufleet.hub.app import create_app
-from gpufleet.hub.extensions import load_extensions
+from gpufleet.hub.extensions import Extension, load_extensions
 from gpufleet.hub.service import Hub, HubOptions
 from gpufleet.hub.ui import UiExtension
 from sample_snapshot import sample_snapshot
@@ -48,6 +48,7 @@ def test_the_app_builder_attaches_typed_extensions(tmp_path: Path) -> None:
     try:
         exts = load_extensions(hub)
         kinds = [type(e) for e in exts]
+        assert all(isinstance(e, Extension) for e in exts)  # the protocol, checked at load
         assert AlertsExtension in kinds and kinds[-1] is UiExtension  # the UI's catch-all routes last
         with TestClient(create_app(hub, exts, background=False)) as c:
             assert hub.extensions == exts  # the hub closes them

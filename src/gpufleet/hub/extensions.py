@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -32,6 +32,7 @@ EXTENSIONS: tuple[str, ...] = (
 )
 
 
+@runtime_checkable
 class Extension(Protocol):
     def mount(self, app: FastAPI) -> None: ...
 
@@ -55,7 +56,11 @@ def load_extensions(hub: Hub, names: tuple[str, ...] = EXTENSIONS) -> list[Exten
             log.exception("hub extension %s failed to import", spec)
             continue
         try:
-            loaded.append(getattr(module, cls_name)(hub))
+            ext = getattr(module, cls_name)(hub)
+            if not isinstance(ext, Extension):  # a missing method would fail later, at /metrics or exit
+                log.error("hub extension %s lacks mount/run/close/values; the hub runs without it", spec)
+                continue
+            loaded.append(ext)
         except Exception:
             log.exception("hub extension %s failed to start; the hub runs without it", spec)
     return loaded
