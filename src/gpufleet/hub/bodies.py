@@ -40,6 +40,7 @@ def install(app: Any) -> None:
             doc = build()
             doc.setdefault("components", {}).setdefault("schemas", {}).update(components())
             app.openapi_schema = doc
-        return app.openapi_schema
+        schema: dict[str, Any] = app.openapi_schema
+        return schema
 
     app.openapi = openapi
