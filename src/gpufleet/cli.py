@@ -6,13 +6,19 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
 from .config import AGENT_OPTIONS, load_agent_config
 from .errors import UserError
+
+if TYPE_CHECKING:  # the hub's modules load only for hub commands: the agent stays small
+    import socket
+    from collections.abc import Callable
+
+    from .hub.service import Hub
 
 
 def _setup_logging(level: str) -> None:
@@ -148,7 +154,7 @@ def _hub_options(f: Any) -> Any:
     return f
 
 
-def _hub_setup(kw: dict[str, Any]) -> tuple[Any, Any]:
+def _hub_setup(kw: dict[str, Any]) -> tuple[Hub, socket.socket]:
     from .config import parse_listen
     from .hub.run import bind, check_options, open_hub
     from .hub.service import HubOptions
@@ -191,7 +197,7 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Any, Any]:
     return hub, sock
 
 
-def _announce(hub: Any, what: str) -> Any:
+def _announce(hub: Hub, what: str) -> Callable[[str], None]:
     def announce(url: str) -> None:
         click.echo(f"gpufleet {what} {__version__}: web UI and API at {url}/  (data in {hub.opts.data})")
         token = hub.first_token()
