@@ -109,3 +109,17 @@ def test_sort_filter_and_free_view() -> None:
 def test_sparkline_keeps_gaps() -> None:
     assert sparkline([0.0, None, 1.0], 0.0, 1.0) == "▁ █"
     assert sparkline([None, None]) == ""
+
+
+def test_gpu_rows_are_rebuilt_only_for_nodes_that_pushed() -> None:
+    cache: dict = {}
+    a = _snap("alpha", [_gpu(0, 0.9, "alice")])
+    b = _snap("beta", [_gpu(0, 0.1)])
+    first = build([a, b], {}, cache=cache)
+    b2 = {**b, "timestamp": 1001.0, "gpus": [_gpu(0, 0.6, "bob")]}
+    second = build([a, b2], {}, cache=cache)
+    assert second.nodes[0].gpus is first.nodes[0].gpus  # alpha did not push: its rows are reused
+    assert second.nodes[1].gpus[0].util == 0.6 and second.nodes[1].gpus[0].users == ["bob"]
+    assert set(cache) == {"alpha", "beta"}
+    build([b2], {}, cache=cache)
+    assert set(cache) == {"beta"}  # a node that left the fleet leaves the cache too

@@ -9,7 +9,7 @@ and only the lines on screen are ever built: that keeps a 1,000-node redraw chea
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from rich.segment import Segment
 from rich.style import Style
@@ -29,9 +29,9 @@ STATUS_STYLES = {"up": Style(color="green"), "stale": Style(color="black", bgcol
                  "down": Style(color="white", bgcolor="red", bold=True)}
 
 
-@dataclass(slots=True, frozen=True)
-class Line:
-    """What one screen line shows: a node header, or one GPU of a node."""
+class Line(NamedTuple):
+    """What one screen line shows: a node header, or one GPU of a node (a tuple: 9,000 of them
+    are made per refresh at 1,000 nodes)."""
     node: NodeRow
     gpu: GpuRow | None = None
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from .model import Fleet, build
+from .model import Fleet, GpuCache, build
 
 # A slow link still connects in seconds; a hub that takes longer is as good as down for a live view.
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -30,6 +30,7 @@ class Source:
         self.kind = kind  # hub | agent | auto (decided on the first answer)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(timeout=TIMEOUT, headers=headers, transport=transport)
+        self.cache: GpuCache = {}  # GPU rows of nodes that have not pushed since the last read
 
     def close(self) -> None:
         self.client.close()
@@ -66,7 +67,7 @@ class Source:
                 a = self._get("/api/v1/alerts", state="firing")
                 if a.status_code == 200:  # a hub without alerting still shows its fleet
                     alerts = a.json().get("alerts", [])
-                return build(snaps, nodes, alerts, now)
+                return build(snaps, nodes, alerts, now, self.cache)
         snap = self._json(self._get("/api/v1/snapshot"))
         return build([snap], {}, (), now)
 
