@@ -128,3 +128,14 @@ def test_bad_targets_are_one_line_usage_errors(hub: str) -> None:
     r = subprocess.run(gpufleet("top", "--hub", hub), capture_output=True, text=True, timeout=30,
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 2 and "needs a terminal" in r.stderr
+
+
+def test_snapshots_come_gzipped_to_clients_that_ask(hub: str) -> None:
+    """What `top` reads every interval over a slow link: compressed when asked, identical decoded."""
+    with httpx.Client() as c:
+        plain = c.get(f"{hub}/api/v1/snapshots", headers={"Accept-Encoding": "identity"})
+        packed = c.get(f"{hub}/api/v1/snapshots", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers and packed.headers["content-encoding"] == "gzip"
+    assert int(packed.headers["content-length"]) * 4 < len(plain.content)
+    assert {s["node"] for s in packed.json()["snapshots"]} == {s["node"] for s in plain.json()["snapshots"]}
+    assert "Accept-Encoding" in packed.headers["vary"]

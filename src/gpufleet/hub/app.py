@@ -26,7 +26,7 @@ from .auth.policy import LoginRequired
 from .cmdlines import may_see
 from .extensions import Extension
 from .register import MAX_BODY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_agent_url, check_labels
-from . import bodies
+from . import bodies, gzipped
 from .sd import sd_groups
 from .service import RETRY_AFTER_S, Hub, IngestError
 
@@ -194,7 +194,7 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
             data = hub.fleet.full_json(v, commands) if processes else hub.fleet.summary_json(v, commands)
             if data is not None:
                 parts.append(data)
-        return Response(b'{"snapshots":[' + b",".join(parts) + b"]}", media_type="application/json")
+        return gzipped.json_response(request, b'{"snapshots":[' + b",".join(parts) + b"]}")  # top over SSH
 
     # ---- history -----------------------------------------------------------------------------------
 
