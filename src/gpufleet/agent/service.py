@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import __version__
+from .. import __version__, clock
 from ..backends import BackendUnavailable, resolve
 from ..collectors import build as build_collectors
 from ..collectors.base import CollectContext
@@ -154,7 +154,7 @@ class AgentService:
     def _health(self, r: Rendered | None) -> Response:
         if r is None:
             return Response(503, b'{"status":"starting"}', JSON_TYPE)
-        age = time.time() - r.timestamp
+        age = clock.now() - r.timestamp  # the same clock the snapshot was stamped with
         failed = [c.collector for c in r.snapshot.collectors if not c.success]
         stale = age > 3 * self.cfg.interval + 1
         all_failed = bool(r.snapshot.collectors) and len(failed) == len(r.snapshot.collectors)

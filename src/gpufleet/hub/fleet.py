@@ -84,6 +84,15 @@ class Fleet:
         if v.status != "up":
             v.status, v.since = "up", now
 
+    def heard(self, name: str, now: float) -> None:
+        """The node sent data the hub could not store (disk full): it is alive all the same."""
+        v = self.nodes.get(name)
+        if v is None or v.snapshot is None:
+            return
+        v.last_seen = now
+        if v.status != "up":
+            v.status, v.since = "up", now
+
     def forget(self, name: str) -> bool:
         with self._lock:
             return self.nodes.pop(name, None) is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,14 @@ class JobState:
     last_error: str = ""
     retry_at: float = 0.0  # monotonic: no attempt before this
     seen: dict[str, int] = field(default_factory=dict)  # distinct error -> count, this failing run
+
+
+class Paused(Exception):
+    """A job that cannot work for a known reason (disk full): its message says it all."""
+
+
+# Errors of the machine, not of the code: the message names them, a traceback would add nothing.
+ENVIRONMENT = (OSError, sqlite3.OperationalError, Paused)
 
 
 def describe(exc: BaseException) -> str:
@@ -79,9 +88,10 @@ class Jobs:
             st.seen[text] = st.seen.get(text, 0) + 1
             delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(st.consecutive - 1, 16))
             st.retry_at = self._clock() + delay
-        if first and trace:  # each distinct error once (with its traceback); repeats are counted only
+        if first:  # each distinct error once (a bug's with its traceback); repeats are counted only
             log.error("background job %s failed: %s (retrying with backoff; repeats are counted in "
-                      "gpufleet_hub_background_errors_total)", job, text, exc_info=exc)
+                      "gpufleet_hub_background_errors_total)", job, text,
+                      exc_info=exc if trace and not isinstance(exc, ENVIRONMENT) else None)
 
     # ---- running ------------------------------------------------------------------------------
 

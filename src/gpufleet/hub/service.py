@@ -22,7 +22,7 @@ from . import datadir
 from .diskspace import Floor, FreeSpace
 from .extensions import Extension
 from .fleet import Fleet, NodeView
-from .jobs import Jobs, describe
+from .jobs import Jobs, Paused, describe
 from .register import check_labels
 from .state import HubState, RegisterRefused, scrub_own_secrets
 
@@ -65,7 +65,7 @@ def _span(seconds: float) -> str:
     return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
 
 
-class StoragePaused(Exception):
+class StoragePaused(Paused):
     """Why the hub does not store pushes now (reported to the job supervisor as `ingest`)."""
 
 
@@ -324,7 +324,13 @@ class Hub:
         if skew is not None:
             for snap, _ in pairs:
                 snap.agent["clock_skew_seconds"] = skew  # stored beside the node's data, alertable
-        return self.ingest([snap for snap, _ in pairs], None, [raw for _, raw in pairs])
+        try:
+            return self.ingest([snap for snap, _ in pairs], None, [raw for _, raw in pairs])
+        except IngestError as e:
+            if e.status == 503:
+                # The node is alive; only the hub cannot store now: its status must not say otherwise.
+                self.fleet.heard(node, time.time())
+            raise
 
     def ingest(self, snapshots: list[NodeSnapshot], now: float | None = None,
                raw: list[bytes] | None = None) -> tuple[int, int]:

@@ -1,0 +1,221 @@
+"""Faults with real processes: kill -9 of the hub mid-push, a full disk, a node clock minutes off.
+
+"Acknowledged" is what the hub answered 2xx to: the agent's spool keeps everything else and
+resends it, and ingest is idempotent per (node, timestamp), so the hub must end up holding every
+snapshot the agent collected. Each test prints its time to recover (benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import eventually
+from realparts import Proc, free_port, gpufleet
+
+pytestmark = pytest.mark.realparts  # starts real gpufleet processes
+
+
+def _hub(tmp: Path, data: Path, port: int, *extra: str, name: str = "hub") -> Proc:
+    p = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data), *extra), tmp / f"{name}.log")
+    p.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30, ok=(200, 503))
+    return p
+
+
+def _token(data: Path) -> str:
+    out = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
+                         check=True).stdout
+    return out.split()[-1]
+
+
+def _agent(tmp: Path, hub_url: str, node: str, token: str, *extra: str,
+           env: dict[str, str] | None = None) -> tuple[Proc, str]:
+    port = free_port()
+    p = Proc(gpufleet("agent", "--hub", hub_url, "--token", token, "--node", node, "--simulate", "2xRTX4090",
+                      "--listen", f"127.0.0.1:{port}", "--spool", str(tmp / f"spool-{node}"), *extra),
+             tmp / f"agent-{node}.log", env=env)
+    p.wait_http(f"http://127.0.0.1:{port}/healthz")
+    return p, f"http://127.0.0.1:{port}"
+
+
+def _agent_values(agent_url: str) -> dict[str, float]:
+    text = httpx.get(f"{agent_url}/metrics", timeout=5).text
+    out = {}
+    for name in ("collections_total", "push_backlog", "push_dropped_total", "push_snapshots_total", "hub_up"):
+        m = re.search(rf"^gpufleet_agent_{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+        if m:
+            out[name] = float(m.group(1))
+    return out
+
+
+def _stored(hub_url: str, node: str, since: float) -> list[int]:
+    """The agent's collection numbers (1, 2, ...) of every snapshot of `node` the hub holds."""
+    end = time.time() + 1
+    r = httpx.get(f"{hub_url}/api/v1/query_range", params={
+        "metric": "gpufleet_agent_collections_total", "match": [f'node="{node}"'],
+        "start": since, "end": end, "step": max(0.05, (end - since) / 10000), "agg": "last"}, timeout=30)
+    r.raise_for_status()
+    series = r.json()["series"]
+    return [int(v) for v in series[0]["values"] if v is not None] if series else []
+
+
+def _nothing_lost(hub_url: str, agent_url: str, node: str, since: float) -> int:
+    """Once the agent's backlog is empty, the hub must hold collections 1..N without a gap."""
+    eventually(lambda: (v := _agent_values(agent_url)).get("push_backlog") == 0 and v.get("hub_up") == 1,
+               timeout=60, what="the agent's backlog to drain")
+    collected = _agent_values(agent_url)
+    assert collected["push_dropped_total"] == 0
+    stored = eventually(lambda: (got := _stored(hub_url, node, since)) and got[-1] >= collected["collections_total"] - 1
+                        and got, timeout=30, what="the last collections stored")
+    # The agent's first collection (at start, before its pusher listens) is never pushed.
+    assert stored[0] <= 2, f"the first stored collection is number {stored[0]}"
+    missing = sorted(set(range(stored[0], stored[-1] + 1)) - set(stored))
+    assert not missing, f"collections {missing[:20]} of {stored[-1]} are not in the hub"
+    return stored[-1]
+
+
+def test_kill_9_of_the_hub_mid_push_loses_no_acknowledged_sample(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    since = time.time() - 1
+    hub = _hub(tmp_path, data, port)
+    agent, agent_url = _agent(tmp_path, url, "k9", _token(data), "--interval", "0.5")
+    recover: list[float] = []
+    try:
+        eventually(lambda: _agent_values(agent_url).get("push_snapshots_total", 0) > 5, timeout=30,
+                   what="first pushes")
+        rng = random.Random(8)
+        for i in range(3):
+            time.sleep(rng.uniform(0.5, 2.0))  # the agent pushes every 0.5 s: the kill lands mid-push
+            os.kill(hub.pid, signal.SIGKILL)
+            hub.p.wait(5)
+            hub.stop()
+            time.sleep(1.0)  # the agent spools meanwhile
+            t0 = time.monotonic()
+            hub = _hub(tmp_path, data, port, name=f"hub-{i}")
+            eventually(lambda: _agent_values(agent_url).get("push_backlog") == 0, timeout=60,
+                       what="the backlog to drain after the restart")
+            recover.append(time.monotonic() - t0)
+        n = _nothing_lost(url, agent_url, "k9", since)
+        print(f"\nkill -9 x3: collections 1..{n} all stored, 0 lost; "
+              f"backlog drained {max(recover):.1f} s after each restart (worst)")
+    finally:
+        agent.stop()
+        hub.stop()
+
+
+@contextlib.contextmanager
+def _small_filesystem(path: Path, size_mb: int) -> Iterator[bool]:
+    """A tmpfs of `size_mb` at `path` when this machine lets us mount one; yields whether it did."""
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    try:
+        yield r.returncode == 0
+    finally:
+        if r.returncode == 0:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def _fill(directory: Path) -> Path:
+    """Write a file until the filesystem is full (ENOSPC); returns it."""
+    filler = directory / "filler"
+    chunk = b"\0" * (256 * 1024)
+    with open(filler, "wb") as f:
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(chunk)
+                f.flush()
+    return filler
+
+
+def test_a_full_disk_pauses_pushes_and_the_hub_resumes_by_itself(tmp_path: Path) -> None:
+    """A real ENOSPC on a small tmpfs where mounting is allowed; the free-space floor otherwise."""
+    with _small_filesystem(tmp_path / "fs", 48) as real_fs:
+        data = (tmp_path / "fs" if real_fs else tmp_path) / "data"
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        extra = ("--min-free-space", "0") if real_fs else ()
+        since = time.time() - 1
+        hub = _hub(tmp_path, data, port, *extra)
+        agent, agent_url = _agent(tmp_path, url, "df", _token(data), "--interval", "0.5")
+        try:
+            eventually(lambda: _agent_values(agent_url).get("push_snapshots_total", 0) > 5, timeout=30,
+                       what="first pushes")
+            if real_fs:
+                filler = _fill(data.parent)
+            else:  # restart the hub with a floor just above what is free now, then use up the margin
+                hub.stop()
+                free = os.statvfs(data).f_bavail * os.statvfs(data).f_frsize
+                hub = _hub(tmp_path, data, port, "--min-free-space", str(free - 8 * 2**20), name="hub-floor")
+                filler = data.parent / "filler"
+                filler.write_bytes(b"\0" * 16 * 2**20)
+            eventually(lambda: httpx.get(f"{url}/healthz").status_code == 503, timeout=30, what="healthz 503")
+            health = httpx.get(f"{url}/healthz").json()
+            assert "ingest" in health["failing"], health
+            eventually(lambda: _agent_values(agent_url).get("push_backlog", 0) >= 5, timeout=30,
+                       what="the agent to spool")
+            metrics = httpx.get(f"{url}/metrics").text
+            assert re.search(r"^gpufleet_hub_storage_paused 1$", metrics, re.M)
+            if real_fs:
+                assert float(re.search(r"^gpufleet_hub_store_errors_total (\S+)$", metrics, re.M).group(1)) >= 1
+            time.sleep(3)  # a few seconds of refused pushes: more than 3 intervals
+            # The node is alive and pushing: the hub's full disk must not make it stale.
+            assert httpx.get(f"{url}/api/v1/nodes/df").json()["status"] == "up"
+            filler.unlink()
+            t0 = time.monotonic()
+            eventually(lambda: httpx.get(f"{url}/healthz").status_code == 200, timeout=60, what="recovery")
+            n = _nothing_lost(url, agent_url, "df", since)
+            took = time.monotonic() - t0
+            assert "Traceback" not in hub.log()
+            how = "real ENOSPC on a 48 MB tmpfs" if real_fs else "--min-free-space floor"
+            print(f"\ndisk full ({how}): collections 1..{n} all stored, 0 lost; "
+                  f"backlog drained {took:.1f} s after space returned")
+        finally:
+            agent.stop()
+            hub.stop()
+
+
+def test_node_clocks_minutes_apart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    hub = _hub(tmp_path, data, port)
+    token = _token(data)
+    fast, _ = _agent(tmp_path, url, "fast", token, "--interval", "0.5", env={"GPUFLEET_TEST_CLOCK_OFFSET": "120"})
+    slow, _ = _agent(tmp_path, url, "slow", token, "--interval", "0.5", env={"GPUFLEET_TEST_CLOCK_OFFSET": "-180"})
+    wrong, _ = _agent(tmp_path, url, "wrong", token, "--interval", "0.5", env={"GPUFLEET_TEST_CLOCK_OFFSET": "900"})
+    try:
+        def node(name: str) -> dict:
+            r = httpx.get(f"{url}/api/v1/nodes/{name}", timeout=5)
+            return r.json() if r.status_code == 200 else {}
+
+        eventually(lambda: node("fast").get("timestamp") and node("slow").get("timestamp"), timeout=30,
+                   what="both skewed nodes stored")
+        assert node("fast")["clock_skew_seconds"] == pytest.approx(120, abs=5)
+        assert node("slow")["clock_skew_seconds"] == pytest.approx(-180, abs=5)
+        assert node("fast")["status"] == "up" and node("slow")["status"] == "up"
+        # 15 minutes ahead: refused, measured, and the node says why
+        eventually(lambda: node("wrong").get("clock_skew_seconds") is not None, timeout=30, what="skew of 'wrong'")
+        w = node("wrong")
+        assert w["clock_skew_seconds"] == pytest.approx(900, abs=5) and w["timestamp"] is None
+        assert "--max-clock-ahead" in w["error"]
+        q = httpx.get(f"{url}/api/v1/query_range", params={
+            "metric": "gpufleet_agent_clock_skew_seconds", "start": time.time() - 600, "end": time.time() + 300,
+            "step": 5, "agg": "last"}, timeout=10).json()
+        seen = {s["labels"]["node"]: [v for v in s["values"] if v is not None][-1] for s in q["series"]}
+        assert seen["fast"] == pytest.approx(120, abs=5) and seen["slow"] == pytest.approx(-180, abs=5)
+    finally:
+        for p in (fast, slow, wrong, hub):
+            p.stop()
