@@ -93,6 +93,8 @@ def test_keys_and_screens_at_80x24(hub: str) -> None:
             spark = str(app.screen.query_one("#spark").content)
             assert any(c in spark for c in "▁▂▃▄▅▆▇█"), spark
             assert "util" in spark and "power" in spark
+            await pilot.press("s", "f")  # list keys do nothing over a detail screen
+            assert isinstance(app.screen, GpuScreen) and app.how.sort_name == "util" and not app.how.free_only
             await pilot.press("escape", "question_mark")
             assert isinstance(app.screen, HelpScreen)
             await pilot.press("escape", "q")

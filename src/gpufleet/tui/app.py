@@ -148,6 +148,12 @@ class TopApp(App[None]):
 
     # ---- keys --------------------------------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Sort, filter and the free view act on the fleet list: not offered over a detail screen."""
+        if action in ("sort", "filter", "free", "clear") and len(self.screen_stack) > 1:
+            return False
+        return True
+
     def action_sort(self) -> None:
         self.how.next_sort()
         self.redraw()
