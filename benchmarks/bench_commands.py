@@ -29,10 +29,33 @@ def gpufleet(*args: str) -> list[str]:
     return [sys.executable, "-m", "gpufleet", *args]
 
 
+KEY: dict[str, str] = {}  # the API key the CLI and the checks use, when the hub has accounts
+
+
 def timed(args: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    env = {**os.environ, "GPUFLEET_API_KEY": KEY["key"]} if KEY else None
     t = time.perf_counter()
-    out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
     return time.perf_counter() - t, out
+
+
+def _headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEY['key']}"} if KEY else {}
+
+
+def _make_key(data: Path, tmp: Path) -> None:
+    """An admin's API key, made the way a user would (`gpufleet user add`, `gpufleet apikey create`)."""
+    if subprocess.run(gpufleet("apikey", "--help"), capture_output=True).returncode != 0:
+        return  # a hub without accounts: nothing to send
+    import secrets
+
+    pw = tmp / "password"
+    pw.write_text(secrets.token_urlsafe(16) + "\n")
+    subprocess.run(gpufleet("user", "add", "bench", "--role", "admin", "--data", str(data), "--password-file", str(pw)),
+                   capture_output=True, text=True, check=True)
+    out = subprocess.run(gpufleet("apikey", "create", "--user", "bench", "--data", str(data)), capture_output=True,
+                         text=True, check=True).stdout
+    KEY["key"] = out.split()[-1]
 
 
 def main() -> None:
@@ -51,6 +74,7 @@ def main() -> None:
                     "/healthz", tmp / "hub.log") as hub:
             token = subprocess.run(gpufleet("token", "create", "--data", str(tmp / "hub")), capture_output=True,
                                    text=True, check=True).stdout.split()[-1]
+            _make_key(tmp / "hub", tmp)
             hosts = []
             try:
                 share = -(-a.nodes // a.hosts)
@@ -95,7 +119,7 @@ def _wait_fetching(url: str, n: int) -> None:
 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        nodes = httpx.get(f"{url}/api/v1/commands/targets", timeout=10).json()["nodes"]
+        nodes = httpx.get(f"{url}/api/v1/commands/targets", headers=_headers(), timeout=10).json()["nodes"]
         if sum(1 for x in nodes if x["fetching"]) >= n:
             return
         time.sleep(0.2)
@@ -131,7 +155,8 @@ def _hub_span(url: str) -> float:
     """Request to last result of the newest run, from the hub's audit log."""
     import httpx
 
-    run = httpx.get(f"{url}/api/v1/audit", params={"since": "1h", "limit": 1}, timeout=10).json()["runs"][0]
+    run = httpx.get(f"{url}/api/v1/audit", params={"since": "1h", "limit": 1}, headers=_headers(),
+                    timeout=10).json()["runs"][0]
     return max(r["at"] for r in run["results"]) - run["at"]
 
 
