@@ -76,6 +76,10 @@ def test_keys_and_screens_at_80x24(hub: str) -> None:
             assert f"filter: user:{users[0]}" in _summary(app)
             await pilot.press("escape")  # clears the filter
             assert "filter" not in _summary(app)
+            await pilot.press("slash", *"no-such-thing")
+            assert not view.lines and "nothing matches the filter 'no-such-thing'" in view.render_line(0).text
+            await pilot.press("escape")
+            assert view.lines
 
             await pilot.press("f")  # free GPUs only
             assert "FREE GPUs" in _summary(app)
@@ -97,7 +101,15 @@ def test_keys_and_screens_at_80x24(hub: str) -> None:
             assert isinstance(app.screen, GpuScreen) and app.how.sort_name == "util" and not app.how.free_only
             await pilot.press("escape", "question_mark")
             assert isinstance(app.screen, HelpScreen)
-            await pilot.press("escape", "q")
+            box = app.screen.query_one("#helpbox").region
+            assert box.right <= 80 and box.bottom <= 24  # the whole help fits an 80x24 terminal
+            await pilot.press("escape")
+            assert not isinstance(app.screen, HelpScreen)
+            await pilot.press("end")  # scrolling: the cursor's line stays on screen
+            assert view.cursor == len(view.lines) - 1 and view.scroll_offset.y > 0
+            await pilot.press("home")
+            assert view.cursor == 0 and view.scroll_offset.y == 0
+            await pilot.press("q")
         assert app.return_code in (0, None)
 
     asyncio.run(go())

@@ -22,14 +22,17 @@ from .screens import DetailScreen, GpuScreen, HelpScreen, NodeScreen
 from .source import Source, Unreachable
 
 CSS = """
+#summary, #conn, #alerts { text-wrap: nowrap; text-overflow: ellipsis; }
 #summary { height: 1; background: $boost; }
 #conn { height: auto; max-height: 1; color: $text; }
 #conn.bad { background: $error; }
 #alerts { height: auto; max-height: 3; color: $warning; }
 #fleet { height: 1fr; }
-#filter { dock: bottom; display: none; height: 1; border: none; padding: 0; }
+#filter { display: none; height: 1; border: none; padding: 0 1; background: $boost; }
 #filter.open { display: block; }
-#help { width: auto; height: auto; padding: 1 2; background: $panel; border: round $accent; }
+#helpbox { width: auto; max-width: 100%; height: auto; max-height: 100%; padding: 0 1;
+           background: $panel; border: round $accent; }
+#help { width: auto; }
 HelpScreen { align: center middle; }
 """
 
@@ -111,7 +114,10 @@ class TopApp(App[None]):
         fleet = self.fleet
         if fleet is None:
             return
-        self.query_one(FleetView).set_lines(arrange(fleet, self.how))
+        view = self.query_one(FleetView)
+        view.empty_text = (f"nothing matches the filter {self.how.filter!r} (Esc clears it)" if self.how.filter
+                           else "no free GPUs (f shows all)" if self.how.free_only else "no nodes yet")
+        view.set_lines(arrange(fleet, self.how))
         counts = {"up": 0, "stale": 0, "down": 0}
         for n in fleet.nodes:
             counts[n.status] = counts.get(n.status, 0) + 1

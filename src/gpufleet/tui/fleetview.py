@@ -44,6 +44,7 @@ class FleetView(ScrollView, can_focus=True):
         self.lines: list[Line] = []
         self.cursor = 0
         self.now = time.time()
+        self.empty_text = ""  # said on the first line when nothing is shown
 
     def set_lines(self, lines: list[Line]) -> None:
         """New data or a new arrangement: keep the cursor on the same node (and GPU) if still shown."""
@@ -68,8 +69,10 @@ class FleetView(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         i = int(self.scroll_offset.y) + y
         width = self.scrollable_content_region.width
-        if i >= len(self.lines) or width <= 0:
+        if (i >= len(self.lines) and (self.lines or i > 0 or not self.empty_text)) or width <= 0:
             return Strip.blank(width)
+        if not self.lines and i == 0 and self.empty_text:
+            return Strip([Segment(self.empty_text, Style(dim=True))]).crop_extend(0, width, None)
         ln = self.lines[i]
         segs: list[Segment] = gpu_line(ln.gpu, ln.node, width) if ln.gpu else node_line(ln.node, width, self.now)
         strip = Strip(segs).crop(0, width)

@@ -90,6 +90,7 @@ class DetailScreen(Screen[None]):
 
 
 class NodeScreen(DetailScreen):
+    DEFAULT_CSS = "NodeScreen #detail { text-wrap: nowrap; text-overflow: ellipsis; }"
     def _row(self, fleet: Fleet | None) -> NodeRow | None:
         return next((n for n in fleet.nodes if n.name == self.node), None) if fleet else None
 
@@ -106,7 +107,7 @@ class NodeScreen(DetailScreen):
 
     def update_fleet(self, fleet: Fleet | None) -> None:
         n = self._row(fleet)
-        t = Text()
+        t = Text(no_wrap=True, overflow="ellipsis")  # one line per GPU (the GPU screen has the full commands)
         if n is None:
             t.append(f"{self.node}: not in the fleet any more", "red")
         else:
@@ -175,17 +176,17 @@ class GpuScreen(DetailScreen):
 HELP = """\
 gpufleet top: the fleet, live
 
-  up/down j/k    move          PgUp/PgDn space   page
-  Home/End g/G   first/last    Enter             open node or GPU (last hour)
-  Esc            back          r                 reload history (in a detail screen)
-  s              next sort: name, util, memory, temp, power, free, status
-  /              filter: words all match; user:alice  key=value  status:down
-                 any other word: node name, label, GPU model, user or command
-  f              only free GPUs (up, no processes, under 5% busy)
-  ?              this help     q                 quit
+  up/down j/k   move              PgUp/PgDn  page
+  Home/End      first/last        Enter      node or GPU: last hour
+  Esc           back, or clear    r          reload history
+  s             sort: name util memory temp power free status
+  /             filter; all words match: user:alice  rack=r1
+                status:down, or any name/label/model/user/command
+  f             only free GPUs (no processes, under 5% busy)
+  ?             this help         q          quit
 
-Status: up (live), STALE (no data for 3 intervals), DOWN (gone):
-stale and down nodes show their last readings dimmed. — means not reported.
+STALE: no data for 3 intervals; DOWN: gone. Their readings
+are the last ones, dimmed. — means the node did not report it.
 """
 
 
@@ -193,4 +194,5 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "close")]
 
     def compose(self) -> ComposeResult:
-        yield Static(HELP, id="help")
+        with VerticalScroll(id="helpbox"):
+            yield Static(HELP, id="help")
