@@ -47,6 +47,16 @@ def parse_interval(raw: Any) -> float:
     return value
 
 
+def parse_timeout(raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{raw!r} is not a number of seconds") from None
+    if not 0.1 <= value <= 3600:
+        raise ValueError(f"{value:g} s is out of range: use 0.1 to 3600 seconds")
+    return value
+
+
 def parse_int(raw: Any) -> int:
     if isinstance(raw, bool):
         raise ValueError(f"{raw!r} is not an integer")
@@ -195,6 +205,8 @@ AGENT_OPTIONS: list[Option] = [
     Option("labels", parse_labels, "node labels NAME=VALUE,... (cluster, datacenter, ...); added to the "
            "config file's", merge=True),
     Option("collectors", parse_list, "collectors to run (default: all)"),
+    Option("collector_timeout", parse_timeout, "seconds a collector may take before it is reported failed "
+           "and the round goes on without it (default 10)"),
     Option("disks_remote_usage", parse_bool, "also report usage of network and FUSE mounts (NFS, Lustre, ...), "
            "probed off the collection thread (true/false; default false)"),
     Option("processes_environ", parse_bool, "read processes' environment to find Slurm jobs and pods "
@@ -229,6 +241,7 @@ class AgentConfig:
     seed: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     collectors: list[str] | None = None
+    collector_timeout: float = 10.0
     disks_remote_usage: bool = False
     processes_environ: bool = True
     procfs: Path = Path("/proc")

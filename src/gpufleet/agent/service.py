@@ -61,7 +61,8 @@ class AgentService:
             raise UserError(str(e)) from None
         self.backend = backend
         self.collection = Collection(cfg.node, collectors, labels=cfg.labels,
-                                     backend=backend.name if backend else "none")
+                                     backend=backend.name if backend else "none",
+                                     collector_timeout=cfg.collector_timeout)
         self.latest: Rendered | None = None
         self.listeners: list[Callable[[NodeSnapshot], None]] = []
         self.pusher: Any = None
