@@ -449,7 +449,7 @@ def sd(out: Path, data: Path) -> None:
 
 
 @cli.command()
-@click.argument("url", required=False, envvar="GPUFLEET_HUB")
+@click.argument("url", required=False)
 @click.option("--hub", "hub_url", metavar="URL", help="read the whole fleet from this hub")
 @click.option("--agent", "agent_url", metavar="URL", help="read one node from its agent")
 @click.option("--api-key", envvar="GPUFLEET_API_KEY", metavar="KEY", help="hub API key (or GPUFLEET_API_KEY)")

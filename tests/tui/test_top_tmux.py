@@ -117,6 +117,18 @@ def test_top_in_a_terminal_survives_a_hub_restart(tmp_path: Path, cols: int, row
             assert all(ln.rstrip().endswith("free") for ln in t.screen() if re.match(r"^  GPU ?\d+ ", ln))
             t.keys("f")
 
+            # A burst of keys right after `/` (a paste, a slow link) is filter text, bindings included.
+            user = next(p["user"] for s in httpx.get(f"{url}/api/v1/snapshots").json()["snapshots"]
+                        for g in s.get("gpus", []) for p in g.get("processes", []))
+            t.keys("/", *f"user:{user}")
+            eventually(lambda: f"filter: user:{user}" in t.text(), what="the typed filter in the summary")
+            assert "sort util" in t.text() and "FREE" not in t.text()  # s and f were text, not keys
+            gpu_lines = [ln for ln in t.screen() if re.match(r"^  GPU ?\d+ ", ln)]
+            assert gpu_lines and all(user in ln for ln in gpu_lines)
+            t.keys("Enter")
+            t.keys("Escape")
+            eventually(lambda: "filter:" not in t.text(), what="Esc to clear the filter")
+
             hub.stop()
             eventually(lambda: "reconnecting" in t.text(), timeout=30, what="'reconnecting' while the hub is gone")
             assert t.alive() and "GPU 0" in t.text()  # the last rows stay on screen

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Static
 
 from .arrange import Arrangement, arrange
 from .fleetview import FleetView
@@ -28,8 +29,7 @@ CSS = """
 #conn.bad { background: $error; }
 #alerts { height: auto; max-height: 3; color: $warning; }
 #fleet { height: 1fr; }
-#filter { display: none; height: 1; border: none; padding: 0 1; background: $boost; }
-#filter.open { display: block; }
+#filter { display: none; height: 1; padding: 0 1; background: $boost; text-wrap: nowrap; text-overflow: ellipsis; }
 #helpbox { width: auto; max-width: 100%; height: auto; max-height: 100%; padding: 0 1;
            background: $panel; border: round $accent; }
 #help { width: auto; }
@@ -57,6 +57,7 @@ class TopApp(App[None]):
         self.fleet: Fleet | None = None
         self.how = Arrangement()
         self.error = ""
+        self.editing = False  # typing a filter after `/`
         self._busy = False
 
     def compose(self) -> ComposeResult:
@@ -64,8 +65,7 @@ class TopApp(App[None]):
         yield Static(f"connecting to {self.source.url}…", id="conn")
         yield Static(id="alerts")
         yield FleetView(id="fleet")
-        yield Input(placeholder="filter: words, user:NAME, key=value, status:down (Enter to apply, Esc to clear)",
-                    id="filter")
+        yield Static(id="filter")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -155,8 +155,11 @@ class TopApp(App[None]):
     # ---- keys --------------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Sort, filter and the free view act on the fleet list: not offered over a detail screen."""
+        """Sort, filter and the free view act on the fleet list: not offered over a detail screen;
+        while the filter is being typed, every key is filter text (on_key), `q` and `s` included."""
         if action in ("sort", "filter", "free", "clear") and len(self.screen_stack) > 1:
+            return False
+        if self.editing and action in ("sort", "filter", "free", "help", "quit", "clear"):
             return False
         return True
 
@@ -169,26 +172,45 @@ class TopApp(App[None]):
         self.redraw()
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.add_class("open")
-        box.value = self.how.filter
-        box.focus()
+        self.editing = True
+        self._show_filter()
 
     def action_clear(self) -> None:
-        box = self.query_one("#filter", Input)
-        if box.has_class("open") or self.how.filter:
-            box.remove_class("open")
+        if self.how.filter:
             self.how.filter = ""
-            self.query_one(FleetView).focus()
             self.redraw()
 
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self.how.filter = event.value  # filter as you type
-        self.redraw()
+    def _show_filter(self) -> None:
+        box = self.query_one("#filter", Static)
+        box.display = self.editing
+        t = Text("/ ", "bold")
+        t.append(self.how.filter)
+        t.append("▏", "blink")
+        t.append("   Enter keeps it, Esc clears it; user:NAME key=value status:down", "dim")
+        box.update(t)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.input.remove_class("open")
-        self.query_one(FleetView).focus()
+    def on_key(self, event: events.Key) -> None:
+        """The filter line, edited here rather than in a focused Input: focus moves a beat after
+        the key, so a burst of keys (a paste, a slow link) would reach the list and its bindings."""
+        if not self.editing or len(self.screen_stack) > 1:
+            return
+        event.stop()
+        event.prevent_default()
+        if event.key == "enter":
+            self.editing = False
+        elif event.key == "escape":
+            self.editing = False
+            self.how.filter = ""
+        elif event.key in ("backspace", "ctrl+h"):
+            self.how.filter = self.how.filter[:-1]
+        elif event.key == "ctrl+u":
+            self.how.filter = ""
+        elif event.is_printable and event.character:
+            self.how.filter += event.character
+        else:
+            return
+        self._show_filter()
+        self.redraw()  # filter as you type
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -8,6 +8,7 @@ the fleet-wide counterpart of `gpustat --json`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from typing import Any
@@ -29,7 +30,8 @@ def make_source(url: str | None, hub: str | None, agent: str | None, api_key: st
         return Source(hub, "hub", api_key)
     if agent:
         return Source(agent, "agent", api_key)
-    return Source(url or DEFAULT_URL, "auto", api_key)
+    # GPUFLEET_HUB only when no target was given (an explicit --agent wins over the environment).
+    return Source(url or os.environ.get("GPUFLEET_HUB") or DEFAULT_URL, "auto", api_key)
 
 
 def read_once(src: Source) -> Fleet:
@@ -112,7 +114,7 @@ def _gib(x: float | None) -> str:
 
 
 source_options = [
-    click.argument("url", required=False, envvar="GPUFLEET_HUB"),
+    click.argument("url", required=False),
     click.option("--hub", "hub_url", metavar="URL", help="a hub (default http://127.0.0.1:8080)"),
     click.option("--agent", "agent_url", metavar="URL", help="one node's agent"),
     click.option("--api-key", envvar="GPUFLEET_API_KEY", metavar="KEY", help="hub API key (or GPUFLEET_API_KEY)"),

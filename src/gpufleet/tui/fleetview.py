@@ -46,6 +46,10 @@ class FleetView(ScrollView, can_focus=True):
         self.now = time.time()
         self.empty_text = ""  # said on the first line when nothing is shown
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While the filter box opens, letters (j, k, g, space...) are filter text, not moves."""
+        return not getattr(self.app, "editing", False)
+
     def set_lines(self, lines: list[Line]) -> None:
         """New data or a new arrangement: keep the cursor on the same node (and GPU) if still shown."""
         old = self.lines[self.cursor] if 0 <= self.cursor < len(self.lines) else None
