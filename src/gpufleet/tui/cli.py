@@ -38,7 +38,7 @@ def read_once(src: Source) -> Fleet:
     try:
         return src.fleet()
     except Unreachable as e:
-        raise UserError(f"{e}; is a gpufleet hub or agent listening there?") from None
+        raise UserError(str(e)) from None
     finally:
         src.close()
 

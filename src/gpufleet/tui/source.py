@@ -39,7 +39,8 @@ class Source:
         try:
             r = self.client.get(f"{self.url}{path}", params=params or None)
         except httpx.HTTPError as e:
-            raise Unreachable(f"cannot read {self.url}: {e or type(e).__name__}") from None
+            raise Unreachable(f"cannot read {self.url}: {e or type(e).__name__}; "
+                              "is a gpufleet hub or agent listening there?") from None
         if r.status_code in (401, 403):
             raise Unreachable(f"{self.url} refused the request (HTTP {r.status_code}): "
                               "pass --api-key KEY or set GPUFLEET_API_KEY")
@@ -47,7 +48,8 @@ class Source:
 
     def _json(self, r: httpx.Response) -> Any:
         if r.status_code != 200:
-            raise Unreachable(f"{r.request.url.path} on {self.url} answered HTTP {r.status_code}")
+            hint = ": is that a gpufleet hub or agent URL?" if r.status_code == 404 else ""
+            raise Unreachable(f"{r.request.url.path} on {self.url} answered HTTP {r.status_code}{hint}")
         try:
             return r.json()
         except ValueError:
