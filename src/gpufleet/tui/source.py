@@ -39,8 +39,9 @@ class Source:
         try:
             r = self.client.get(f"{self.url}{path}", params=params or None)
         except httpx.HTTPError as e:
-            raise Unreachable(f"cannot read {self.url}: {e or type(e).__name__}; "
-                              "is a gpufleet hub or agent listening there?") from None
+            hint = ("set SSL_CERT_FILE to the CA that signed its certificate" if "CERTIFICATE_VERIFY" in str(e)
+                    else "is a gpufleet hub or agent listening there?")
+            raise Unreachable(f"cannot read {self.url}: {e or type(e).__name__}; {hint}") from None
         if r.status_code in (401, 403):
             raise Unreachable(f"{self.url} refused the request (HTTP {r.status_code}): "
                               "pass --api-key KEY or set GPUFLEET_API_KEY")
