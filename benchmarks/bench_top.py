@@ -30,10 +30,10 @@ from collections.abc import Callable
 from typing import Any
 
 import _common  # noqa: F401  (puts src/ on sys.path)
+import _old_top as old_top
 from rich.console import Console
 from textual.strip import Strip
 
-from gpufleet import top as old_top
 from gpufleet.tui.app import TopApp
 from gpufleet.tui.arrange import Arrangement, arrange
 from gpufleet.tui.layout import gpu_line, node_line

@@ -1,23 +1,20 @@
-"""`gpufleet top`: the fleet in a terminal, live (nvitop / gpustat for a whole cluster).
+"""The previous `gpufleet top` renderer (a rich Group of tables for the whole fleet), kept only as
+bench_top.py's naive peer; the command is now gpufleet.tui (Textual).
 
-Reads the hub's `/api/v1/snapshots` (or one agent's `/api/v1/snapshot`) every interval and
-draws one block per node: status, CPU and memory, one bar per GPU with utilisation, memory,
-temperature, power and who is on it.
+It drew one block per node, every line of the fleet on every refresh: status, CPU and memory,
+one bar per GPU with utilisation, memory, temperature, power and who is on it.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
-import httpx
-from rich.console import Console, Group
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .errors import UserError
-from .snapshot import gpu_busy_ratio
+from gpufleet.snapshot import gpu_busy_ratio
 
 BAR = 20
 
@@ -37,22 +34,6 @@ def bar(ratio: float | None, width: int = BAR) -> Text:
     full = round(r * width)
     style = "green" if r < 0.5 else ("yellow" if r < 0.85 else "red")
     return Text("█" * full, style=style) + Text("░" * (width - full), style="dim")
-
-
-def fetch(url: str, client: httpx.Client) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Snapshots and node statuses from a hub, or the one snapshot of an agent."""
-    base = url.rstrip("/")
-    try:
-        r = client.get(f"{base}/api/v1/snapshots")
-        if r.status_code == 404:  # an agent, not a hub
-            snap = client.get(f"{base}/api/v1/snapshot")
-            snap.raise_for_status()
-            return [snap.json()], {}
-        r.raise_for_status()
-        nodes = client.get(f"{base}/api/v1/nodes").json()["nodes"]
-    except httpx.HTTPError as e:
-        raise UserError(f"cannot read {base}: {e}; is a gpufleet hub or agent listening there?") from None
-    return r.json()["snapshots"], {n["name"]: n for n in nodes}
 
 
 def _owner(gpu: dict[str, Any]) -> str:
@@ -95,17 +76,3 @@ def render(snapshots: Iterable[dict[str, Any]], nodes: dict[str, dict[str, Any]]
         blocks.append(Group(head, table) if s.get("gpus") else head)
     summary = Text(f"{len(blocks)} nodes, {total} GPUs, {busy} busy, {total - busy} idle", style="bold")
     return Group(summary, *blocks)
-
-
-def run(url: str, interval: float, once: bool, console: Console | None = None) -> None:
-    from rich.live import Live
-
-    console = console or Console()
-    with httpx.Client(timeout=10) as client:
-        if once:
-            console.print(render(*fetch(url, client)))
-            return
-        with Live(render(*fetch(url, client)), console=console, refresh_per_second=4, screen=False) as live:
-            while True:
-                time.sleep(interval)
-                live.update(render(*fetch(url, client)))
