@@ -22,6 +22,8 @@ from .model import Fleet
 from .screens import DetailScreen, GpuScreen, HelpScreen, NodeScreen
 from .source import Source, Unreachable
 
+SLOW_AFTER_S = 2.0  # rows older than this (and 3 intervals) while a read is still under way: say so
+
 CSS = """
 #summary, #conn, #alerts { text-wrap: nowrap; text-overflow: ellipsis; }
 #summary { height: 1; background: $boost; }
@@ -72,6 +74,19 @@ class TopApp(App[None]):
         self.query_one(FleetView).focus()
         self.poll()
         self.set_interval(self.interval, self.poll)
+        self.set_interval(1.0, self._watch_age)
+
+    def _watch_age(self) -> None:
+        """A read still under way long after it should be done (a slow link, a hub under load):
+        say how old the rows on screen are instead of letting them pass for live."""
+        if not self._busy or self.error or self.fleet is None:
+            return
+        age = time.time() - self.fleet.fetched_at
+        if age > max(3 * self.interval, SLOW_AFTER_S):
+            conn = self.query_one("#conn", Static)
+            conn.display = True
+            conn.update(Text(f"waiting for {self.source.url} (slow link?); showing data from {ago(age)} ago",
+                             style="bold yellow", no_wrap=True, overflow="ellipsis"))
 
     # ---- data --------------------------------------------------------------------------------------
 
