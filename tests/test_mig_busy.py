@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import msgspec
-from rich.console import Console
 
 from gpufleet.agent.collect import Collection
 from gpufleet.backends.sim import SimBackend
@@ -12,7 +11,8 @@ from gpufleet.collectors.base import CollectContext
 from gpufleet.hub.fleet import Fleet
 from gpufleet.hub.ui.summary import node_summary
 from gpufleet.snapshot import gpu_busy_ratio, to_json
-from gpufleet.top import render
+from gpufleet.tui.layout import gpu_line
+from gpufleet.tui.model import build as build_rows
 
 GiB = 1024.0**3
 
@@ -48,7 +48,10 @@ def test_overview_and_heatmap_use_the_instances() -> None:
 def test_top_counts_busy_mig_gpus() -> None:
     snap, want = _mig_node()
     data = msgspec.json.decode(to_json(snap))  # type: ignore[arg-type]
-    console = Console(width=160, record=True)
-    console.print(render([data], {}))
+    fleet = build_rows([data], {})
+    gpus = fleet.nodes[0].gpus
+    assert [g.util for g in gpus] == want  # the instances' activity, not a missing whole-GPU reading
     busy = sum(1 for w in want if w >= 0.05)
-    assert f"1 nodes, 4 GPUs, {busy} busy, {4 - busy} idle" in console.export_text()
+    assert len(fleet.free_gpus()) <= 4 - busy
+    line = "".join(seg.text for seg in gpu_line(gpus[0], fleet.nodes[0], 120))
+    assert f"{100 * want[0]:3.0f}%" in line
