@@ -237,7 +237,8 @@ def main() -> int:
          samples_ok=sum(r[4] for r in window if 200 <= r[3] < 300),
          latency_p50=pct(lat, 50), latency_p99=pct(lat, 99), latency_max=lat[-1] if lat else float("nan"),
          slip_p50=pct(slip, 50), slip_p99=pct(slip, 99), slip_max=slip[-1] if slip else float("nan"),
-         errors=errors[:5], error_count=len(errors))
+         errors=errors[:5], error_count=len(errors),
+         pushes_total=len(records), ok_total=sum(1 for r in records if 200 <= r[3] < 300))
     return 0
 
 

@@ -66,6 +66,8 @@ def clock() -> FakeClock:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--slow", action="store_true", default=False,
                      help="long runs of the property and reliability tests (minutes, not seconds)")
+    parser.addoption("--nightly", action="store_true", default=False,
+                     help="the hub load test for an hour instead of a minute (tests/hub/test_load.py)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

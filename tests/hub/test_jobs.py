@@ -142,3 +142,27 @@ def test_backoff_and_distinct_errors() -> None:
     t[0] += 30.0
     assert jobs.call("flush", lambda: None)
     assert jobs.failing() == {} and jobs.errors_total() == {"flush": 11}
+
+
+def test_metrics_while_ingest_threads_append_lags(tmp_path: Path) -> None:
+    """Found by the 1,000-agent load test: /metrics raised "deque mutated during iteration"."""
+    import threading
+
+    hub = Hub(HubOptions(data=tmp_path / "data"))
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            hub._lags.append((time.time(), 0.1))
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for th in threads:
+        th.start()
+    try:
+        for _ in range(3000):
+            hub.lag_max(time.time())
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+        hub.close()

@@ -423,7 +423,9 @@ class Hub:
 
     def lag_max(self, now: float, window: float = 60.0) -> float:
         """Largest lag among live (non-backfill) snapshots stored in the last minute."""
-        live = [lag for t, lag in self._lags if now - t <= window and lag < 10 * self.fleet.down_after]
+        # tuple() copies in one C call (no thread runs meanwhile): ingest threads append while
+        # /metrics reads, and iterating the deque itself raised "deque mutated during iteration".
+        live = [lag for t, lag in tuple(self._lags) if now - t <= window and lag < 10 * self.fleet.down_after]
         return max(live, default=0.0)
 
     # ---- registration ---------------------------------------------------------------------------
