@@ -17,7 +17,7 @@ from .backends.sim_profiles import DEMO_FLEET
 from .collectors import SIMULATED_NODE, build
 from .collectors.base import CollectContext
 from .config import AgentConfig
-from .hub.service import Hub
+from .hub.service import Hub, IngestError
 from .snapshot import NodeSnapshot
 
 log = logging.getLogger("gpufleet.hub")
@@ -34,7 +34,10 @@ class LocalFeeds:
 
     def add_service(self, service: AgentService, hub: Hub) -> None:
         def ingest(snap: NodeSnapshot) -> None:
-            hub.ingest([snap])
+            try:
+                hub.ingest([snap])
+            except IngestError:
+                pass  # disk full or below --min-free-space: /healthz and the hub's log say so once
 
         service.listeners.append(ingest)
         service.start_collecting()
@@ -102,6 +105,8 @@ def start_local_feeds(hub: Hub, *, agent: bool, simulate: int | None, interval: 
                 for c in fleet:
                     try:
                         hub.ingest([c.run()])
+                    except IngestError:
+                        pass  # storage paused: reported by the hub (/healthz, one log line)
                     except Exception:
                         log.exception("simulated node %s failed", c.node)
                 next_at += interval

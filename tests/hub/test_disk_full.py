@@ -143,3 +143,22 @@ def test_cli_refuses_a_bad_floor_in_one_line(tmp_path: Path) -> None:
                        timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "--min-free-space" in r.stderr and "500MiB" in r.stderr
+
+
+def test_in_process_feeds_of_up_stay_quiet_while_storage_is_paused(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """`gpufleet up` feeds the hub in-process: a paused store must not log a traceback per snapshot."""
+    import logging
+
+    from conftest import eventually
+    from gpufleet.up import start_local_feeds
+
+    hub = Hub(HubOptions(data=tmp_path / "data", min_free_space=Floor(bytes=2**62, fraction=None)))
+    caplog.set_level(logging.WARNING)
+    feeds, _ = start_local_feeds(hub, agent=False, simulate=2, interval=0.5)
+    try:
+        eventually(lambda: hub.jobs.errors_total().get("ingest", 0) >= 4, timeout=20, what="refused local feeds")
+    finally:
+        feeds.stop()
+        hub.close()
+    assert not [r for r in caplog.records if r.exc_info], "no traceback for a full disk"
