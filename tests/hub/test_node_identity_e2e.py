@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -37,6 +36,13 @@ def _last_seen(url: str) -> float:
         return 0.0
 
 
+def _backlog(agent_port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{agent_port}/metrics", timeout=5).text
+    return next((float(line.split()[-1]) for line in text.splitlines()
+                 if line.startswith("gpufleet_agent_push_backlog ") or line.startswith("gpufleet_agent_push_backlog{")),
+                0.0)
+
+
 def test_takeover_refused_revoke_and_forget(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port = free_port()
@@ -46,7 +52,8 @@ def test_takeover_refused_revoke_and_forget(tmp_path: Path) -> None:
     try:
         hub.wait_http(f"{url}/healthz")
         token = _run("token", "create", "--data", str(data), "--uses", "3", "--expires", "1d").stdout.split()[-1]
-        real = _agent(tmp_path, url, token, tmp_path / "spool-real", "real", free_port())
+        real_port = free_port()
+        real = _agent(tmp_path, url, token, tmp_path / "spool-real", "real", real_port)
         agents.append(real)
         _wait(lambda: _last_seen(url) > 0, what="the real node pushing")
 
@@ -65,7 +72,9 @@ def test_takeover_refused_revoke_and_forget(tmp_path: Path) -> None:
         assert "gpu-a" in _run("node", "list", "--data", str(data)).stdout
         assert "revoked" in _run("node", "list", "--data", str(data)).stdout
         stopped = _last_seen(url)
-        time.sleep(1.5)  # a revoked node must not push: no new data for three of its intervals
+        # A revoked node must not push: wait until it has kept three collections back (its own
+        # backlog says so), then the hub must still have nothing newer.
+        _wait(lambda: _backlog(real_port) >= 3, what="three collections held back by the revoked agent")
         assert _last_seen(url) == stopped
 
         # Forget: the name is free again; the agent joins again with its join token.

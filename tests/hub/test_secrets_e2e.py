@@ -4,7 +4,6 @@ never reaches the hub's API or files (issue 9: it was in the pushed process tabl
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -53,7 +52,9 @@ def test_join_token_never_reaches_the_hub(tmp_path: Path) -> None:
         assert "--token gft_***" in unmasked and token not in unmasked
         everything = httpx.get(f"{url}/api/v1/snapshots", params={"processes": "true"}, timeout=5).text
         assert token not in everything
-        time.sleep(6)  # the hub saves latest snapshots to hub.db every 5 s
+        # The hub saves latest snapshots to hub.db every 5 s: check its files once they hold them.
+        _wait(lambda: any(b"--token ***" in f.read_bytes() for f in data.rglob("hub.db*") if f.is_file()),
+              what="the latest snapshots saved in hub.db")
         hub.stop()
         for f in data.rglob("*"):
             if f.is_file():
