@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 
+from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
 
@@ -38,12 +38,8 @@ def test_hub_and_agent_files_under_umask_0(tmp_path: Path) -> None:
         os.umask(old)
     try:
         hub.wait_http(f"{url}/healthz")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            r = httpx.get(f"{url}/api/v1/nodes/n1/snapshot", timeout=5)
-            if r.status_code == 200:
-                break
-            time.sleep(0.2)
+        eventually(lambda: httpx.get(f"{url}/api/v1/nodes/n1/snapshot", timeout=5).status_code == 200,
+                   timeout=30, what="the agent's first push")
         hub.stop()
         agent.stop()
         assert _mode(data) == 0o700

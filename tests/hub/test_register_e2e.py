@@ -12,6 +12,7 @@ import httpx
 
 import pytest
 
+from conftest import eventually
 from realparts import Proc, free_port, gpufleet, prometheus
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
@@ -110,11 +111,8 @@ scrape_configs:
     http_sd_configs: [{{url: "{url}/api/v1/sd/prometheus", refresh_interval: 1s}}]
 """
         with prometheus(tmp_path, cfg) as (_, prom):
-            deadline = time.monotonic() + 30
-            targets: list[dict] = []
-            while time.monotonic() < deadline and not targets:
-                targets = httpx.get(f"{prom}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
-                time.sleep(0.3)
+            targets = eventually(lambda: httpx.get(f"{prom}/api/v1/targets", timeout=5).json()["data"]["activeTargets"],
+                                 timeout=30, what="Prometheus to discover the registered agent")
             assert [t["labels"]["node"] for t in targets] == ["good"]
             assert not any(k.startswith("__") for k in targets[0]["labels"])
     finally:
