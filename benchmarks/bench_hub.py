@@ -57,16 +57,33 @@ MiB = 1 << 20
 
 # ---- small HTTP helpers (keep-alive, loopback) -----------------------------------------------------
 
+def bench_key(data: Path) -> str:
+    """A viewer's API key for the benchmark's reads (the hub answers nothing but /healthz without one)."""
+    import secrets
+
+    from gpufleet.hub.auth.policy import Role
+    from gpufleet.hub.auth.store import AuthStore
+
+    st = AuthStore(data / "hub.db")
+    try:
+        if st.user("bench") is None:
+            st.add_user("bench", Role.VIEWER, secrets.token_urlsafe(16))
+        return st.create_key("bench")
+    finally:
+        st.close()
+
+
 class Http:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, key: str | None = None) -> None:
         self.port = port
+        self.auth = {"Authorization": f"Bearer {key}"} if key else {}
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
     def call(self, method: str, path: str, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         for attempt in range(2):
             try:
-                self.conn.request(method, path, body=body, headers=headers or {})
+                self.conn.request(method, path, body=body, headers={**self.auth, **(headers or {})})
                 r = self.conn.getresponse()
                 return r.status, r.read()
             except (OSError, http.client.HTTPException):
@@ -406,7 +423,8 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
                 "--log-level", "warning"], work / "hub.log")
     try:
         wait_http("127.0.0.1", port, "/healthz", hub.p, timeout=60)
-        c = Http(port)
+        key = bench_key(hub_dir)
+        c = Http(port, key)
         q_http, q_http_pts = query_http(c, start, end, 50)
         print(f"# 7-day query over HTTP: {q_http * 1e3:.2f} ms median of 50, {q_http_pts} points")
 
@@ -418,7 +436,7 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
         (work / "creds.json").write_text(json.dumps(creds))
 
         def hub_poll() -> dict[str, float]:
-            _, body = Http(port).call("GET", "/metrics")
+            _, body = Http(port, key).call("GET", "/metrics")
             return {k: prom_values(body, f"gpufleet_hub_{k}") for k in
                     ("ingest_lag_max_seconds", "ingest_samples_total", "ingest_snapshots_total",
                      "ingest_rejected_total", "store_errors_total")}

@@ -64,11 +64,28 @@ def feed(hub: Hub, fleet: list[Collection], interval: float, stop: threading.Eve
         stop.wait(max(0.0, next_at - time.monotonic()))
 
 
+AUTH: dict[str, str] = {}  # a viewer's API key, made when the hub's data directory exists
+
+
+def bench_key(data: Path) -> str:
+    import secrets
+
+    from gpufleet.hub.auth.policy import Role
+    from gpufleet.hub.auth.store import AuthStore
+
+    st = AuthStore(data / "hub.db")
+    try:
+        st.add_user("bench", Role.VIEWER, secrets.token_urlsafe(16))
+        return st.create_key("bench")
+    finally:
+        st.close()
+
+
 def sse_sizes(url: str, seconds: float) -> tuple[int, list[int], int]:
     """Bytes on the wire of the first (full) fleet event, then of every delta event for `seconds`,
     and how many node updates those deltas carried."""
     full, deltas, node_updates = 0, [], 0
-    with httpx.stream("GET", f"{url}/api/v1/events", timeout=seconds + 30) as r:
+    with httpx.stream("GET", f"{url}/api/v1/events", timeout=seconds + 30, headers=AUTH) as r:
         event, size, until = "", 0, float("inf")
         for line in r.iter_lines():
             size += len(line.encode()) + 1
@@ -97,6 +114,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ui-"))
     hub = Hub(HubOptions(data=tmp))
+    AUTH["Authorization"] = f"Bearer {bench_key(tmp)}"
     stop = threading.Event()
     t0 = time.perf_counter()
     fleet = fleet_of(a.nodes)
@@ -116,8 +134,8 @@ def main() -> None:
         time.sleep(0.05)
 
     # ---- bytes per live update -----------------------------------------------------------------
-    naive = len(httpx.get(f"{url}/api/v1/snapshots", timeout=30).content)
-    naive_procs = len(httpx.get(f"{url}/api/v1/snapshots?processes=true", timeout=30).content)
+    naive = len(httpx.get(f"{url}/api/v1/snapshots", timeout=30, headers=AUTH).content)
+    naive_procs = len(httpx.get(f"{url}/api/v1/snapshots?processes=true", timeout=30, headers=AUTH).content)
     full, deltas, node_updates = sse_sizes(url, a.interval * a.updates)
     # A live update of the whole fleet = every node's delta once (the feeder may need longer than
     # the interval for 1,000 nodes in-process, so count node deltas rather than intervals).
@@ -139,7 +157,7 @@ def main() -> None:
         for view in ("cards", "heatmap"):
             times = []
             for _ in range(3):
-                ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+                ctx = browser.new_context(viewport={"width": 1440, "height": 900}, extra_http_headers=AUTH)
                 page = ctx.new_page()
                 page.add_init_script(PERF_PROBE)
                 page.goto(f"{url}/?view={view}")

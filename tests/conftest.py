@@ -74,3 +74,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # Read by test modules at import time (hypothesis settings are fixed when a class is built).
     if config.getoption("--slow"):
         os.environ["GPUFLEET_TEST_SLOW"] = "1"
+
+
+@pytest.fixture
+def hub_key():  # type: ignore[no-untyped-def]
+    """make_api_key(data_dir, role="admin") -> a hub API key (tests/access.py)."""
+    from access import make_api_key
+
+    return make_api_key

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the hub's modules load only for hub commands: the agent sta
     import socket
     from collections.abc import Callable
 
+    from .hub.auth.options import AccessOptions
     from .hub.service import Hub
 
 
@@ -38,7 +39,8 @@ class _LazyGroup(click.Group):
     """Commands of hub features are imported only when used: the agent stays small."""
 
     lazy = {"rules": "gpufleet.hub.alerts.cli:rules", "run": "gpufleet.hub.commands.cli:run",
-            "audit": "gpufleet.hub.commands.cli:audit", "store": "gpufleet.cli_store:store"}
+            "audit": "gpufleet.hub.commands.cli:audit", "store": "gpufleet.cli_store:store",
+            "user": "gpufleet.hub.auth.cli:user", "apikey": "gpufleet.hub.auth.cli:apikey"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -146,6 +148,11 @@ def _hub_options(f: Any) -> Any:
                      help="refuse pushed samples older than this (an agent's full spool at the default interval)"),
         click.option("--max-clock-ahead", default="5m", show_default=True,
                      help="refuse pushed samples this far ahead of the hub's clock (a node's clock gone wrong)"),
+        click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+                     help="also answer requests for this host name (repeatable; default: the listen address, "
+                          "localhost and this machine's names); others get 421, against DNS rebinding"),
+        click.option("--anonymous-read", is_flag=True, envvar="GPUFLEET_ANONYMOUS_READ",
+                     help="let anyone view (as a viewer) without logging in: only for a trusted lab network"),
         click.option("--log-level", default="info", envvar="GPUFLEET_LOG_LEVEL",
                      type=click.Choice(["debug", "info", "warning", "error"])),
     ]
@@ -197,9 +204,19 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Hub, socket.socket]:
     return hub, sock
 
 
-def _announce(hub: Hub, what: str) -> Callable[[str], None]:
+def _access(kw: dict[str, Any]) -> AccessOptions:
+    from .config import parse_listen
+    from .hub.auth.options import AccessOptions
+
+    return AccessOptions(anonymous_read=kw["anonymous_read"], allowed_hosts=list(kw["allowed_hosts"]),
+                         listen_host=parse_listen(kw["listen"])[0])
+
+
+def _announce(hub: Hub, what: str, login: Callable[[str], None] | None = None) -> Callable[[str], None]:
     def announce(url: str) -> None:
         click.echo(f"gpufleet {what} {__version__}: web UI and API at {url}/  (data in {hub.opts.data})")
+        if login is not None:
+            login(url)
         token = hub.first_token()
         if token:
             click.echo("Agents join with this token (shown once; more with `gpufleet token create`). Put it in a")
@@ -214,8 +231,17 @@ def hub(**kw: Any) -> None:
     """Run the hub: registry, ingest, history, API and web UI."""
     from .hub.run import serve
 
+    from .hub.auth.local import no_account_hint
+
     h, sock = _hub_setup(kw)
-    serve(h, sock, _announce(h, "hub"))
+    access = _access(kw)
+
+    def login(url: str) -> None:
+        hint = no_account_hint(h.opts.data, access.anonymous_read)
+        if hint:
+            click.echo(hint)
+
+    serve(h, sock, _announce(h, "hub", login), access=access)
 
 
 @cli.command()
@@ -243,14 +269,19 @@ def up(simulate: int | None, simulate_if_no_gpu: int | None, no_agent: bool, int
         sock.close()
         h.close()
         raise
-    announce = _announce(h, "up")
+    from .hub.auth.local import local_admin_link
+
+    def login(url: str) -> None:
+        click.echo(f"Log in (a one-time link, valid 10 minutes): {url}{local_admin_link(h.opts.data)}")
+
+    announce = _announce(h, "up", login)
 
     def _say(url: str) -> None:
         if note:
             click.echo(note)
         announce(url)
 
-    serve(h, sock, _say, feeds.stop)
+    serve(h, sock, _say, feeds.stop, access=_access(kw))
 
 
 @cli.group()

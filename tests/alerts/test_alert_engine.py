@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fastapi.testclient import TestClient
 
+from access import authed_client
 from alertkit import Receiver, SimNode, alerts_ext, by_name, firing, make_hub, receiver  # noqa: F401 - a fixture
 from conftest import FakeClock as Clock, eventually
 from gpufleet.hub.alerts.rules import load_rules
-from gpufleet.hub.app import create_app
 
 NOTIFY = """\
 receivers:
@@ -132,7 +131,7 @@ def test_api_lists_alerts_silences_and_acks(tmp_path: Path, receiver: Receiver) 
     node = SimNode("gpu-03", clock)
     node.backend.force(0, temperature=95.0)
     try:
-        with TestClient(create_app(hub, background=False)) as c:
+        with authed_client(hub, role="operator", background=False) as c:
             node.push(hub)
             ext.evaluate(now=clock.t)
             body = c.get("/api/v1/alerts", params={"state": "firing"}).json()

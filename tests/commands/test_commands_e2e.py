@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from access import bearer, make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
@@ -28,8 +30,12 @@ class Fleet:
     agents: dict[str, Proc]
 
 
+KEY: dict[str, str] = {}  # an admin's API key, made by the fleet fixture
+
+
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(gpufleet(*args), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(gpufleet(*args), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "GPUFLEET_API_KEY": KEY.get("key", "")})
 
 
 def _wait(cond, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
@@ -47,6 +53,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp / "hub.log")
         procs.append(hub)
         hub.wait_http(f"{url}/healthz")
+        KEY["key"] = make_api_key(data, "admin", user="ops")  # runs commands and reads the audit log
         token = _cli("token", "create", "--data", str(data)).stdout.split()[-1]
         allow = ["--allow-commands", "echo *", "--allow-commands", "sleep *", "--allow-commands", "false",
                  "--allow-commands", "seq *", "--command-user", "nobody"]
@@ -59,7 +66,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             agents[node] = p
 
         def ready() -> bool:
-            r = httpx.get(f"{url}/api/v1/commands/targets", timeout=5).json()["nodes"]
+            r = httpx.get(f"{url}/api/v1/commands/targets", headers=bearer(KEY["key"]), timeout=5).json()["nodes"]
             fetching = {n["name"] for n in r if n["fetching"]}
             return {n["name"] for n in r} == {"gpu-a", "gpu-b", "plain-c"} and fetching == {"gpu-a", "gpu-b"}
 
@@ -132,7 +139,8 @@ def test_timeout_kills_the_command(fleet: Fleet) -> None:
 def test_ctrl_c_cancels_the_run(fleet: Fleet) -> None:
     logs = {n: fleet.agents[n].log().count("running command") for n in ("gpu-a", "gpu-b")}
     p = subprocess.Popen(gpufleet("run", "--hub", fleet.url, "--nodes", "gpu-*", "--", "sleep", "120"),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "GPUFLEET_API_KEY": KEY["key"]})
     try:
         _wait(lambda: all(fleet.agents[n].log().count("running command") > c for n, c in logs.items()), 20,
               "both agents running the command")

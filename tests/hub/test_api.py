@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from fastapi.testclient import TestClient
 
-from gpufleet.hub.app import create_app
+from access import authed_client
 from gpufleet.hub.service import Hub, HubOptions
 from gpufleet.snapshot import to_json
 from sample_snapshot import sample_snapshot
@@ -25,7 +25,7 @@ def hub(tmp_path: Path):
 
 @pytest.fixture
 def client(hub: Hub):
-    with TestClient(create_app(hub, background=False)) as c:
+    with authed_client(hub, role="viewer", background=False) as c:  # reads with a viewer's API key; agents use their own tokens
         yield c
 
 
@@ -85,7 +85,8 @@ def test_register_push_and_read(client: TestClient, hub: Hub) -> None:
 def test_auth_errors(client: TestClient, hub: Hub) -> None:
     r = client.post("/api/v1/register", json={"node": "n1"}, headers={"Authorization": "Bearer gft_nope"})
     assert r.status_code == 401 and "unknown or revoked join token" in r.json()["detail"]
-    r = client.post("/api/v1/register", json={"node": "n1"})
+    with TestClient(client.app, base_url="http://127.0.0.1") as bare:
+        r = bare.post("/api/v1/register", json={"node": "n1"})
     assert r.status_code == 401 and "Authorization: Bearer" in r.json()["detail"]
     token = hub.state.create_token()
     hub.state.revoke_token(token)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from access import authed_client
 from gpufleet.hub.alerts import AlertsExtension
-from gpufleet.hub.app import create_app
 from gpufleet.hub.extensions import load_extensions
 from gpufleet.hub.diskspace import GIB, Floor, parse_floor
 from gpufleet.hub.service import Hub, HubOptions
@@ -66,7 +66,7 @@ def test_enospc_in_the_store_gives_503_and_the_resend_loses_nothing(hub: Hub, mo
     hub.store.append = append  # type: ignore[method-assign]
     now = time.time()
     batch = [_snap(now - 5 + i) for i in range(5)]
-    with TestClient(create_app(hub, load_extensions(hub), background=False)) as client:
+    with authed_client(hub, load_extensions(hub), background=False) as client:
         cred = hub.register(hub.state.create_token(), "n1", {}, None)
         r = _push(client, cred, *batch)
         assert r.status_code == 503 and int(r.headers["retry-after"]) > 0
@@ -92,7 +92,7 @@ def test_sqlite_disk_full_on_register_is_503(hub: Hub) -> None:
 
     hub.state.register = full  # type: ignore[method-assign]
     token = hub.state.create_token()
-    with TestClient(create_app(hub, load_extensions(hub), background=False)) as client:
+    with authed_client(hub, load_extensions(hub), background=False) as client:
         r = client.post("/api/v1/register", json={"node": "n1"}, headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 503 and "Retry-After" in r.headers
         assert "disk is full" in r.json()["detail"]
@@ -102,7 +102,7 @@ def test_free_space_floor_stops_writes_and_raises_the_alert(tmp_path: Path) -> N
     hub = Hub(HubOptions(data=tmp_path / "data", min_free_space=Floor(bytes=2**62, fraction=None)))
     try:
         alerts = AlertsExtension(hub)
-        with TestClient(create_app(hub, [alerts], background=False)) as client:
+        with authed_client(hub, [alerts], background=False) as client:
             cred = hub.register(hub.state.create_token(), "n1", {}, None)
             r = _push(client, cred, _snap(time.time()))
             assert r.status_code == 503 and "below --min-free-space" in r.json()["detail"]

@@ -13,6 +13,7 @@ import httpx
 
 import pytest
 
+from access import bearer, make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet, prom_query, prometheus
 
@@ -40,9 +41,9 @@ def _agent(tmp: Path, hub_url: str, node: str, token: str, *extra: str) -> tuple
     return p, port
 
 
-def _nodes(url: str) -> dict[str, dict]:
+def _nodes(url: str, h: dict[str, str]) -> dict[str, dict]:
     try:
-        return {n["name"]: n for n in httpx.get(f"{url}/api/v1/nodes", timeout=5).json()["nodes"]}
+        return {n["name"]: n for n in httpx.get(f"{url}/api/v1/nodes", headers=h, timeout=5).json()["nodes"]}
     except httpx.HTTPError:
         return {}
 
@@ -52,12 +53,13 @@ def test_join_push_restart_without_gap(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     hub = _hub(tmp_path, data, port)
+    h = bearer(make_api_key(data, "viewer"))
     token = _token(data)
     a1, a1_port = _agent(tmp_path, url, "gpu-a", token, "--interval", "0.5", "--label", "rack=r1")
     a2, _ = _agent(tmp_path, url, "gpu-b", token, "--interval", "0.5")
     bad, _ = _agent(tmp_path, url, "intruder", "gft_not-a-token", "--interval", "0.5")
     try:
-        nodes = eventually(lambda: (n := _nodes(url)) and {"gpu-a", "gpu-b"} <= set(n) and n, timeout=30, what="both nodes")
+        nodes = eventually(lambda: (n := _nodes(url, h)) and {"gpu-a", "gpu-b"} <= set(n) and n, timeout=30, what="both nodes")
         assert nodes["gpu-a"]["status"] == "up" and nodes["gpu-a"]["labels"] == {"rack": "r1"}
         assert "intruder" not in nodes
         eventually(lambda: "unknown or revoked join token" in bad.log(), timeout=30, what="the refused agent's log line")
@@ -75,11 +77,11 @@ def test_join_push_restart_without_gap(tmp_path: Path) -> None:
         snap_ts = []
 
         def caught_up() -> bool:
-            r = httpx.get(f"{url}/api/v1/nodes/gpu-a", timeout=5)
+            r = httpx.get(f"{url}/api/v1/nodes/gpu-a", headers=h, timeout=5)
             return r.status_code == 200 and (r.json()["timestamp"] or 0) > t_back
 
         eventually(caught_up, timeout=30, what="gpu-a to catch up")
-        q = httpx.get(f"{url}/api/v1/query_range", params={
+        q = httpx.get(f"{url}/api/v1/query_range", headers=h, params={
             "metric": "gpufleet_node_memory_total_bytes", "match": ['node="gpu-a"'],
             "start": t_stop - 3, "end": t_back, "step": 0.5, "agg": "last"}, timeout=10).json()
         snap_ts = q["series"][0]["timestamps"]
@@ -104,19 +106,20 @@ def test_kill_9_loses_at_most_a_second(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     hub = _hub(tmp_path, data, port)
+    h = bearer(make_api_key(data, "viewer"))
     token = _token(data)
     spool = tmp_path / "spool"
     agent, _ = _agent(tmp_path, url, "k9", token, "--interval", "0.5", "--spool", str(spool))
     try:
-        eventually(lambda: (r := httpx.get(f"{url}/api/v1/nodes/k9")).status_code == 200 and r.json()["timestamp"],
+        eventually(lambda: (r := httpx.get(f"{url}/api/v1/nodes/k9", headers=h)).status_code == 200 and r.json()["timestamp"],
               what="first push")
         agent.stop()  # nothing can backfill: what the hub has is what survived
-        last = httpx.get(f"{url}/api/v1/nodes/k9").json()["timestamp"]
+        last = httpx.get(f"{url}/api/v1/nodes/k9", headers=h).json()["timestamp"]
         time.sleep(0.3)
         os.kill(hub.pid, signal.SIGKILL)
         hub.p.wait(5)
         hub = _hub(tmp_path, data, port, name="hub-after-kill")
-        q = httpx.get(f"{url}/api/v1/query_range", params={
+        q = httpx.get(f"{url}/api/v1/query_range", headers=h, params={
             "metric": "gpufleet_node_memory_total_bytes", "match": ['node="k9"'],
             "start": last - 30, "end": last + 1, "step": 0.5, "agg": "last"}).json()
         stored = q["series"][0]["timestamps"]
@@ -131,22 +134,37 @@ def test_prometheus_finds_agents_through_http_sd(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     hub = _hub(tmp_path, data, port)
+    h = bearer(make_api_key(data, "viewer"))
     token = _token(data)
     agent, agent_port = _agent(tmp_path, url, "sd-node", token, "--interval", "1", "--label", "cluster=lab")
     try:
-        eventually(lambda: httpx.get(f"{url}/api/v1/sd/prometheus").json(), timeout=30, what="sd targets")
-        sd = httpx.get(f"{url}/api/v1/sd/prometheus").json()
+        eventually(lambda: httpx.get(f"{url}/api/v1/sd/prometheus", headers=h).json(), timeout=30, what="sd targets")
+        sd = httpx.get(f"{url}/api/v1/sd/prometheus", headers=h).json()
         assert sd == [{"targets": [f"127.0.0.1:{agent_port}"], "labels": {"cluster": "lab", "node": "sd-node"}}]
+        # Prometheus reads http_sd and the hub's own /metrics with an API key from a file (docs/hub.md)
+        key_file = tmp_path / "hub.key"
+        key_file.write_text(make_api_key(data, "viewer", user="prometheus") + "\n")
+        key_file.chmod(0o600)
+        assert httpx.get(f"{url}/api/v1/sd/prometheus").status_code == 401  # and nothing without it
         cfg = f"""
 global: {{scrape_interval: 1s, scrape_timeout: 1s}}
 scrape_configs:
   - job_name: fleet
-    http_sd_configs: [{{url: "{url}/api/v1/sd/prometheus", refresh_interval: 1s}}]
+    http_sd_configs:
+      - url: "{url}/api/v1/sd/prometheus"
+        refresh_interval: 1s
+        authorization: {{type: Bearer, credentials_file: "{key_file}"}}
+  - job_name: hub
+    authorization: {{type: Bearer, credentials_file: "{key_file}"}}
+    static_configs: [{{targets: ["127.0.0.1:{port}"]}}]
 """
         with prometheus(tmp_path, cfg) as (_, prom):
             res = eventually(lambda: prom_query(prom, 'gpufleet_gpu_up{job="fleet"}'), timeout=45, what="scraped series")
             assert {r["metric"]["cluster"] for r in res} == {"lab"}
             assert {r["metric"]["node"] for r in res} == {"sd-node"} and len(res) == 2
+            own = eventually(lambda: prom_query(prom, 'gpufleet_hub_ingest_snapshots_total{job="hub"}'), timeout=30,
+                             what="the hub's own metrics")
+            assert float(own[0]["value"][1]) > 0
         # and file_sd for setups that prefer files
         out = tmp_path / "sd.json"
         subprocess.run(gpufleet("sd", "--out", str(out), "--data", str(data)), check=True, capture_output=True)

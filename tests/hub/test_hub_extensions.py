@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from access import authed_client
 from gpufleet.hub.alerts import AlertsExtension
-from gpufleet.hub.app import create_app
 from gpufleet.hub.extensions import Extension, load_extensions
 from gpufleet.hub.service import Hub, HubOptions
 from gpufleet.hub.ui import UiExtension
@@ -35,7 +35,7 @@ def test_a_bare_hub_starts_no_feature(tmp_path: Path) -> None:
     try:
         assert hub.extensions == []
         assert {t.ident for t in threading.enumerate()} == before  # no notifier, no alert loop
-        with TestClient(create_app(hub, background=False)) as c:
+        with authed_client(hub, background=False) as c:
             assert c.get("/api/v1/alerts").status_code == 404
             m = _metrics(c)
             assert m["gpufleet_hub_nodes_up"] == 0 and "gpufleet_hub_alerts_firing" not in m
@@ -50,7 +50,7 @@ def test_the_app_builder_attaches_typed_extensions(tmp_path: Path) -> None:
         kinds = [type(e) for e in exts]
         assert all(isinstance(e, Extension) for e in exts)  # the protocol, checked at load
         assert AlertsExtension in kinds and kinds[-1] is UiExtension  # the UI's catch-all routes last
-        with TestClient(create_app(hub, exts, background=False)) as c:
+        with authed_client(hub, exts, background=False) as c:
             assert hub.extensions == exts  # the hub closes them
             assert c.get("/api/v1/alerts").status_code == 200
             hub.ingest([sample_snapshot("n1")])
@@ -87,7 +87,7 @@ def refusing_receiver() -> Iterator[str]:
 def test_remote_write_failures_reach_metrics(tmp_path: Path, refusing_receiver: str) -> None:
     hub = Hub(HubOptions(data=tmp_path / "d", remote_write=refusing_receiver))
     try:
-        with TestClient(create_app(hub, background=False)) as c:
+        with authed_client(hub, background=False) as c:
             hub.ingest([sample_snapshot("n1")])
             assert hub.remote.flush(timeout=10)
             m = _metrics(c)

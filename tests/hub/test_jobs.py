@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from gpufleet.hub.app import create_app
+from access import authed_client
 from gpufleet.hub.extensions import load_extensions
 from gpufleet.hub.jobs import Jobs
 from gpufleet.hub.service import Hub, HubOptions
@@ -45,7 +45,7 @@ def test_disk_full_in_save_latest_does_not_stop_node_status(tmp_path: Path, capl
     assert hub.fleet.nodes["n1"].status == "up"
     caplog.set_level(logging.INFO, logger="gpufleet.hub")
     try:
-        with TestClient(create_app(hub)) as client:
+        with authed_client(hub) as client:
             # The node stops sending: status must still move on although every save fails.
             eventually(lambda: hub.fleet.nodes["n1"].status == "down", timeout=20, what="the silent node to be down")
             eventually(lambda: client.get("/healthz").status_code == 503, timeout=20, what="healthz 503")
@@ -83,7 +83,7 @@ def test_core_job_exception_is_survived(tmp_path: Path, job: str, attr: str) -> 
 
     setattr(hub, attr, step)
     try:
-        with TestClient(create_app(hub)) as client:
+        with authed_client(hub) as client:
             eventually(lambda: client.get("/healthz").status_code == 503, timeout=20, what=f"{job} failing in healthz")
             assert client.get("/healthz").json()["failing"] == {job: f"RuntimeError: {job} exploded"}
             assert errors_of(client, job) >= 1
@@ -108,7 +108,7 @@ def test_alerts_and_ui_loops_are_supervised(tmp_path: Path) -> None:
 
     alerts.evaluate = evaluate
     try:
-        with TestClient(create_app(hub, extensions)) as client:
+        with authed_client(hub, extensions) as client:
             eventually(lambda: "alerts" in client.get("/healthz").json().get("failing", {}), timeout=20, what="alerts failing")
             broken["on"] = False
             eventually(lambda: client.get("/healthz").status_code == 200, timeout=40, what="alerts recovery")

@@ -37,8 +37,8 @@ EXPECTED = {
     ("POST", "/api/v1/notifications/test"): Policy.OPERATOR,
 }
 CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
-# Changes anyone may attempt: logging in (and out, which checks its own session and CSRF token).
-PUBLIC_CHANGES = {"/login", "/logout"}
+# Changes to one's own session: logging in (anyone), out, and out everywhere (any role; CSRF-checked).
+PUBLIC_CHANGES = {"/login", "/logout", "/logout/everywhere"}
 
 
 @pytest.fixture(scope="module")

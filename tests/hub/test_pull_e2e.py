@@ -8,6 +8,7 @@ import httpx
 
 import pytest
 
+from access import bearer, make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet, node_exporter
 
@@ -28,10 +29,11 @@ def test_hub_pulls_node_exporter_and_keeps_last_good_targets(tmp_path: Path) -> 
         url = f"http://127.0.0.1:{port}"
         hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "d"),
                             "--targets", str(targets)), tmp_path / "hub.log")
+        key_h = bearer(make_api_key(tmp_path / "d", "viewer"))
         try:
             hub.wait_http(f"{url}/healthz")
             def cpu_ratios() -> dict | None:  # type: ignore[type-arg]
-                r = httpx.get(f"{url}/api/v1/nodes/bare-metal-1/snapshot")
+                r = httpx.get(f"{url}/api/v1/nodes/bare-metal-1/snapshot", headers=key_h)
                 cpus = r.json().get("cpus") if r.status_code == 200 else None
                 ok = cpus and all("utilization_ratio" in c.get("values", {}) for c in cpus)
                 return r.json() if ok else None
@@ -42,11 +44,11 @@ def test_hub_pulls_node_exporter_and_keeps_last_good_targets(tmp_path: Path) -> 
                        if line.startswith("node_memory_MemTotal_bytes"))
             assert snap["values"]["memory_total_bytes"] == mem
             assert all(0 <= c["values"]["utilization_ratio"] <= 1 for c in snap["cpus"])
-            node = httpx.get(f"{url}/api/v1/nodes/bare-metal-1").json()
+            node = httpx.get(f"{url}/api/v1/nodes/bare-metal-1", headers=key_h).json()
             assert node["labels"] == {"cluster": "lab", "datacenter": "dc1"}
             assert node["source"] == "pull" and node["status"] == "up"
             # each target's scrape health is on the hub's /metrics
-            own = httpx.get(f"{url}/metrics").text
+            own = httpx.get(f"{url}/metrics", headers=key_h).text
             target = f'target="http://{ne_addr}/metrics",node="bare-metal-1"'
             assert f"gpufleet_hub_scrape_successes_total{{{target}}}" in own, own
             samples = next(float(line.split()[-1]) for line in own.splitlines()

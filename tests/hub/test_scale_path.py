@@ -7,9 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from gpufleet.hub.app import create_app
+from access import authed_client
 from gpufleet.hub.service import Hub, HubOptions
 from conftest import eventually
 from realparts import victoria_metrics
@@ -37,7 +36,7 @@ def test_remote_write_then_history_from_victoriametrics(tmp_path: Path) -> None:
         reader = Hub(HubOptions(data=tmp_path / "r", history=f"prometheus+{vm}"))
         try:
             assert reader.store is None
-            with TestClient(create_app(reader, background=False)) as client:
+            with authed_client(reader, role="viewer", background=False) as client:
                 series = eventually(lambda: client.get("/api/v1/query_range", params={
                     "metric": "gpufleet_gpu_utilization_ratio", "match": ['node="rw-node"', 'gpu="0"'],
                     "start": now, "end": now + 50, "step": 5, "agg": "last"}).json()["series"],

@@ -9,6 +9,7 @@ import httpx
 
 import pytest
 
+from access import bearer, make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
@@ -22,7 +23,16 @@ def test_up_without_gpu_offers_the_demo(tmp_path: Path) -> None:
              tmp_path / "up.log")
     try:
         p.wait_http(f"{url}/healthz")
-        nodes = eventually(lambda: (n := httpx.get(f"{url}/api/v1/nodes").json()["nodes"]) and n[0]["timestamp"] and n,
+        assert httpx.get(f"{url}/api/v1/nodes").status_code == 401  # the demo is not open to the network
+        # the one-time login link opens the demo in one step: a session cookie, then the fleet page
+        link = re.search(r"Log in \(a one-time link, valid 10 minutes\): (\S+)$", p.log(), re.M)
+        assert link and link.group(1).startswith(f"{url}/login/link?token=gfl_"), p.log()
+        browser = httpx.Client(follow_redirects=True, timeout=10)
+        page = browser.get(link.group(1))
+        assert page.status_code == 200 and str(page.url) == f"{url}/" and 'data-page="fleet"' in page.text
+        again = httpx.get(link.group(1))
+        assert again.status_code == 401 and "used up or has expired" in again.text  # single use
+        nodes = eventually(lambda: (n := browser.get(f"{url}/api/v1/nodes").json()["nodes"]) and n[0]["timestamp"] and n,
                            timeout=20, what="the local agent's first snapshot")
         assert len(nodes) == 1 and nodes[0]["status"] == "up" and nodes[0]["gpus"] == 0
         log = p.log()
@@ -42,7 +52,8 @@ def test_up_simulate_if_no_gpu(tmp_path: Path) -> None:
                       "--data", str(tmp_path / "d"), "--interval", "1"), tmp_path / "up.log")
     try:
         p.wait_http(f"{url}/healthz")
-        snaps = eventually(lambda: len(sn := httpx.get(f"{url}/api/v1/snapshots").json()["snapshots"]) == 4 and sn,
+        h = bearer(make_api_key(tmp_path / "d", "viewer"))
+        snaps = eventually(lambda: len(sn := httpx.get(f"{url}/api/v1/snapshots", headers=h).json()["snapshots"]) == 4 and sn,
                            timeout=20, what="four nodes (this machine and three simulated)")
         sim = [s for s in snaps if s.get("labels", {}).get("simulated") == "true"]
         assert len(sim) == 3 and all(s["gpus"] for s in sim if s["labels"]["profile"] != "cpu-only")

@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from access import bearer, make_api_key, make_user
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet
+from sample_snapshot import sample_snapshot
 
 from playwright import sync_api  # in the test extra: missing means `make test` was not used
 
@@ -35,6 +37,9 @@ class Hub:
         self.tmp, self.port, self.proc = tmp, free_port(), None
         self.url = f"http://127.0.0.1:{self.port}"
         self.starts = 0
+        self.data = tmp / "data"
+        self.password = make_user(self.data, "ui-admin", "admin")  # the browser logs in as this user
+        self.headers = bearer(make_api_key(self.data, "viewer"))  # the test's own reads
 
     def start(self) -> None:
         self.starts += 1
@@ -48,7 +53,8 @@ class Hub:
                         "--listen", f"127.0.0.1:{self.port}")
         self.proc = Proc(args, self.tmp / f"hub{self.starts}.log")
         self.proc.wait_http(f"{self.url}/healthz")
-        eventually(lambda: len(httpx.get(f"{self.url}/api/v1/snapshots").json()["snapshots"]) == 8,
+        # >= 8: a test adds a pushing node of its own
+        eventually(lambda: len(httpx.get(f"{self.url}/api/v1/snapshots", headers=self.headers).json()["snapshots"]) >= 8,
                    timeout=15, what="the first collections of every simulated node")
 
     def stop(self) -> None:
@@ -57,7 +63,7 @@ class Hub:
             self.proc = None
 
     def api(self, path: str) -> Any:
-        return httpx.get(f"{self.url}{path}", timeout=10).json()
+        return httpx.get(f"{self.url}{path}", headers=self.headers, timeout=10).json()
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +88,48 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
+def log_in(page: Any, name: str, password: str) -> None:
+    """Through the real login page, as a person would."""
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", password)
+    page.click("form.login-form button[type=submit]")
+
+
+@pytest.fixture(scope="module")
+def session(hub: Hub, browser: Any) -> dict[str, Any]:
+    """The browser state after logging in once through the login page (its session cookie)."""
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{hub.url}/users")  # a page needs a login: the hub sends the browser to /login
+    page.wait_for_selector("body[data-page='login'][data-ready='1']")
+    assert "/login?next=/users" in page.url
+    log_in(page, "ui-admin", "not the password")
+    page.wait_for_selector("#login-error")
+    assert "Wrong name or password" in page.inner_text("#login-error")
+    log_in(page, "ui-admin", hub.password)
+    page.wait_for_selector("body[data-page='users'][data-ready='1']")  # back where it started
+    cookie = next(c for c in ctx.cookies() if c["name"] == "gpufleet_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    state = ctx.storage_state()
+    ctx.close()
+    assert errors == []
+    return state
+
+
+STATE: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def _logged_in(session: dict[str, Any]) -> None:
+    STATE["storage"] = session
+
+
 @contextlib.contextmanager
 def open_page(browser: Any, url: str, theme: str = "light", width: int = 1440) -> Iterator[tuple[Any, list[str]]]:
-    ctx = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=theme)
+    ctx = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=theme,
+                              storage_state=STATE.get("storage"))
     page = ctx.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -294,3 +339,53 @@ def test_phone_width_and_heatmap_colours(hub: Hub, browser: Any, artifacts: Path
         r, g, b = [float(x) for x in re.findall(r"[\d.]+", colour)[:3]]  # rgb(...) or color(srgb ...)
         assert b > r, f"a busy GPU ({util}%) is drawn {colour}: reads as an alarm"
         assert errors == []
+
+
+def test_markup_in_a_command_line_does_not_break_pages(hub: Hub, browser: Any) -> None:
+    """Issue 9: a process named `<!--<script>` emptied the node and GPU pages (their embedded JSON)."""
+    import subprocess
+
+    import msgspec
+
+    from gpufleet.snapshot import to_json
+
+    token = subprocess.run(gpufleet("token", "create", "--data", str(hub.data)), capture_output=True, text=True,
+                           check=True).stdout.split()[-1]
+    r = httpx.post(f"{hub.url}/api/v1/register", json={"node": "evil-node"}, headers=bearer(token), timeout=10)
+    cred = r.json()["credential"]
+    evil = '<!--<script>alert(1)</script><script>document.title="x"</script> & "quotes"'
+    snap = sample_snapshot("evil-node")
+    snap.timestamp = time.time()
+    snap.gpus[0].processes[0].command = evil
+    body = b'{"snapshots":[' + to_json(snap) + b"]}"
+    assert httpx.post(f"{hub.url}/api/v1/push", content=body, headers=bearer(cred), timeout=10).status_code == 200
+    for path in ("/nodes/evil-node", "/nodes/evil-node/gpus/0"):
+        with open_page(browser, f"{hub.url}{path}") as (page, errors):
+            # the embedded state parses, and the page shows the command line as text
+            data = page.evaluate("() => JSON.parse(document.getElementById('initial').textContent)")
+            embedded = msgspec.json.decode(msgspec.json.encode(data["snapshotJson"]))
+            assert embedded["gpus"][0]["processes"][0]["command"] == evil
+            page.wait_for_selector("td.cmd")
+            assert evil in page.inner_text("main")
+            assert errors == [] and page.title() != "x"
+
+
+def test_logout_and_logout_everywhere(hub: Hub, browser: Any) -> None:
+    ctx = browser.new_context()
+    other = browser.new_context()  # a second device of the same user
+    try:
+        for c in (ctx, other):
+            page = c.new_page()
+            page.goto(f"{hub.url}/login")
+            log_in(page, "ui-admin", hub.password)
+            page.wait_for_selector("body[data-page='fleet'][data-ready='1']")
+        page = ctx.pages[0]
+        page.click("form.logout[action='/logout/everywhere'] button")
+        page.wait_for_selector("body[data-page='login']")
+        assert "logged out on every device" in page.inner_text("main")
+        second = other.pages[0]
+        second.goto(f"{hub.url}/")
+        second.wait_for_selector("body[data-page='login']")  # its session ended too
+    finally:
+        ctx.close()
+        other.close()

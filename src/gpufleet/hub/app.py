@@ -21,10 +21,14 @@ from ..catalogue import BY_NAME, CATALOGUE
 from ..exposition import TEXT_CONTENT_TYPE, render_scope
 from ..syntax import Matcher, parse_matcher
 from .auth import Policy, Role, agent, declare, public, require
-from .auth.open import OpenAccess
+from .auth.limits import TooMany
+from .auth.middleware import AccessMiddleware
+from .auth.options import AccessOptions
 from .auth.policy import LoginRequired
 from .cmdlines import may_see
 from .extensions import Extension
+from .auth.service import Auth
+from .auth.store import AuthStore
 from .register import MAX_BODY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_agent_url, check_labels
 from . import bodies, gzipped
 from .sd import sd_groups
@@ -76,10 +80,14 @@ def parse_matchers(items: list[str]) -> list[Matcher]:
     return out
 
 
-def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bool = True) -> FastAPI:
+def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bool = True,
+               access: AccessOptions | None = None) -> FastAPI:
     """The hub's HTTP app. `extensions` (see hub/extensions.py) are attached to the hub, which
-    closes them, mounted after the core API, and their loops run with the hub's own."""
+    closes them, mounted after the core API, and their loops run with the hub's own. `access`:
+    who is admitted (hub/auth; default: accounts and keys only, the host's own names)."""
     hub.extensions.extend(extensions)
+    access = access or AccessOptions()
+    auth = Auth(AuthStore(hub.opts.data / "hub.db"), access)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -94,11 +102,13 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
             stop.set()
             for task in tasks:
                 await task
+            auth.store.close()
 
     app = FastAPI(title="gpufleet hub", version=__version__, lifespan=lifespan,
                   description="Registry, ingest, history and service discovery for a GPU fleet.")
     app.state.hub = hub
-    app.state.auth = OpenAccess()
+    app.state.auth = auth
+    app.add_middleware(AccessMiddleware, names=access.host_names())
     for path in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"):
         declare(app, path, Policy.PUBLIC)
 
@@ -107,6 +117,10 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
         from urllib.parse import quote
 
         return Response(status_code=303, headers={"Location": "/login?next=" + quote(exc.next_url, safe="/")})
+
+    @app.exception_handler(TooMany)
+    async def _too_many(request: Request, exc: TooMany) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(IngestError)
     async def _ingest_error(request: Request, exc: IngestError) -> JSONResponse:

@@ -12,6 +12,7 @@ from ..errors import UserError
 from .app import create_app
 from .datadir import DataDirInUse
 from .extensions import load_extensions
+from .auth.options import AccessOptions
 from .service import Hub, HubOptions
 
 log = logging.getLogger("gpufleet.hub")
@@ -70,11 +71,11 @@ def open_hub(opts: HubOptions) -> Hub:
 
 
 def serve(hub: Hub, sock: socket.socket, announce: Callable[[str], None],
-          on_exit: Callable[[], None] | None = None) -> None:
+          on_exit: Callable[[], None] | None = None, access: AccessOptions | None = None) -> None:
     """Run the hub's HTTP server on `sock` until told to exit; `on_exit` stops what fed it."""
     import uvicorn
 
-    app = create_app(hub, load_extensions(hub))
+    app = create_app(hub, load_extensions(hub), access=access)
     tls: dict[str, Any] = {}
     if hub.opts.tls_cert is not None and hub.opts.tls_key is not None:
         tls = {"ssl_certfile": str(hub.opts.tls_cert), "ssl_keyfile": str(hub.opts.tls_key)}

@@ -56,7 +56,7 @@ class Principal:
     name: str
     role: Role
     via: str  # "session" | "key" | "anonymous"
-    session: str | None = None  # the session's id (hash), for CSRF and logout
+    session: str | None = None  # the session cookie's secret, for its CSRF token and logout
 
 
 class Authenticator(Protocol):
@@ -64,7 +64,9 @@ class Authenticator(Protocol):
 
     def identify(self, request: Request) -> Principal | None: ...
 
-    def check_csrf(self, request: Request, who: Principal) -> None: ...
+    async def check_csrf(self, request: Request, who: Principal) -> None: ...
+
+    def limit(self, request: Request) -> None: ...
 
 
 class LoginRequired(Exception):
@@ -89,6 +91,7 @@ class _Require:
         auth: Authenticator | None = getattr(request.app.state, "auth", None)
         if auth is None:
             raise HTTPException(503, "this hub has no authenticator configured")
+        auth.limit(request)
         who = auth.identify(request)
         if who is None:
             if _wants_page(request):
@@ -98,9 +101,9 @@ class _Require:
                                      "(create one with `gpufleet apikey create`)",
                                 headers={"WWW-Authenticate": "Bearer"})
         if who.role < self.role:
-            raise HTTPException(403, f"{who.name} is a {who.role.label}; this needs {self.role.label} or above")
+            raise HTTPException(403, f"{who.name} has the {who.role.label} role; this needs {self.role.label} or above")
         if request.method not in SAFE_METHODS:
-            auth.check_csrf(request, who)
+            await auth.check_csrf(request, who)
         request.state.principal = who
         return who
 
@@ -114,8 +117,10 @@ class _Mark:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
 
-    async def __call__(self) -> None:
-        return None
+    async def __call__(self, request: Request) -> None:
+        auth: Authenticator | None = getattr(request.app.state, "auth", None)
+        if auth is not None and self.policy is Policy.PUBLIC:
+            auth.limit(request)  # agents are limited by their credential check and body caps instead
 
     def __repr__(self) -> str:
         return f"{self.policy.value}()"

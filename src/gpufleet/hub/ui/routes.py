@@ -16,6 +16,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from ... import __version__
 from ...catalogue import BY_SCOPE
 from ..auth import Policy, Role, declare, public, require
+from ..auth.service import client_of, csrf_token
+from . import login
 from .assets import MISSING_HINT, STATIC, TEMPLATES, UPLOT_FILES, static_version
 from .events import CLOSE, RESYNC, Subscriber, sse
 from ..cmdlines import may_see
@@ -37,10 +39,11 @@ def _catalogue(scope: str) -> dict[str, dict[str, str]]:
 
 
 def _script_json(data: Any) -> str:
-    """JSON safe inside <script type="application/json">: no `</` can end the element early."""
+    """JSON safe inside <script type="application/json">: no `<` at all, so neither `</script>`
+    nor `<!--<script>` (which makes the parser skip the real end tag) can end the element."""
     raw = data if isinstance(data, (bytes, str)) else _enc.encode(data)
     text = raw.decode() if isinstance(raw, bytes) else raw
-    return text.replace("</", "<\\/")
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _with_snapshot(data: dict[str, Any], snapshot: bytes | None) -> str:
@@ -62,14 +65,17 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
         return any(getattr(r, "path", None) == ALERTS_API for r in app.routes)
 
     def page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        who = getattr(request.state, "principal", None)
         html = env.get_template(template).render(
-            request=request, v=version, version=__version__, alerts=has_alerts(),
+            request=request, who=who, csrf=csrf_token(who.session) if who and who.session else "", v=version, version=__version__, alerts=has_alerts(),
             charts=ext.uplot is not None, missing_hint=MISSING_HINT, **ctx)
         # Pages embed live state, so a cached copy would start from stale data.
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
     def not_found(request: Request, what: str) -> HTMLResponse:
         return page(request, "error.html", status=404, title="Not found", message=what)
+
+    login.mount(app, page)
 
     # ---- pages ---------------------------------------------------------------------------------------
 
@@ -144,6 +150,7 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
     ) -> StreamingResponse:
         """Server-Sent Events for live pages: the first `fleet` event is the full state (or the
         missed deltas), later ones carry only what changed. A `ping` event every 10 s."""
+        slot = app.state.auth.streams.acquire(client_of(request))  # 429 past the per-client and total caps
         sub = broker.subscribe(Subscriber(fleet=fleet, node=node, users=users, user=user,
                                           commands=commands(request)))
         last_id = request.headers.get("last-event-id") or since
@@ -180,6 +187,7 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
                     yield msg
             finally:
                 broker.unsubscribe(sub)
+                slot.release()
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,5 +1,5 @@
 // Alerts page: GET /api/v1/alerts, silences and notifier health; ack, silence and test actions.
-import { $, esc, when, ago } from "./common.js";
+import { $, esc, when, ago, csrfHeaders } from "./common.js";
 
 const SEV = { critical: 0, warning: 1, info: 2 };
 const who = () => $("#a-who").value.trim();
@@ -9,7 +9,7 @@ $("#a-who").addEventListener("change", () => localStorage.setItem("gpufleet-who"
 function say(text) { $("#a-msg").textContent = text; }
 
 async function call(method, url, body) {
-  const r = await fetch(url, { method, headers: { "Content-Type": "application/json" }, body: body && JSON.stringify(body) });
+  const r = await fetch(url, { method, headers: { "Content-Type": "application/json", ...csrfHeaders() }, body: body && JSON.stringify(body) });
   if (!r.ok) {
     let detail = `HTTP ${r.status}`;
     try { const j = await r.json(); detail = typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail); } catch (e) { /* keep status */ }

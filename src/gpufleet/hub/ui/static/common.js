@@ -6,6 +6,12 @@ export const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel
 const ESC = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 export const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ESC[c]);
 
+// Changes (POST, DELETE) carry the session's CSRF token, which the page embeds in a <meta>.
+export function csrfHeaders() {
+  const m = document.querySelector('meta[name="csrf-token"]');
+  return m ? { "X-CSRF-Token": m.content } : {};
+}
+
 export function initial() {
   const el = document.getElementById("initial");
   return el ? JSON.parse(el.textContent) : {};
