@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from playwright import sync_api  # in the test extra
+from access import bearer, make_api_key, make_user
 from realparts import Proc, free_port, gpufleet
 
 CHROMIUM = "/usr/bin/chromium"
@@ -19,6 +20,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
+
+
+LOGIN: dict[str, str] = {}  # the admin's password and an operator's API key, made by the hub fixture
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +33,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     procs = [Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(tmp / "hub")), tmp / "hub.log")]
     try:
         procs[0].wait_http(f"{url}/healthz")
+        LOGIN["password"] = make_user(tmp / "hub", "ops", "admin")  # the audit page is for admins
+        LOGIN["key"] = make_api_key(tmp / "hub", "operator")
         import subprocess
 
         token = subprocess.run(gpufleet("token", "create", "--data", str(tmp / "hub")), capture_output=True,
@@ -40,7 +46,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                                        "--spool", str(tmp / f"spool-{node}"), *extra), tmp / f"{node}.log"))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            nodes = httpx.get(f"{url}/api/v1/commands/targets", timeout=5).json()["nodes"]
+            nodes = httpx.get(f"{url}/api/v1/commands/targets", headers=bearer(LOGIN["key"]), timeout=5).json()["nodes"]
             if len(nodes) == 2 and any(n["fetching"] for n in nodes):
                 break
             time.sleep(0.2)
@@ -70,8 +76,12 @@ def _page(browser: Any, url: str) -> tuple[Any, Any, list[str]]:
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
-    page.wait_for_selector("body[data-ready='1']", timeout=10000)
+    page.goto(url)  # the hub sends the browser to its login page first, and back after
+    page.wait_for_selector("body[data-page='login'][data-ready='1']", timeout=10000)
+    page.fill("input[name=name]", "ops")
+    page.fill("input[name=password]", LOGIN["password"])
+    page.click("form.login-form button[type=submit]")
+    page.wait_for_selector("body[data-ready='1']:not([data-page='login'])", timeout=10000)
     return ctx, page, errors
 
 

@@ -9,6 +9,7 @@ import httpx
 
 import pytest
 
+from access import bearer, make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
@@ -29,9 +30,13 @@ def _agent(tmp: Path, url: str, token: str, spool: Path, name: str, listen_port:
                 tmp / f"{name}.log")
 
 
+KEY: dict[str, str] = {}  # a viewer's API key, made once the hub's data directory exists
+
+
 def _last_seen(url: str) -> float:
     try:
-        return float(httpx.get(f"{url}/api/v1/nodes/gpu-a", timeout=5).json().get("last_seen") or 0)
+        return float(httpx.get(f"{url}/api/v1/nodes/gpu-a", headers=bearer(KEY["key"]), timeout=5).json()
+                     .get("last_seen") or 0)
     except (httpx.HTTPError, ValueError):
         return 0.0
 
@@ -51,6 +56,7 @@ def test_takeover_refused_revoke_and_forget(tmp_path: Path) -> None:
     agents: list[Proc] = []
     try:
         hub.wait_http(f"{url}/healthz")
+        KEY["key"] = make_api_key(data, "viewer")
         token = _run("token", "create", "--data", str(data), "--uses", "3", "--expires", "1d").stdout.split()[-1]
         real_port = free_port()
         real = _agent(tmp_path, url, token, tmp_path / "spool-real", "real", real_port)

@@ -12,6 +12,7 @@ import httpx
 
 import pytest
 
+from access import make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet, prometheus
 
@@ -98,6 +99,8 @@ def test_prometheus_keeps_the_fleet_when_a_bad_label_is_tried(tmp_path: Path) ->
         token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True,
                                text=True, check=True).stdout.split()[-1]
         auth = {"Authorization": f"Bearer {token}"}
+        key_file = tmp_path / "hub.key"
+        key_file.write_text(make_api_key(data, "viewer", user="prometheus"))
         good = httpx.post(f"{url}/api/v1/register", headers=auth, timeout=10,
                           json={"node": "good", "labels": {"rack": "r1"}, "agent_url": "http://127.0.0.1:1"})
         assert good.status_code == 200
@@ -108,7 +111,10 @@ def test_prometheus_keeps_the_fleet_when_a_bad_label_is_tried(tmp_path: Path) ->
 global: {{scrape_interval: 1s}}
 scrape_configs:
   - job_name: gpufleet
-    http_sd_configs: [{{url: "{url}/api/v1/sd/prometheus", refresh_interval: 1s}}]
+    http_sd_configs:
+      - url: "{url}/api/v1/sd/prometheus"
+        refresh_interval: 1s
+        authorization: {{type: Bearer, credentials_file: "{key_file}"}}
 """
         with prometheus(tmp_path, cfg) as (_, prom):
             targets = eventually(lambda: httpx.get(f"{prom}/api/v1/targets", timeout=5).json()["data"]["activeTargets"],

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from gpufleet.hub.app import create_app
+from access import authed_client
 from gpufleet.hub.sd import sd_groups
 from gpufleet.hub.service import Hub, HubOptions
 from gpufleet.hub.state import HubState
@@ -23,7 +23,7 @@ def hub(tmp_path: Path):
 
 @pytest.fixture
 def client(hub: Hub):
-    with TestClient(create_app(hub, background=False)) as c:
+    with authed_client(hub, role="viewer", background=False) as c:  # reads with a key; register with tokens
         yield c
 
 

@@ -10,6 +10,7 @@ import httpx
 
 import pytest
 
+from access import bearer, make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
@@ -20,8 +21,11 @@ def _wait(cond, timeout: float = 30.0, what: str = "condition"):  # type: ignore
     return eventually(cond, timeout, what, interval=0.2)  # conftest's, with this file's defaults
 
 
+KEY: dict[str, str] = {}  # an admin's API key (command lines are shown to admins), made per hub
+
+
 def _snapshot(url: str, node: str) -> str:
-    r = httpx.get(f"{url}/api/v1/nodes/{node}/snapshot", timeout=5)
+    r = httpx.get(f"{url}/api/v1/nodes/{node}/snapshot", headers=bearer(KEY["key"]), timeout=5)
     return r.text if r.status_code == 200 else ""
 
 
@@ -33,6 +37,7 @@ def test_join_token_never_reaches_the_hub(tmp_path: Path) -> None:
     agents: list[Proc] = []
     try:
         hub.wait_http(f"{url}/healthz")
+        KEY["key"] = make_api_key(data, "admin")
         token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
                                check=True).stdout.split()[-1]
         common = ["--hub", url, "--token", token, "--simulate", "2xRTX4090", "--interval", "0.5"]
@@ -50,7 +55,8 @@ def test_join_token_never_reaches_the_hub(tmp_path: Path) -> None:
         assert "--token ***" in masked and token not in masked
         unmasked = _snapshot(url, "unmasked")
         assert "--token gft_***" in unmasked and token not in unmasked
-        everything = httpx.get(f"{url}/api/v1/snapshots", params={"processes": "true"}, timeout=5).text
+        everything = httpx.get(f"{url}/api/v1/snapshots", params={"processes": "true"}, headers=bearer(KEY["key"]),
+                               timeout=5).text
         assert token not in everything
         # The hub saves latest snapshots to hub.db every 5 s: check its files once they hold them.
         _wait(lambda: any(b"--token ***" in f.read_bytes() for f in data.rglob("hub.db*") if f.is_file()),
@@ -77,6 +83,7 @@ def test_token_file_keeps_the_token_off_the_command_line(tmp_path: Path) -> None
     agent = None
     try:
         hub.wait_http(f"{url}/healthz")
+        KEY["key"] = make_api_key(data, "admin")
         token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
                                check=True).stdout.split()[-1]
         tf = tmp_path / "token"

@@ -1,19 +1,13 @@
 // Commands page: pick nodes, run a command on them (POST /api/v1/commands), watch each node's result
 // arrive over server-sent events (GET /api/v1/commands/ID/events), cancel what has not finished.
-import { $, esc, setupTheme } from "./common.js";
+import { $, esc, setupTheme, csrfHeaders } from "./common.js";
 
 setupTheme();
 let targets = [];
 let current = null; // { id, es }
 
-// Changes carry the session's CSRF token when the page has one (hub accounts).
-function csrf() {
-  const m = document.querySelector('meta[name="csrf-token"]');
-  return m ? { "X-CSRF-Token": m.content } : {};
-}
-
 async function call(method, url, body) {
-  const r = await fetch(url, { method, headers: { "Content-Type": "application/json", ...csrf() },
+  const r = await fetch(url, { method, headers: { "Content-Type": "application/json", ...csrfHeaders() },
     body: body && JSON.stringify(body) });
   let j = null;
   try { j = await r.json(); } catch (e) { /* no body */ }
