@@ -102,7 +102,7 @@ def test_run_watch_and_cancel_from_the_page_then_audit(hub: str, browser: Any, a
 
         page.fill("#c-cmd", "sleep 120")
         page.click("#c-run")
-        page.wait_for_function("!document.querySelector('#c-cancel').disabled", timeout=10000)
+        page.wait_for_function("() => !document.querySelector('#c-cancel').disabled", timeout=10000)
         page.click("#c-cancel")  # running or not yet fetched: either way the node's result is "cancelled"
         row = page.wait_for_selector("#c-results tr[data-node='ui-a'][data-status='cancelled']", timeout=15000)
         assert errors == []

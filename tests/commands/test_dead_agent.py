@@ -3,6 +3,7 @@ that node within seconds, instead of waiting out the delivery window and the tim
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from access import bearer, make_api_key
 from realparts import Proc, free_port, gpufleet
 
 
@@ -20,6 +22,7 @@ def test_killed_agent_is_unavailable_within_seconds(tmp_path: Path) -> None:
     agent = None
     try:
         hub.wait_http(f"{url}/healthz")
+        key = make_api_key(tmp_path / "hub", "operator")
         token = subprocess.run(gpufleet("token", "create", "--data", str(tmp_path / "hub")), capture_output=True,
                                text=True, check=True).stdout.split()[-1]
         agent = Proc(gpufleet("agent", "--simulate", "cpu-only", "--node", "doomed", "--listen",
@@ -28,7 +31,7 @@ def test_killed_agent_is_unavailable_within_seconds(tmp_path: Path) -> None:
                      tmp_path / "agent.log")
 
         def fetching() -> bool:
-            nodes = httpx.get(f"{url}/api/v1/commands/targets", timeout=5).json()["nodes"]
+            nodes = httpx.get(f"{url}/api/v1/commands/targets", headers=bearer(key), timeout=5).json()["nodes"]
             return any(n["name"] == "doomed" and n["fetching"] for n in nodes)
 
         deadline = time.monotonic() + 60
@@ -42,7 +45,7 @@ def test_killed_agent_is_unavailable_within_seconds(tmp_path: Path) -> None:
             time.sleep(0.2)
         started = time.monotonic()
         out = subprocess.run(gpufleet("run", "--hub", url, "--nodes", "doomed", "--", "true"), capture_output=True,
-                             text=True, timeout=60)
+                             text=True, timeout=60, env={**os.environ, "GPUFLEET_API_KEY": key})
         assert out.returncode == 1 and "doomed  unavailable" in out.stdout, out.stdout + out.stderr
         assert time.monotonic() - started < 10
     finally:

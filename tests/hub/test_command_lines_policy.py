@@ -5,31 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi import Request
-from fastapi.testclient import TestClient
 
+from access import authed_client
 from gpufleet.hub.app import create_app
 from gpufleet.hub.auth import Role
-from gpufleet.hub.auth.policy import Principal
 from gpufleet.hub.extensions import load_extensions
 from gpufleet.hub.service import Hub, HubOptions
 from gpufleet.snapshot import GpuProcess, Process
 from sample_snapshot import sample_snapshot
 
 SECRET_ARGS = "python train.py --run-name project-x-confidential"
-
-
-class As:
-    """An authenticator admitting every caller with one role (the real one reads sessions/keys)."""
-
-    def __init__(self, role: Role) -> None:
-        self.role = role
-
-    def identify(self, request: Request) -> Principal:
-        return Principal(self.role.label, self.role, "key")
-
-    def check_csrf(self, request: Request, who: Principal) -> None:
-        return None
 
 
 def _hub(tmp_path: Path, show: bool) -> Hub:
@@ -49,9 +34,7 @@ def _hub(tmp_path: Path, show: bool) -> Hub:
 def test_who_sees_command_lines(tmp_path: Path, role: Role, show: bool, visible: bool) -> None:
     hub = _hub(tmp_path, show)
     try:
-        app = create_app(hub, load_extensions(hub), background=False)
-        app.state.auth = As(role)
-        with TestClient(app) as c:
+        with authed_client(hub, load_extensions(hub), role=role.label, background=False) as c:  # a key of that role
             answers = [
                 c.get("/api/v1/nodes/n1/snapshot").text,
                 c.get("/api/v1/snapshots", params={"processes": "true"}).text,

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from gpufleet.logredact import RedactFilter, redact_text
+from access import bearer, make_api_key
 from realparts import Proc, free_port, gpufleet
 
 SECRETS = ("WHPASS", "SECRETPATH", "WHAPIKEY", "RWPASS", "RWAPIKEY")
@@ -88,7 +89,8 @@ def test_hub_log_at_debug_holds_no_secret(tmp_path: Path) -> None:
         agent = Proc(gpufleet("agent", "--hub", url, "--token", token, "--node", "n1", "--simulate", "2xRTX4090",
                               "--interval", "0.5", "--spool", str(tmp_path / "spool"), "--log-level", "debug",
                               "--listen", f"127.0.0.1:{free_port()}"), tmp_path / "agent.log")
-        r = httpx.post(f"{url}/api/v1/notifications/test", json={}, timeout=30)
+        key = make_api_key(tmp_path / "data", "operator")
+        r = httpx.post(f"{url}/api/v1/notifications/test", json={}, headers=bearer(key), timeout=30)
         assert r.status_code == 200, r.text
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not got:

@@ -12,10 +12,14 @@ import httpx
 
 import pytest
 
+from access import bearer, make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
+
+
+KEY: dict[str, str] = {}  # a viewer's API key, made once the hub's data directory exists
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -47,6 +51,7 @@ def test_selfsigned_hub_and_agents(tmp_path: Path) -> None:
         _wait(lambda: b"web UI and API at https://" in (tmp_path / "hub.log").read_bytes(), what="hub up")
         _wait(lambda: _get(f"{url}/healthz", ca) == 200, what="hub answering over TLS")
         token = _run("token", "create", "--data", str(data)).stdout.split()[-1]
+        KEY["key"] = make_api_key(data, "viewer")
 
         def agent(node: str, *extra: str) -> Proc:
             p = Proc(gpufleet("agent", "--hub", url, "--token", token, "--node", node, "--simulate", "2xRTX4090",
@@ -62,10 +67,10 @@ def test_selfsigned_hub_and_agents(tmp_path: Path) -> None:
         for p in (plain, wrong):
             _wait(lambda p=p: "TLS certificate is not trusted" in p.log(), what="a clear refusal")
             assert "pass --ca FILE" in p.log() and "Traceback" not in p.log()
-        nodes = httpx.get(f"{url}/api/v1/nodes", verify=ca, timeout=5).json()["nodes"]
+        nodes = httpx.get(f"{url}/api/v1/nodes", verify=ca, headers=bearer(KEY["key"]), timeout=5).json()["nodes"]
         assert {n["name"] for n in nodes} == {"trusting"}
         # the agent serves its own /metrics over TLS too, and registered an https:// URL for Prometheus
-        sd = httpx.get(f"{url}/api/v1/sd/prometheus", verify=ca, timeout=5).json()
+        sd = httpx.get(f"{url}/api/v1/sd/prometheus", verify=ca, headers=bearer(KEY["key"]), timeout=5).json()
         assert sd[0]["labels"]["__scheme__"] == "https"
         assert _get(f"https://{sd[0]['targets'][0]}/metrics", ca) == 200
         # plain HTTP to the TLS hub gets nothing
@@ -89,7 +94,7 @@ def _get(url: str, ca: ssl.SSLContext) -> int | None:
 
 def _node_seen(url: str, ca: ssl.SSLContext, node: str) -> bool:
     try:
-        r = httpx.get(f"{url}/api/v1/nodes/{node}/snapshot", verify=ca, timeout=5)
+        r = httpx.get(f"{url}/api/v1/nodes/{node}/snapshot", verify=ca, headers=bearer(KEY["key"]), timeout=5)
     except httpx.HTTPError:
         return False
     return r.status_code == 200
