@@ -44,7 +44,7 @@ def read_password(password_file: Path | None) -> str:
         if not lines or not lines[0]:
             raise UserError(f"--password-file: {password_file} is empty: put the password on its first line")
         return lines[0]
-    return click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password")  # type: ignore[no-any-return]
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password"))
 
 
 @click.group()

@@ -68,9 +68,9 @@ class Auth:
             return Principal(user.name, role, "key")
         token = request.cookies.get(COOKIE)
         if token:
-            user = self.store.session_user(token)
-            if user is not None:
-                return Principal(user.name, user.role, "session", token)
+            account = self.store.session_user(token)
+            if account is not None:
+                return Principal(account.name, account.role, "session", token)
         return ANONYMOUS if self.opts.anonymous_read else None
 
     def limit(self, request: Request) -> None:

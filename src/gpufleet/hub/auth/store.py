@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..db import connect
 from . import passwords
@@ -85,11 +86,11 @@ class AuthStore:
         with self._lock:
             self._db.close()
 
-    def _exec(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _exec(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
-    def _change(self, sql: str, args: tuple = ()) -> int:
+    def _change(self, sql: str, args: tuple[object, ...] = ()) -> int:
         with self._lock:
             return self._db.execute(sql, args).rowcount
 

@@ -65,9 +65,9 @@ def mount(app: FastAPI, render: Render) -> None:
             return resp
         if done is None:
             return form_page(request, 401, message="Wrong name or password.", next=target, name=name)
-        resp = RedirectResponse(target, status_code=303)
-        auth().set_cookie(request, resp, done[1])
-        return resp
+        ok = RedirectResponse(target, status_code=303)
+        auth().set_cookie(request, ok, done[1])
+        return ok
 
     @app.get("/login/link", include_in_schema=False, dependencies=[public()])
     async def login_link(request: Request, token: str = Query("", max_length=200)) -> Response:
