@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from gpufleet.hub.app import create_app
+from access import authed_client
 from gpufleet.hub.extensions import load_extensions
 from gpufleet.hub.service import Hub, HubOptions
 from realparts import Proc, free_port, gpufleet
@@ -63,7 +63,7 @@ def test_damaged_hub_db_is_set_aside_and_the_hub_starts(tmp_path: Path, damage, 
         assert hub.state.nodes() == []
         token = hub.first_token()
         assert token and hub.state.token_valid(token)
-        with TestClient(create_app(hub, load_extensions(hub), background=False)) as client:
+        with authed_client(hub, load_extensions(hub), background=False) as client:
             r = client.post("/api/v1/register", json={"node": "n1"}, headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 200
         print(f"\n{damage.__name__}: hub.db set aside and a fresh one made in {took:.2f} s")
@@ -117,7 +117,7 @@ def test_a_store_that_fails_to_open_does_not_stop_the_hub(tmp_path: Path, monkey
     monkeypatch.setattr(store, "TimeSeriesStore", Broken)
     hub = Hub(HubOptions(data=tmp_path / "data"))
     try:
-        with TestClient(create_app(hub, load_extensions(hub), background=False)) as client:
+        with authed_client(hub, load_extensions(hub), background=False) as client:
             h = client.get("/healthz")
             assert h.status_code == 503 and "series 17" in h.json()["failing"]["store"]
             cred = hub.register(hub.state.create_token(), "n1", {}, None)

@@ -17,7 +17,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from access import make_api_key
 from gpufleet.hub.app import create_app
+from gpufleet.hub.auth.options import AccessOptions
 from gpufleet.hub.extensions import load_extensions
 from gpufleet.hub.service import Hub, HubOptions, IngestError
 from gpufleet.promtext import ParseError, parse
@@ -44,7 +46,8 @@ def cred(hub: Hub) -> str:
 
 @pytest.fixture(scope="module")
 def client(hub: Hub):  # type: ignore[no-untyped-def]
-    with TestClient(create_app(hub, load_extensions(hub), background=False), raise_server_exceptions=False) as c:
+    with TestClient(create_app(hub, load_extensions(hub), background=False), raise_server_exceptions=False,
+                    base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -80,7 +83,9 @@ def _api_schema():  # type: ignore[no-untyped-def]
     d = tempfile.mkdtemp(prefix="gpufleet-schemathesis-")
     atexit.register(shutil.rmtree, d, True)
     hub = Hub(HubOptions(data=Path(d)))
-    app = create_app(hub, load_extensions(hub), background=False)
+    # Its ASGI client says Host: testserver; no rate limit, so every case reaches its route.
+    access = AccessOptions(allowed_hosts=["testserver"], request_rate=0)
+    app = create_app(hub, load_extensions(hub), background=False, access=access)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     return hub, schema
 
@@ -88,14 +93,16 @@ def _api_schema():  # type: ignore[no-untyped-def]
 _HUB, _SCHEMA = _api_schema()
 _TOKEN = _HUB.state.create_token()
 _CRED = _HUB.register(_HUB.state.create_token(), "n1", {}, None)
+_KEY = make_api_key(_HUB.opts.data, "admin")  # people's routes with an admin's key: every check passes
+AGENT_ROUTES = ("/api/v1/push", "/api/v1/commands/next", "/api/v1/commands/{run_id}/result")
 
 
 # Left out: the live event stream never ends, and commands/next long-polls up to `wait` seconds.
 @_SCHEMA.exclude(path=["/api/v1/events", "/api/v1/commands/next"]).parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_route_answers_5xx(case) -> None:  # type: ignore[no-untyped-def]
-    # Agents' routes with real secrets, so the fuzzed bodies reach the parsers behind the auth.
-    secret = _TOKEN if case.path == "/api/v1/register" else _CRED
+    # Real secrets (agents' and an admin's), so the fuzzed requests reach the code behind the auth.
+    secret = _TOKEN if case.path == "/api/v1/register" else _CRED if case.path in AGENT_ROUTES else _KEY
     case.headers = {**(case.headers or {}), "Authorization": f"Bearer {secret}"}
     response = case.call()
     assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:300]}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from gpufleet.hub.app import create_app
+from access import authed_client
 from gpufleet.hub.extensions import load_extensions
 from gpufleet.hub.service import MAX_SAMPLE_AGE_S, Hub, HubOptions
 from gpufleet.snapshot import to_json
@@ -32,7 +32,7 @@ def _push(client: TestClient, cred: str, *snaps, sent_at: float | None = None, b
 
 def _open(data: Path, **kw: float) -> tuple[Hub, TestClient]:
     hub = Hub(HubOptions(data=data, **kw))  # type: ignore[arg-type]
-    return hub, TestClient(create_app(hub, load_extensions(hub), background=False))
+    return hub, authed_client(hub, load_extensions(hub), role="viewer", background=False)
 
 
 @pytest.mark.parametrize("ahead", [1e308, 86400.0, 301.0])

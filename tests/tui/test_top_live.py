@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from access import bearer, make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 from gpufleet.tui.app import TopApp
@@ -24,6 +26,7 @@ from gpufleet.tui.source import Source
 pytestmark = pytest.mark.realparts  # starts real gpufleet processes
 
 SIM = 4
+KEY: dict[str, str] = {}  # made by the hub fixture
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +38,20 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                       "--interval", "1"), tmp / "up.log")
     try:
         p.wait_http(f"{url}/healthz")
-        eventually(lambda: len(httpx.get(f"{url}/api/v1/snapshots").json()["snapshots"]) == SIM + 1,
+        # an admin's key (command lines are shown to admins), for this file's reads and commands
+        key = make_api_key(tmp / "d", "admin")
+        saved = os.environ.get("GPUFLEET_API_KEY")
+        os.environ["GPUFLEET_API_KEY"] = KEY["key"] = key
+        eventually(lambda: len(httpx.get(f"{url}/api/v1/snapshots", headers=bearer(key)).json()["snapshots"]) == SIM + 1,
                    timeout=30, what="this machine and the simulated nodes")
         yield url
     finally:
         p.stop()
+        if "key" in KEY:
+            if saved is None:
+                os.environ.pop("GPUFLEET_API_KEY", None)
+            else:
+                os.environ["GPUFLEET_API_KEY"] = saved
 
 
 async def until(pilot, cond: Callable[[], object], what: str, timeout: float = 15.0) -> None:
@@ -57,7 +69,7 @@ def _summary(app: TopApp) -> str:
 
 def test_keys_and_screens_at_80x24(hub: str) -> None:
     async def go() -> None:
-        app = TopApp(Source(hub, "hub"), interval=1.0)
+        app = TopApp(Source(hub, "hub", api_key=KEY["key"]), interval=1.0)
         async with app.run_test(size=(80, 24)) as pilot:
             view = app.query_one(FleetView)
             await until(pilot, lambda: len(view.lines) > SIM, "the fleet's lines")

@@ -15,12 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from access import bearer, make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
 pytestmark = pytest.mark.realparts  # starts real gpufleet processes and tmux
 
 SIM = 3
+KEY: dict[str, str] = {}  # a viewer's API key per test directory, made with its first hub
 
 
 def _hub(tmp: Path, port: int) -> Proc:
@@ -28,7 +30,10 @@ def _hub(tmp: Path, port: int) -> Proc:
     p = Proc(gpufleet("up", "--simulate", str(SIM), "--listen", f"127.0.0.1:{port}", "--data", str(tmp / "d"),
                       "--interval", "1"), tmp / f"up-{len(list(tmp.glob('up-*')))}.log")
     p.wait_http(f"{url}/healthz")
-    eventually(lambda: len(httpx.get(f"{url}/api/v1/snapshots").json()["snapshots"]) == SIM + 1,
+    if str(tmp) not in KEY:  # kept in hub.db across the restart
+        KEY[str(tmp)] = make_api_key(tmp / "d", "viewer")
+    key = KEY[str(tmp)]
+    eventually(lambda: len(httpx.get(f"{url}/api/v1/snapshots", headers=bearer(key)).json()["snapshots"]) == SIM + 1,
                timeout=30, what="the simulated fleet")
     return p
 
@@ -69,7 +74,7 @@ class Term:
 
 @contextmanager
 def term(tmp: Path, cols: int, rows: int, url: str) -> Iterator[Term]:
-    t = Term(tmp, cols, rows, gpufleet("top", "--hub", url, "--interval", "0.5"))
+    t = Term(tmp, cols, rows, gpufleet("top", "--hub", url, "--interval", "0.5", "--api-key", KEY[str(tmp)]))
     try:
         yield t
     finally:
@@ -98,8 +103,9 @@ def test_top_in_a_terminal_survives_a_hub_restart(tmp_path: Path, cols: int, row
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     hub = _hub(tmp_path, port)
-    nodes = {n["name"] for n in httpx.get(f"{url}/api/v1/nodes").json()["nodes"]}
-    total = len(nodes) + sum(n["gpus"] for n in httpx.get(f"{url}/api/v1/nodes").json()["nodes"])
+    listed = httpx.get(f"{url}/api/v1/nodes", headers=bearer(KEY[str(tmp_path)])).json()["nodes"]
+    nodes = {n["name"] for n in listed}
+    total = len(nodes) + sum(n["gpus"] for n in listed)
     try:
         with term(tmp_path, cols, rows, url) as t:
             eventually(lambda: f"{SIM + 1} nodes" in t.text() and "GPU 0" in t.text(), timeout=30,

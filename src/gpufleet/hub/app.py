@@ -93,6 +93,7 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         stop = asyncio.Event()
         tasks = []
+        auth.store.open()  # again, when an app is started after an earlier shutdown (tests do)
         if background:
             tasks.append(asyncio.create_task(hub.run_background(stop)))
             tasks.extend(asyncio.create_task(ext.run(stop)) for ext in hub.extensions)

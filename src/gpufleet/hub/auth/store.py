@@ -80,11 +80,20 @@ class AuthStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db = connect(path, SCHEMA)
+        self._open = True
         self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """Reconnect after close(); a no-op while open."""
+        with self._lock:
+            if not self._open:
+                self._db = connect(self.path, SCHEMA)
+                self._open = True
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._open = False
 
     def _exec(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
