@@ -158,7 +158,7 @@ def test_bad_targets_are_one_line_usage_errors(hub: str) -> None:
 
 def test_snapshots_come_gzipped_to_clients_that_ask(hub: str) -> None:
     """What `top` reads every interval over a slow link: compressed when asked, identical decoded."""
-    with httpx.Client() as c:
+    with httpx.Client(headers=bearer(KEY["key"])) as c:
         plain = c.get(f"{hub}/api/v1/snapshots", headers={"Accept-Encoding": "identity"})
         packed = c.get(f"{hub}/api/v1/snapshots", headers={"Accept-Encoding": "gzip"})
     assert "content-encoding" not in plain.headers and packed.headers["content-encoding"] == "gzip"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from access import make_api_key
 from realparts import Proc, free_port, gpufleet
 from gpufleet.tui.app import TopApp
 from gpufleet.tui.fleetview import FleetView
@@ -49,6 +50,7 @@ def test_a_killed_node_goes_stale_then_down_and_its_gpus_are_not_free(tmp_path: 
     agents: list[Proc] = []
     try:
         hub.wait_http(f"{url}/healthz")
+        key = make_api_key(data, "viewer")
         token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
                                check=True).stdout.split()[-1]
         live, live_url = _agent(tmp_path, url, "live-node", token)
@@ -56,7 +58,7 @@ def test_a_killed_node_goes_stale_then_down_and_its_gpus_are_not_free(tmp_path: 
         agents += [live, dying]
 
         async def go() -> None:
-            app = TopApp(Source(url, "hub"), interval=0.5)
+            app = TopApp(Source(url, "hub", api_key=key), interval=0.5)
             async with app.run_test(size=(100, 20)) as pilot:
                 view = app.query_one(FleetView)
                 await until(pilot, lambda: sum(1 for ln in view.lines if ln.gpu) == 4, "both nodes' GPUs")

@@ -124,7 +124,7 @@ def test_top_in_a_terminal_survives_a_hub_restart(tmp_path: Path, cols: int, row
             t.keys("f")
 
             # A burst of keys right after `/` (a paste, a slow link) is filter text, bindings included.
-            user = next(p["user"] for s in httpx.get(f"{url}/api/v1/snapshots").json()["snapshots"]
+            user = next(p["user"] for s in httpx.get(f"{url}/api/v1/snapshots", headers=bearer(KEY[str(tmp_path)])).json()["snapshots"]
                         for g in s.get("gpus", []) for p in g.get("processes", []))
             t.keys("/", *f"user:{user}")
             eventually(lambda: f"filter: user:{user}" in t.text(), what="the typed filter in the summary")
