@@ -20,15 +20,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+from access import bearer, make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
 pytestmark = pytest.mark.realparts  # starts real gpufleet processes
 
 
+H: dict[str, str] = {}  # a viewer's API key for the hub of the running test
+
+
 def _hub(tmp: Path, data: Path, port: int, *extra: str, name: str = "hub") -> Proc:
     p = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data), *extra), tmp / f"{name}.log")
     p.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30, ok=(200, 503))
+    H.update(bearer(make_api_key(data, "viewer")))  # this file's reads
     return p
 
 
@@ -61,7 +66,7 @@ def _agent_values(agent_url: str) -> dict[str, float]:
 def _stored(hub_url: str, node: str, since: float) -> list[int]:
     """The agent's collection numbers (1, 2, ...) of every snapshot of `node` the hub holds."""
     end = time.time() + 1
-    r = httpx.get(f"{hub_url}/api/v1/query_range", params={
+    r = httpx.get(f"{hub_url}/api/v1/query_range", headers=H, params={
         "metric": "gpufleet_agent_collections_total", "match": [f'node="{node}"'],
         "start": since, "end": end, "step": max(0.05, (end - since) / 10000), "agg": "last"}, timeout=30)
     r.raise_for_status()
@@ -166,13 +171,13 @@ def test_a_full_disk_pauses_pushes_and_the_hub_resumes_by_itself(tmp_path: Path)
             assert "ingest" in health["failing"], health
             eventually(lambda: _agent_values(agent_url).get("push_backlog", 0) >= 5, timeout=30,
                        what="the agent to spool")
-            metrics = httpx.get(f"{url}/metrics").text
+            metrics = httpx.get(f"{url}/metrics", headers=H).text
             assert re.search(r"^gpufleet_hub_storage_paused 1$", metrics, re.M)
             if real_fs:
                 assert float(re.search(r"^gpufleet_hub_store_errors_total (\S+)$", metrics, re.M).group(1)) >= 1
             time.sleep(3)  # a few seconds of refused pushes: more than 3 intervals
             # The node is alive and pushing: the hub's full disk must not make it stale.
-            assert httpx.get(f"{url}/api/v1/nodes/df").json()["status"] == "up"
+            assert httpx.get(f"{url}/api/v1/nodes/df", headers=H).json()["status"] == "up"
             filler.unlink()
             t0 = time.monotonic()
             eventually(lambda: httpx.get(f"{url}/healthz").status_code == 200, timeout=60, what="recovery")
@@ -198,7 +203,7 @@ def test_node_clocks_minutes_apart(tmp_path: Path) -> None:
     wrong, _ = _agent(tmp_path, url, "wrong", token, "--interval", "0.5", env={"GPUFLEET_TEST_CLOCK_OFFSET": "900"})
     try:
         def node(name: str) -> dict:
-            r = httpx.get(f"{url}/api/v1/nodes/{name}", timeout=5)
+            r = httpx.get(f"{url}/api/v1/nodes/{name}", headers=H, timeout=5)
             return r.json() if r.status_code == 200 else {}
 
         eventually(lambda: node("fast").get("timestamp") and node("slow").get("timestamp"), timeout=30,
@@ -211,7 +216,7 @@ def test_node_clocks_minutes_apart(tmp_path: Path) -> None:
         w = node("wrong")
         assert w["clock_skew_seconds"] == pytest.approx(900, abs=5) and w["timestamp"] is None
         assert "--max-clock-ahead" in w["error"]
-        q = httpx.get(f"{url}/api/v1/query_range", params={
+        q = httpx.get(f"{url}/api/v1/query_range", headers=H, params={
             "metric": "gpufleet_agent_clock_skew_seconds", "start": time.time() - 600, "end": time.time() + 300,
             "step": 5, "agg": "last"}, timeout=10).json()
         seen = {s["labels"]["node"]: [v for v in s["values"] if v is not None][-1] for s in q["series"]}

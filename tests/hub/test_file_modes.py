@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from access import bearer, make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
@@ -38,7 +39,8 @@ def test_hub_and_agent_files_under_umask_0(tmp_path: Path) -> None:
         os.umask(old)
     try:
         hub.wait_http(f"{url}/healthz")
-        eventually(lambda: httpx.get(f"{url}/api/v1/nodes/n1/snapshot", timeout=5).status_code == 200,
+        h = bearer(make_api_key(data, "viewer"))
+        eventually(lambda: httpx.get(f"{url}/api/v1/nodes/n1/snapshot", headers=h, timeout=5).status_code == 200,
                    timeout=30, what="the agent's first push")
         hub.stop()
         agent.stop()

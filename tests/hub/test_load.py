@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from access import bearer, make_api_key
 from realparts import ROOT, Proc, free_port, gpufleet
 
 pytestmark = pytest.mark.realparts
@@ -33,8 +34,11 @@ def _rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
+H: dict[str, str] = {}  # a viewer's API key, made once the hub runs
+
+
 def _hub_values(url: str) -> dict[str, float]:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+    text = httpx.get(f"{url}/metrics", headers=H, timeout=10).text
     return {m.group(1): float(m.group(2)) for m in re.finditer(r"^gpufleet_hub_(\w+) (\S+)$", text, re.M)}
 
 
@@ -47,6 +51,7 @@ def test_1000_agents_push_and_nothing_is_dropped(tmp_path: Path, request: pytest
                tmp_path / "hub.log")
     try:
         hub.wait_http(f"{url}/healthz", timeout=60)
+        H.update(bearer(make_api_key(data, "viewer")))
         token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
                                check=True).stdout.split()[-1]
         sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -92,7 +97,7 @@ def test_1000_agents_push_and_nothing_is_dropped(tmp_path: Path, request: pytest
         # Samples dropped: every acknowledged push is a stored snapshot, none refused or lost.
         assert v["ingest_snapshots_total"] == res["ok_total"], (v, res)
         assert v["ingest_duplicates_total"] == 0 and v["store_errors_total"] == 0
-        q = httpx.get(f"{url}/api/v1/query_range", params={
+        q = httpx.get(f"{url}/api/v1/query_range", headers=H, params={
             "metric": "gpufleet_gpu_power_watts", "match": ['node="bench-00000"', 'gpu="0"'],
             "start": time.time() - seconds - 60, "end": time.time(), "step": 1, "agg": "last"}, timeout=30).json()
         now = time.time()
