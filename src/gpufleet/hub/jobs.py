@@ -62,6 +62,11 @@ class Jobs:
             st = self.jobs[job] = JobState()
         return st
 
+    def add(self, job: str) -> None:
+        """Know a job before it first runs, so its error counter is exported at 0."""
+        with self._lock:
+            self._state(job)
+
     # ---- reporting ------------------------------------------------------------------------------
 
     def ok(self, job: str) -> None:

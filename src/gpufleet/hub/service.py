@@ -160,7 +160,7 @@ class Hub:
         self.started = time.time()
         self.jobs = Jobs()
         for job in JOBS:
-            self.jobs._state(job)  # every job's error counter is exported from the start, at 0
+            self.jobs.add(job)
         self._status_dirty: set[str] = set()
         self.free_space = FreeSpace(opts.data, opts.min_free_space)
         self._disk_full_until = 0.0  # monotonic; set when a write met ENOSPC
