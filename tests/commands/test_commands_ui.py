@@ -35,6 +35,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         procs[0].wait_http(f"{url}/healthz")
         LOGIN["password"] = make_user(tmp / "hub", "ops", "admin")  # the audit page is for admins
         LOGIN["key"] = make_api_key(tmp / "hub", "operator")
+        LOGIN["data"] = str(tmp / "hub")
         import subprocess
 
         token = subprocess.run(gpufleet("token", "create", "--data", str(tmp / "hub")), capture_output=True,
@@ -118,3 +119,15 @@ def test_run_watch_and_cancel_from_the_page_then_audit(hub: str, browser: Any, a
         assert errors == []
     finally:
         ctx.close()
+
+
+def test_pages_and_links_follow_the_role(hub: str) -> None:
+    page = httpx.get(f"{hub}/commands", headers=bearer(LOGIN["key"]), timeout=10)  # an operator
+    assert page.status_code == 200
+    assert 'href="/commands"' in page.text and 'href="/audit"' not in page.text
+    assert httpx.get(f"{hub}/audit", headers=bearer(LOGIN["key"]), timeout=10).status_code == 403
+    assert httpx.get(f"{hub}/api/v1/audit", headers=bearer(LOGIN["key"]), timeout=10).status_code == 403
+    viewer = make_api_key(Path(LOGIN["data"]), "viewer")
+    assert httpx.get(f"{hub}/commands", headers=bearer(viewer), timeout=10).status_code == 403
+    r = httpx.post(f"{hub}/api/v1/commands", headers=bearer(viewer), json={"argv": ["true"], "nodes": "*"}, timeout=10)
+    assert r.status_code == 403
