@@ -2,10 +2,13 @@
 
     GET    /api/v1/alerts                      alerts (filter: state, severity), with silence/ack info
     GET    /api/v1/alerts/rules                loaded rules and rule-file errors (file:line)
-    POST   /api/v1/alerts/{fingerprint}/ack    {"by": "alice", "comment": "..."}: stop repeats
+    POST   /api/v1/alerts/{fingerprint}/ack    {"comment": "..."}: stop repeats
     DELETE /api/v1/alerts/{fingerprint}/ack
     GET    /api/v1/silences                    silences (active, pending, expired)
-    POST   /api/v1/silences                    {"matchers": {...}, "duration": "2h", "author": "...", "comment": ""}
+    POST   /api/v1/silences                    {"matchers": {...}, "duration": "2h", "comment": ""}
+
+Acks and silences record the caller's account (login or API key), never a name from the body:
+a `by` / `author` in the body is accepted for old scripts and ignored.
     DELETE /api/v1/silences/{id}               expire a silence now
     GET    /api/v1/notifications               each notifier's delivery stats and the routing config
     POST   /api/v1/notifications/test          {"receiver": null}: send a test message now
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from ..auth import Role, require
+from ..auth import Principal, Role, require
 from .engine import FIRING, PENDING, RESOLVED
 from .expr import ExprError, parse_duration
 from .state import matchers_from
@@ -35,7 +38,7 @@ _SEV_RANK = {"critical": 0, "warning": 1, "info": 2}
 class SilenceBody(BaseModel):
     matchers: dict[str, str] | list[dict[str, str]] = Field(
         description='{label: value} (value may start with =~, !~ or !=) or [{label, op, value}]')
-    author: str = Field(min_length=1, max_length=200)
+    author: str | None = Field(None, max_length=200, description="ignored: the caller's account is recorded")
     comment: str = Field("", max_length=2000)
     duration: str | None = Field(None, description="how long from starts_at, e.g. 2h (or give ends_at)")
     starts_at: float | None = Field(None, description="Unix seconds (default now)")
@@ -43,7 +46,7 @@ class SilenceBody(BaseModel):
 
 
 class AckBody(BaseModel):
-    by: str = Field(min_length=1, max_length=200)
+    by: str | None = Field(None, max_length=200, description="ignored: the caller's account is recorded")
     comment: str = Field("", max_length=2000)
 
 
@@ -88,10 +91,10 @@ def mount(app: FastAPI, ext: AlertsExtension) -> None:
         return {"rules": [r.describe() for r in ext.ruleset.rules], "files": ext.ruleset.files,
                 "errors": [e.as_dict() for e in ext.ruleset.errors]}
 
-    @app.post("/api/v1/alerts/{fingerprint}/ack", tags=["alerts"], dependencies=[require(Role.OPERATOR)])
-    def ack(fingerprint: str, body: AckBody) -> dict[str, Any]:
+    @app.post("/api/v1/alerts/{fingerprint}/ack", tags=["alerts"])
+    def ack(fingerprint: str, body: AckBody, who: Principal = require(Role.OPERATOR)) -> dict[str, Any]:
         """Acknowledge: someone is on it. Repeat notifications stop until it resolves."""
-        a = ext.ack(fingerprint, body.by, body.comment)
+        a = ext.ack(fingerprint, who.name, body.comment)
         if a is None:
             raise HTTPException(404, f"no pending or firing alert with fingerprint {fingerprint!r}")
         return alert_json(a, time.time())
@@ -108,8 +111,8 @@ def mount(app: FastAPI, ext: AlertsExtension) -> None:
         now = time.time()
         return {"silences": [s.as_dict(now) for s in ext.silences()]}
 
-    @app.post("/api/v1/silences", tags=["alerts"], status_code=201, dependencies=[require(Role.OPERATOR)])
-    def add_silence(body: SilenceBody) -> dict[str, Any]:
+    @app.post("/api/v1/silences", tags=["alerts"], status_code=201)
+    def add_silence(body: SilenceBody, who: Principal = require(Role.OPERATOR)) -> dict[str, Any]:
         """Mute matching alerts (they still show, marked silenced) until the silence ends."""
         now = time.time()
         try:
@@ -130,7 +133,7 @@ def mount(app: FastAPI, ext: AlertsExtension) -> None:
             raise HTTPException(400, "give duration (e.g. 2h) or ends_at")
         if end <= start or end <= now:
             raise HTTPException(400, "the silence must end after it starts and in the future")
-        s = ext.add_silence(matchers, start, end, body.author, body.comment)
+        s = ext.add_silence(matchers, start, end, who.name, body.comment)
         return s.as_dict(now)
 
     @app.delete("/api/v1/silences/{sid}", tags=["alerts"], dependencies=[require(Role.OPERATOR)])

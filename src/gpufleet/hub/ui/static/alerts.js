@@ -2,9 +2,6 @@
 import { $, esc, when, ago, csrfHeaders } from "./common.js";
 
 const SEV = { critical: 0, warning: 1, info: 2 };
-const who = () => $("#a-who").value.trim();
-$("#a-who").value = localStorage.getItem("gpufleet-who") || "";
-$("#a-who").addEventListener("change", () => localStorage.setItem("gpufleet-who", who()));
 
 function say(text) { $("#a-msg").textContent = text; }
 
@@ -94,14 +91,13 @@ $("#a-list").addEventListener("click", async (ev) => {
   const btn = ev.target.closest("button[data-act]");
   if (!btn) return;
   const a = alerts.find((x) => x.fingerprint === btn.closest("tr").dataset.fp);
-  if (!who()) { say("Enter your name first: acks and silences record who made them."); $("#a-who").focus(); return; }
   try {
-    if (btn.dataset.act === "ack") await call("POST", `/api/v1/alerts/${a.fingerprint}/ack`, { by: who() });
+    if (btn.dataset.act === "ack") await call("POST", `/api/v1/alerts/${a.fingerprint}/ack`, {});
     if (btn.dataset.act === "unack") await call("DELETE", `/api/v1/alerts/${a.fingerprint}/ack`);
     if (btn.dataset.act === "silence") {
       const m = { alertname: a.alertname };
       for (const k of ["node", "gpu", "mountpoint"]) if (a.labels && a.labels[k] != null) m[k] = a.labels[k];
-      await call("POST", "/api/v1/silences", { matchers: m, duration: "2h", author: who(), comment: "from the alerts page" });
+      await call("POST", "/api/v1/silences", { matchers: m, duration: "2h", comment: "from the alerts page" });
     }
     say("Done.");
   } catch (e) { say(`Refused: ${e.message}`); }
