@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gpufleet.command_wire import MAX_OUTPUT, b64, signed_bytes
+from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
 NODE = "cmd-node"
@@ -214,10 +215,8 @@ def test_timeout_kills_the_process_group(hub_and_agent: tuple[ScriptedHub, Proc]
     assert r["status"] == "timeout" and r["exit_code"] is None, r
     assert time.monotonic() - started < 10
     child = int(r["stdout"].split()[0])
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not Path(f"/proc/{child}").exists(), "the command's background child survived the timeout"
+    eventually(lambda: not Path(f"/proc/{child}").exists(), timeout=5,
+               what="the command's background child to be gone after the timeout")
 
 
 def test_signed_cancel_kills_a_running_command(hub_and_agent: tuple[ScriptedHub, Proc]) -> None:
@@ -258,10 +257,8 @@ def test_background_leftovers_do_not_hold_the_result(hub_and_agent: tuple[Script
     r = _run(hub, ["sh", "-c", "sleep 300 & echo $!"], timeout=60)
     assert r["status"] == "ok" and r["exit_code"] == 0 and r["duration"] < 10, r
     child = int(r["stdout"].split()[0])
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not Path(f"/proc/{child}").exists()
+    eventually(lambda: not Path(f"/proc/{child}").exists(), timeout=5,
+               what="the sleep left holding stdout to be gone")
 
 
 def test_closing_the_pipes_does_not_escape_the_timeout(hub_and_agent: tuple[ScriptedHub, Proc]) -> None:

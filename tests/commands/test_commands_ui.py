@@ -3,7 +3,6 @@ tick nodes, run a command, watch each result arrive, cancel a long one, find bot
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,13 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from playwright import sync_api  # in the test extra
 from access import bearer, make_api_key, make_user
+from browser import chromium
+from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
@@ -45,14 +42,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             procs.append(Proc(gpufleet("agent", "--simulate", "cpu-only", "--node", node, "--listen",
                                        f"127.0.0.1:{free_port()}", "--hub", url, "--token", token,
                                        "--spool", str(tmp / f"spool-{node}"), *extra), tmp / f"{node}.log"))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             nodes = httpx.get(f"{url}/api/v1/commands/targets", headers=bearer(LOGIN["key"]), timeout=5).json()["nodes"]
-            if len(nodes) == 2 and any(n["fetching"] for n in nodes):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("agents did not register")
+            return len(nodes) == 2 and any(n["fetching"] for n in nodes)
+
+        eventually(ready, timeout=60, interval=0.2, what="both agents to register and poll for commands")
         yield url
     finally:
         for p in reversed(procs):
@@ -61,14 +55,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: run `make test` (it installs Debian's chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def _page(browser: Any, url: str) -> tuple[Any, Any, list[str]]:

@@ -16,17 +16,14 @@ import httpx
 import pytest
 
 from access import bearer, make_api_key, make_user
+from browser import chromium
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet
 from sample_snapshot import sample_snapshot
 
-from playwright import sync_api  # in the test extra: missing means `make test` was not used
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NODE = "hgx-h100-01"  # first of the demo fleet: 8 GPUs with jobs on them
 
 
@@ -78,14 +75,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: run `make test` (it installs Debian's chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def log_in(page: Any, name: str, password: str) -> None:
