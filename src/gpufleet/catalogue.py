@@ -228,6 +228,8 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("hub", "store_bytes", "gauge", "Bytes the embedded store takes on disk.", "bytes"),
     Metric("hub", "store_series", "gauge", "Series in the embedded store.", display="count"),
     Metric("hub", "store_errors_total", "counter", "Store operations that failed."),
+    Metric("hub", "store_damaged_total", "counter",
+           "Damaged store files or records met since the hub started (each set aside and logged once)."),
     Metric("hub", "scrape_errors_total", "counter", "Pull scrapes of exporters that failed."),
     Metric("hub", "remote_write_samples_total", "counter", "Samples sent to the remote-write receiver."),
     Metric("hub", "remote_write_dropped_total", "counter", "Samples dropped by remote write (queue full or refused)."),

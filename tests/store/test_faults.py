@@ -9,8 +9,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 
+from access import bearer, make_api_key
 from gpufleet.store import StoreOptions, TimeSeriesStore
 from killed_child import run_and_kill
 from realparts import Proc, free_port, gpufleet
@@ -78,12 +80,17 @@ def test_hub_starts_on_a_store_damaged_in_every_file_kind(tmp_path: Path) -> Non
     _damage(blk, blk.stat().st_size - 40, 8)  # its index
     snap = tsdb / "series.snap"
     _damage(snap, snap.stat().st_size - 10, 4)
+    key = make_api_key(data, "viewer")
     port = free_port()
     t0 = time.monotonic()
     hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp_path / "hub.log")
     try:
         hub.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
         started_s = time.monotonic() - t0
+        # what was set aside is counted on the hub's /metrics, for an alert or a dashboard
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=bearer(key), timeout=10).text
+        damaged = [ln for ln in metrics.splitlines() if ln.startswith("gpufleet_hub_store_damaged_total ")]
+        assert damaged and float(damaged[0].split()[1]) >= 4, damaged
     finally:
         hub.stop()
     log = hub.log_path.read_text(errors="replace")

@@ -657,6 +657,7 @@ class Hub:
             st = self.store.stats()
             values["store_bytes"] = float(st.get("bytes_on_disk", 0))
             values["store_series"] = float(st.get("series", 0))
+            values["store_damaged_total"] = float(st.get("damaged", 0))
         for part in [self.remote, *self.extensions]:
             if part is not None:
                 values.update(part.values())
