@@ -422,18 +422,23 @@ def node_list(data: Path) -> None:
         st.close()
 
 
+def _change_node(data: Path, name: str, change: str) -> None:
+    """Apply HubState's `change` (revoke_node / forget_node) to NAME; a name not known is one line."""
+    st = _state(data)
+    try:
+        found = getattr(st, change)(name)
+    finally:
+        st.close()
+    if not found:
+        raise UserError(f"no node named {name!r}: see `gpufleet node list --data {data}`")
+
+
 @node.command("revoke")
 @click.argument("name")
 @_DATA_OPTION
 def node_revoke(name: str, data: Path) -> None:
     """Stop NAME's credential at once; its name stays taken until `node forget`."""
-    st = _state(data)
-    try:
-        found = st.revoke_node(name)
-    finally:
-        st.close()
-    if not found:
-        raise UserError(f"no node named {name!r}: see `gpufleet node list --data {data}`")
+    _change_node(data, name, "revoke_node")
     click.echo(f"revoked node {name}: its agent is refused from now on; "
                f"`gpufleet node forget {name}` lets a new agent join under this name")
 
@@ -443,13 +448,7 @@ def node_revoke(name: str, data: Path) -> None:
 @_DATA_OPTION
 def node_forget(name: str, data: Path) -> None:
     """Remove NAME (registration, credential, labels, latest snapshot); history stays in the store."""
-    st = _state(data)
-    try:
-        found = st.forget_node(name)
-    finally:
-        st.close()
-    if not found:
-        raise UserError(f"no node named {name!r}: see `gpufleet node list --data {data}`")
+    _change_node(data, name, "forget_node")
     click.echo(f"forgot node {name}: an agent with a join token may now register this name")
 
 
