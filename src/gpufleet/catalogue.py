@@ -290,6 +290,11 @@ def metric(name: str) -> Metric:
         raise KeyError(f"unknown metric {name!r}: not in the gpufleet catalogue") from None
 
 
+def name_of(scope: str, key: str) -> str:
+    """The full metric name of a scope's key (e.g. gpu + utilization_ratio), checked against the catalogue."""
+    return metric(f"{PREFIX}{SCOPE_STEM[scope]}_{key}").name
+
+
 def keys(scope: str) -> frozenset[str]:
     """Value keys valid for a scope's records (non-info metrics)."""
     return frozenset(m.key for m in BY_SCOPE[scope] if m.kind != "info")

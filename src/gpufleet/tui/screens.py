@@ -16,6 +16,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
+from ..catalogue import name_of
 from .layout import MISSING, ago, human_bytes, pct
 from .model import Fleet, GpuRow, NodeRow
 from .source import Source, Unreachable
@@ -97,11 +98,11 @@ class NodeScreen(DetailScreen):
     def series(self) -> list[tuple[str, str, int | None, Callable[[float], str], float | None, float | None]]:
         n = self._row(getattr(self.app, "fleet", None))
         out: list[tuple[str, str, int | None, Callable[[float], str], float | None, float | None]] = [
-            ("CPU", "gpufleet_node_cpu_utilization_ratio", None, lambda v: f"{100 * v:.0f}%", 0.0, 1.0),
-            ("memory", "gpufleet_node_memory_used_bytes", None, human_bytes, 0.0, n.mem_total if n else None),
+            ("CPU", name_of("node", "cpu_utilization_ratio"), None, lambda v: f"{100 * v:.0f}%", 0.0, 1.0),
+            ("memory", name_of("node", "memory_used_bytes"), None, human_bytes, 0.0, n.mem_total if n else None),
         ]
         for g in n.gpus if n else ():
-            out.append((f"GPU{g.index:>2} util", "gpufleet_gpu_utilization_ratio", g.index,
+            out.append((f"GPU{g.index:>2} util", name_of("gpu", "utilization_ratio"), g.index,
                         lambda v: f"{100 * v:.0f}%", 0.0, 1.0))
         return out
 
@@ -143,10 +144,10 @@ class GpuScreen(DetailScreen):
         r = self._row(getattr(self.app, "fleet", None))
         g = r[1] if r else None
         return [
-            ("util", "gpufleet_gpu_utilization_ratio", self.gpu, lambda v: f"{100 * v:.0f}%", 0.0, 1.0),
-            ("memory", "gpufleet_gpu_memory_used_bytes", self.gpu, human_bytes, 0.0, g.mem_total if g else None),
-            ("temp", "gpufleet_gpu_temperature_celsius", self.gpu, lambda v: f"{v:.0f}°C", None, None),
-            ("power", "gpufleet_gpu_power_watts", self.gpu, lambda v: f"{v:.0f} W", 0.0,
+            ("util", name_of("gpu", "utilization_ratio"), self.gpu, lambda v: f"{100 * v:.0f}%", 0.0, 1.0),
+            ("memory", name_of("gpu", "memory_used_bytes"), self.gpu, human_bytes, 0.0, g.mem_total if g else None),
+            ("temp", name_of("gpu", "temperature_celsius"), self.gpu, lambda v: f"{v:.0f}°C", None, None),
+            ("power", name_of("gpu", "power_watts"), self.gpu, lambda v: f"{v:.0f} W", 0.0,
              g.power_limit if g else None),
         ]
 
