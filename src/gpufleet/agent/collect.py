@@ -77,13 +77,18 @@ class Collection:
         return snap
 
     def _collect(self, c: Collector, snap: NodeSnapshot) -> CollectorStatus:
+        return self._status(c.name, *self._call(c, snap))
+
+    @staticmethod
+    def _call(c: Collector, snap: NodeSnapshot) -> tuple[str, float]:
+        """Run one collector: its error text ("" when it worked) and how long it took."""
         t0 = time.perf_counter()
         error = ""
         try:
             c.collect(snap)
         except Exception as e:  # one failing collector never fails the collection
             error = f"{type(e).__name__}: {e}"
-        return self._status(c.name, error, time.perf_counter() - t0)
+        return error, time.perf_counter() - t0
 
     def _status(self, name: str, error: str, duration: float) -> CollectorStatus:
         if error:
@@ -142,16 +147,11 @@ class Collection:
                     if rnd.abandoned:
                         return
                     rnd.current, rnd.started = i, time.perf_counter()
-                t0 = time.perf_counter()
-                error = ""
-                try:
-                    c.collect(snap)
-                except Exception as e:  # one failing collector never fails the collection
-                    error = f"{type(e).__name__}: {e}"
+                error, duration = self._call(c, snap)
                 with rnd.lock:
                     if rnd.abandoned:
                         return  # the caller reported this one as timed out and went on without us
-                    statuses.append(self._status(c.name, error, time.perf_counter() - t0))
+                    statuses.append(self._status(c.name, error, duration))
         finally:
             with rnd.lock:
                 if not rnd.abandoned:
