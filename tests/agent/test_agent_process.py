@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -82,14 +83,27 @@ scrape_configs:
   - job_name: gpufleet
     static_configs: [{{targets: ["{target}"]}}]
 """
-        snap = from_json(httpx.get(f"{url}/api/v1/snapshot").content)
         with prometheus(tmp_path, cfg) as (_, prom):
             eventually(lambda: len(prom_query(prom, "gpufleet_gpu_power_watts")) == 8, timeout=30,
                        what="Prometheus to scrape the agent's 8 GPUs")
-            for key in ("power_watts", "temperature_celsius", "memory_used_bytes", "utilization_ratio",
-                        "sm_clock_hertz", "energy_joules_total"):
-                got = {r["metric"]["gpu"]: float(r["value"][1]) for r in prom_query(prom, f"gpufleet_gpu_{key}")}
-                want = {str(g.index): float(g.values[key]) for g in snap.gpus if key in g.values}
+            keys = ("power_watts", "temperature_celsius", "memory_used_bytes", "utilization_ratio",
+                    "sm_clock_hertz", "energy_joules_total")
+
+            def compare() -> tuple[Any, dict[str, tuple[dict[str, float], dict[str, float]]]]:
+                snap = from_json(httpx.get(f"{url}/api/v1/snapshot").content)
+                seen = {}
+                for key in keys:
+                    got = {r["metric"]["gpu"]: float(r["value"][1]) for r in prom_query(prom, f"gpufleet_gpu_{key}")}
+                    want = {str(g.index): float(g.values[key]) for g in snap.gpus if key in g.values}
+                    seen[key] = (got, want)
+                return snap, seen
+
+            # The agent collects twice as it starts; once Prometheus has scraped the second
+            # round, its values and the snapshot's agree and stay still (300 s interval).
+            eventually(lambda: all(g == pytest.approx(w) for g, w in compare()[1].values()), timeout=30,
+                       what="Prometheus' values to equal the agent's snapshot")
+            snap, seen = compare()
+            for key, (got, want) in seen.items():
                 assert got == pytest.approx(want), key
             mem = prom_query(prom, "gpufleet_node_memory_total_bytes")
             assert float(mem[0]["value"][1]) == snap.values["memory_total_bytes"]
