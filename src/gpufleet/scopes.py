@@ -93,6 +93,14 @@ def _user(snap: NodeSnapshot) -> Iterator[Record]:
         yield ((u.user,), u.values, _EMPTY)
 
 
+def _allocation(snap: NodeSnapshot) -> Iterator[Record]:
+    for a in snap.allocations:
+        gi = "" if a.gpu_instance is None else str(a.gpu_instance)
+        yield ((str(a.gpu), a.uuid, gi, a.profile, a.user, a.group, a.container, a.pod, a.namespace, a.slurm_job),
+               {"gpu_equivalents": a.gpu_equivalents},
+               {"state": a.state, "source": a.source, "unmanaged": "true" if a.unmanaged else "false"})
+
+
 def _collector(snap: NodeSnapshot) -> Iterator[Record]:
     for c in snap.collectors:
         yield ((c.collector,), {"duration_seconds": c.duration, "success": 1.0 if c.success else 0.0,
@@ -112,6 +120,10 @@ SCOPES: dict[str, Scope] = {s.name: s for s in (
     Scope("gpu_process", ("gpu", "uuid", "pid", "user", "command", "container", "pod", "namespace", "slurm_job"),
           "gpu_process", "Processes on accelerators", False, _gpu_process),
     Scope("user", ("user",), "user", "Per-user usage", True, _user),
+    # Not kept as history: holders come and go (like processes); the hub accounts from snapshots.
+    Scope("allocation", ("gpu", "uuid", "gpu_instance", "profile", "user", "group", "container", "pod",
+                         "namespace", "slurm_job"), "allocation", "Allocations (who holds each GPU or MIG slice)",
+          False, _allocation),
     Scope("collector", ("collector",), "collector", "Collectors", True, _collector),
     Scope("agent", (), "agent", "The agent", True, _agent),
     Scope("hub", (), "hub", "The hub", False, None),

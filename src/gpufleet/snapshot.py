@@ -114,7 +114,35 @@ class Gpu(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 class UserUsage(msgspec.Struct, kw_only=True, omit_defaults=True):
     user: str
+    group: str = ""  # the user's group (allocation collector: --groups-file, else the Unix primary group)
     values: Values = {}
+
+
+class Allocation(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Who holds one GPU, or one MIG slice, at this moment (collectors/allocation.py).
+
+    Every answering GPU has entries: one per slot (the whole GPU, or each MIG GPU instance)
+    and holder. A free slot has one entry with `state` "free" and no user; a slot shared by
+    several holders (users, containers, jobs) has one entry per holder, its GPU-equivalents
+    split evenly, so the entries' `gpu_equivalents` always add up to the node's capacity.
+    """
+
+    gpu: int  # index of the physical GPU
+    state: str  # free | in_use | idle_held (held, but utilisation under the idle threshold)
+    gpu_equivalents: float  # share of one full GPU this entry covers (MIG: compute slices / 7)
+    uuid: str = ""  # the GPU's UUID, or the MIG instance's
+    gpu_instance: int | None = None  # MIG GPU instance; None for a whole GPU
+    profile: str = ""  # MIG profile ("3g.40gb"); empty for a whole GPU
+    user: str = ""
+    group: str = ""
+    container: str = ""  # short container id, or the name an allocation source gave
+    pod: str = ""
+    namespace: str = ""
+    slurm_job: str = ""
+    partition: str = ""  # Slurm partition, when Slurm is the source
+    utilization_ratio: float | None = None  # the slot's busy share this collection (0-1), when known
+    source: str = ""  # what says it is held: processes | state_file | slurm | kubernetes
+    unmanaged: bool = False  # a container using the slot outside every allocation a source knows
 
 
 class CollectorStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -141,6 +169,7 @@ class NodeSnapshot(msgspec.Struct, kw_only=True, omit_defaults=True):
     processes: list[Process] = []
     gpus: list[Gpu] = []
     usage: list[UserUsage] = []  # per-user aggregates
+    allocations: list[Allocation] = []  # who holds each GPU / MIG slice (free, in_use, idle_held)
     collectors: list[CollectorStatus] = []
     agent: Values = {}  # agent-scope readings (collections_total, ...)
 

@@ -1,8 +1,8 @@
 """The collector table: one collector per file, run in this order.
 
 Order matters only where a collector reads what an earlier one wrote: `accelerators`
-joins GPU processes with the table `processes` (or `simhost`) built, and `usage` sums both
-per user.
+joins GPU processes with the table `processes` (or `simhost`) built, `usage` sums both
+per user, and `allocation` says who holds each GPU and adds that to the per-user totals.
 The name is what `--collectors` lists.
 """
 
@@ -13,7 +13,7 @@ from .base import CollectContext, Collector, Factory
 
 def _table() -> dict[str, Factory]:
     # Imported here so a collector whose library is missing fails alone, at build time.
-    from . import accelerators, cpu, disks, memory, network, processes, simhost, system, usage, users
+    from . import accelerators, allocation, cpu, disks, memory, network, processes, simhost, system, usage, users
 
     return {
         "system": system.SystemCollector,
@@ -27,12 +27,13 @@ def _table() -> dict[str, Factory]:
         "simhost": simhost.SimHostCollector,
         "accelerators": accelerators.AcceleratorCollector,
         "usage": usage.UsageCollector,
+        "allocation": allocation.AllocationCollector,
     }
 
 
 # Not run unless asked for: stands in for the real host collectors on simulated nodes.
 OFF_BY_DEFAULT = frozenset({"simhost"})
-SIMULATED_NODE = ["simhost", "accelerators", "usage"]
+SIMULATED_NODE = ["simhost", "accelerators", "usage", "allocation"]
 
 
 def collector_names() -> list[str]:
