@@ -18,11 +18,11 @@ from gpufleet.hub.alerts.expr import EVALUATED_SCOPES, parse_expr
 from gpufleet.hub.scrape import to_snapshot
 from gpufleet.hub.targets import Target
 from gpufleet.promtext import parse
-from gpufleet.snapshot import Gpu, NodeSnapshot
+from gpufleet.snapshot import Gpu, GpuLink, NodeSnapshot
 from gpufleet.syntax import format_duration
 
 SCOPES = [s for s in EVALUATED_SCOPES if any(m.kind != "info" for m in BY_SCOPE[s])]
-LABEL = {"gpu": "gpu", "node": "node", "disk": "mountpoint", "net": "interface", "cpu": "cpu", "mig": "profile",
+LABEL = {"gpu": "gpu", "gpu_link": "link", "node": "node", "disk": "mountpoint", "net": "interface", "cpu": "cpu", "mig": "profile",
          "user": "user", "collector": "collector", "agent": "node", "hub": "job"}
 label_values = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=8)
 
@@ -77,15 +77,18 @@ def test_rule_expression_survives_its_promql_export(text: str) -> None:
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 GPU_KEYS = sorted(m.key for m in BY_SCOPE["gpu"] if m.kind != "info")
 NODE_KEYS = sorted(m.key for m in BY_SCOPE["node"] if m.kind != "info")
+LINK_KEYS = sorted(m.key for m in BY_SCOPE["gpu_link"] if m.kind != "info")
 
 
 @st.composite
 def snapshots(draw: st.DrawFn) -> NodeSnapshot:
     gpus = []
     for i in range(draw(st.integers(0, 3))):
-        values = draw(st.dictionaries(st.sampled_from(GPU_KEYS), finite, max_size=6))
+        values = draw(st.dictionaries(st.sampled_from(GPU_KEYS), finite, min_size=1, max_size=6))
+        links = [GpuLink(link=n, values=draw(st.dictionaries(st.sampled_from(LINK_KEYS), finite, min_size=1, max_size=4)))
+                 for n in range(draw(st.integers(0, 3)))]
         gpus.append(Gpu(index=i, uuid=f"GPU-{draw(st.uuids())}", model=draw(st.sampled_from(["NVIDIA H100", "MI300X"])),
-                        vendor=draw(st.sampled_from(["nvidia", "amd"])), values=values))
+                        vendor=draw(st.sampled_from(["nvidia", "amd"])), values=values, links=links))
     node_values = draw(st.dictionaries(st.sampled_from(NODE_KEYS), finite, max_size=6))
     return NodeSnapshot(node="n1", timestamp=1000.0, values=node_values, gpus=gpus)
 
@@ -104,6 +107,7 @@ def test_exposition_read_back_gives_the_snapshots_values(snap: NodeSnapshot) -> 
         if g.values:
             back = next(x for x in got.gpus if x.index == g.index)
             assert _same({k: v for k, v in back.values.items()}, g.values), (g.values, back.values)
+            assert [(x.link, x.values) for x in back.links] == [(x.link, x.values) for x in g.links]
 
 
 def _same(a: dict[str, float], b: dict[str, float]) -> bool:

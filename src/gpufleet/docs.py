@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from .catalogue import CATALOGUE
+from .nvidia_smi import markdown as nvidia_smi_markdown
 from .scopes import SCOPES
 
 
@@ -32,6 +33,7 @@ def metrics_markdown() -> str:
             allsmi = f"`{m.allsmi.name}`" + (f" (x{m.allsmi.scale:g})" if m.allsmi.scale != 1 else "") if m.allsmi else ""
             out.append(f"| `{m.name}` | {m.kind} | {m.help}{extra} | {dcgm} | {allsmi} |")
         out.append("")
+    out += nvidia_smi_markdown()
     return "\n".join(out)
 
 

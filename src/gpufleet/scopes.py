@@ -69,6 +69,13 @@ def _gpu(snap: NodeSnapshot) -> Iterator[Record]:
         yield (gpu_ids(g), g.values, g.info)
 
 
+def _gpu_link(snap: NodeSnapshot) -> Iterator[Record]:
+    for g in snap.gpus:
+        ids = gpu_ids(g)
+        for link in g.links:
+            yield (ids + (str(link.link),), link.values, _EMPTY)
+
+
 def _mig(snap: NodeSnapshot) -> Iterator[Record]:
     for g in snap.gpus:
         ids = gpu_ids(g)
@@ -116,6 +123,7 @@ SCOPES: dict[str, Scope] = {s.name: s for s in (
     Scope("disk", ("device", "mountpoint", "fstype"), "disk", "Disks (per mount)", True, _disk),
     Scope("net", ("interface",), "network", "Network (per interface)", True, _net),
     Scope("gpu", _GPU, "gpu", "Accelerators", True, _gpu),
+    Scope("gpu_link", _GPU + ("link",), "gpu_link", "GPU-to-GPU links (NVLink, XGMI)", True, _gpu_link),
     Scope("mig", _GPU + ("gpu_instance", "compute_instance", "profile"), "mig", "MIG instances", True, _mig),
     Scope("gpu_process", ("gpu", "uuid", "pid", "user", "command", "container", "pod", "namespace", "slurm_job"),
           "gpu_process", "Processes on accelerators", False, _gpu_process),

@@ -98,6 +98,13 @@ class MigInstance(msgspec.Struct, kw_only=True, omit_defaults=True):
     values: Values = {}
 
 
+class GpuLink(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One GPU-to-GPU link (NVLink, or XGMI on AMD) of a GPU; values keyed by the gpu_link scope."""
+
+    link: int
+    values: Values = {}
+
+
 class Gpu(msgspec.Struct, kw_only=True, omit_defaults=True):
     index: int
     uuid: str
@@ -109,6 +116,7 @@ class Gpu(msgspec.Struct, kw_only=True, omit_defaults=True):
     throttle_reasons: list[str] = []
     processes: list[GpuProcess] = []
     mig: list[MigInstance] = []
+    links: list[GpuLink] = []  # NVLink / XGMI links, by link number
     events: list[str] = []  # recent notable events, e.g. "xid 79"
 
 

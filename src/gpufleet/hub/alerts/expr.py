@@ -22,7 +22,7 @@ from ...syntax import Matcher, format_duration, unquote
 from ...syntax import parse_duration as _parse_duration
 
 CMP_OPS = (">=", "<=", "==", "!=", ">", "<")
-EVALUATED_SCOPES = ("node", "disk", "net", "gpu", "mig", "cpu", "user", "collector", "agent", "hub")
+EVALUATED_SCOPES = ("node", "disk", "net", "gpu", "gpu_link", "mig", "cpu", "user", "collector", "agent", "hub")
 
 class ExprError(ValueError):
     """A rule expression that does not parse or names something unknown."""

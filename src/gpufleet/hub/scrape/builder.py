@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from ...catalogue import CATALOGUE, Metric
-from ...snapshot import CollectorStatus, CpuCore, Disk, Gpu, HostInfo, MigInstance, NetInterface, NodeSnapshot
+from ...snapshot import CollectorStatus, CpuCore, Disk, Gpu, GpuLink, HostInfo, MigInstance, NetInterface, NodeSnapshot
 from ...snapshot import UserUsage
 from ..targets import Target
 
@@ -66,6 +66,14 @@ class Builder:
         elif profile and not m.profile:
             m.profile = profile
         return m
+
+    def link(self, gpu: Gpu, link: int) -> GpuLink:
+        found = next((x for x in gpu.links if x.link == link), None)
+        if found is None:
+            found = GpuLink(link=link, values={})
+            gpu.links.append(found)
+            gpu.links.sort(key=lambda x: x.link)
+        return found
 
     def user(self, name: str) -> UserUsage:
         u = self.usage.get(name)

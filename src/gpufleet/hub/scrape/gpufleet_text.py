@@ -43,7 +43,7 @@ def map_samples(samples: list[Sample], b: Builder) -> int:
             b.disk(get("device", ""), get("mountpoint", ""), get("fstype", "")).values[key] = v
         elif scope == "net":
             b.net(get("interface", "")).values[key] = v
-        elif scope in ("gpu", "mig", "gpu_process"):
+        elif scope in ("gpu", "gpu_link", "mig", "gpu_process"):
             index = to_int(get("gpu"))
             if index is None:
                 ignored += 1
@@ -56,6 +56,12 @@ def map_samples(samples: list[Sample], b: Builder) -> int:
                     g.values[key] = v
                     if key == "up":
                         g.up = v != 0.0
+            elif scope == "gpu_link":
+                link = to_int(get("link"))
+                if link is None:
+                    ignored += 1
+                    continue
+                b.link(g, link).values[key] = v
             elif scope == "mig":
                 gi, ci = to_int(get("gpu_instance")), to_int(get("compute_instance"))
                 if gi is None or ci is None:
