@@ -6,8 +6,9 @@ metric belongs to a *scope* (node, cpu, disk, net, gpu, mig, gpu_process, user, 
 have. A record stores the value under `Metric.key` in its `values` dict, so adding a
 metric is one entry here plus the code that fills that key.
 
-Compatibility names (`--compat dcgm`, `--compat all-smi`) live beside each entry, with the
-scale that turns our base unit into theirs (e.g. bytes -> MiB for DCGM_FI_DEV_FB_USED).
+Compatibility names (`--compat dcgm`, `--compat all-smi`, ...) live beside each entry, with the
+scale that turns our base unit into theirs (e.g. bytes -> MiB for DCGM_FI_DEV_FB_USED) and the
+type that exporter gives the series; gpufleet/compat/ has one module per mode that renders them.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ SCOPE_STEM: dict[str, str] = {name: s.stem for name, s in SCOPES.items()}
 
 @dataclass(frozen=True, slots=True)
 class Compat:
-    """Another exporter's name for a metric: value_theirs = value_ours * scale."""
+    """Another exporter's name for a metric: value_theirs = value_ours * scale, typed as that
+    exporter types it (dcgm-exporter's energy and ECC totals are counters without `_total`)."""
 
     name: str
     help: str
     scale: float = 1.0
+    type: Literal["gauge", "counter"] = "gauge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +161,7 @@ CATALOGUE: tuple[Metric, ...] = (
            dcgm=Compat("DCGM_FI_DEV_POWER_MGMT_LIMIT", "Power management limit (in W).")),
     Metric("gpu", "energy_joules_total", "counter", "Energy used since the driver loaded.", "joules",
            dcgm=Compat("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-                       "Total energy consumption since boot (in mJ).", 1000.0)),
+                       "Total energy consumption since boot (in mJ).", 1000.0, "counter")),
     Metric("gpu", "sm_clock_hertz", "gauge", "SM (shader) clock.", "hertz",
            dcgm=Compat("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", 1e-6),
            allsmi=Compat("all_smi_gpu_frequency_mhz", "GPU frequency in MHz", 1e-6)),
@@ -172,9 +175,11 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("gpu", "pcie_receive_bytes_per_second", "gauge", "PCIe throughput into the device.",
            "bytes", dcgm=Compat("DCGM_FI_DEV_PCIE_RX_THROUGHPUT", "PCIe RX throughput (in KB/s).", 1e-3)),
     Metric("gpu", "ecc_corrected_errors_total", "counter", "Corrected (single-bit) ECC errors, volatile.",
-           dcgm=Compat("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "Total number of single-bit volatile ECC errors.")),
+           dcgm=Compat("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "Total number of single-bit volatile ECC errors.",
+                       type="counter")),
     Metric("gpu", "ecc_uncorrected_errors_total", "counter", "Uncorrected (double-bit) ECC errors, volatile.",
-           dcgm=Compat("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors.")),
+           dcgm=Compat("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors.",
+                       type="counter")),
     Metric("gpu", "xid_errors_total", "counter", "XID errors reported by the driver since the agent started."),
     Metric("gpu", "last_xid", "gauge", "Code of the most recent XID error (0 when none).",
            dcgm=Compat("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.")),
@@ -366,6 +371,10 @@ def _build_index() -> _Index:
             raise RuntimeError(f"duplicate metric {m.name} in catalogue")
         if not m.help:
             raise RuntimeError(f"metric {m.name} has no help")
+        for c in (m.dcgm, m.allsmi):
+            # Another exporter's counter must be one of ours: a gauge can fall, a counter cannot.
+            if c is not None and c.type == "counter" and m.kind != "counter":
+                raise RuntimeError(f"compat name {c.name} is a counter but {m.name} is a {m.kind}")
         idx.by_name[m.name] = m
     for scope in SCOPE_LABELS:
         idx.by_scope[scope] = tuple(m for m in CATALOGUE if m.scope == scope)

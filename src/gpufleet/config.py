@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .compat import COMPAT_MODES
 from .errors import UserError
 from .masking import DEFAULT_PATTERNS, check_patterns
 from .syntax import ConfigError, is_label_name, load_yaml
@@ -199,7 +200,7 @@ AGENT_OPTIONS: list[Option] = [
     Option("node", parse_str, "node name (default: the hostname)"),
     Option("simulate", parse_str, "simulate accelerators with a named profile, e.g. 8xH100"),
     Option("backend", parse_str, "|".join(BACKEND_CHOICES)),
-    Option("compat", parse_list, "also emit other exporters' names: dcgm,all-smi"),
+    Option("compat", parse_list, f"also emit other exporters' names: {','.join(COMPAT_MODES)}"),
     Option("interval", parse_interval, "seconds between collections (0.5 to 3600)"),
     Option("seed", parse_int, "random seed for simulated accelerators"),
     Option("labels", parse_labels, "node labels NAME=VALUE,... (cluster, datacenter, ...); added to the "

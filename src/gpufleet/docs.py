@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from .catalogue import CATALOGUE
+from .catalogue import CATALOGUE, Compat
 from .nvidia_smi import markdown as nvidia_smi_markdown
 from .scopes import SCOPES
 
@@ -29,12 +29,18 @@ def metrics_markdown() -> str:
                 "| name | type | help | dcgm-exporter | all-smi |", "|---|---|---|---|---|"]
         for m in metrics:
             extra = f" Labels: {', '.join(f'`{x}`' for x in m.labels)}." if m.labels else ""
-            dcgm = f"`{m.dcgm.name}`" + (f" (x{m.dcgm.scale:g})" if m.dcgm.scale != 1 else "") if m.dcgm else ""
-            allsmi = f"`{m.allsmi.name}`" + (f" (x{m.allsmi.scale:g})" if m.allsmi.scale != 1 else "") if m.allsmi else ""
-            out.append(f"| `{m.name}` | {m.kind} | {m.help}{extra} | {dcgm} | {allsmi} |")
+            out.append(f"| `{m.name}` | {m.kind} | {m.help}{extra} | {_compat(m.dcgm)} | {_compat(m.allsmi)} |")
         out.append("")
     out += nvidia_smi_markdown()
     return "\n".join(out)
+
+
+def _compat(c: Compat | None) -> str:
+    """`NAME` (xSCALE, counter): the scale when not 1, the type when not gauge."""
+    if c is None:
+        return ""
+    notes = ([f"x{c.scale:g}"] if c.scale != 1 else []) + ([c.type] if c.type != "gauge" else [])
+    return f"`{c.name}`" + (f" ({', '.join(notes)})" if notes else "")
 
 
 if __name__ == "__main__":

@@ -8,43 +8,21 @@ per-sample allocations where it is easy.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
-from .catalogue import BY_SCOPE, CATALOGUE, Compat, Metric
+from .catalogue import BY_SCOPE, Metric
+from .compat import COMPAT_MODES as COMPAT_MODES  # re-exported: the table lives in compat/
+from .compat import parse_compat as parse_compat
+from .compat import render_compat
 from .scopes import COMMAND_LABEL_MAX as COMMAND_LABEL_MAX  # re-exported
 from .scopes import Record, records  # what a snapshot holds per scope, and each record's labels
-from .scopes import gpu_ids as _gpu_ids
 from .snapshot import NodeSnapshot
+from .textformat import escape as escape  # re-exported
+from .textformat import format_value as format_value
+from .textformat import label_block as _label_block
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-COMPAT_MODES = ("dcgm", "all-smi")
-
-_EMPTY: dict[str, str] = {}
-
-
-def escape(value: str) -> str:
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return value
-
-
-def format_value(v: float) -> str:
-    if type(v) is int:  # collectors may store ints; Python 3.11 ints lack is_integer()
-        return str(v)
-    if v != v:  # NaN
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    if v.is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    return repr(v)
-
-
-def _label_block(names: tuple[str, ...], values: Iterable[str]) -> str:
-    return ",".join(f'{n}="{escape(v)}"' for n, v in zip(names, values))
 
 
 def _native_lines(snap: NodeSnapshot, openmetrics: bool, out: list[str]) -> None:
@@ -91,85 +69,11 @@ def _header(out: list[str], m: Metric, openmetrics: bool) -> None:
         out.append(f"# TYPE {m.name} {kind}")
 
 
-# --- compatibility names ---------------------------------------------------------------------
-
-
-def _dcgm_labels(snap: NodeSnapshot, scope: str, ids: tuple[str, ...], gpu_info: dict[str, str]) -> str:
-    gpu, uuid, model = ids[0], ids[1], ids[2]
-    parts = [
-        f'gpu="{gpu}"', f'UUID="{escape(uuid)}"', f'device="nvidia{gpu}"', f'modelName="{escape(model)}"',
-    ]
-    if scope == "mig":
-        parts.append(f'GPU_I_PROFILE="{escape(ids[6])}"')
-        parts.append(f'GPU_I_ID="{ids[4]}"')
-    parts.append(f'Hostname="{escape(snap.node)}"')
-    if gpu_info.get("driver_version"):
-        parts.append(f'DCGM_FI_DRIVER_VERSION="{escape(gpu_info["driver_version"])}"')
-    if gpu_info.get("pci_bus_id"):
-        parts.append(f'pci_bus_id="{escape(gpu_info["pci_bus_id"])}"')
-    return ",".join(parts)
-
-
-def _allsmi_labels(snap: NodeSnapshot, scope: str, ids: tuple[str, ...]) -> str:
-    inst = f'instance="{escape(snap.node)}"'
-    if scope in ("gpu", "mig"):
-        return f'gpu="{escape(ids[2])}",{inst},uuid="{escape(ids[1])}",index="{ids[0]}"'
-    return inst
-
-
-def _compat_lines(snap: NodeSnapshot, mode: str, openmetrics: bool, out: list[str]) -> None:
-    # Several of our metrics can share one foreign name (DCGM_FI_DEV_FB_USED is reported for
-    # whole GPUs and MIG instances alike), so group by the foreign name first.
-    groups: dict[str, list[tuple[Metric, Compat]]] = {}
-    for m in CATALOGUE:
-        c = m.dcgm if mode == "dcgm" else m.allsmi
-        if c is not None:
-            groups.setdefault(c.name, []).append((m, c))
-    gpu_info = {str(g.index): g.info for g in snap.gpus}
-    for name, members in groups.items():
-        lines: list[str] = []
-        for m, c in members:
-            for ids, values, _ in records(snap, m.scope):
-                v = values.get(m.key)
-                if v is None:
-                    continue
-                if mode == "dcgm":
-                    lbl = _dcgm_labels(snap, m.scope, ids, gpu_info.get(ids[0], _EMPTY))
-                else:
-                    lbl = _allsmi_labels(snap, m.scope, ids)
-                lines.append(f"{name}{{{lbl}}} {format_value(v * c.scale)}")
-        if lines:
-            # Declared as gauges: their names lack `_total`, so a counter type would be
-            # rejected by promtool's lint; PromQL's rate() works on either.
-            out.append(f"# HELP {name} {members[0][1].help}")
-            out.append(f"# TYPE {name} gauge")
-            out.extend(lines)
-    if mode == "all-smi":
-        lines = [
-            f'all_smi_gpu_info{{{_allsmi_labels(snap, "gpu", _gpu_ids(g))},type="GPU"}} 1' for g in snap.gpus
-        ]
-        if lines:
-            out.append("# HELP all_smi_gpu_info GPU device information")
-            out.append("# TYPE all_smi_gpu_info gauge")
-            out.extend(lines)
-
-
 def render(snap: NodeSnapshot, *, openmetrics: bool = False, compat: Iterable[str] = ()) -> bytes:
     out: list[str] = []
     _native_lines(snap, openmetrics, out)
-    for mode in compat:
-        _compat_lines(snap, mode, openmetrics, out)
+    render_compat(snap, compat, openmetrics, out)
     if openmetrics:
         out.append("# EOF")
     out.append("")
     return "\n".join(out).encode()
-
-
-def parse_compat(value: str | Iterable[str]) -> tuple[str, ...]:
-    """'dcgm,all-smi' -> ('dcgm', 'all-smi'); unknown modes raise ValueError naming them."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    modes = tuple(dict.fromkeys(i.strip() for i in items if i.strip()))
-    for mode in modes:
-        if mode not in COMPAT_MODES:
-            raise ValueError(f"unknown compat mode {mode!r}; choose from: {', '.join(COMPAT_MODES)}")
-    return modes

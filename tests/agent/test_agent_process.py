@@ -122,6 +122,11 @@ scrape_configs:
             assert {r["metric"]["gpu"] for r in prom_query(prom, "DCGM_FI_DEV_GPU_TEMP")} == {str(i) for i in range(8)}
             up = prom_query(prom, 'up{job="gpufleet"}')
             assert up[0]["value"][1] == "1"
+            # the agent answers Prometheus in text, so it records dcgm-exporter's counter types
+            meta = httpx.get(f"{prom}/api/v1/metadata").json()["data"]
+            assert meta["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"][0]["type"] == "counter"
+            assert meta["DCGM_FI_DEV_GPU_TEMP"][0]["type"] == "gauge"
+            assert meta["gpufleet_gpu_energy_joules_total"][0]["type"] == "counter"
 
 
 def _run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

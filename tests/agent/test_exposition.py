@@ -67,9 +67,34 @@ def test_dcgm_compat_units_and_labels() -> None:
     assert labels["DCGM_FI_DRIVER_VERSION"] == "550.54"
     fb = {dict(k[1]).get("GPU_I_ID", "-"): v for k, v in s.items() if k[0] == "DCGM_FI_DEV_FB_USED"}
     assert fb == {"-": 2048.0, "1": 3.0}  # MiB, whole GPU and MIG instance in one family
-    energy = [v for k, v in s.items() if k[0] == "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"]
+    # prometheus_client's parser appends `_total` to a counter's sample name; the text has none
+    energy = [v for k, v in s.items() if k[0] == "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION_total"]
     assert energy == [1234500.0]  # mJ
     assert [v for k, v in s.items() if k[0] == "DCGM_FI_DEV_SM_CLOCK"] == [1980.0]
+
+
+def test_dcgm_compat_types_totals_as_counters() -> None:
+    # dcgm-exporter types energy and ECC totals as counters (names without `_total`); the text
+    # format says so, and OpenMetrics, which cannot name such a counter, declares them unknown.
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+
+    snap = sample_snapshot()
+    snap.gpus[0].values["ecc_corrected_errors_total"] = 2.0
+    snap.gpus[0].values["last_xid"] = 79.0
+    types = {f.name: f.type for f in text_string_to_metric_families(render(snap, compat=("dcgm",)).decode())}
+    assert types["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"] == "counter"
+    assert types["DCGM_FI_DEV_ECC_SBE_VOL_TOTAL"] == "counter"
+    assert types["DCGM_FI_DEV_GPU_TEMP"] == "gauge" and types["DCGM_FI_DEV_XID_ERRORS"] == "gauge"
+    om = {f.name: f for f in om_parse(render(snap, openmetrics=True, compat=("dcgm",)).decode())}
+    assert om["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"].type == "unknown"
+    assert om["DCGM_FI_DEV_GPU_TEMP"].type == "gauge"
+
+
+def test_compat_table_is_the_one_list() -> None:
+    from gpufleet.compat import MODES, prefers_text
+
+    assert parse_compat(",".join(MODES)) == tuple(MODES)
+    assert prefers_text(["dcgm"]) and not prefers_text(["all-smi"])
 
 
 def test_allsmi_compat() -> None:

@@ -18,6 +18,7 @@ from ..collectors import build as build_collectors
 from ..collectors.base import CollectContext
 from ..config import AgentConfig
 from ..errors import UserError
+from ..compat import prefers_text
 from ..exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, parse_compat
 from ..snapshot import NodeSnapshot
 from . import httpserver
@@ -49,6 +50,7 @@ class AgentService:
         self.cfg = cfg
         try:
             self.compat = parse_compat(cfg.compat)
+            self.text_first = prefers_text(self.compat)
             backend, self.backend_note = resolve(
                 cfg.backend, simulate=cfg.simulate, seed=cfg.seed, node=cfg.node
             )
@@ -133,7 +135,10 @@ class AgentService:
             if r is None:
                 return Response(503, b"no collection yet\n")
             gz = "gzip" in req.headers.get("accept-encoding", "")
-            om = "application/openmetrics-text" in req.headers.get("accept", "")
+            accept = req.headers.get("accept", "")
+            # A compat mode whose types only the text format can say (dcgm-exporter's counters
+            # lack `_total`) is answered in text when the scraper takes text too, as Prometheus does.
+            om = "application/openmetrics-text" in accept and not (self.text_first and "text/plain" in accept)
             form = "openmetrics" if om else "text"
             headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gz else {}
             return Response(200, r.body(form, gz), OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE,
