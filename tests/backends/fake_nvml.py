@@ -52,6 +52,20 @@ NVML_VALUE_TYPE_UNSIGNED_INT = 1
 NVML_VALUE_TYPE_UNSIGNED_LONG_LONG = 3
 NVML_FI_DEV_ECC_SBE_VOL_TOTAL = 3
 NVML_FI_DEV_ECC_DBE_VOL_TOTAL = 4
+NVML_FI_DEV_ECC_SBE_AGG_TOTAL = 5
+NVML_FI_DEV_ECC_DBE_AGG_TOTAL = 6
+NVML_FI_DEV_RETIRED_SBE = 29
+NVML_FI_DEV_RETIRED_DBE = 30
+NVML_FI_DEV_RETIRED_PENDING = 31
+NVML_FI_DEV_NVLINK_SPEED_MBPS_COMMON = 90
+NVML_FI_DEV_PCIE_REPLAY_COUNTER = 94
+NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX = 138
+NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX = 139
+NVML_AGGREGATE_ECC = 1
+NVML_GRID_LICENSE_FEATURE_CODE_VGPU = 1
+NVML_GPM_METRIC_FP64_UTIL = 11
+NVML_GPM_METRIC_FP32_UTIL = 12
+NVML_GPM_METRIC_FP16_UTIL = 13
 NVML_FI_DEV_MEMORY_TEMP = 82
 NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION = 83
 nvmlEventTypeSingleBitEccError = 0x1
@@ -71,6 +85,9 @@ _FIELD_TYPES = {
     NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION: NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
     NVML_FI_DEV_ECC_SBE_VOL_TOTAL: NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
     NVML_FI_DEV_ECC_DBE_VOL_TOTAL: NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
+    NVML_FI_DEV_RETIRED_PENDING: NVML_VALUE_TYPE_UNSIGNED_INT,
+    NVML_FI_DEV_NVLINK_SPEED_MBPS_COMMON: NVML_VALUE_TYPE_UNSIGNED_INT,
+    NVML_FI_DEV_PCIE_REPLAY_COUNTER: NVML_VALUE_TYPE_UNSIGNED_INT,
 }
 
 
@@ -121,6 +138,17 @@ class FakeMigDevice:
 
 
 @dataclass
+class FakeLink:
+    """One NVLink: its state, data counters (KiB) and error counters (nvmlNvLinkErrorCounter_t -> count)."""
+
+    active: int = 1
+    tx_kib: int = 1_000_000
+    rx_kib: int = 2_000_000
+    errors: dict[int, int] = field(default_factory=lambda: {0: 1, 1: 0, 2: 3, 3: 4})
+    error_codes: dict[int, int] = field(default_factory=dict)  # counter -> NVML error it raises
+
+
+@dataclass
 class FakeDevice:
     uuid: str = "GPU-00000000-0000-0000-0000-000000000000"
     name: str = "NVIDIA H100 80GB HBM3"
@@ -149,6 +177,21 @@ class FakeDevice:
     ecc_corrected: int = 5
     ecc_uncorrected: int = 1
     throttle_reasons: int = 0x4 | 0x40
+    ecc_corrected_aggregate: int = 17
+    ecc_uncorrected_aggregate: int = 2
+    # cause (0 = multiple single-bit, 1 = double-bit) -> retired page addresses
+    retired_pages: dict[int, list[int]] = field(default_factory=lambda: {0: [0x1000, 0x2000], 1: [0x3000]})
+    retired_pending: int = 0
+    remapped_rows: tuple[int, int, int, int] = (3, 0, 0, 0)  # correctable, uncorrectable, pending, failure
+    pcie_replays: int = 7
+    # nvmlPerfPolicyType_t -> violation time in ns
+    violations_ns: dict[int, int] = field(default_factory=lambda: {
+        0: 12_500_000_000, 1: 3_000_000_000, 2: 0, 3: 1_000_000, 4: 40_000_000_000, 5: 0})
+    encoder_util: int = 12
+    decoder_util: int = 34
+    grid_license: int | None = None  # None: not a vGPU; else the vGPU feature's state (1 = licensed)
+    nvlinks: list[FakeLink] = field(default_factory=list)
+    nvlink_speed_mbps: int = 26_562
     mig_mode: int = NVML_DEVICE_MIG_DISABLE
     max_mig: int = 7  # 0 = not MIG-capable (calls answer NOT_SUPPORTED)
     mig_devices: dict[int, FakeMigDevice] = field(default_factory=dict)  # slot -> device
@@ -364,11 +407,28 @@ class FakeNvml(types.ModuleType):
             NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION: dev.energy_mj,
             NVML_FI_DEV_ECC_SBE_VOL_TOTAL: dev.ecc_corrected,
             NVML_FI_DEV_ECC_DBE_VOL_TOTAL: dev.ecc_uncorrected,
+            NVML_FI_DEV_ECC_SBE_AGG_TOTAL: dev.ecc_corrected_aggregate,
+            NVML_FI_DEV_ECC_DBE_AGG_TOTAL: dev.ecc_uncorrected_aggregate,
+            NVML_FI_DEV_RETIRED_SBE: len(dev.retired_pages.get(0, [])),
+            NVML_FI_DEV_RETIRED_DBE: len(dev.retired_pages.get(1, [])),
+            NVML_FI_DEV_RETIRED_PENDING: dev.retired_pending,
+            NVML_FI_DEV_PCIE_REPLAY_COUNTER: dev.pcie_replays,
         }
+        if dev.nvlinks:
+            known[NVML_FI_DEV_NVLINK_SPEED_MBPS_COMMON] = dev.nvlink_speed_mbps
         out = []
-        for fid in field_ids:
-            fv = _FieldValue(fieldId=fid, valueType=_FIELD_TYPES.get(fid, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG))
-            if fid in dev.field_errors:
+        for item in field_ids:
+            # pynvml takes a field id, or (field id, scope id) for per-link fields
+            fid, scope = item if isinstance(item, tuple) else (item, 0)
+            fv = _FieldValue(fieldId=fid, scopeId=scope,
+                             valueType=_FIELD_TYPES.get(fid, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG))
+            if fid in (NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX):
+                if scope >= len(dev.nvlinks) or fid in dev.field_errors:
+                    fv.nvmlReturn = dev.field_errors.get(fid, NVML_ERROR_NOT_SUPPORTED)
+                else:
+                    link = dev.nvlinks[scope]
+                    fv.value.ullVal = link.tx_kib if fid == NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX else link.rx_kib
+            elif fid in dev.field_errors:
                 fv.nvmlReturn = dev.field_errors[fid]
             elif fid not in known:
                 fv.nvmlReturn = NVML_ERROR_NOT_SUPPORTED
@@ -384,8 +444,65 @@ class FakeNvml(types.ModuleType):
 
     def nvmlDeviceGetTotalEccErrors(self, h: FakeHandle, error_type: int, counter_type: int) -> int:
         dev = self._enter("nvmlDeviceGetTotalEccErrors", h)
-        assert dev is not None and counter_type == NVML_VOLATILE_ECC
-        return dev.ecc_corrected if error_type == NVML_MEMORY_ERROR_TYPE_CORRECTED else dev.ecc_uncorrected
+        assert dev is not None and counter_type in (NVML_VOLATILE_ECC, NVML_AGGREGATE_ECC)
+        corrected = error_type == NVML_MEMORY_ERROR_TYPE_CORRECTED
+        if counter_type == NVML_AGGREGATE_ECC:
+            return dev.ecc_corrected_aggregate if corrected else dev.ecc_uncorrected_aggregate
+        return dev.ecc_corrected if corrected else dev.ecc_uncorrected
+
+    # ---- health ----------------------------------------------------------------------------------
+    def nvmlDeviceGetRemappedRows(self, h: FakeHandle) -> tuple[int, int, int, int]:
+        return self._enter("nvmlDeviceGetRemappedRows", h).remapped_rows  # type: ignore[union-attr]
+
+    def nvmlDeviceGetRetiredPages(self, h: FakeHandle, cause: int) -> list[int]:
+        return list(self._enter("nvmlDeviceGetRetiredPages", h).retired_pages.get(cause, []))  # type: ignore[union-attr]
+
+    def nvmlDeviceGetRetiredPagesPendingStatus(self, h: FakeHandle) -> int:
+        return self._enter("nvmlDeviceGetRetiredPagesPendingStatus", h).retired_pending  # type: ignore[union-attr]
+
+    def nvmlDeviceGetPcieReplayCounter(self, h: FakeHandle) -> int:
+        return self._enter("nvmlDeviceGetPcieReplayCounter", h).pcie_replays  # type: ignore[union-attr]
+
+    def nvmlDeviceGetViolationStatus(self, h: FakeHandle, policy: int) -> types.SimpleNamespace:
+        dev = self._enter("nvmlDeviceGetViolationStatus", h)
+        assert dev is not None
+        if policy not in dev.violations_ns:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return types.SimpleNamespace(referenceTime=1_700_000_000_000_000, violationTime=dev.violations_ns[policy])
+
+    def nvmlDeviceGetEncoderUtilization(self, h: FakeHandle) -> list[int]:
+        return [self._enter("nvmlDeviceGetEncoderUtilization", h).encoder_util, 167_000]  # type: ignore[union-attr]
+
+    def nvmlDeviceGetDecoderUtilization(self, h: FakeHandle) -> list[int]:
+        return [self._enter("nvmlDeviceGetDecoderUtilization", h).decoder_util, 167_000]  # type: ignore[union-attr]
+
+    def nvmlDeviceGetGridLicensableFeatures(self, h: FakeHandle) -> types.SimpleNamespace:
+        dev = self._enter("nvmlDeviceGetGridLicensableFeatures", h)
+        assert dev is not None
+        if dev.grid_license is None:
+            return types.SimpleNamespace(isGridLicenseSupported=0, licensableFeaturesCount=0, gridLicensableFeatures=[])
+        feature = types.SimpleNamespace(featureCode=NVML_GRID_LICENSE_FEATURE_CODE_VGPU, featureState=dev.grid_license)
+        return types.SimpleNamespace(isGridLicenseSupported=1, licensableFeaturesCount=1,
+                                     gridLicensableFeatures=[feature])
+
+    # ---- NVLink ----------------------------------------------------------------------------------
+    def _link(self, fn: str, h: FakeHandle, link: int) -> FakeLink:
+        dev = self._enter(fn, h)
+        assert dev is not None
+        if not dev.nvlinks:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        if not 0 <= link < len(dev.nvlinks):
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        return dev.nvlinks[link]
+
+    def nvmlDeviceGetNvLinkState(self, h: FakeHandle, link: int) -> int:
+        return self._link("nvmlDeviceGetNvLinkState", h, link).active
+
+    def nvmlDeviceGetNvLinkErrorCounter(self, h: FakeHandle, link: int, counter: int) -> int:
+        got = self._link("nvmlDeviceGetNvLinkErrorCounter", h, link)
+        if counter in got.error_codes:
+            raise NVMLError(got.error_codes[counter])
+        return got.errors[counter]
 
     def nvmlDeviceGetFanSpeed(self, h: FakeHandle) -> int:
         return self._enter("nvmlDeviceGetFanSpeed", h).fan_speed  # type: ignore[union-attr]

@@ -30,7 +30,7 @@ from gpufleet.backends.nvml_lib import LIBRARY_MISSING
 from gpufleet.catalogue import keys
 from gpufleet.snapshot import Gpu
 
-GPM = {1: 50.0, 2: 40.0, 3: 30.0, 5: 20.0, 10: 12.5}
+GPM = {1: 50.0, 2: 40.0, 3: 30.0, 5: 20.0, 10: 12.5, 11: 5.0, 12: 25.0, 13: 10.0}
 
 # Every reading of a default FakeDevice, in base units, after a second sample (GPM needs two).
 EXPECTED: dict[str, float] = {
@@ -65,6 +65,28 @@ EXPECTED: dict[str, float] = {
     "sm_occupancy_ratio": 0.3,
     "tensor_active_ratio": 0.2,
     "dram_active_ratio": 0.125,
+    "fp64_active_ratio": 0.05,
+    "fp32_active_ratio": 0.25,
+    "fp16_active_ratio": 0.1,
+    "memory_reserved_bytes": 500_000_000.0,
+    "ecc_corrected_errors_aggregate_total": 17.0,
+    "ecc_uncorrected_errors_aggregate_total": 2.0,
+    "retired_pages_single_bit_total": 2.0,
+    "retired_pages_double_bit_total": 1.0,
+    "retired_pages_pending": 0.0,
+    "pcie_replays_total": 7.0,
+    "remapped_rows_correctable_total": 3.0,
+    "remapped_rows_uncorrectable_total": 0.0,
+    "remapped_rows_pending": 0.0,
+    "remapped_rows_failure": 0.0,
+    "throttle_power_seconds_total": 12.5,
+    "throttle_thermal_seconds_total": 3.0,
+    "throttle_sync_boost_seconds_total": 0.0,
+    "throttle_board_limit_seconds_total": 0.001,
+    "throttle_low_utilization_seconds_total": 40.0,
+    "throttle_reliability_seconds_total": 0.0,
+    "encoder_utilization_ratio": 0.12,
+    "decoder_utilization_ratio": 0.34,
 }
 
 
@@ -129,6 +151,8 @@ def test_one_sample_costs_one_call_per_reading() -> None:
         "nvmlDeviceGetClockInfo", "nvmlDeviceGetClockInfo", "nvmlDeviceGetPerformanceState",
         "nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetComputeRunningProcesses_v3",
         "nvmlDeviceGetGraphicsRunningProcesses_v3", "nvmlGpmSampleGet",
+        "nvmlDeviceGetRemappedRows", "nvmlDeviceGetEncoderUtilization", "nvmlDeviceGetDecoderUtilization",
+        *["nvmlDeviceGetViolationStatus"] * 6,
     ])
     # once per sample, for all devices: the non-blocking event poll and the GPM difference
     assert sorted(name for name, dev in fake.calls if dev is None) == ["nvmlEventSetWait_v2", "nvmlGpmMetricsGet"]
@@ -138,6 +162,7 @@ def test_one_sample_costs_one_call_per_reading() -> None:
     b.sample()
     assert fake.count("nvmlDeviceGetEnforcedPowerLimit") == 1
     assert fake.count("nvmlDeviceGetMigMode") == 1
+    assert fake.count("nvmlDeviceGetGridLicensableFeatures") == 1
     assert fake.count("nvmlDeviceGetUUID") == fake.count("nvmlDeviceGetMaxClockInfo") == 0
     # PCIe throughput blocks ~20 ms per call in the driver, so it rides the slow cadence too
     assert sorted(n for n, d in fake.calls if d == 0 and n == "nvmlDeviceGetPcieThroughput") == [
@@ -166,7 +191,8 @@ def test_power_limit_change_seen_after_refresh() -> None:
     ("function", "absent"),
     [
         ("nvmlDeviceGetUtilizationRates", {"utilization_ratio", "memory_bandwidth_utilization_ratio"}),
-        ("nvmlDeviceGetMemoryInfo_v2", {"memory_used_bytes", "memory_free_bytes", "memory_total_bytes"}),
+        ("nvmlDeviceGetMemoryInfo_v2", {"memory_used_bytes", "memory_free_bytes", "memory_total_bytes",
+                                        "memory_reserved_bytes"}),
         ("nvmlDeviceGetTemperatureV", {"temperature_celsius"}),
         ("nvmlDeviceGetFanSpeed", {"fan_speed_ratio"}),
         ("nvmlDeviceGetPowerUsage", {"power_watts"}),
@@ -180,6 +206,16 @@ def test_power_limit_change_seen_after_refresh() -> None:
         # energy and ECC then come from their own calls; memory temperature has none
         ("nvmlDeviceGetFieldValues", {"memory_temperature_celsius"}),
         ("nvmlDeviceGetTotalEccErrors", set()),  # not called while field values work
+        ("nvmlDeviceGetRemappedRows", {"remapped_rows_correctable_total", "remapped_rows_uncorrectable_total",
+                                       "remapped_rows_pending", "remapped_rows_failure"}),
+        ("nvmlDeviceGetViolationStatus", {"throttle_power_seconds_total", "throttle_thermal_seconds_total",
+                                          "throttle_sync_boost_seconds_total", "throttle_board_limit_seconds_total",
+                                          "throttle_low_utilization_seconds_total",
+                                          "throttle_reliability_seconds_total"}),
+        ("nvmlDeviceGetEncoderUtilization", {"encoder_utilization_ratio"}),
+        ("nvmlDeviceGetDecoderUtilization", {"decoder_utilization_ratio"}),
+        ("nvmlDeviceGetGridLicensableFeatures", set()),  # not a vGPU: absent either way
+        ("nvmlDeviceGetPcieReplayCounter", set()),  # not called while field values work
     ],
 )
 @pytest.mark.parametrize("code", [NVML_ERROR_NOT_SUPPORTED, NVML_ERROR_NO_PERMISSION, NVML_ERROR_UNKNOWN])
@@ -221,7 +257,7 @@ def test_function_not_found_in_driver_falls_back_to_older_variant() -> None:
     values = b.sample()[0].values
     # older functions give the same readings, except memory temperature (field values only)
     # and `used`, which v1 reports with the driver's reservation included
-    expected = {k: v for k, v in EXPECTED.items() if k != "memory_temperature_celsius"}
+    expected = {k: v for k, v in EXPECTED.items() if k not in ("memory_temperature_celsius", "memory_reserved_bytes")}
     expected["memory_used_bytes"] = 40_000_000_000.0 + 500_000_000
     assert values == expected
     assert fake.count("nvmlDeviceGetCurrentClocksThrottleReasons") == 2

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..snapshot import Gpu, GpuProcess, MigInstance
+from . import nvml_health, nvml_links
 from .base import BackendUnavailable
 from .nvml_lib import Absent, DeviceLost, NvmlLib
 
@@ -59,7 +60,7 @@ _FIELDS: tuple[tuple[int, str, float], ...] = (
     (83, "energy_joules_total", 1e-3),  # NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, mJ
     (3, "ecc_corrected_errors_total", 1.0),  # NVML_FI_DEV_ECC_SBE_VOL_TOTAL
     (4, "ecc_uncorrected_errors_total", 1.0),  # NVML_FI_DEV_ECC_DBE_VOL_TOTAL
-)
+) + nvml_health.FIELDS
 _FIELD_IDS = [f[0] for f in _FIELDS]
 # nvmlValue_t union member per nvmlValueType_t.
 _VALUE_MEMBER = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
@@ -71,6 +72,9 @@ _GPM_METRICS: tuple[tuple[int, str], ...] = (
     (3, "sm_occupancy_ratio"),  # SM_OCCUPANCY
     (5, "tensor_active_ratio"),  # ANY_TENSOR_UTIL
     (10, "dram_active_ratio"),  # DRAM_BW_UTIL
+    (11, "fp64_active_ratio"),  # FP64_UTIL
+    (12, "fp32_active_ratio"),  # FP32_UTIL
+    (13, "fp16_active_ratio"),  # FP16_UTIL
 )
 _GPM_MIG_METRICS: tuple[tuple[int, str], ...] = ((1, "graphics_engine_active_ratio"),)
 
@@ -169,6 +173,7 @@ class _Device:
     mig_ident: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # uuid -> gi, ci, profile
     gpm: _GpmPair | None = None
     gpm_mig: dict[int, _GpmPair] = field(default_factory=dict)
+    links: nvml_links.Links = field(default_factory=nvml_links.Links)
     xid: bool = False
     xid_total: int = 0
     last_xid: int = 0
@@ -284,6 +289,7 @@ class NvmlBackend:
                 if mhz:
                     dev.static[key] = mhz * 1e6
             dev.mig_slots = int(q("nvmlDeviceGetMaxMigDeviceCount", handle) or 0)
+            dev.links = nvml_links.discover(self._lib, handle, field_value)
             support = q("nvmlGpmQueryDeviceSupport", handle)
             if support is not None and getattr(support, "isSupportedDevice", False) and dev.gpm is None:
                 dev.gpm = self._new_pair()
@@ -348,6 +354,7 @@ class NvmlBackend:
         dev.slow_at = now
         limit_mw = q("nvmlDeviceGetEnforcedPowerLimit", h, sticky=sticky("power_limit"))
         dev.slow = {} if limit_mw is None else {"power_limit_watts": limit_mw / 1000.0}
+        nvml_health.read_slow(self._lib, h, dev.slow, sticky)
         # Each PCIe throughput call blocks ~20 ms while the driver measures, so it is read
         # on this slow cadence: 40 ms per GPU on every collection would dominate it.
         for key, counter in (("pcie_transmit_bytes_per_second", _PCIE_TX),
@@ -384,10 +391,18 @@ class NvmlBackend:
             v["memory_used_bytes"] = float(mem.used)
             v["memory_free_bytes"] = float(mem.free)
             v["memory_total_bytes"] = float(mem.total)
+            reserved = getattr(mem, "reserved", None)  # v2 only
+            if reserved is not None:
+                v["memory_reserved_bytes"] = float(reserved)
         temp = q(_TEMPERATURE, h, _TEMPERATURE_GPU, sticky=sticky("temp"))
         if temp is not None:
             v["temperature_celsius"] = float(temp)
         self._read_fields(dev, v, sticky)
+        nvml_health.read(self._lib, h, v, sticky)
+        now = self._clock()
+        links, link_totals = nvml_links.read(self._lib, h, dev.links, now,
+                                             now - dev.links.errors_at >= self._slow_refresh_s, field_value, sticky)
+        v.update(link_totals)
         fan = q("nvmlDeviceGetFanSpeed", h, sticky=sticky("fan"))
         if fan is not None:
             v["fan_speed_ratio"] = fan / 100.0  # may exceed 1 briefly: NVML reports >100% too
@@ -420,7 +435,7 @@ class NvmlBackend:
         events, dev.events = dev.events, []
         return Gpu(index=i, uuid=dev.uuid, model=dev.model, vendor=VENDOR, up=True, info=dict(dev.info),
                    values=v, throttle_reasons=names, processes=procs or [],
-                   mig=[m for m, _ in migs], events=events)
+                   mig=[m for m, _ in migs], links=links, events=events)
 
     def _read_fields(self, dev: _Device, v: dict[str, float], sticky: Callable[[str], Hashable]) -> None:
         """Memory temperature, energy and ECC totals in one nvmlDeviceGetFieldValues call."""
@@ -440,6 +455,7 @@ class NvmlBackend:
             count = q("nvmlDeviceGetTotalEccErrors", h, error_type, 0, sticky=sticky(key))  # 0 = volatile
             if count is not None:
                 v[key] = float(count)
+        nvml_health.read_without_fields(self._lib, h, v, sticky)
 
     def _read_mig(self, dev: _Device) -> list[tuple[MigInstance, Any]]:
         """MIG devices present now; identity cached by UUID (instances come and go)."""
