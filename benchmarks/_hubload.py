@@ -236,6 +236,7 @@ def main() -> int:
     emit("result", pushes=len(window), ok=sum(1 for r in window if 200 <= r[3] < 300),
          samples_ok=sum(r[4] for r in window if 200 <= r[3] < 300),
          latency_p50=pct(lat, 50), latency_p99=pct(lat, 99), latency_max=lat[-1] if lat else float("nan"),
+         done_max=max((r[1] + r[2] for r in window), default=float("nan")),
          slip_p50=pct(slip, 50), slip_p99=pct(slip, 99), slip_max=slip[-1] if slip else float("nan"),
          errors=errors[:5], error_count=len(errors),
          pushes_total=len(records), ok_total=sum(1 for r in records if 200 <= r[3] < 300))

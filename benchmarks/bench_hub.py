@@ -16,6 +16,14 @@ Goals (from the issue), every figure measured in this run, on loopback:
   and over HTTP); the fleet's latest snapshot of every node (GET /api/v1/snapshots) in <= 100 ms
   (after the ingest run, median of 20 over HTTP).
 
+The measurement interface (issue 14): `--nodes N --seconds S --warmup 0 --no-naive --json FILE`;
+warm-up 0 opens the window as the whole fleet joins (each node's first push registers its
+series), and FILE gets every figure, at least hub_rss_max_mib, vm_rss_max_mib,
+hub_cpu_s_per_million, vm_cpu_s_per_million and lag_max_s (the hub's own lag metric or the
+generator's due-to-answer time, whichever is worse), with VictoriaMetrics on the same load in
+the same run. RSS is sampled every 0.2 s through the window; the 7-day query also runs once a
+second over HTTP while the fleet pushes.
+
 --quick: 15 s window, 200 nodes. --profile DIR: also run py-spy over the hub during the window
 (perturbs the figures; for finding what costs, not for the record). Exit status 0 either way.
 """
@@ -210,10 +218,11 @@ def query_inprocess(path: str, start: float, end: float, runs: int) -> tuple[flo
     return median(times), points, res
 
 
-def query_http(c: Http, start: float, end: float, runs: int) -> tuple[float, int]:
+def query_http(c: Http, start: float, end: float, runs: int, warm: bool = True) -> tuple[float, int]:
     m_node, m_gpu = quote(f'node="{Q_NODE}"'), quote('gpu="0"')
     path = f"/api/v1/query_range?metric={Q_METRIC}&match={m_node}&match={m_gpu}&start={start}&end={end}&points=1000"
-    c.timed_get(path)
+    if warm:
+        c.timed_get(path)
     times, points = [], 0
     for _ in range(runs):
         dt, status, body = c.timed_get(path)
@@ -240,11 +249,69 @@ def register(c: Http, token: str, nodes: int) -> dict[str, str]:
     return creds
 
 
+def proc_rss_peak_bytes(pid: int) -> int:
+    """VmHWM (the kernel's peak resident set of the process so far) in bytes, 0 when absent."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler:
+    """The server's RSS every 0.2 s while the window runs (a 5 s poll misses short peaks)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self.on = pid, 0, threading.Event()
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            if self.on.is_set():
+                try:
+                    self.peak = max(self.peak, proc_rss_bytes(self.pid))
+                except OSError:
+                    return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class BusyQueries:
+    """The week query over HTTP once a second while the load runs (its own connection)."""
+
+    def __init__(self, port: int, key: str, start: float, end: float) -> None:
+        self.c = Http(port, key)
+        self.args = (start, end)
+        self.times: list[float] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                dt, _ = query_http(self.c, *self.args, 1, warm=False)
+                self.times.append(dt)
+            except (OSError, RuntimeError, http.client.HTTPException, ValueError):
+                self.errors += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._t.join(30)
+
+
 def drive(gen_args: list[str], server_pid: int, log: Path, poll: callable | None = None,
           profile_cmd: list[str] | None = None) -> dict:
-    """Run the load generator; sample server + generator CPU at the window's edges."""
+    """Run the load generator; sample server + generator CPU at the window's edges, RSS all along."""
     gen = Proc([PY, str(Path(__file__).parent / "_hubload.py"), *gen_args], log, stdout=subprocess.PIPE)
     events: queue.Queue = queue.Queue()
+    rss = RssSampler(server_pid)
 
     def reader() -> None:
         for line in gen.p.stdout:
@@ -272,6 +339,7 @@ def drive(gen_args: list[str], server_pid: int, log: Path, poll: callable | None
                 out["start_poll"] = poll() if poll else {}
                 out["rss_max"] = proc_rss_bytes(server_pid)
                 out["measuring"] = True
+                rss.on.set()
                 if profile_cmd:
                     prof = subprocess.Popen(profile_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             elif kind == "tick" and out.get("measuring"):
@@ -282,8 +350,10 @@ def drive(gen_args: list[str], server_pid: int, log: Path, poll: callable | None
                 out["t1"], out["cpu1"], out["gcpu1"] = time.monotonic(), proc_cpu_seconds(server_pid), \
                     proc_cpu_seconds(gen.pid)
                 out["measuring"] = False
+                rss.on.clear()
                 out["rss_end"] = proc_rss_bytes(server_pid)
-                out["rss_max"] = max(out["rss_max"], out["rss_end"])
+                out["rss_max"] = max(out["rss_max"], out["rss_end"], rss.peak)
+                out["rss_hwm"] = proc_rss_peak_bytes(server_pid)
                 out["end_poll"] = poll() if poll else {}
                 out["backlog"] = ev.get("backlog", 0)
             elif kind == "result":
@@ -292,6 +362,7 @@ def drive(gen_args: list[str], server_pid: int, log: Path, poll: callable | None
                 break
         gen.p.wait(60)
     finally:
+        rss.stop()
         gen.stop()
         if prof is not None:
             prof.wait(120)
@@ -366,7 +437,8 @@ def cpu_per_million_inprocess(work: Path, pushes: int) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="measurement window after warm-up")
-    ap.add_argument("--warmup", type=float, default=15.0)
+    ap.add_argument("--warmup", type=float, default=15.0,
+                    help="seconds of load before the window; 0: the whole fleet joins as the window opens")
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--interval", type=float, default=5.0)
     ap.add_argument("--connections", type=int, default=32,
@@ -375,6 +447,8 @@ def main() -> int:
     ap.add_argument("--no-vm", action="store_true")
     ap.add_argument("--no-naive", action="store_true")
     ap.add_argument("--profile", metavar="DIR", help="py-spy record the hub during the window into DIR")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON (keys: hub_rss_max_mib, "
+                    "vm_rss_max_mib, hub_cpu_s_per_million, vm_cpu_s_per_million, lag_max_s, ...)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()
     if a.quick:
@@ -451,10 +525,22 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
         gen_common = ["--nodes", str(a.nodes), "--interval", str(interval), "--warmup", str(a.warmup),
                       "--seconds", str(a.seconds), "--connections", str(a.connections)]
         print("# ingest: hub ...", flush=True)
-        h = drive(["--target", "hub", "--url", f"http://127.0.0.1:{port}", "--creds", str(work / "creds.json"),
-                   *gen_common], hub.pid, work / "gen-hub.log", hub_poll, profile_cmd)
+        busy = BusyQueries(port, key, start, end)
+        try:
+            h = drive(["--target", "hub", "--url", f"http://127.0.0.1:{port}", "--creds", str(work / "creds.json"),
+                       *gen_common], hub.pid, work / "gen-hub.log", hub_poll, profile_cmd)
+        finally:
+            busy.stop()
+        q_during = busy.times
+        print(f"# 7-day query over HTTP during ingest: {len(q_during)} queries, median "
+              f"{median(q_during) * 1e3:.2f} ms, p99 {percentile(q_during, 99) * 1e3:.2f} ms, "
+              f"max {max(q_during, default=float('nan')) * 1e3:.2f} ms, errors {busy.errors}")
         polls = [h["start_poll"], *h["polls"], h["end_poll"]]
-        lag_max = max(p["ingest_lag_max_seconds"] for p in polls)
+        # The hub's own lag metric (receipt minus snapshot time, max over a minute), or the
+        # generator's view (a push's due time to its answer) when that is worse: a push held
+        # back behind a busy hub is late even before the hub sees it.
+        lag_hub = max(p["ingest_lag_max_seconds"] for p in polls)
+        lag_max = max(lag_hub, h["result"].get("done_max", 0.0))
         samples = h["end_poll"]["ingest_samples_total"] - h["start_poll"]["ingest_samples_total"]
         rate = samples / h["wall"]
         hub_cpu_per_m = (h["cpu1"] - h["cpu0"]) / (samples / 1e6) if samples else float("nan")
@@ -473,6 +559,10 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
         n_snap = len(json.loads(body)["snapshots"])
         snap_times = [c.timed_get(path)[0] for _ in range(20)]
         snap_med = median(snap_times)
+        st_gz, body_gz = c.call("GET", path, headers={"Accept-Encoding": "gzip"})
+        snap_bytes, snap_gz_bytes = len(body), len(body_gz)
+        print(f"# /api/v1/snapshots: {snap_bytes / MiB:.2f} MiB plain, {snap_gz_bytes / MiB:.2f} MiB with "
+              f"Accept-Encoding: gzip")
         procs_times = [c.timed_get(path + "?processes=true")[0] for _ in range(5)]
         print(f"# /api/v1/snapshots: {n_snap} nodes, {len(body) / MiB:.1f} MiB, first {cold * 1e3:.1f} ms, "
               f"median of 20 {snap_med * 1e3:.1f} ms; with processes median of 5 {median(procs_times) * 1e3:.1f} ms")
@@ -557,6 +647,40 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
                  f"after ingest {q_busy * 1e3:.2f} ms", fmt_ratio(q_busy, q_http), "met" if q_http <= 0.020 else "not met"])
     rows.append([f"GET /api/v1/snapshots, {n_snap} nodes <= 100 ms (median of 20)", f"{snap_med * 1e3:.1f} ms",
                  f"first call {cold * 1e3:.1f} ms", "-", "met" if snap_med <= 0.100 else "not met"])
+    lag_goal = 5.0
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine_line(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "nodes": a.nodes, "interval_s": interval, "warmup_s": a.warmup, "seconds": a.seconds,
+        "samples_per_push": per_push, "expected_samples_per_s": expected,
+        "hub_samples_per_s": rate, "vm_samples_per_s": vmd.get("rate"),
+        "hub_rss_max_mib": h["rss_max"] / MiB, "hub_rss_end_mib": h["rss_end"] / MiB,
+        "hub_rss_hwm_mib": h["rss_hwm"] / MiB,
+        "vm_rss_max_mib": vmd["rss_max"] / MiB if vm else None,
+        "vm_rss_hwm_mib": vmd["rss_hwm"] / MiB if vm else None,
+        "hub_cpu_pct": h["cpu_pct"], "vm_cpu_pct": vmd.get("cpu_pct"),
+        "hub_cpu_s_per_million": hub_cpu_per_m, "vm_cpu_s_per_million": vmd.get("cpu_per_m"),
+        "lag_max_s": lag_max, "lag_hub_metric_max_s": lag_hub, "lag_goal_s": lag_goal,
+        "generator_backlog_at_end": h.get("backlog", 0),
+        "push_p50_ms": r["latency_p50"] * 1e3, "push_p99_ms": r["latency_p99"] * 1e3,
+        "vm_push_p50_ms": vmr["latency_p50"] * 1e3 if vm else None,
+        "vm_push_p99_ms": vmr["latency_p99"] * 1e3 if vm else None,
+        "pushes": r["pushes"], "pushes_ok": r["ok"], "slip_p99_s": r["slip_p99"],
+        "query_inprocess_ms": q_in * 1e3, "query_http_ms": q_http * 1e3, "query_after_ingest_ms": q_busy * 1e3,
+        "query_during_ingest_ms_median": median(q_during) * 1e3 if q_during else None,
+        "query_during_ingest_ms_p99": percentile(q_during, 99) * 1e3 if q_during else None,
+        "query_during_ingest_ms_max": max(q_during) * 1e3 if q_during else None,
+        "snapshots_ms_median": snap_med * 1e3, "snapshots_first_ms": cold * 1e3,
+        "snapshots_bytes": snap_bytes, "snapshots_gzip_bytes": snap_gz_bytes,
+        "rss_ratio": h["rss_max"] / vmd["rss_max"] if vm else None,
+        "cpu_per_million_ratio": hub_cpu_per_m / vmd["cpu_per_m"] if vm else None,
+    }
+    if naive:
+        result["inprocess_hub_cpu_s_per_million"] = naive["hub"]
+        result["inprocess_sqlite_cpu_s_per_million"] = naive["sqlite"]
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"# figures written to {a.json}")
     verdicts.append(f"VERDICT ingest: {'met' if (lag_ok and cpu_ok and rate_ok and ok_pushes) else 'NOT MET'} "
                     f"(lag max {lag_max:.2f} s, CPU {h['cpu_pct']:.1f}%, {rate:,.0f} samples/s, "
                     f"{r['ok']}/{r['pushes']} pushes ok)")
