@@ -121,6 +121,28 @@ def parse_path(raw: Any) -> Path:
     return Path(str(raw)).expanduser()
 
 
+def parse_ratio(raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{raw!r} is not a number from 0 to 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{value:g} is out of range: use a share from 0 to 1 (0.05 = 5%)")
+    return value
+
+
+def parse_groups(raw: Any) -> str:
+    """'unix', 'none', or a groups file, read now so a bad one stops the start with its name."""
+    text = parse_str(raw)
+    if text in ("unix", "none"):
+        return text
+    from .allocation.groups import load
+
+    path = Path(text).expanduser()
+    load(path)  # GroupsError (a ValueError) names the file and the problem
+    return str(path)
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     name: str  # key in YAML and dataclass field; CLI flag is --name with _ -> -
@@ -212,6 +234,17 @@ AGENT_OPTIONS: list[Option] = [
            "probed off the collection thread (true/false; default false)"),
     Option("processes_environ", parse_bool, "read processes' environment to find Slurm jobs and pods "
            "(true/false; default true)"),
+    Option("allocation_idle_below", parse_ratio, "busy share under which a held GPU counts as idle-held "
+           "(0 to 1; default 0.05)"),
+    Option("allocation_state_file", parse_path, "JSON allocation state file (DS01's gpu-state.json, or "
+           "{\"allocations\": [...]}) saying who holds which GPU"),
+    Option("allocation_slurm", parse_bool, "ask Slurm (squeue, scontrol) which job holds which GPU on this "
+           "node (true/false; default false)"),
+    Option("allocation_pod_resources", parse_str, "command printing the kubelet's pod-resources List response "
+           "as JSON (e.g. grpcurl ... v1.PodResourcesLister/List)"),
+    Option("allocation_refresh", parse_timeout, "seconds between questions to Slurm or the kubelet (default 30)"),
+    Option("groups", parse_groups, "users' groups: unix (primary Unix group; default), none, or a YAML/CSV "
+           "groups file"),
     Option("procfs", parse_path, "procfs root (for containers and tests)"),
     Option("sysfs", parse_path, "sysfs root"),
     Option("hub", parse_str, "hub URL to push snapshots to"),
@@ -245,6 +278,12 @@ class AgentConfig:
     collector_timeout: float = 10.0
     disks_remote_usage: bool = False
     processes_environ: bool = True
+    allocation_idle_below: float = 0.05
+    allocation_state_file: Path | None = None
+    allocation_slurm: bool = False
+    allocation_pod_resources: str | None = None
+    allocation_refresh: float = 30.0
+    groups: str = "unix"
     procfs: Path = Path("/proc")
     sysfs: Path = Path("/sys")
     hub: str | None = None

@@ -57,7 +57,13 @@ class AgentService:
             ctx = CollectContext(procfs=cfg.procfs, sysfs=cfg.sysfs, backend=backend,
                                  options={"node": cfg.node, "disks.remote_usage": cfg.disks_remote_usage,
                                           "processes.environ": cfg.processes_environ,
-                                          "processes.mask": cfg.mask})
+                                          "processes.mask": cfg.mask,
+                                          "allocation.idle_below": cfg.allocation_idle_below,
+                                          "allocation.state_file": cfg.allocation_state_file,
+                                          "allocation.slurm": cfg.allocation_slurm,
+                                          "allocation.pod_resources": cfg.allocation_pod_resources,
+                                          "allocation.refresh": cfg.allocation_refresh,
+                                          "groups": cfg.groups})
             collectors = build_collectors(ctx, cfg.collectors)
         except (ValueError, BackendUnavailable) as e:
             raise UserError(str(e)) from None

@@ -110,11 +110,16 @@ def _same_container(a: str, b: str) -> bool:
     return bool(a and b) and (a == b or (len(a) >= 12 and len(b) >= 12 and (a.startswith(b) or b.startswith(a))))
 
 
+_POD_UID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$|^[0-9a-f]{32}$")
+
+
 def covers(g: Grant, h: _Holder) -> bool:
-    """Whether a grant accounts for a holder seen through its processes."""
+    """Whether a grant (on the same slot) accounts for a holder seen through its processes."""
     if g.slurm_job and h.slurm_job:
         return g.slurm_job == h.slurm_job
     if g.pod and h.pod:
+        if _POD_UID.match(h.pod) and not _POD_UID.match(g.pod):
+            return True  # the process's pod is known only by UID: a pod on its granted slot is that pod
         return g.pod == h.pod and (not g.namespace or not h.namespace or g.namespace == h.namespace)
     if _same_container(g.container, h.container):
         return True
@@ -126,15 +131,25 @@ def _grant_holder(g: Grant) -> _Holder:
 
 
 def _merge(found: list[_Holder], granted: Sequence[Grant], managed: bool) -> list[_Holder]:
-    """Grants first (they name the job or container properly), then what processes show
-    that no grant covers: with any source configured, those containers are `unmanaged`."""
-    holders = [_grant_holder(g) for g in granted]
-    for h in found:
-        match = next((g for g in granted if covers(g, h)), None)
-        if match is not None:
-            continue
-        h.unmanaged = managed and bool(h.container or h.pod)
+    """Grants first (they name the job or container properly; what they leave out, such as a
+    pod's user, comes from the processes they cover), then what processes show that no grant
+    covers: with any source configured, those containers and pods are `unmanaged`."""
+    holders: list[_Holder] = []
+    covered: set[int] = set()
+    for g in granted:
+        h = _grant_holder(g)
+        for i, f in enumerate(found):
+            if covers(g, f):
+                covered.add(i)
+                if not g.user:
+                    h.user = f.user
+                h.slurm_job = h.slurm_job or f.slurm_job
+                h.namespace = h.namespace or f.namespace
         holders.append(h)
+    for i, f in enumerate(found):
+        if i not in covered:
+            f.unmanaged = managed and bool(f.container or f.pod)
+            holders.append(f)
     return holders
 
 
