@@ -120,6 +120,9 @@ def _hub_options(f: Any) -> Any:
                      help="HOST:PORT for the API and web UI (loopback unless told)"),
         click.option("--data", "data", default="gpufleet-data", show_default=True, envvar="GPUFLEET_DATA",
                      type=click.Path(file_okay=False, path_type=Path), help="data directory"),
+        click.option("--public-url", envvar="GPUFLEET_PUBLIC_URL", metavar="URL",
+                     help="the URL agents and browsers reach this hub at (a proxy's, say); shown in the join "
+                          "command [default: the listen address; on 0.0.0.0 or ::, this machine's primary address]"),
         click.option("--targets", type=click.Path(dir_okay=False, path_type=Path), envvar="GPUFLEET_TARGETS",
                      help="YAML file of exporters to pull (file_sd format); reloaded when it changes"),
         click.option("--remote-write", envvar="GPUFLEET_REMOTE_WRITE",
@@ -171,6 +174,8 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Hub, socket.socket]:
         host, port = parse_listen(kw["listen"])
     except ValueError as e:
         raise UserError(f"--listen: {e}") from None
+    if kw["public_url"] is not None:
+        kw["public_url"] = _check_public_url(kw["public_url"])
     for flag in ("targets", "rules", "notify"):
         if kw[flag] is not None and not kw[flag].exists():
             raise UserError(f"--{flag}: file {kw[flag]} does not exist")
@@ -204,24 +209,72 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Hub, socket.socket]:
     return hub, sock
 
 
+def _check_public_url(raw: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        p = urlsplit(raw.strip())
+        p.port  # noqa: B018  (raises on a bad port)
+    except ValueError as e:
+        raise UserError(f"--public-url: {raw!r} is not a URL: {e}") from None
+    if p.scheme not in ("http", "https") or not p.hostname or p.query or p.fragment or p.username:
+        raise UserError(f"--public-url: {raw!r} must be http(s)://HOST[:PORT][/PATH], e.g. https://gpus.example.org")
+    from .netaddr import is_wildcard
+
+    if is_wildcard(p.hostname):
+        raise UserError(f"--public-url: {p.hostname} is not an address others can reach: give this machine's "
+                        "name or address")
+    return raw.strip().rstrip("/")
+
+
 def _access(kw: dict[str, Any]) -> AccessOptions:
+    from urllib.parse import urlsplit
+
     from .config import parse_listen
     from .hub.auth.options import AccessOptions
 
-    return AccessOptions(anonymous_read=kw["anonymous_read"], allowed_hosts=list(kw["allowed_hosts"]),
+    allowed = list(kw["allowed_hosts"])
+    if kw.get("public_url"):
+        allowed.append(urlsplit(kw["public_url"]).hostname or "")  # requests through it name it as Host
+    return AccessOptions(anonymous_read=kw["anonymous_read"], allowed_hosts=allowed,
                          listen_host=parse_listen(kw["listen"])[0])
 
 
-def _announce(hub: Hub, what: str, login: Callable[[str], None] | None = None) -> Callable[[str], None]:
-    def announce(url: str) -> None:
+def _reachable_url(kw: dict[str, Any], url: str) -> tuple[str, str]:
+    """(the URL to show, a note or "") for the hub serving at `url` (its bound socket)."""
+    from urllib.parse import urlsplit
+
+    from .netaddr import host_port, is_loopback, is_wildcard, reachable_host
+
+    if kw.get("public_url"):
+        return kw["public_url"], ""
+    p = urlsplit(url)
+    host, port = p.hostname or "", p.port or 0
+    if is_wildcard(host):
+        return f"{p.scheme}://{host_port(reachable_host(host), port)}", ""
+    if is_loopback(host):
+        return url, (f"(this hub listens on {host} only: agents on other machines need `--listen "
+                     f"0.0.0.0:{port}` here, or a proxy and --public-url)")
+    return url, ""
+
+
+def _announce(hub: Hub, what: str, kw: dict[str, Any],
+              login: Callable[[str], None] | None = None) -> Callable[[str], None]:
+    def announce(bound: str) -> None:
+        url, note = _reachable_url(kw, bound)
         click.echo(f"gpufleet {what} {__version__}: web UI and API at {url}/  (data in {hub.opts.data})")
         if login is not None:
             login(url)
         token = hub.first_token()
         if token:
             click.echo("Agents join with this token (shown once; more with `gpufleet token create`). Put it in a")
-            click.echo("file of mode 0600 on each node and run `gpufleet agent --hub URL --token-file FILE`:")
+            click.echo("file of mode 0600 (FILE) on each node and run:")
+            click.echo(f"  gpufleet agent --hub {url} --token-file FILE --listen 0.0.0.0:9401")
+            if note:
+                click.echo(f"  {note}")
             click.echo(f"  {token}")
+        elif note:
+            click.echo(note)
     return announce
 
 
@@ -241,7 +294,7 @@ def hub(**kw: Any) -> None:
         if hint:
             click.echo(hint)
 
-    serve(h, sock, _announce(h, "hub", login), access=access)
+    serve(h, sock, _announce(h, "hub", kw, login), access=access)
 
 
 @cli.command()
@@ -274,7 +327,7 @@ def up(simulate: int | None, simulate_if_no_gpu: int | None, no_agent: bool, int
     def login(url: str) -> None:
         click.echo(f"Log in (a one-time link, valid 10 minutes): {url}{local_admin_link(h.opts.data)}")
 
-    announce = _announce(h, "up", login)
+    announce = _announce(h, "up", kw, login)
 
     def _say(url: str) -> None:
         if note:
@@ -413,11 +466,15 @@ _DATA_OPTION = click.option("--data", default="gpufleet-data", show_default=True
 @_DATA_OPTION
 def node_list(data: Path) -> None:
     """Every node the hub knows: name, how it reports (push/pull), registered or revoked."""
+    from .hub.sd import sd_problem
+
     st = _state(data)
     try:
         for rec in st.nodes():
             state = "revoked" if rec.revoked is not None else rec.status
-            click.echo(f"{rec.name}  {rec.source}  {state}  {rec.agent_url or '-'}")
+            problem = sd_problem(rec)
+            click.echo(f"{rec.name}  {rec.source}  {state}  {rec.agent_url or '-'}"
+                       + (f"  (not in service discovery: {problem})" if problem else ""))
     finally:
         st.close()
 
@@ -465,9 +522,10 @@ def sd(out: Path, data: Path) -> None:
 
     st = _state(data)
     try:
-        from .hub.sd import sd_groups
+        from .hub.sd import sd_groups, sd_problem
 
-        groups = sd_groups(st.nodes())
+        rows = st.nodes()
+        groups = sd_groups(rows)
     finally:
         st.close()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -476,6 +534,10 @@ def sd(out: Path, data: Path) -> None:
         json.dump(groups, f, indent=2)
     os.replace(tmp, out)
     click.echo(f"wrote {len(groups)} target(s) to {out}")
+    for rec in rows:
+        problem = sd_problem(rec)
+        if problem and rec.revoked is None:
+            click.echo(f"left out: {problem}", err=True)
 
 
 @cli.command()

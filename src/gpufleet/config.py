@@ -38,6 +38,21 @@ def parse_listen(raw: Any) -> tuple[str, int]:
     return host, port
 
 
+def parse_advertise(raw: Any) -> tuple[str, int]:
+    """'HOST:PORT' or 'HOST' (port 0: the one the agent listens on) that others reach the agent at."""
+    text = str(raw).strip()
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\](?::(\d+))?|([^:\[\]\s/@]+)(?::(\d+))?|([0-9a-fA-F:]+)", text)
+    if not m:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 10.0.0.7:9401, gpu01.lab:9401 or [2001:db8::7]:9401)")
+    host = m.group(1) or m.group(3) or m.group(5)
+    port = int(m.group(2) or m.group(4) or 0)
+    if host in ("0.0.0.0", "::"):
+        raise ValueError(f"{host} is not an address others can reach: give this node's address or name")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    return host, port
+
+
 def parse_interval(raw: Any) -> float:
     try:
         value = float(raw)
@@ -219,6 +234,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 AGENT_OPTIONS: list[Option] = [
     Option("listen", parse_listen, "HOST:PORT to serve /metrics on (loopback unless told)"),
+    Option("advertise", parse_advertise, "HOST:PORT the hub and Prometheus reach this agent at (default: the "
+           "listen address; on 0.0.0.0 or ::, this node's primary address)"),
     Option("node", parse_str, "node name (default: the hostname)"),
     Option("simulate", parse_str, "simulate accelerators with a named profile, e.g. 8xH100"),
     Option("backend", parse_str, "|".join(BACKEND_CHOICES)),
@@ -267,6 +284,7 @@ AGENT_OPTIONS: list[Option] = [
 @dataclass(slots=True)
 class AgentConfig:
     listen: tuple[str, int] = ("127.0.0.1", 9401)
+    advertise: tuple[str, int] | None = None
     node: str = field(default_factory=socket.gethostname)
     simulate: str | None = None
     backend: str = "auto"

@@ -102,7 +102,8 @@ def test_prometheus_keeps_the_fleet_when_a_bad_label_is_tried(tmp_path: Path) ->
         key_file = tmp_path / "hub.key"
         key_file.write_text(make_api_key(data, "viewer", user="prometheus"))
         good = httpx.post(f"{url}/api/v1/register", headers=auth, timeout=10,
-                          json={"node": "good", "labels": {"rack": "r1"}, "agent_url": "http://127.0.0.1:1"})
+                          json={"node": "good", "labels": {"rack": "r1"}, "agent_url": "http://127.0.0.1:1",
+                                "advertised": True})
         assert good.status_code == 200
         bad = httpx.post(f"{url}/api/v1/register", headers=auth, timeout=10,
                          json={"node": "bad", "labels": {"bad-name": "x"}, "agent_url": "http://127.0.0.1:2"})

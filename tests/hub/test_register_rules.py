@@ -114,6 +114,7 @@ def test_http_sd_filters_rows_stored_before_the_rules(tmp_path: Path) -> None:
     class Row:
         def __init__(self, name: str, labels: dict, url: str) -> None:
             self.name, self.labels, self.agent_url, self.source = name, labels, url, "push"
+            self.advertised = False
 
     rows = [
         Row("a", {"bad-name": "x", "__metrics_path__": "/m", "__param_x": "1", "rack": "r1"}, "http://10.0.0.1:9401"),

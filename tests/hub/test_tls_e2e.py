@@ -60,7 +60,7 @@ def test_selfsigned_hub_and_agents(tmp_path: Path) -> None:
             agents.append(p)
             return p
 
-        good = agent("trusting", "--ca", str(certs / "ca.pem"), *tls)
+        good = agent("trusting", "--ca", str(certs / "ca.pem"), "--advertise", "127.0.0.1", *tls)
         plain = agent("no-ca")
         wrong = agent("wrong-ca", "--ca", str(other / "ca.pem"))
         _wait(lambda: _node_seen(url, ca, "trusting"), what="the agent with --ca pushing over TLS")

@@ -23,7 +23,6 @@ import logging
 import os
 import random
 import re
-import socket
 import ssl
 import threading
 import time
@@ -35,6 +34,7 @@ import httpx
 
 from .. import __version__, clock
 from ..errors import UserError
+from ..netaddr import host_port, reachable_host
 from ..snapshot import NodeSnapshot, to_json
 from ..syntax import normalize_hub_url, redact_url
 from ..tls import client_verify, describe_tls_error
@@ -69,16 +69,22 @@ def default_spool_dir(hub: str, node: str) -> Path:
     return base / "gpufleet" / "spool" / f"{safe_node}-{digest}"
 
 
-def agent_url_for(listen: tuple[str, int], scheme: str = "http") -> str | None:
-    """Where the hub can reach this agent's HTTP server, or None when that is not known up front."""
-    host, port = listen
-    if port == 0:  # ephemeral port: only known after bind; the caller may set Pusher.agent_url
+def agent_url_for(listen: tuple[str, int], scheme: str = "http",
+                  advertise: tuple[str, int] | None = None) -> str | None:
+    """Where the hub and Prometheus reach this agent, or None when not known before binding.
+
+    --advertise wins; on a wildcard listen address it is this node's primary address (the
+    host name often resolves to 127.0.1.1 on Debian); a loopback address is sent as it is,
+    and the hub leaves such an agent out of service discovery, saying why.
+    """
+    host, port = advertise if advertise is not None else listen
+    if advertise is not None and port == 0:
+        port = listen[1]  # --advertise HOST: the port the agent listens on
+    if port == 0:  # ephemeral port: only known after bind; the caller sets Pusher.agent_url
         return None
-    if host in ("", "0.0.0.0", "::"):
-        host = socket.gethostname()
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
+    if advertise is None:
+        host = reachable_host(host)
+    return f"{scheme}://{host_port(host, port)}"
 
 
 # ---- the pusher -------------------------------------------------------------------------------
@@ -97,6 +103,7 @@ class Pusher:
         token: str | None = None,
         labels: dict[str, str] | None = None,
         agent_url: str | None = None,
+        advertised: bool = False,
         batch_size: int = DEFAULT_BATCH,
         max_body_bytes: int = DEFAULT_MAX_BODY,
         backoff_base: float = 1.0,
@@ -112,6 +119,7 @@ class Pusher:
         self.credentials = credentials
         self.labels = dict(labels or {})
         self.agent_url = agent_url
+        self.advertised = advertised  # agent_url came from --advertise: the hub trusts even a loopback one
         self.batch_size = max(1, batch_size)
         self.backoff_base = backoff_base
         self.backoff_cap = max(backoff_cap, backoff_base)
@@ -329,6 +337,8 @@ class Pusher:
                             "(create one with `gpufleet token create`)", self._display)
             return False
         body: dict[str, object] = {"node": self.node, "labels": self.labels, "agent_url": self.agent_url}
+        if self.advertised:
+            body["advertised"] = True
         if self._previous:
             body["credential"] = self._previous
         try:
@@ -494,7 +504,8 @@ def attach_pusher(service: AgentService, cfg: AgentConfig, **kwargs: object) -> 
     spool = Spool(spool_dir)
     scheme = "https" if cfg.tls_cert else "http"
     pusher = Pusher(hub, cfg.node, spool, credentials, token=cfg.token, labels=cfg.labels,
-                    agent_url=agent_url_for(cfg.listen, scheme), verify=client_verify(cfg.ca),
+                    agent_url=agent_url_for(cfg.listen, scheme, cfg.advertise),
+                    advertised=cfg.advertise is not None, verify=client_verify(cfg.ca),
                     **kwargs)  # type: ignore[arg-type]
     listener: Callable[[NodeSnapshot], None] = pusher.enqueue
     service.listeners.append(listener)

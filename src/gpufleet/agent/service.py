@@ -220,7 +220,13 @@ class AgentService:
 
             self.pusher = attach_pusher(self, self.cfg)
             if self.pusher is not None and self.pusher.agent_url is None:
-                self.pusher.agent_url = url
+                from urllib.parse import urlsplit
+
+                from .push import agent_url_for
+
+                port = urlsplit(url).port or 0  # the port bound for --listen HOST:0
+                self.pusher.agent_url = agent_url_for((self.cfg.listen[0], port), url.partition(":")[0],
+                                                      self.cfg.advertise)
             if self.pusher is not None and self.run_as is not None:
                 from .commands import attach_commands
 

@@ -50,6 +50,9 @@ class RegisterBody(BaseModel):
                                   "this node's agent (no path, query or user:password@)")
     credential: str | None = Field(default=None, description=(
         "the node's current credential: required to register a name that is already registered"))
+    advertised: bool = Field(default=False, description=(
+        "agent_url was given explicitly (`gpufleet agent --advertise`): listed in service discovery even "
+        "when it is a loopback address; otherwise an agent on loopback only is left out"))
 
 
 SENT_AT = "x-gpufleet-sent-at"  # the agent's clock when it sent the push: the hub measures skew
@@ -162,7 +165,7 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
         cred = await asyncio.to_thread(hub.register, secret, body.node, body.labels, agent_url,
-                                       credential=body.credential)
+                                       credential=body.credential, advertised=body.advertised)
         return RegisterReply(node=body.node, credential=cred, command_key=hub.command_key)
 
     @app.post("/api/v1/push", tags=["agents"], dependencies=[agent()], openapi_extra=bodies.PUSH_OPENAPI)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from ..snapshot import NodeSnapshot, to_json
+from .sd import sd_problem
 
 DEFAULT_INTERVAL = 5.0
 
@@ -23,6 +24,7 @@ class NodeView:
     labels: dict[str, str] = field(default_factory=dict)
     source: str = "push"
     agent_url: str | None = None
+    advertised: bool = False  # agent_url came from the agent's --advertise
     snapshot: NodeSnapshot | None = None
     json: bytes | None = None  # the latest snapshot as JSON, as pushed or encoded once on demand
     summary_json: bytes | None = None  # the same without the host process table
@@ -45,6 +47,8 @@ class NodeView:
             "timestamp": snap.timestamp if snap else None,
             "gpus": len(snap.gpus) if snap else 0, "backend": snap.backend if snap else "",
             "error": self.error, "clock_skew_seconds": self.clock_skew,
+            # where Prometheus scrapes it, or why service discovery leaves it out (UI, `gpufleet status`)
+            "agent_url": self.agent_url, "scrape_problem": sd_problem(self),
         }
 
 

@@ -220,7 +220,7 @@ class Hub:
     def _restore(self) -> None:
         for rec in self.state.nodes():
             v = self.fleet.view(rec.name)
-            v.labels, v.source, v.agent_url = rec.labels, rec.source, rec.agent_url
+            v.labels, v.source, v.agent_url, v.advertised = rec.labels, rec.source, rec.agent_url, rec.advertised
             v.status, v.since, v.last_seen = rec.status, rec.status_since, rec.last_seen
         for name, _ts, data in self.state.load_latest():
             try:
@@ -439,20 +439,20 @@ class Hub:
             raise IngestError(401, f"{problem}: create one on the hub with `gpufleet token create`")
 
     def register(self, secret: str, node: str, labels: dict[str, str], agent_url: str | None, *,
-                 credential: str | None = None) -> str:
+                 credential: str | None = None, advertised: bool = False) -> str:
         """`secret` is a join token or the node's own credential; `credential` the node's, if sent."""
         own = credential
         token: str | None = secret
         if own is None and self.state.credential_holder(secret) == node:
             own, token = secret, None
         try:
-            cred = self.state.register(node, labels, agent_url, token=token, credential=own)
+            cred = self.state.register(node, labels, agent_url, token=token, credential=own, advertised=advertised)
         except RegisterRefused as e:
             log.warning("refused registration of node %s: %s", node, e)
             raise IngestError(e.status, str(e)) from None
         self._registered.add(node)
         v = self.fleet.view(node)
-        v.labels, v.agent_url, v.source = labels, agent_url, "push"
+        v.labels, v.agent_url, v.source, v.advertised = labels, agent_url, "push", advertised
         log.info("node %s registered", node)
         return cred
 

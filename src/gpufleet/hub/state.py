@@ -42,6 +42,7 @@ ADDED_COLUMNS = (
     ("tokens", "expires", "REAL"),
     ("tokens", "used", "INTEGER NOT NULL DEFAULT 0"),
     ("nodes", "revoked", "REAL"),
+    ("nodes", "advertised", "INTEGER NOT NULL DEFAULT 0"),  # agent_url from --advertise: trusted as given
 )
 INDEXES = "CREATE INDEX IF NOT EXISTS nodes_credential ON nodes(credential_hash);"
 PREFIX_LEN = 12  # "gft_" + 8 characters: shown by `token list`, accepted by `token revoke`
@@ -93,6 +94,7 @@ class NodeRecord:
     status_since: float = 0.0
     last_seen: float | None = None
     revoked: float | None = None
+    advertised: bool = False  # the agent's --advertise gave agent_url (even a loopback one is meant)
 
 
 class HubState:
@@ -190,7 +192,8 @@ class HubState:
     # ---- nodes -----------------------------------------------------------------------------
 
     def register(self, name: str, labels: dict[str, str], agent_url: str | None, *,
-                 token: str | None = None, credential: str | None = None, now: float | None = None) -> str:
+                 token: str | None = None, credential: str | None = None, now: float | None = None,
+                 advertised: bool = False) -> str:
         """(Re)register a pushing node; returns its new credential (old ones stop working).
 
         A name some agent registered is that agent's: it registers again only by showing its
@@ -224,10 +227,11 @@ class HubState:
                                      " THEN NULL ELSE uses_left-1 END WHERE hash=?", (_hash(token or ""),))
                 self._db.execute(
                     "INSERT INTO nodes(name, credential_hash, labels, agent_url, source, registered, status,"
-                    " status_since) VALUES (?,?,?,?, 'push', ?, 'up', ?)"
+                    " status_since, advertised) VALUES (?,?,?,?, 'push', ?, 'up', ?, ?)"
                     " ON CONFLICT(name) DO UPDATE SET credential_hash=excluded.credential_hash,"
-                    " labels=excluded.labels, agent_url=excluded.agent_url, source='push'",
-                    (name, _hash(cred), json.dumps(labels), agent_url, now, now),
+                    " labels=excluded.labels, agent_url=excluded.agent_url, source='push',"
+                    " advertised=excluded.advertised",
+                    (name, _hash(cred), json.dumps(labels), agent_url, now, now, int(advertised)),
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -277,8 +281,9 @@ class HubState:
 
     def nodes(self) -> list[NodeRecord]:
         rows = self._exec("SELECT name, labels, agent_url, source, registered, status, status_since, last_seen,"
-                          " revoked FROM nodes ORDER BY name")
-        return [NodeRecord(n, json.loads(lb), u, s, r, st, ss, ls, rv) for n, lb, u, s, r, st, ss, ls, rv in rows]
+                          " revoked, advertised FROM nodes ORDER BY name")
+        return [NodeRecord(n, json.loads(lb), u, s, r, st, ss, ls, rv, bool(ad))
+                for n, lb, u, s, r, st, ss, ls, rv, ad in rows]
 
     def set_status(self, name: str, status: str, since: float, last_seen: float | None) -> None:
         self._exec("UPDATE nodes SET status=?, status_since=?, last_seen=? WHERE name=?",

@@ -34,6 +34,13 @@ function clockText(skew) {
   return `<span id="n-clock"${a > 60 ? ' class="warn" title="set this node\'s clock right (NTP)"' : ""}>${text}</span>`;
 }
 
+// Where Prometheus scrapes this node (http_sd), or why the hub leaves it out.
+function scrapeText() {
+  const n = init.node;
+  if (n.scrape_problem) return `<span id="n-scrape" class="warn">${esc(n.scrape_problem)}</span>`;
+  return n.agent_url && n.source === "push" ? `<span id="n-scrape">${esc(n.agent_url)}/metrics</span>` : "";
+}
+
 function renderHost() {
   const h = snap.host || {};
   const v = snap.values || {};
@@ -42,7 +49,7 @@ function renderHost() {
     ["Architecture", esc(h.arch)], ["Booted", h.boot_time ? `${when(h.boot_time)} (up ${duration(v.uptime_seconds)})` : ""],
     ["Backend", esc(snap.backend)], ["Agent", esc(snap.agent_version)], ["Source", esc(init.node.source)],
     ["Last report", `<span data-ts="${snap.timestamp}">${when(snap.timestamp)}</span>`],
-    ["Clock", clockText(status.clock_skew_seconds)],
+    ["Clock", clockText(status.clock_skew_seconds)], ["Scraped at", scrapeText()],
   ]);
   $("#n-cpu").innerHTML = kv([
     ["Model", esc(h.cpu_model)], ["Cores", `${num(v.cpu_cores)} logical, ${num(v.cpu_physical_cores)} physical`],
