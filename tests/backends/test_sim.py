@@ -175,6 +175,9 @@ def test_samples_encode_as_a_node_snapshot() -> None:
 def test_invariants_hold_for_any_sampling(name: str, seed: int, steps: list[float]) -> None:
     b, clock = make(name, seed)
     last_energy: dict[int, float] = {}
+    last_counter: dict[tuple[int, int, str], float] = {}  # (gpu, link or -1, key) -> value
+    counters = {m.key for m in catalogue.BY_SCOPE["gpu"] if m.kind == "counter"}
+    link_counters = {m.key for m in catalogue.BY_SCOPE["gpu_link"] if m.kind == "counter"}
     limit = PROFILES[name].model.power_limit_w  # type: ignore[union-attr]
     for dt in [0.0, *steps]:
         clock.t += dt
@@ -185,8 +188,16 @@ def test_invariants_hold_for_any_sampling(name: str, seed: int, steps: list[floa
             for k, x in v.items():
                 if k.endswith("_ratio"):
                     assert 0.0 <= x <= 1.0, (k, x)
+            # every counter only grows, per GPU and per link
+            got = [((g.index, -1, k), x) for k, x in v.items() if k in counters]
+            got += [((g.index, link.link, k), x) for link in g.links for k, x in link.values.items()
+                    if k in link_counters]
+            for key, x in got:
+                assert x >= last_counter.get(key, 0.0), key
+                last_counter[key] = x
             assert 0.0 <= v["memory_used_bytes"] <= v["memory_total_bytes"]
-            assert v["memory_used_bytes"] + v["memory_free_bytes"] == v["memory_total_bytes"]
+            assert v["memory_used_bytes"] + v["memory_free_bytes"] + v["memory_reserved_bytes"] == \
+                v["memory_total_bytes"]
             assert 0.0 < v["power_watts"] <= limit
             assert 15.0 <= v["temperature_celsius"] <= 100.0
             assert v["energy_joules_total"] >= last_energy.get(g.index, 0.0)

@@ -30,7 +30,8 @@ from typing import Callable
 import msgspec
 
 from ..snapshot import Gpu, GpuProcess, MigInstance, Owner
-from .sim_profiles import MigSlice, Profile, get_profile, profile_names
+from .sim_health import Health
+from .sim_profiles import Faults, MigSlice, Profile, get_profile, profile_names
 
 __all__ = ["SimBackend", "profile_names", "THROTTLE_BITS"]
 
@@ -38,6 +39,7 @@ STEP_S = 10.0  # longest physics step; samples further apart are integrated in s
 MAX_STEPS = 720  # most steps one sample integrates (a few ms of CPU at worst)
 MAX_CATCHUP_S = 2 * 86400.0  # longer clock jumps skip ahead instead of integrating it all
 MEAN_GAP_S = 420.0  # mean wait before a freed slot gets its next job (~80% allocated)
+MIB = 1024 * 1024
 CONTEXT_BYTES = 512 * 1024 * 1024  # what a process holds before it allocates its tensors
 
 # NVML clocks-event (throttle) reason bits, so the bitmask means what NVML's does.
@@ -179,6 +181,7 @@ class _Dev:
     xid_total: int = 0
     last_xid: int = 0
     lost_until: float = 0.0  # fallen off the bus until then (XID 79)
+    health: Health | None = None
     events: list[str] = field(default_factory=list)
     forced_temp: float | None = None
     forced_util: float | None = None
@@ -207,6 +210,9 @@ class SimBackend:
         self._clock = clock
         # A str seed is hashed with SHA-512 by random.seed: stable across processes.
         self._rng = random.Random(f"gpufleet-sim|{profile}|{seed}|{node}")
+        # Health counters draw from their own stream, so adding them changed no older reading.
+        self._hrng = random.Random(f"gpufleet-sim-health|{profile}|{seed}|{node}")
+        self._faults_of: Faults = self.profile.faults or Faults(rate=1.0)
         self._t: float | None = None
         self._jobs: list[_Job] = []
         self._devs: list[_Dev] = []
@@ -271,7 +277,9 @@ class SimBackend:
             layout = p.mig[i % len(p.mig)] if p.mig else ()
             if model.mig_capable:
                 info["mig_mode"] = "Enabled" if layout else "Disabled"
-            dev = _Dev(index=i, uuid=uuid, info=info, slots=[])
+            dev = _Dev(index=i, uuid=uuid, info=info, slots=[],
+                       health=Health(model, flaky_link=i in self._faults_of.flaky_links,
+                                     failing_memory=i in self._faults_of.failing_memory))
             if layout:
                 # A memory slice is 1/8 of the board less what the driver keeps back.
                 per_slice = int(model.memory_bytes * 0.98) // 8
@@ -297,6 +305,8 @@ class SimBackend:
             dev.temp = dev.mem_temp = model.temp_c[0]
             if model.ecc:
                 dev.ecc_corrected = rng.choice((0, 0, 0, 1, 2))
+            assert dev.health is not None
+            dev.health.settle(self._hrng, days)
         order = list(range(len(self._slots)))
         rng.shuffle(order)
         # Demos and alert tests want the waste case from the start on any real-sized node.
@@ -471,10 +481,19 @@ class SimBackend:
         for dev in self._devs:
             if dev.forced_lost or dev.lost_until > t:
                 continue
-            util = membw = tensor = rx = tx = occ = 0.0
+            if dev.lost_until:  # back from XID 79: the reset applied pending memory repairs
+                dev.lost_until = 0.0
+                assert dev.health is not None
+                dev.health.reset()
+            util = membw = tensor = rx = tx = occ = collective = decode = 0.0
             busy = False
             for s in dev.slots:
                 slot = self._slots[s]
+                job = slot.job
+                if job is not None and len(job.slots) > 1:  # all-reduce traffic over NVLink
+                    collective = max(collective, slot.util * (0.4 if job.phase == "compute" else 0.08))
+                if job is not None and job.kind.name == "eval":
+                    decode = max(decode, slot.util * 0.2)  # input pipelines decode video/images
                 util += slot.util * slot.share
                 membw += slot.membw * slot.share
                 tensor += slot.tensor * slot.share
@@ -504,6 +523,8 @@ class SimBackend:
                 dev.temp = dev.forced_temp
             else:
                 eq = lo_t + (hi_t - lo_t) * (dev.power - lo_p) / (hi_p - lo_p)
+                if dev.index in self._faults_of.hot:
+                    eq += 18.0 * (dev.power - lo_p) / (hi_p - lo_p) + 4.0  # poor airflow
                 dev.temp += (eq - dev.temp) * a_temp
             dev.mem_temp += (dev.temp * 0.92 + 3.0 - dev.mem_temp) * a_mem
             hot = dev.temp >= model.slowdown_temp_c
@@ -525,6 +546,9 @@ class SimBackend:
                             | (THROTTLE_BITS["sw_power_cap"] if capped else 0)
                             | (THROTTLE_BITS["sw_thermal_slowdown"] if hot else 0)
                             | (THROTTLE_BITS["hw_thermal_slowdown"] if very_hot else 0))
+            assert dev.health is not None
+            dev.health.step(self._hrng, h, util=util, capped=capped, hot=hot, idle=idle,
+                            collective=collective, decode=decode)
 
     def _faults(self, t: float, h: float) -> None:
         model = self.profile.model
@@ -532,7 +556,8 @@ class SimBackend:
             return
         rng = self._rng
         nvidia = model.vendor == "nvidia"
-        per_h = h / 3600.0
+        per_h = h / 3600.0 * self._faults_of.rate
+        hrng = self._hrng
         for dev in self._devs:
             lost = dev.forced_lost or dev.lost_until > t
             jobs = {id(self._slots[s].job): self._slots[s].job for s in dev.slots
@@ -542,15 +567,26 @@ class SimBackend:
                     if job in self._jobs:
                         self._end_job(job, t)
                 continue
+            health = dev.health
+            assert health is not None
+            if health.failing_memory and model.ecc and hrng.random() < 0.3 * per_h:
+                # Failing memory: errors the ECC cannot fix, each repaired by a row remap (XID 63)
+                # until the spare rows run out (XID 64).
+                dev.ecc_uncorrected += 1
+                health.uncorrected()
+                self._xid(dev, 64 if health.remap_failure else 63, t)
+                continue
             # One draw per GPU and step, against stacked probabilities: cheap and stable.
             r = rng.random()
             p = RATE_ECC_CORRECTED * per_h if model.ecc else 0.0
             if r < p:
                 dev.ecc_corrected += rng.choice((1, 1, 1, 2, 4))
+                health.corrected(hrng)
                 continue
             p_ue = p + (RATE_ECC_UNCORRECTED * per_h if model.ecc else 0.0)
             if r < p_ue:
                 dev.ecc_uncorrected += 1
+                health.uncorrected()
                 if nvidia:
                     self._xid(dev, 48, t)
                 else:
@@ -609,11 +645,13 @@ class SimBackend:
                                         }))
                 used += 12 * 1024 * 1024
         total = model.memory_bytes
-        used = min(used, total)
+        reserved = (total // 170) // MIB * MIB  # what the driver keeps back (~0.6%)
+        used = min(used, total - reserved)
         v: dict[str, float] = {
             "up": 1.0,
             "memory_used_bytes": float(used),
-            "memory_free_bytes": float(total - used),
+            "memory_free_bytes": float(total - used - reserved),
+            "memory_reserved_bytes": float(reserved),
             "memory_total_bytes": float(total),
             # Sensors report whole degrees.
             "temperature_celsius": float(round(dev.temp)),
@@ -653,7 +691,10 @@ class SimBackend:
             v["sm_occupancy_ratio"] = round(sm_active * dev.occupancy, 4)
             v["tensor_active_ratio"] = round(dev.tensor, 4)
             v["dram_active_ratio"] = round(dev.membw * 0.9, 4)
+        assert dev.health is not None
+        links = dev.health.render(v, ecc=(dev.ecc_corrected, dev.ecc_uncorrected) if model.ecc else None,
+                                  gpm=model.gpm, nvidia=nvidia)
         return Gpu(index=dev.index, uuid=dev.uuid, model=model.name, vendor=model.vendor,
                    info=dict(dev.info), values=v, throttle_reasons=reasons, processes=procs,
-                   mig=migs, events=events)
+                   mig=migs, links=links, events=events)
 

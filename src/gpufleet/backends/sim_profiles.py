@@ -33,6 +33,9 @@ class GpuModel:
     fan: bool = False  # only boards with their own fans report one
     hbm: bool = True  # HBM parts report a memory temperature; GDDR parts do not
     mig_capable: bool = False
+    links: int = 0  # NVLink (XGMI on AMD) links to other GPUs
+    link_bytes_per_s: float = 0.0  # per link and direction
+    row_remap: bool = True  # Ampere and newer repair memory by row remapping; older ones retire pages
     driver_version: str = "550.90.07"
     vbios_version: str = "96.00.99.00.01"
 
@@ -48,6 +51,16 @@ class MigSlice:
 
 
 @dataclass(frozen=True, slots=True)
+class Faults:
+    """A node in trouble, for alert demos and tests: more random faults, and GPUs with a role."""
+
+    rate: float = 25.0  # multiplier on the random fault rates (ECC errors, XIDs)
+    failing_memory: tuple[int, ...] = ()  # keep failing: row remaps pile up, then a remap fails
+    flaky_links: tuple[int, ...] = ()  # NVLink 0 of these throws CRC and replay errors
+    hot: tuple[int, ...] = ()  # poor airflow: runs 18 C hotter, so it throttles under load
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     name: str
     description: str
@@ -58,18 +71,26 @@ class Profile:
     # Host figures a simulated node reports (read by the host collector through
     # CollectContext.options so a demo fleet looks like real servers).
     host: dict[str, float] = field(default_factory=dict)
+    faults: Faults | None = None
 
 
 H100_SXM = GpuModel(
     name="NVIDIA H100 80GB HBM3", vendor="nvidia", memory_bytes=81559 * MiB,
     power_limit_w=700.0, idle_power_w=72.0, sm_clock_mhz=(345, 1980), memory_clock_mhz=(2619, 2619),
     temp_c=(31.0, 74.0), thermal_tau_s=75.0, pcie_max_bytes_per_s=64e9, gpm=True, mig_capable=True,
+    links=18, link_bytes_per_s=25e9,
 )
 A100_SXM = GpuModel(
     name="NVIDIA A100-SXM4-80GB", vendor="nvidia", memory_bytes=81920 * MiB,
     power_limit_w=400.0, idle_power_w=62.0, sm_clock_mhz=(210, 1410), memory_clock_mhz=(1593, 1593),
     temp_c=(33.0, 70.0), thermal_tau_s=70.0, pcie_max_bytes_per_s=32e9, mig_capable=True,
-    driver_version="535.183.01", vbios_version="92.00.36.00.02",
+    links=12, link_bytes_per_s=25e9, driver_version="535.183.01", vbios_version="92.00.36.00.02",
+)
+V100_SXM = GpuModel(
+    name="Tesla V100-SXM2-32GB", vendor="nvidia", memory_bytes=32768 * MiB,
+    power_limit_w=300.0, idle_power_w=42.0, sm_clock_mhz=(135, 1530), memory_clock_mhz=(877, 877),
+    temp_c=(32.0, 68.0), thermal_tau_s=60.0, pcie_max_bytes_per_s=16e9, links=6, link_bytes_per_s=25e9,
+    row_remap=False, driver_version="535.183.01", vbios_version="88.00.98.00.01",
 )
 L40S = GpuModel(
     name="NVIDIA L40S", vendor="nvidia", memory_bytes=46068 * MiB,
@@ -87,7 +108,7 @@ MI300X = GpuModel(
     name="AMD Instinct MI300X", vendor="amd", memory_bytes=196592 * MiB,
     power_limit_w=750.0, idle_power_w=140.0, sm_clock_mhz=(132, 2100), memory_clock_mhz=(1300, 1300),
     temp_c=(40.0, 86.0), thermal_tau_s=80.0, pcie_max_bytes_per_s=64e9, slowdown_temp_c=100.0,
-    driver_version="6.8.5", vbios_version="113-M3000100-102",
+    links=7, link_bytes_per_s=64e9, driver_version="6.8.5", vbios_version="113-M3000100-102",
 )
 
 # A100 80GB MIG layouts (placement ids as nvidia-smi shows them): mixed, all-small, two big.
@@ -105,7 +126,12 @@ PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
         Profile("8xH100", "HGX H100: 8x H100 80GB HBM3 SXM, 700 W, NVLink", 8, H100_SXM, host=_SERVER),
+        Profile("8xH100-faults", "HGX H100 in trouble: many ECC errors and XIDs; GPU 3's memory failing "
+                "(row remaps, then a remap failure), GPU 5's NVLink 0 flaky, GPU 1 running hot", 8, H100_SXM,
+                host=_SERVER, faults=Faults(failing_memory=(3,), flaky_links=(5,), hot=(1,))),
         Profile("8xA100", "HGX A100: 8x A100 80GB SXM, 400 W", 8, A100_SXM, host=_SERVER),
+        Profile("4xV100", "4x Tesla V100 32GB SXM2, NVLink 2 (page retirement instead of row remapping)", 4,
+                V100_SXM, host={"cpu_cores": 80.0, "memory_total_bytes": 512.0 * 1024**3}),
         Profile("4xA100-mig", "4x A100 80GB with MIG on (3g/2g/1g, 7x1g, 4g+3g layouts)", 4, A100_SXM,
                 mig=(_MIG_MIXED, _MIG_MIXED, _MIG_SMALL, _MIG_HALVES),
                 host={"cpu_cores": 128.0, "memory_total_bytes": 1024.0 * 1024**3}),
