@@ -40,7 +40,8 @@ class _LazyGroup(click.Group):
 
     lazy = {"rules": "gpufleet.hub.alerts.cli:rules", "run": "gpufleet.hub.commands.cli:run",
             "audit": "gpufleet.hub.commands.cli:audit", "store": "gpufleet.cli_store:store",
-            "user": "gpufleet.hub.auth.cli:user", "apikey": "gpufleet.hub.auth.cli:apikey"}
+            "user": "gpufleet.hub.auth.cli:user", "apikey": "gpufleet.hub.auth.cli:apikey",
+            "status": "gpufleet.cli_status:status"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])

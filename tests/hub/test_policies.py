@@ -25,6 +25,7 @@ EXPECTED = {
     ("GET", "/api/v1/nodes/{name}/snapshot"): Policy.VIEWER,
     ("GET", "/api/v1/snapshots"): Policy.VIEWER,
     ("GET", "/api/v1/sd/prometheus"): Policy.VIEWER,
+    ("GET", "/api/v1/status"): Policy.VIEWER,
     ("GET", "/metrics"): Policy.VIEWER,
     ("GET", "/api/v1/events"): Policy.VIEWER,
     ("GET", "/"): Policy.VIEWER,

@@ -283,6 +283,13 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
             body["targets_error"] = str(hub.targets_watcher.last_error or "") or None
         return JSONResponse(body, status_code=503 if failing else 200)
 
+    @app.get("/api/v1/status", tags=["hub"], dependencies=[VIEWER])
+    def status() -> dict[str, Any]:
+        """healthy or degraded, and why: jobs, store, nodes up/stale/down, firing alerts, remote write."""
+        from .status import status_report
+
+        return status_report(hub)
+
     @app.get("/metrics", tags=["hub"], dependencies=[VIEWER])
     def own_metrics() -> Response:
         out: list[str] = []

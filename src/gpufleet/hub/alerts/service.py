@@ -186,6 +186,14 @@ class AlertsExtension:
 
         mount(app, self)
 
+    def status(self) -> dict[str, Any]:
+        """Firing alerts for GET /api/v1/status (`gpufleet status`), most severe first."""
+        alerts = sorted((a for a in list(self.engine.alerts.values()) if a.state == FIRING),
+                        key=lambda a: ({"critical": 0, "warning": 1}.get(a.severity, 2), a.alertname))
+        return {"alerts": {"enabled": True, "evaluation_errors": self.eval_errors, "firing": [
+            {"alertname": a.alertname, "severity": a.severity, "node": a.labels.get("node"),
+             "silenced": bool(self.silenced_by(a, time.time()))} for a in alerts]}}
+
     def values(self) -> dict[str, float]:
         # No lock: /metrics must not wait behind an evaluation; list() copies the dict at once.
         alerts = list(self.engine.alerts.values())
