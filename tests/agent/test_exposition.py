@@ -111,3 +111,11 @@ def test_parse_compat() -> None:
     assert parse_compat("") == ()
     with pytest.raises(ValueError, match="unknown compat mode 'nvsmi'"):
         parse_compat("nvsmi")
+
+
+def test_dcgm_vgpu_license_status_is_a_gauge_where_a_vgpu_reports_it() -> None:
+    snap = sample_snapshot()
+    snap.gpus[0].values["vgpu_licensed"] = 1.0
+    text = render(snap, compat=("dcgm",)).decode()
+    assert "# TYPE DCGM_FI_DEV_VGPU_LICENSE_STATUS gauge" in text
+    assert 'DCGM_FI_DEV_VGPU_LICENSE_STATUS{gpu="0",' in text

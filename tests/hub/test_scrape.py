@@ -114,11 +114,14 @@ def test_dcgm_fixture_maps_exact_values(kind: str) -> None:
         "memory_total_bytes": (2048 + 79115 + 396) * MiB, "power_limit_watts": 700.0,
         "graphics_engine_active_ratio": 0.962341, "tensor_active_ratio": 0.412007,
         "dram_active_ratio": 0.385102, "up": 1.0,
+        # the default fields gpufleet also reads (issue 15)
+        "pcie_replays_total": 0.0, "encoder_utilization_ratio": 0.0, "decoder_utilization_ratio": 0.0,
+        "memory_reserved_bytes": 396 * MiB, "vgpu_licensed": 0.0, "remapped_rows_uncorrectable_total": 0.0,
+        "pcie_transmit_bytes_per_second": 184720311.0,
     }
     assert g1.values["last_xid"] == 79.0 and g1.values["memory_used_bytes"] == 1 * MiB
     assert g1.values["memory_total_bytes"] == 81559 * MiB
-    # PCIE_REPLAY, ENC/DEC_UTIL, VGPU_LICENSE, REMAPPED_ROWS, PROF_PCIE_TX_BYTES: 6 names x 2 GPUs.
-    assert state.samples == 44 and state.ignored == 12
+    assert state.samples == 44 and state.ignored == 0
     if kind == "auto":
         assert state.kind == "dcgm" and state.snapshot_api is False
         assert srv.hits == ["/api/v1/snapshot", "/metrics"]

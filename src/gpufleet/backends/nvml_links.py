@@ -123,4 +123,6 @@ def totals(links: list[GpuLink]) -> dict[str, float]:
         got = [x.values[key] for x in links if key in x.values]
         if got:
             out[f"nvlink_{key}"] = float(sum(got))
+    if "nvlink_transmit_bytes_total" in out and "nvlink_receive_bytes_total" in out:
+        out["nvlink_bytes_total"] = out["nvlink_transmit_bytes_total"] + out["nvlink_receive_bytes_total"]
     return out

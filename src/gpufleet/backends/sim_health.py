@@ -169,4 +169,5 @@ class Health:
                 got = [x.values[key] for x in links if key in x.values]
                 if got:
                     v[f"nvlink_{key}"] = float(sum(got))
+            v["nvlink_bytes_total"] = v["nvlink_transmit_bytes_total"] + v["nvlink_receive_bytes_total"]
         return links
