@@ -41,7 +41,8 @@ class _LazyGroup(click.Group):
     lazy = {"rules": "gpufleet.hub.alerts.cli:rules", "run": "gpufleet.hub.commands.cli:run",
             "audit": "gpufleet.hub.commands.cli:audit", "store": "gpufleet.cli_store:store",
             "user": "gpufleet.hub.auth.cli:user", "apikey": "gpufleet.hub.auth.cli:apikey",
-            "status": "gpufleet.cli_status:status"}
+            "status": "gpufleet.cli_status:status",
+            "report": "gpufleet.hub.usage.cli:report", "jobs": "gpufleet.hub.usage.cli:jobs"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -157,6 +158,14 @@ def _hub_options(f: Any) -> Any:
                           "localhost and this machine's names); others get 421, against DNS rebinding"),
         click.option("--anonymous-read", is_flag=True, envvar="GPUFLEET_ANONYMOUS_READ",
                      help="let anyone view (as a viewer) without logging in: only for a trusted lab network"),
+        click.option("--price-gpu-hour", type=click.FloatRange(min=0), default=None, envvar="GPUFLEET_PRICE_GPU_HOUR",
+                     help="price of one GPU-hour in use: reports get a cost column (docs/accounting.md)"),
+        click.option("--price-kwh", type=click.FloatRange(min=0), default=None, envvar="GPUFLEET_PRICE_KWH",
+                     help="price of one kWh of GPU energy, added to the cost column"),
+        click.option("--usage-visibility", type=click.Choice(["all", "own"]), default="all", show_default=True,
+                     envvar="GPUFLEET_USAGE_VISIBILITY",
+                     help="who reads usage reports and jobs: all (every reader sees everyone's) or own "
+                          "(admins see all, others only their own)"),
         click.option("--log-level", default="info", envvar="GPUFLEET_LOG_LEVEL",
                      type=click.Choice(["debug", "info", "warning", "error"])),
     ]
@@ -191,6 +200,7 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Hub, socket.socket]:
         max_sample_age=_duration(kw, "max_sample_age"), max_clock_ahead=_duration(kw, "max_clock_ahead"),
         data=kw["data"], targets=kw["targets"], remote_write=kw["remote_write"], history=kw["history"],
         rules=kw["rules"], notify=kw["notify"], show_command_lines=kw["show_command_lines"],
+        price_gpu_hour=kw["price_gpu_hour"], price_kwh=kw["price_kwh"], usage_visibility=kw["usage_visibility"],
         down_after=_duration(kw, "down_after"),
         retention={"raw": _duration(kw, "retention_raw"), "1m": _duration(kw, "retention_1m"),
                    "1h": _duration(kw, "retention_1h")},

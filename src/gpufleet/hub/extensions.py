@@ -28,6 +28,7 @@ log = logging.getLogger("gpufleet.hub")
 EXTENSIONS: tuple[str, ...] = (
     "gpufleet.hub.alerts:AlertsExtension",
     "gpufleet.hub.commands.extension:CommandsExtension",
+    "gpufleet.hub.usage:UsageExtension",
     "gpufleet.hub.ui:UiExtension",
 )
 

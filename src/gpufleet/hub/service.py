@@ -9,7 +9,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,6 +103,10 @@ class HubOptions:
     # Pushed samples must lie in [now - max_sample_age, now + max_clock_ahead] (hub clock).
     max_sample_age: float = MAX_SAMPLE_AGE_S
     max_clock_ahead: float = MAX_CLOCK_AHEAD_S
+    # Accounting (hub/usage): prices for the cost column, and who reads whose usage (all | own).
+    price_gpu_hour: float | None = None
+    price_kwh: float | None = None
+    usage_visibility: str = "all"
 
 
 @dataclass(slots=True)
@@ -174,6 +178,9 @@ class Hub:
         # Features that plug into the hub (alerts, web UI) are attached by the app builder
         # (hub/app.py create_app), not loaded here: a Hub alone runs no feature's threads.
         self.extensions: list[Extension] = []
+        # Called with every stored snapshot, oldest first per node, in the ingest thread: each
+        # must be cheap and never raise (the occupancy record compares GPU holders, usage/record.py).
+        self.observers: list[Callable[[NodeSnapshot], None]] = []
         self.targets_watcher: TargetsWatcher | None = None
         self._targets_error = ""
         if opts.targets is not None:
@@ -361,6 +368,8 @@ class Hub:
                     continue
                 accepted += 1
                 self.counters.samples += len(values)
+                for observe in self.observers:
+                    observe(snap)
                 if self.remote is not None:
                     self.remote.submit(keys, values, snap.timestamp)
                 newest = snap

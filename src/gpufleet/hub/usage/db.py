@@ -1,0 +1,54 @@
+"""usage.db: the occupancy record (holds), its settled figures and the events, in SQLite.
+
+- holds: one row per (node, GPU, holder) interval [start, end); `end` is NULL while held.
+  `settled` is how far its figures (below) are computed, from the store's samples.
+- usage_hour / usage_day: per hold and hour / UTC day, GPU-seconds held, idle-held and busy
+  (utilisation-weighted), and joules; every figure already multiplied by the hold's
+  GPU-equivalents. Keyed (t, hold) so a period is one range scan. Hour rows are kept
+  HOUR_ROWS_KEEP_S (exact edges for recent periods); day rows as long as holds.
+- events: GPU taken / released, job started / ended.
+
+Written on change (holds, events) and once per settle step in one transaction (figures and
+`settled` together), so a crash loses nothing it acknowledged and never counts twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from ..db import connect
+
+FILE = "usage.db"
+HOUR = 3600
+DAY = 86400
+HOUR_ROWS_KEEP_S = 35 * DAY
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS holds(
+  id INTEGER PRIMARY KEY, node TEXT NOT NULL, gpu INTEGER NOT NULL, uuid TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL, user TEXT NOT NULL, grp TEXT NOT NULL DEFAULT '', job TEXT NOT NULL DEFAULT '',
+  slurm_job TEXT NOT NULL DEFAULT '', pod TEXT NOT NULL DEFAULT '', container TEXT NOT NULL DEFAULT '',
+  eq REAL NOT NULL DEFAULT 1, start REAL NOT NULL, end REAL, settled REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS holds_open ON holds(node) WHERE end IS NULL;
+CREATE INDEX IF NOT EXISTS holds_job ON holds(job, start);
+CREATE INDEX IF NOT EXISTS holds_unsettled ON holds(node, settled) WHERE end IS NULL OR settled < end;
+CREATE INDEX IF NOT EXISTS holds_end ON holds(end);
+CREATE TABLE IF NOT EXISTS usage_hour(
+  t INTEGER NOT NULL, hold INTEGER NOT NULL, held REAL NOT NULL, idle REAL NOT NULL, busy REAL NOT NULL,
+  energy REAL NOT NULL, PRIMARY KEY(t, hold)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage_day(
+  t INTEGER NOT NULL, hold INTEGER NOT NULL, held REAL NOT NULL, idle REAL NOT NULL, busy REAL NOT NULL,
+  energy REAL NOT NULL, PRIMARY KEY(t, hold)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events(
+  t REAL NOT NULL, kind TEXT NOT NULL, node TEXT NOT NULL, gpu INTEGER, user TEXT NOT NULL DEFAULT '',
+  job TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS events_t ON events(t);
+"""
+
+EVENT_KINDS = ("gpu_taken", "gpu_released", "job_started", "job_ended")
+
+
+def open_db(data: Path) -> sqlite3.Connection:
+    return connect(data / FILE, SCHEMA, lost="the GPU occupancy record and accounting figures (reports restart "
+                                          "from now; the store's metrics are intact)")

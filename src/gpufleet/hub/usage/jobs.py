@@ -1,0 +1,106 @@
+"""Jobs (a Slurm job, a pod, a container) from the occupancy record: every node and GPU they
+held, when, with their figures over the job's whole life, and a plain verdict."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from .report import Prices, figures
+from .settle import IDLE_RATIO
+
+KINDS = {"slurm": "Slurm job", "pod": "pod", "container": "container"}
+
+
+def describe_key(key: str) -> tuple[str, str]:
+    kind, _, ident = key.partition(":")
+    return kind, ident
+
+
+def verdict(gpus: list[dict[str, Any]]) -> str:
+    """'4 GPUs held, 1 used: ask for 1' — GPUs count as used at IDLE_RATIO mean utilisation or more."""
+    held = len(gpus)
+    if not held:
+        return "no GPUs held"
+    used = sum(1 for g in gpus if g["mean_utilization"] >= IDLE_RATIO)
+    noun = "GPU" if held == 1 else "GPUs"
+    settled = sum(g["gpu_hours_in_use"] for g in gpus)
+    if settled <= 0:
+        return f"{held} {noun} held, too recent to judge"
+    mean = sum(g["gpu_hours_busy"] for g in gpus) / settled
+    if used == held:
+        return f"{held} {noun} held, {'it' if held == 1 else 'all'} used: mean utilisation {mean:.0%}"
+    if used == 0:
+        return f"{held} {noun} held, none used: the job did not use {'its GPU' if held == 1 else 'its GPUs'}"
+    return f"{held} {noun} held, {used} used: ask for {used}"
+
+
+_LIST = (
+    "SELECT h.job, MIN(h.user), MIN(h.grp), group_concat(DISTINCT h.node), COUNT(DISTINCT h.node || ':' || h.gpu), "
+    "MIN(h.start), MAX(COALESCE(h.end, h.settled)), SUM(h.end IS NULL), MIN(h.slurm_job), MIN(h.pod), "
+    "MIN(h.container) FROM holds h WHERE h.job != '' AND (h.end IS NULL OR h.end >= ?){extra} "
+    "GROUP BY h.job {having} ORDER BY MIN(h.start) DESC LIMIT ?")
+
+
+def jobs(db: sqlite3.Connection, *, since: float, user: str | None = None, running: bool = False,
+         limit: int = 500, prices: Prices = Prices()) -> list[dict[str, Any]]:
+    extra, args = "", [since]
+    if user is not None:
+        extra, args = " AND h.user = ?", [since, user]  # type: ignore[list-item]
+    having = "HAVING SUM(h.end IS NULL) > 0" if running else ""
+    rows = db.execute(_LIST.format(extra=extra, having=having), [*args, limit]).fetchall()
+    if not rows:
+        return []
+    keys = [r[0] for r in rows]
+    totals: dict[str, list[float]] = {}
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        for job, *vals in db.execute(
+                "SELECT h.job, SUM(u.held), SUM(u.idle), SUM(u.busy), SUM(u.energy) FROM usage_day u "
+                f"JOIN holds h ON h.id = u.hold WHERE h.job IN ({','.join('?' * len(chunk))}) GROUP BY h.job", chunk):
+            totals[job] = [v or 0.0 for v in vals]
+    out = []
+    for job, usr, grp, nodes, ngpus, start, end, open_, slurm, pod, container in rows:
+        kind, ident = describe_key(job)
+        out.append({"job": job, "kind": kind, "id": ident, "user": usr, "group": grp,
+                    "nodes": sorted((nodes or "").split(",")), "gpus": ngpus, "start": start,
+                    "end": None if open_ else end, "running": bool(open_),
+                    "slurm_job": slurm, "pod": pod, "container": container,
+                    **figures(totals.get(job, [0.0, 0.0, 0.0, 0.0]), prices)})
+    return out
+
+
+def job(db: sqlite3.Connection, key: str, *, prices: Prices = Prices()) -> dict[str, Any] | None:
+    holds = db.execute("SELECT id, node, gpu, uuid, state, user, grp, slurm_job, pod, container, start, end, settled "
+                       "FROM holds WHERE job = ? ORDER BY node, gpu, start", (key,)).fetchall()
+    if not holds:
+        return None
+    sums: dict[int, list[float]] = {}
+    for hid, *vals in db.execute("SELECT u.hold, SUM(u.held), SUM(u.idle), SUM(u.busy), SUM(u.energy) FROM usage_day u "
+                                 "JOIN holds h ON h.id = u.hold WHERE h.job = ? GROUP BY u.hold", (key,)):
+        sums[hid] = vals
+    per_gpu: dict[tuple[str, int], dict[str, Any]] = {}
+    total = [0.0, 0.0, 0.0, 0.0]
+    for hid, node, gpu, uuid, state, user, grp, slurm, pod, container, start, end, settled in holds:
+        g = per_gpu.setdefault((node, gpu), {"node": node, "gpu": gpu, "uuid": uuid, "start": start, "end": end,
+                                             "running": end is None, "sums": [0.0, 0.0, 0.0, 0.0]})
+        g["start"] = min(g["start"], start)
+        g["running"] = g["running"] or end is None
+        g["end"] = None if g["running"] else max(g["end"] or 0.0, end)
+        for i, v in enumerate(sums.get(hid, [0.0, 0.0, 0.0, 0.0])):
+            g["sums"][i] += v
+            total[i] += v
+    gpus = []
+    for g in per_gpu.values():
+        s = g.pop("sums")
+        gpus.append({**g, **figures(s, prices)})
+    first = holds[0]
+    kind, ident = describe_key(key)
+    running = any(h[11] is None for h in holds)
+    return {
+        "job": key, "kind": kind, "id": ident, "user": first[5], "group": first[6],
+        "slurm_job": first[7], "pod": first[8], "container": first[9],
+        "start": min(h[10] for h in holds), "end": None if running else max(h[11] for h in holds),
+        "running": running, "nodes": sorted({h[1] for h in holds}), "gpus": gpus,
+        **figures(total, prices), "verdict": verdict(gpus),
+    }

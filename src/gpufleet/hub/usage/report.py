@@ -1,0 +1,194 @@
+"""Accounting over any period, from the settled figures (db.py): per user, group, job or node.
+
+A period [since, until) is read as whole UTC days from usage_day, the rest of its first and
+last day as whole hours from usage_hour, and the part of an hour at either end pro rata of
+the time each hold held its GPU in that part (GPU-hours in use are exact; busy hours and
+energy of that part hour are its hour's, shared by time). Days older than the hour rows
+(db.HOUR_ROWS_KEEP_S) are shared the same way by day. So a 30-day report reads about one row
+per hold and day, whatever the sample rate (benchmarks/bench_report.py).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .db import DAY, HOUR, HOUR_ROWS_KEEP_S
+
+BY = {"user": "h.user", "group": "h.grp", "job": "h.job", "node": "h.node"}
+FIELDS = ("gpu_hours_in_use", "gpu_hours_busy", "mean_utilization", "energy_kwh", "waste_gpu_hours")
+J_PER_KWH = 3.6e6
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    gpu_hour: float | None = None  # per GPU-hour in use
+    kwh: float | None = None
+
+    def any(self) -> bool:
+        return self.gpu_hour is not None or self.kwh is not None
+
+
+Sums = dict[str, list[float]]  # key -> [held, idle, busy, joules]
+
+
+def _where(user: str | None, by: str) -> tuple[str, list[Any]]:
+    sql, args = "", []
+    if user is not None:
+        sql += " AND h.user = ?"
+        args.append(user)
+    if by == "job":
+        sql += " AND h.job != ''"
+    return sql, args
+
+
+def _add(acc: Sums, rows: list[Any]) -> None:
+    for key, *vals in rows:
+        a = acc.setdefault(key, [0.0, 0.0, 0.0, 0.0])
+        for i, v in enumerate(vals):
+            a[i] += v or 0.0
+
+
+def _whole(db: sqlite3.Connection, acc: Sums, table: str, lo: int, hi: int, by: str, user: str | None) -> None:
+    if hi <= lo:
+        return
+    extra, args = _where(user, by)
+    _add(acc, db.execute(
+        f"SELECT {BY[by]}, SUM(u.held), SUM(u.idle), SUM(u.busy), SUM(u.energy) FROM {table} u "
+        f"JOIN holds h ON h.id = u.hold WHERE u.t >= ? AND u.t < ?{extra} GROUP BY 1", [lo, hi, *args]).fetchall())
+
+
+def _part(db: sqlite3.Connection, acc: Sums, table: str, width: int, a: float, b: float, by: str,
+          user: str | None) -> None:
+    """The part [a, b) of the one bucket that holds it, shared by each hold's time in it."""
+    if b <= a:
+        return
+    bucket = int(math.floor(a / width) * width)
+    named: dict[str, Any] = {"a": a, "b": b, "t": bucket, "w": width}
+    extra = ""
+    if user is not None:
+        extra += " AND h.user = :user"
+        named["user"] = user
+    if by == "job":
+        extra += " AND h.job != ''"
+    # The share of each hold's time in the bucket that falls in [a, b); overlap(x, y) of its
+    # settled span is max(0, min(settled, y) - max(start, x)).
+    ratio = ("MAX(0.0, MIN(h.settled, :b) - MAX(h.start, :a)) / "
+             "NULLIF(MAX(0.0, MIN(h.settled, :t + :w) - MAX(h.start, :t)), 0.0)")
+    sql = (f"SELECT {BY[by]}, SUM(u.held * r), SUM(u.idle * r), SUM(u.busy * r), SUM(u.energy * r) FROM "
+           f"(SELECT u.held, u.idle, u.busy, u.energy, u.hold, {ratio} AS r FROM {table} u "
+           f"JOIN holds h ON h.id = u.hold WHERE u.t = :t) u JOIN holds h ON h.id = u.hold "
+           f"WHERE r > 0{extra} GROUP BY 1")
+    _add(acc, db.execute(sql, named).fetchall())
+
+
+def _edge(db: sqlite3.Connection, acc: Sums, a: float, b: float, by: str, user: str | None, now: float) -> None:
+    """[a, b) within one UTC day: whole hours, and shared parts at either end."""
+    if b <= a:
+        return
+    if a < now - HOUR_ROWS_KEEP_S + DAY:  # no hour rows that far back: share the day's figures
+        _part(db, acc, "usage_day", DAY, a, b, by, user)
+        return
+    h0, h1 = math.ceil(a / HOUR) * HOUR, math.floor(b / HOUR) * HOUR
+    if h0 > h1:
+        _part(db, acc, "usage_hour", HOUR, a, b, by, user)
+        return
+    _part(db, acc, "usage_hour", HOUR, a, h0, by, user)
+    _whole(db, acc, "usage_hour", h0, h1, by, user)
+    _part(db, acc, "usage_hour", HOUR, h1, b, by, user)
+
+
+def sums(db: sqlite3.Connection, since: float, until: float, by: str, user: str | None, now: float) -> Sums:
+    acc: Sums = {}
+    d0, d1 = math.ceil(since / DAY) * DAY, math.floor(until / DAY) * DAY
+    if d0 > d1:
+        _edge(db, acc, since, until, by, user, now)
+    else:
+        _edge(db, acc, since, d0, by, user, now)
+        _whole(db, acc, "usage_day", d0, d1, by, user)
+        _edge(db, acc, d1, until, by, user, now)
+    return acc
+
+
+def figures(sums: Sequence[float], prices: Prices) -> dict[str, float]:
+    """The report's columns from [held, idle, busy] GPU-seconds and joules."""
+    held, idle, busy, joules = sums
+    row = {
+        "gpu_hours_in_use": round(held / HOUR, 4),
+        "gpu_hours_busy": round(busy / HOUR, 4),
+        "mean_utilization": round(busy / held, 4) if held > 0 else 0.0,
+        "energy_kwh": round(joules / J_PER_KWH, 6),
+        "waste_gpu_hours": round(idle / HOUR, 4),
+    }
+    if prices.any():
+        row["cost"] = round((held / HOUR) * (prices.gpu_hour or 0.0) + (joules / J_PER_KWH) * (prices.kwh or 0.0), 2)
+    return row
+
+
+def usage(db: sqlite3.Connection, since: float, until: float, by: str, *, now: float, user: str | None = None,
+          prices: Prices = Prices()) -> list[dict[str, Any]]:
+    """One row per `by` key with FIELDS (and cost when priced), most GPU-hours first."""
+    acc = sums(db, since, until, by, user, now)
+    rows: list[dict[str, Any]] = [{by: key, **figures(v, prices)} for key, v in acc.items() if v[0] > 0 or v[3] > 0]
+    if by == "job" and rows:
+        info = jobs_info(db, [r["job"] for r in rows])
+        for r in rows:
+            j = info.get(r["job"], {})
+            r["user"] = j.get("user", "")
+            r["nodes"] = j.get("nodes", [])
+    rows.sort(key=lambda r: (-r["gpu_hours_in_use"], str(r[by])))
+    return rows
+
+
+def jobs_info(db: sqlite3.Connection, keys: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        for job, user, nodes in db.execute(
+                f"SELECT job, MIN(user), group_concat(DISTINCT node) FROM holds WHERE job IN ({marks}) GROUP BY job",
+                chunk):
+            out[job] = {"user": user, "nodes": sorted((nodes or "").split(","))}
+    return out
+
+
+def monthly(db: sqlite3.Connection, by: str, since: float, *, user: str | None = None,
+            prices: Prices = Prices()) -> list[dict[str, Any]]:
+    """GPU-hours and the rest per UTC month and `by` key (whole days: months are whole days)."""
+    extra, args = _where(user, by)
+    rows = db.execute(
+        f"SELECT strftime('%Y-%m', u.t, 'unixepoch') AS month, {BY[by]}, SUM(u.held), SUM(u.idle), SUM(u.busy), "
+        f"SUM(u.energy) FROM usage_day u JOIN holds h ON h.id = u.hold WHERE u.t >= ?{extra} "
+        f"GROUP BY 1, 2 ORDER BY 1, 3 DESC", [int(since // DAY * DAY), *args]).fetchall()
+    return [{"month": m, by: key, **figures((held, idle, busy, joules), prices)}
+            for m, key, held, idle, busy, joules in rows]
+
+
+def trend(db: sqlite3.Connection, by: str, since: float, until: float, *, user: str | None = None,
+          top: int = 8) -> dict[str, Any]:
+    """GPU-hours in use per UTC day for the `top` keys (the rest summed as "others")."""
+    extra, args = _where(user, by)
+    d0 = int(since // DAY * DAY)
+    rows = db.execute(
+        f"SELECT u.t, {BY[by]}, SUM(u.held) FROM usage_day u JOIN holds h ON h.id = u.hold "
+        f"WHERE u.t >= ? AND u.t < ?{extra} GROUP BY 1, 2", [d0, until, *args]).fetchall()
+    totals: dict[str, float] = {}
+    for _, key, held in rows:
+        totals[key] = totals.get(key, 0.0) + held
+    keep = sorted(totals, key=lambda k: -totals[k])[:top]
+    days = list(range(d0, int(until) + 1, DAY)) if until > d0 else []
+    index = {d: i for i, d in enumerate(days)}
+    series: dict[str, list[float]] = {k: [0.0] * len(days) for k in keep}
+    others = [0.0] * len(days)
+    for t, key, held in rows:
+        i = index.get(int(t))
+        if i is None:
+            continue
+        (series[key] if key in series else others)[i] += round(held / HOUR, 4)
+    out = [{"key": k, "gpu_hours": v} for k, v in series.items()]
+    if any(others):
+        out.append({"key": "others", "gpu_hours": others})
+    return {"days": days, "series": out}

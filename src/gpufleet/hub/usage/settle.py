@@ -1,0 +1,199 @@
+"""Settling: each hold's GPU-seconds held, idle and busy, and its energy, per hour and UTC day.
+
+Runs in the background (the usage extension's loop), never on the push path. For each node
+with holds not yet settled up to its newest snapshot, it reads the window's samples of GPU
+utilisation, the energy counter and power from the store (Hub.query_range, so the embedded
+store and --history alike) and integrates them over each hold, sample-and-hold: a sample
+stands for the time until the next one. Energy is the counter's increase (a counter that
+went down was reset: its new value is the increase, as Prometheus' increase() counts it),
+or power x time where the counter is missing. Idle: utilisation under IDLE_RATIO, or the
+hold's state is idle_held. Figures and each hold's `settled` mark are written in one
+transaction; a crash repeats a step, never counts it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...catalogue import name_of
+from ...syntax import Matcher
+from .db import DAY, HOUR, HOUR_ROWS_KEEP_S
+from .holders import IDLE_HELD
+
+log = logging.getLogger("gpufleet.hub.usage")
+
+IDLE_RATIO = 0.05  # a held GPU busier than this is used (jobstats and DS01 draw the line near here)
+LOOKBACK_S = 900.0  # read this far before a window: the sample that covers its start
+MAX_WINDOW_S = 3 * HOUR  # one read per metric at most this long (10,800 one-second points)
+UTIL = name_of("gpu", "utilization_ratio")
+ENERGY = name_of("gpu", "energy_joules_total")
+POWER = name_of("gpu", "power_watts")
+
+# query_range(metric, matchers, start, end, step, agg) -> [(labels, timestamps, values)]
+Lock = AbstractContextManager[object]
+Query = Callable[[str, list[Matcher], float, float, float, str], Sequence[tuple[dict[str, str], Any, list[float]]]]
+
+
+@dataclass(slots=True)
+class Samples:
+    """One GPU's samples in a window: time-sorted, NaN where a reading is missing."""
+
+    ts: np.ndarray
+    util: np.ndarray
+    energy: np.ndarray
+    power: np.ndarray
+
+
+def read_node(query: Query, node: str, lo: float, hi: float) -> dict[str, Samples]:
+    """Per GPU index (label `gpu`), the samples of [lo - LOOKBACK_S, hi] at one-second steps."""
+    start = math.floor(lo - LOOKBACK_S)
+    match = [Matcher("node", "=", node)]
+    cols: dict[str, dict[str, dict[float, float]]] = {}
+    for key, metric, agg in (("util", UTIL, "avg"), ("energy", ENERGY, "last"), ("power", POWER, "avg")):
+        for labels, ts, values in query(metric, match, float(start), float(hi), 1.0, agg):
+            gpu = labels.get("gpu", "")
+            col = cols.setdefault(gpu, {}).setdefault(key, {})
+            col.update(zip((float(t) for t in ts), values))
+    out = {}
+    for gpu, c in cols.items():
+        times = sorted(set().union(*(d.keys() for d in c.values())))
+        out[gpu] = Samples(np.array(times, dtype=np.float64), *(
+            np.array([c.get(k, {}).get(t, math.nan) for t in times], dtype=np.float64)
+            for k in ("util", "energy", "power")))
+    return out
+
+
+Figures = dict[int, list[float]]  # bucket start -> [held, idle, busy, joules] (GPU-seconds, joules)
+
+
+def integrate(s: Samples, a: float, b: float, state: str, eq: float) -> Figures:
+    """One hold's figures over [a, b), per hour bucket (days are sums of their hours)."""
+    out: Figures = {}
+    if b <= a or s.ts.size < 2:
+        return out
+    ts = s.ts
+    # Pieces: between consecutive cut points (samples, hour boundaries, a and b) inside [a, b).
+    hours = np.arange(math.ceil(a / HOUR) * HOUR, b, HOUR, dtype=np.float64)
+    inner = ts[(ts > a) & (ts < b)]
+    cuts = np.unique(np.concatenate(([a], inner, hours, [b])))
+    p0, p1 = cuts[:-1], cuts[1:]
+    k = np.searchsorted(ts, p0, side="right") - 1  # the sample each piece follows
+    ok = (k >= 0) & (k + 1 < ts.size)
+    p0, p1, k = p0[ok], p1[ok], k[ok]
+    if not k.size:
+        return out
+    dur = p1 - p0
+    gap = ts[k + 1] - ts[k]
+    util = s.util[k]
+    e0, e1 = s.energy[k], s.energy[k + 1]
+    inc = np.where(e1 >= e0, e1 - e0, e1)  # a reset: the new reading is what was used since
+    inc = np.where(np.isnan(inc), s.power[k] * gap, inc)
+    inc = np.where(np.isnan(inc), 0.0, inc)
+    joules = inc * dur / gap
+    busy = np.where(np.isnan(util), 0.0, util) * dur
+    idle_mask = np.ones_like(dur, dtype=bool) if state == IDLE_HELD else (util < IDLE_RATIO)
+    idle = np.where(idle_mask, dur, 0.0)
+    bucket = (np.floor(p0 / HOUR) * HOUR).astype(np.int64)
+    keys, inv = np.unique(bucket, return_inverse=True)
+    sums = [np.bincount(inv, weights=w * eq, minlength=keys.size) for w in (dur, idle, busy, joules)]
+    for i, t in enumerate(keys.tolist()):
+        out[t] = [float(x[i]) for x in sums]
+    return out
+
+
+@dataclass(slots=True)
+class Hold:
+    id: int
+    gpu: int
+    state: str
+    eq: float
+    start: float
+    end: float | None
+    settled: float
+
+
+def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, horizon: float | None) -> int:
+    """Settle `node`'s unsettled holds up to `horizon` (its newest snapshot); returns holds advanced."""
+    rows = db.execute("SELECT id, gpu, state, eq, start, end, settled FROM holds "
+                      "WHERE node = ? AND (end IS NULL OR settled < end)", (node,)).fetchall()
+    holds = [Hold(*r) for r in rows]
+    todo = []
+    for h in holds:
+        b = h.end if h.end is not None else horizon
+        if b is not None and horizon is not None:
+            b = min(b, horizon)
+        if b is not None and b > h.settled:
+            todo.append((h, b))
+    if not todo:
+        return 0
+    lo = min(h.settled for h, _ in todo)
+    hi = max(b for _, b in todo)
+    hour_rows: dict[tuple[int, int], list[float]] = {}
+    marks: list[tuple[float, int]] = []
+    t = lo
+    while t < hi:  # bounded reads: a long backlog (a hub restarted after days) goes in slices
+        w_hi = min(hi, t + MAX_WINDOW_S)
+        # Read past the slice's end: the piece from its last sample on needs the next one.
+        samples = read_node(query, node, t, min(hi, w_hi + LOOKBACK_S))
+        for h, b in todo:
+            a, e = max(h.settled, t), min(b, w_hi)
+            s = samples.get(str(h.gpu))
+            if s is None or e <= a:
+                continue
+            for bucket, fig in integrate(s, a, e, h.state, h.eq).items():
+                acc = hour_rows.setdefault((bucket, h.id), [0.0, 0.0, 0.0, 0.0])
+                for i in range(4):
+                    acc[i] += fig[i]
+        t = w_hi
+    marks = [(b, h.id) for h, b in todo]
+    day_rows: dict[tuple[int, int], list[float]] = {}
+    for (bucket, hid), fig in hour_rows.items():
+        acc = day_rows.setdefault((bucket - bucket % DAY, hid), [0.0, 0.0, 0.0, 0.0])
+        for i in range(4):
+            acc[i] += fig[i]
+    upsert = ("INSERT INTO {} (t, hold, held, idle, busy, energy) VALUES (?,?,?,?,?,?) ON CONFLICT(t, hold) DO "
+              "UPDATE SET held = held + excluded.held, idle = idle + excluded.idle, busy = busy + excluded.busy, "
+              "energy = energy + excluded.energy")
+    with lock:
+        db.execute("BEGIN")
+        try:
+            db.executemany(upsert.format("usage_hour"), [(k[0], k[1], *v) for k, v in hour_rows.items()])
+            db.executemany(upsert.format("usage_day"), [(k[0], k[1], *v) for k, v in day_rows.items()])
+            db.executemany("UPDATE holds SET settled = ? WHERE id = ?", marks)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return len(marks)
+
+
+def unsettled_nodes(db: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in db.execute("SELECT DISTINCT node FROM holds WHERE end IS NULL OR settled < end")]
+
+
+def drop_old_hours(db: sqlite3.Connection, lock: Lock, now: float) -> None:
+    with lock:
+        db.execute("DELETE FROM usage_hour WHERE t < ?", (int(now - HOUR_ROWS_KEEP_S),))
+
+
+def settle_all(db: sqlite3.Connection, lock: Lock, query: Query, horizon: Callable[[str], float | None],
+               budget_s: float | None = None, start_at: int = 0) -> tuple[int, int]:
+    """Settle every node with work, from the `start_at`-th; returns (holds advanced, next start)."""
+    nodes = unsettled_nodes(db)
+    done = 0
+    t0 = time.monotonic()
+    for i in range(len(nodes)):
+        node = nodes[(start_at + i) % len(nodes)]
+        done += settle_node(db, lock, query, node, horizon(node))
+        if budget_s is not None and time.monotonic() - t0 > budget_s:
+            return done, start_at + i + 1
+    return done, 0

@@ -1,0 +1,78 @@
+"""Accounting on a simulated fleet with known jobs: the report equals the schedule, to the minute.
+
+The fleet (simfleet.py) is pushed through the hub's ingest with crafted snapshots; the usage
+extension records holders on change and settles figures from the embedded store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpufleet.hub.service import Hub, HubOptions
+from gpufleet.hub.usage import UsageExtension
+from gpufleet.hub.usage.report import usage
+from simfleet import HOUR, MIN, Fleet, known_fleet
+
+MINUTE_H = 1 / 60  # "to the minute", in hours
+
+
+def close(got: dict, want: dict) -> None:
+    assert set(got) == set(want), (sorted(got), sorted(want))
+    for key, w in want.items():
+        g = got[key]
+        for f in ("gpu_hours_in_use", "gpu_hours_busy", "waste_gpu_hours"):
+            assert abs(g[f] - w[f]) < 1e-3, (key, f, g[f], w[f])
+        assert abs(g["energy_kwh"] - w["energy_kwh"]) < 1e-4, (key, g["energy_kwh"], w["energy_kwh"])
+        assert abs(g["mean_utilization"] - w["mean_utilization"]) < 1e-3, (key, g, w)
+
+
+def fill(tmp: Path, fleet: Fleet) -> tuple[Hub, UsageExtension]:
+    hub = Hub(HubOptions(data=tmp / "data", price_gpu_hour=2.0, price_kwh=0.25))
+    ext = UsageExtension(hub)
+    for node, snaps in fleet.snapshots().items():
+        for i in range(0, len(snaps), 60):
+            hub.ingest(snaps[i:i + 60])
+    ext.settle()
+    return hub, ext
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory):
+    fleet = known_fleet()
+    hub, ext = fill(tmp_path_factory.mktemp("usage"), fleet)
+    yield fleet, hub, ext
+    ext.close()
+    hub.close()
+
+
+def rows(ext: UsageExtension, by: str, since: float, until: float) -> dict[str, dict]:
+    with ext.record.lock:
+        return {r[by]: r for r in usage(ext.db, since, until, by, now=until + 86400 * 3, prices=ext.prices)}
+
+
+@pytest.mark.parametrize("by", ["user", "node", "job"])
+def test_whole_run_equals_schedule(filled, by: str) -> None:
+    fleet, _, ext = filled
+    end = fleet.t0 + fleet.length
+    close(rows(ext, by, fleet.t0 - 86400, end + HOUR), fleet.expected(by))
+
+
+@pytest.mark.parametrize("since_m,until_m", [(120, 270), (17, 7 * 60 + 3), (3 * 60, 3 * 60 + 1), (95, 185)])
+def test_any_period_to_the_minute(filled, since_m: int, until_m: int) -> None:
+    """Periods that start and end inside hours and days (T0 + 3 h is a UTC midnight)."""
+    fleet, _, ext = filled
+    since, until = fleet.t0 + since_m * MIN, fleet.t0 + until_m * MIN
+    for by in ("user", "node"):
+        close(rows(ext, by, since, until), fleet.expected(by, since, until))
+
+
+def test_cost_events_and_waste(filled) -> None:
+    fleet, hub, ext = filled
+    r = rows(ext, "user", fleet.t0, fleet.t0 + fleet.length)["alice"]
+    assert r["waste_gpu_hours"] == pytest.approx(5.0, abs=MINUTE_H)  # GPU 1 held 5 h at 0 %
+    assert r["cost"] == pytest.approx(10.0 * 2.0 + 1.8 * 0.25, abs=0.01)
+    kinds = dict(ext.db.execute("SELECT kind, COUNT(*) FROM events GROUP BY kind").fetchall())
+    # alice: 2 GPUs; bob: container on GPU 0 and a bare process on GPU 1 (no job)
+    assert kinds == {"gpu_taken": 4, "gpu_released": 4, "job_started": 2, "job_ended": 2}

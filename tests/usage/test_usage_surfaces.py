@@ -1,0 +1,155 @@
+"""The same figures from the API, the CLI and the pages, on a real hub process over a data
+directory filled with the known fleet (simfleet.py); who may read whose usage."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from access import authed_client, bearer, make_api_key
+from gpufleet.hub.service import Hub, HubOptions
+from gpufleet.hub.usage import UsageExtension
+from realparts import Proc, free_port, gpufleet
+from simfleet import Fleet, known_fleet
+
+pytestmark = pytest.mark.realparts
+
+
+def fill(data: Path, fleet: Fleet, **opts: object) -> None:
+    hub = Hub(HubOptions(data=data, **opts))  # type: ignore[arg-type]
+    ext = UsageExtension(hub)
+    try:
+        for snaps in fleet.snapshots().values():
+            for i in range(0, len(snaps), 120):
+                hub.ingest(snaps[i:i + 120])
+        ext.settle()
+    finally:
+        ext.close()
+        hub.close()
+
+
+def same(got: dict[str, dict], want: dict[str, dict]) -> None:
+    assert set(got) == set(want), (sorted(got), sorted(want))
+    for key, w in want.items():
+        for f, v in w.items():
+            assert abs(float(got[key][f]) - v) < (1e-4 if f == "energy_kwh" else 1e-3), (key, f, got[key][f], v)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, str, str, Path]]:
+    tmp = tmp_path_factory.mktemp("surfaces")
+    fleet = known_fleet()
+    data = tmp / "data"
+    fill(data, fleet)
+    key = make_api_key(data, "viewer")
+    port = free_port()
+    proc = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data), "--price-gpu-hour", "2",
+                         "--price-kwh", "0.25"), tmp / "hub.log")
+    try:
+        proc.wait_http(f"http://127.0.0.1:{port}/healthz")
+        yield fleet, f"http://127.0.0.1:{port}", key, data
+    finally:
+        proc.stop()
+
+
+def period(fleet: Fleet) -> tuple[str, str]:
+    return str(fleet.t0), str(fleet.t0 + fleet.length)
+
+
+@pytest.mark.parametrize("by", ["user", "job", "node"])
+def test_api_and_cli_agree_with_the_schedule(served, by: str) -> None:
+    fleet, url, key, _ = served
+    since, until = period(fleet)
+    want = fleet.expected(by)
+    r = httpx.get(f"{url}/api/v1/usage", params={"since": since, "until": until, "by": by}, headers=bearer(key))
+    assert r.status_code == 200, r.text
+    api = {row[by]: row for row in r.json()["rows"]}
+    same(api, want)
+    assert all("cost" in row for row in api.values())
+
+    base = gpufleet("report", "--hub", url, "--api-key", key, "--since", since, "--until", until, "--by", by)
+    out = subprocess.run([*base, "--format", "json"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    same({row[by]: row for row in json.loads(out.stdout)["rows"]}, want)
+    out = subprocess.run([*base, "--format", "csv"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert list(rows[0])[:6] == [by, "gpu_hours_in_use", "gpu_hours_busy", "mean_utilization", "energy_kwh",
+                                 "waste_gpu_hours"]
+    same({row[by]: row for row in rows}, want)
+    table = subprocess.run(base, capture_output=True, text=True, timeout=30)
+    assert table.returncode == 0 and "GPU-H IN USE" in table.stdout
+    for k in want:
+        assert k in table.stdout
+
+
+def test_api_csv_export(served) -> None:
+    fleet, url, key, _ = served
+    since, until = period(fleet)
+    r = httpx.get(f"{url}/api/v1/usage", params={"since": since, "until": until, "by": "user", "format": "csv"},
+                  headers=bearer(key))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    same({row["user"]: row for row in csv.DictReader(io.StringIO(r.text))}, fleet.expected("user"))
+
+
+def test_jobs_cli_and_job_verdict(served) -> None:
+    fleet, url, key, _ = served
+    out = subprocess.run(gpufleet("jobs", "--hub", url, "--api-key", key, "--since", "7d", "--json"),
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    jobs = {j["job"]: j for j in json.loads(out.stdout)}
+    assert set(jobs) == {"slurm:101", "container:abc123def456"}
+    a = jobs["slurm:101"]
+    assert (a["user"], a["nodes"], a["gpus"], a["running"]) == ("alice", ["n1"], 2, False)
+    assert a["start"] == fleet.t0 + 30 * 60 and a["end"] == fleet.t0 + 5.5 * 3600
+    running = subprocess.run(gpufleet("jobs", "--hub", url, "--api-key", key, "--running"),
+                             capture_output=True, text=True, timeout=30)
+    assert running.returncode == 0 and "no jobs running" in running.stderr
+    listed = subprocess.run(gpufleet("jobs", "--hub", url, "--api-key", key, "--user", "bob"),
+                            capture_output=True, text=True, timeout=30)
+    assert "container:abc123def456" in listed.stdout and "slurm:101" not in listed.stdout
+    r = httpx.get(f"{url}/api/v1/jobs/slurm:101", headers=bearer(key)).json()
+    assert r["verdict"] == "2 GPUs held, 1 used: ask for 1"
+    assert [(g["node"], g["gpu"], round(g["gpu_hours_in_use"], 3)) for g in r["gpus"]] == [("n1", 0, 5.0), ("n1", 1, 5.0)]
+
+
+def test_cli_bad_input_is_one_line(served) -> None:
+    _, url, key, _ = served
+    out = subprocess.run(gpufleet("report", "--hub", url, "--api-key", key, "--since", "last tuesday"),
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "since 'last tuesday' is not a duration" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = subprocess.run(gpufleet("report", "--hub", url, "--since", "1d"), capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0 and "API key" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_visibility_own(tmp_path: Path) -> None:
+    """--usage-visibility own: a viewer reads their own rows only; an admin reads everyone's."""
+    fleet = known_fleet()
+    data = tmp_path / "data"
+    fill(data, fleet)
+    hub = Hub(HubOptions(data=data, usage_visibility="own"))
+    ext = UsageExtension(hub)
+    try:
+        since, until = period(fleet)
+        q = {"since": since, "until": until}
+        with authed_client(hub, [ext], role="admin", background=False) as admin:
+            assert {r["user"] for r in admin.get("/api/v1/usage", params=q).json()["rows"]} == {"alice", "bob"}
+            alice = make_api_key(data, "viewer", user="alice")
+            own = admin.get("/api/v1/usage", params=q, headers=bearer(alice)).json()["rows"]
+            assert [r["user"] for r in own] == ["alice"]
+            r = admin.get("/api/v1/usage", params={**q, "user": "bob"}, headers=bearer(alice))
+            assert r.status_code == 403 and "only their own" in r.json()["detail"]
+            jobs = admin.get("/api/v1/jobs", params={"since": "7d"}, headers=bearer(alice)).json()["jobs"]
+            assert [j["job"] for j in jobs] == ["slurm:101"]
+            assert admin.get("/api/v1/jobs/container:abc123def456", headers=bearer(alice)).status_code == 404
+    finally:
+        ext.close()
+        hub.close()
