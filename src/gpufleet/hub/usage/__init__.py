@@ -35,13 +35,32 @@ class UsageExtension:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.db = open_db(hub.opts.data)
-        last_seen = {name: v.snapshot.timestamp for name, v in hub.fleet.nodes.items() if v.snapshot is not None}
-        self.record = OccupancyRecord(self.db, gap_s=hub.opts.down_after, last_seen=last_seen)
+        self.record = OccupancyRecord(self.db, gap_s=hub.opts.down_after, last_seen=self._last_seen(),
+                                      heard=self._heard)
         self.prices = Prices(hub.opts.price_gpu_hour, hub.opts.price_kwh)
         self._next = 0
         self._dropped_at = 0.0
         hub.jobs.add(JOB)
         hub.observers.append(self.record.observe)  # the one ingest hook: a compare per GPU
+
+    def _last_seen(self) -> dict[str, float]:
+        """Each node's newest snapshot stored before this start: its open holds ran until then.
+
+        The store has every acknowledged push (its WAL survives kill -9); the fleet's saved
+        latest snapshots (hub.db, every few seconds) stand in when the history is remote.
+        """
+        seen = {name: v.snapshot.timestamp for name, v in self.hub.fleet.nodes.items() if v.snapshot is not None}
+        store = self.hub.store
+        if store is not None:
+            for (node,) in self.db.execute("SELECT DISTINCT node FROM holds WHERE end IS NULL").fetchall():
+                latest = store.latest(node)
+                if latest is not None:
+                    seen[node] = max(seen.get(node, 0.0), latest[0])
+        return seen
+
+    def _heard(self, node: str) -> float | None:
+        v = self.hub.fleet.nodes.get(node)
+        return v.last_seen if v is not None else None
 
     def mount(self, app: FastAPI) -> None:
         from .api import mount

@@ -1,32 +1,40 @@
 """Who holds each GPU of a snapshot: the per-GPU holders the occupancy record compares.
 
-A holder is (state, user, group, job key, Slurm job, pod, container, GPU-equivalents). Until
-the agent reports an allocation for each GPU, holders come from the GPU's processes: each
-distinct (user, job) among them holds an equal share of the GPU, in state `in_use`; a GPU
-without processes is free (no holder). Pure functions over snapshot records, so the ingest
-hook (record.py) costs one tuple build and one compare per GPU when nothing changed.
+A holder is (user, group, job key, Slurm job, pod, container, GPU-equivalents). They come
+from the snapshot's `allocations` (the agent's allocation collector: processes and
+allocation sources, MIG slices as fractions): each non-free entry of a GPU is a holder, and
+one holder's entries on one GPU (several MIG slices) add up. A snapshot without allocations
+(an agent before them) falls back to the GPU's processes: each distinct (user, job) among
+them holds an equal share. A GPU with no holder is free.
+
+Whether a held GPU is busy or idle is not part of a holder: it changes from one collection to
+the next, and is measured over time when figures are settled (settle.py), so a dip in
+utilisation neither ends a hold nor starts a job again. Pure functions, so the ingest hook
+(record.py) costs a tuple build and one compare per GPU when nothing changed.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from ...snapshot import Gpu, Owner
+from ...snapshot import Gpu, NodeSnapshot, Owner
 
-IN_USE = "in_use"
-IDLE_HELD = "idle_held"
 FREE = "free"
 
 
 class Holder(NamedTuple):
-    state: str  # in_use | idle_held
     user: str
     group: str = ""
     job: str = ""  # job key (job_key): "slurm:ID", "pod:NAMESPACE/NAME", "container:ID", or ""
     slurm_job: str = ""
-    pod: str = ""
+    pod: str = ""  # NAMESPACE/NAME when the namespace is known
     container: str = ""
     eq: float = 1.0  # GPU-equivalents held (a MIG slice or a shared GPU: a fraction)
+
+
+GpuHolders = tuple[Holder, ...]
+Ident = tuple[str, str, str, str, str, str]  # a Holder without its share
+Sig = tuple[tuple[int, GpuHolders], ...]  # per GPU (index, holders), in snapshot order
 
 
 def job_key(slurm_job: str, pod: str, namespace: str, container: str) -> str:
@@ -40,18 +48,36 @@ def job_key(slurm_job: str, pod: str, namespace: str, container: str) -> str:
     return ""
 
 
-def _owner_key(owner: Owner | None) -> tuple[str, str, str, str]:
+def _ident(user: str, group: str, slurm_job: str, pod: str, namespace: str, container: str) -> Ident:
+    full_pod = f"{namespace}/{pod}" if pod and namespace else pod
+    return user, group, job_key(slurm_job, pod, namespace, container), slurm_job, full_pod, container
+
+
+def _owner(user: str, owner: Owner | None) -> Ident:
     if owner is None:
-        return "", "", "", ""
-    pod = f"{owner.namespace}/{owner.pod}" if owner.pod and owner.namespace else owner.pod
-    return job_key(owner.slurm_job, owner.pod, owner.namespace, owner.container), owner.slurm_job, pod, owner.container
+        return user, "", "", "", "", ""
+    return _ident(user, "", owner.slurm_job, owner.pod, owner.namespace, owner.container)
 
 
-def gpu_holders(gpu: Gpu) -> tuple[Holder, ...]:
-    """The holders of one GPU, sorted (so equal states compare equal); () when it is free."""
+def process_holders(gpu: Gpu) -> GpuHolders:
+    """Holders of one GPU from its processes (agents without allocations), sorted."""
     if not gpu.processes:
         return ()
-    seen = sorted({(p.user or "?", *_owner_key(p.owner)) for p in gpu.processes})
+    seen = sorted({_owner(p.user or "?", p.owner) for p in gpu.processes})
     share = 1.0 / len(seen)
-    return tuple(Holder(IN_USE, user, "", job, slurm, pod, container, share)
-                 for user, job, slurm, pod, container in seen)
+    return tuple(Holder(*ident, eq=share) for ident in seen)
+
+
+def node_holders(snap: NodeSnapshot) -> Sig:
+    """Every GPU of the snapshot with its holders (free: ())."""
+    if not snap.allocations:
+        return tuple((g.index, process_holders(g)) for g in snap.gpus)
+    per_gpu: dict[int, dict[Ident, float]] = {g.index: {} for g in snap.gpus}
+    for a in snap.allocations:
+        if a.state == FREE:
+            continue
+        ident = _ident(a.user or "?", a.group, a.slurm_job, a.pod, a.namespace, a.container)
+        held = per_gpu.setdefault(a.gpu, {})
+        held[ident] = held.get(ident, 0.0) + a.gpu_equivalents
+    return tuple((gpu, tuple(Holder(*ident, eq=round(eq, 6)) for ident, eq in sorted(held.items())))
+                 for gpu, held in per_gpu.items())

@@ -71,7 +71,7 @@ def jobs(db: sqlite3.Connection, *, since: float, user: str | None = None, runni
 
 
 def job(db: sqlite3.Connection, key: str, *, prices: Prices = Prices()) -> dict[str, Any] | None:
-    holds = db.execute("SELECT id, node, gpu, uuid, state, user, grp, slurm_job, pod, container, start, end, settled "
+    holds = db.execute("SELECT id, node, gpu, uuid, user, grp, slurm_job, pod, container, start, end, settled "
                        "FROM holds WHERE job = ? ORDER BY node, gpu, start", (key,)).fetchall()
     if not holds:
         return None
@@ -81,7 +81,7 @@ def job(db: sqlite3.Connection, key: str, *, prices: Prices = Prices()) -> dict[
         sums[hid] = vals
     per_gpu: dict[tuple[str, int], dict[str, Any]] = {}
     total = [0.0, 0.0, 0.0, 0.0]
-    for hid, node, gpu, uuid, state, user, grp, slurm, pod, container, start, end, settled in holds:
+    for hid, node, gpu, uuid, user, grp, slurm, pod, container, start, end, settled in holds:
         g = per_gpu.setdefault((node, gpu), {"node": node, "gpu": gpu, "uuid": uuid, "start": start, "end": end,
                                              "running": end is None, "sums": [0.0, 0.0, 0.0, 0.0]})
         g["start"] = min(g["start"], start)
@@ -96,11 +96,11 @@ def job(db: sqlite3.Connection, key: str, *, prices: Prices = Prices()) -> dict[
         gpus.append({**g, **figures(s, prices)})
     first = holds[0]
     kind, ident = describe_key(key)
-    running = any(h[11] is None for h in holds)
+    running = any(h[10] is None for h in holds)
     return {
-        "job": key, "kind": kind, "id": ident, "user": first[5], "group": first[6],
-        "slurm_job": first[7], "pod": first[8], "container": first[9],
-        "start": min(h[10] for h in holds), "end": None if running else max(h[11] for h in holds),
+        "job": key, "kind": kind, "id": ident, "user": first[4], "group": first[5],
+        "slurm_job": first[6], "pod": first[7], "container": first[8],
+        "start": min(h[9] for h in holds), "end": None if running else max(h[10] for h in holds),
         "running": running, "nodes": sorted({h[1] for h in holds}), "gpus": gpus,
         **figures(total, prices), "verdict": verdict(gpus),
     }

@@ -18,21 +18,22 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 
 from ...snapshot import NodeSnapshot
-from .holders import Holder, gpu_holders
+from .holders import Holder, Sig, node_holders
 
 log = logging.getLogger("gpufleet.hub.usage")
 
 Op = tuple[str, float, int, Holder, "int | None"]  # ("open" | "close", time, GPU, holder, hold id)
-Sig = tuple[tuple[int, tuple[Holder, ...]], ...]  # per GPU (index, holders), in snapshot order
 DAY_S = 86400.0
 
 
 class OccupancyRecord:
     def __init__(self, db: sqlite3.Connection, gap_s: float, last_seen: Mapping[str, float] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 heard: Callable[[str], float | None] = lambda node: None) -> None:
         self.db = db
         self.gap_s = gap_s
         self.clock = clock
+        self.heard = heard  # hub clock of a node's last push (Fleet), None when unknown
         self.lock = threading.Lock()  # the connection and the maps below change together
         self._sig: dict[str, Sig] = {}
         self._open: dict[tuple[str, int], dict[Holder, int]] = {}  # (node, gpu) -> holder -> hold id
@@ -44,7 +45,7 @@ class OccupancyRecord:
 
     def _load(self, last_seen: Mapping[str, float]) -> None:
         rows = self.db.execute(
-            "SELECT id, node, gpu, state, user, grp, job, slurm_job, pod, container, eq, start, settled "
+            "SELECT id, node, gpu, user, grp, job, slurm_job, pod, container, eq, start, settled "
             "FROM holds WHERE end IS NULL ORDER BY node, gpu").fetchall()
         per_node: dict[str, dict[int, list[Holder]]] = {}
         for hid, node, gpu, *fields, start, settled in rows:
@@ -62,7 +63,7 @@ class OccupancyRecord:
 
     def observe(self, snap: NodeSnapshot) -> None:
         """Called for every stored snapshot, oldest first per node. Never raises."""
-        sig: Sig = tuple((g.index, gpu_holders(g)) for g in snap.gpus)
+        sig = node_holders(snap)
         node, ts = snap.node, snap.timestamp
         last = self._last.get(node)
         if last is not None and sig == self._sig.get(node) and ts - last <= self.gap_s:
@@ -120,8 +121,8 @@ class OccupancyRecord:
                             events.append((t, "job_ended", node, gpu, h.user, h.job))
                 else:
                     cur = db.execute(
-                        "INSERT INTO holds(node, gpu, uuid, state, user, grp, job, slurm_job, pod, container, eq, "
-                        "start, settled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        "INSERT INTO holds(node, gpu, uuid, user, grp, job, slurm_job, pod, container, eq, "
+                        "start, settled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                         (node, gpu, uuids.get(gpu, ""), *h, t, t))
                     assert cur.lastrowid is not None
                     opened.append((gpu, h, cur.lastrowid))
@@ -148,15 +149,21 @@ class OccupancyRecord:
 
     # ---- upkeep (settle loop) -----------------------------------------------------------------------
 
+    def _silent(self, node: str, now: float) -> bool:
+        # By when the hub last heard from it, not by the age of its data: a node sending its
+        # spool after an outage sends old snapshots, and is not silent.
+        heard = self.heard(node)
+        return now - (heard if heard is not None else self._last.get(node, now)) > self.gap_s
+
     def close_silent(self, now: float) -> list[str]:
         """Close the holds of nodes silent for longer than gap_s at their last snapshot; their names."""
-        quiet = [n for n, t in list(self._last.items()) if now - t > self.gap_s and self._sig.get(n)]
+        quiet = [n for n in list(self._last) if self._sig.get(n) and self._silent(n, now)]
         done = []
         for node in quiet:
             try:
                 with self.lock:
                     last = self._last[node]
-                    if now - last <= self.gap_s:
+                    if not self._silent(node, now):
                         continue
                     ops: list[Op] = [("close", last, gpu, h, hid)
                                      for (n, gpu), held in list(self._open.items()) if n == node

@@ -6,8 +6,8 @@ utilisation, the energy counter and power from the store (Hub.query_range, so th
 store and --history alike) and integrates them over each hold, sample-and-hold: a sample
 stands for the time until the next one. Energy is the counter's increase (a counter that
 went down was reset: its new value is the increase, as Prometheus' increase() counts it),
-or power x time where the counter is missing. Idle: utilisation under IDLE_RATIO, or the
-hold's state is idle_held. Figures and each hold's `settled` mark are written in one
+or power x time where the counter is missing. Idle: utilisation under IDLE_RATIO (the agent's
+idle_held line). Figures and each hold's `settled` mark are written in one
 transaction; a crash repeats a step, never counts it twice.
 """
 
@@ -27,7 +27,6 @@ import numpy as np
 from ...catalogue import name_of
 from ...syntax import Matcher
 from .db import DAY, HOUR, HOUR_ROWS_KEEP_S
-from .holders import IDLE_HELD
 
 log = logging.getLogger("gpufleet.hub.usage")
 
@@ -75,7 +74,7 @@ def read_node(query: Query, node: str, lo: float, hi: float) -> dict[str, Sample
 Figures = dict[int, list[float]]  # bucket start -> [held, idle, busy, joules] (GPU-seconds, joules)
 
 
-def integrate(s: Samples, a: float, b: float, state: str, eq: float) -> Figures:
+def integrate(s: Samples, a: float, b: float, eq: float) -> Figures:
     """One hold's figures over [a, b), per hour bucket (days are sums of their hours)."""
     out: Figures = {}
     if b <= a or s.ts.size < 2:
@@ -100,8 +99,7 @@ def integrate(s: Samples, a: float, b: float, state: str, eq: float) -> Figures:
     inc = np.where(np.isnan(inc), 0.0, inc)
     joules = inc * dur / gap
     busy = np.where(np.isnan(util), 0.0, util) * dur
-    idle_mask = np.ones_like(dur, dtype=bool) if state == IDLE_HELD else (util < IDLE_RATIO)
-    idle = np.where(idle_mask, dur, 0.0)
+    idle = np.where(util < IDLE_RATIO, dur, 0.0)  # NaN (no reading) compares False: not idle
     bucket = (np.floor(p0 / HOUR) * HOUR).astype(np.int64)
     keys, inv = np.unique(bucket, return_inverse=True)
     sums = [np.bincount(inv, weights=w * eq, minlength=keys.size) for w in (dur, idle, busy, joules)]
@@ -114,7 +112,6 @@ def integrate(s: Samples, a: float, b: float, state: str, eq: float) -> Figures:
 class Hold:
     id: int
     gpu: int
-    state: str
     eq: float
     start: float
     end: float | None
@@ -123,7 +120,7 @@ class Hold:
 
 def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, horizon: float | None) -> int:
     """Settle `node`'s unsettled holds up to `horizon` (its newest snapshot); returns holds advanced."""
-    rows = db.execute("SELECT id, gpu, state, eq, start, end, settled FROM holds "
+    rows = db.execute("SELECT id, gpu, eq, start, end, settled FROM holds "
                       "WHERE node = ? AND (end IS NULL OR settled < end)", (node,)).fetchall()
     holds = [Hold(*r) for r in rows]
     todo = []
@@ -149,7 +146,7 @@ def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, hor
             s = samples.get(str(h.gpu))
             if s is None or e <= a:
                 continue
-            for bucket, fig in integrate(s, a, e, h.state, h.eq).items():
+            for bucket, fig in integrate(s, a, e, h.eq).items():
                 acc = hour_rows.setdefault((bucket, h.id), [0.0, 0.0, 0.0, 0.0])
                 for i in range(4):
                     acc[i] += fig[i]
