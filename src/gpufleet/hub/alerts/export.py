@@ -139,6 +139,17 @@ def _series_text(s: Series) -> str:
     return f"{s.metric}{{{lab}}}" if lab else s.metric
 
 
+def _counter(steps: int, start: int, stop: int, per_step: float, on: bool) -> list[float | None]:
+    """A counter from 0 that grows `per_step` each step in [start, stop) when `on`, flat otherwise."""
+    vals: list[float | None] = []
+    total = 0.0
+    for k in range(steps):
+        if on and start <= k < stop:
+            total += per_step
+        vals.append(total)
+    return vals
+
+
 def builtin_scenario(steps: int = 41) -> Scenario:
     """40 minutes of two nodes in which every built-in metric rule has something to say."""
     def gpu(node: str, i: int) -> dict[str, str]:
@@ -170,6 +181,20 @@ def builtin_scenario(steps: int = 41) -> Scenario:
                             ramp(0.0, [(12, steps, 2.0)] if idle else [])))
             s.append(Series(P + "gpu_xid_errors_total", lab, ramp(0.0, [(15, steps, 1.0)] if hot else [])))
             s.append(Series(P + "gpu_up", lab, ramp(1.0, [(8, 30, 0.0)] if node == "gpu-b" and i == 0 else [])))
+            # memory repair, links and throttling: each on one GPU of node gpu-b
+            bad = node == "gpu-b" and i == 1
+            s.append(Series(P + "gpu_remapped_rows_uncorrectable_total", lab,
+                            ramp(0.0, [(6, 18, 1.0), (18, steps, 2.0)] if bad else [])))
+            s.append(Series(P + "gpu_remapped_rows_pending", lab, ramp(0.0, [(6, 25, 1.0)] if bad else [])))
+            s.append(Series(P + "gpu_remapped_rows_failure", lab, ramp(0.0, [(25, steps, 1.0)] if bad else [])))
+            s.append(Series(P + "gpu_retired_pages_pending", lab, ramp(0.0, [(3, 9, 1.0)] if bad else [])))
+            s.append(Series(P + "gpu_nvlink_crc_flit_errors_total", lab, _counter(steps, 14, 24, 7.0, bad)))
+            s.append(Series(P + "gpu_nvlink_recovery_errors_total", lab,
+                            ramp(0.0, [(20, steps, 1.0)] if bad else [])))
+            # counters that grow 45 s a minute while throttled: never exactly at the 120 s threshold
+            s.append(Series(P + "gpu_throttle_thermal_seconds_total", lab,
+                            _counter(steps, 12, 26, 45.0, node == "gpu-a" and i == 0)))
+            s.append(Series(P + "gpu_throttle_power_seconds_total", lab, _counter(steps, 2, 14, 45.0, bad)))
         disk = {"node": node, "cluster": "lab", "device": "/dev/nvme0n1p2", "mountpoint": "/", "fstype": "ext4"}
         s.append(Series(P + "disk_free_bytes", disk, ramp(5e11, [(10, steps, 4e10)] if node == "gpu-b" else [])))
         s.append(Series(P + "disk_size_bytes", disk, ramp(1e12, [])))
