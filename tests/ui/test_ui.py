@@ -330,24 +330,71 @@ def test_phone_width_and_heatmap_colours(hub: Hub, browser: Any, artifacts: Path
         assert errors == []
 
 
-def test_markup_in_a_command_line_does_not_break_pages(hub: Hub, browser: Any) -> None:
-    """Issue 9: a process named `<!--<script>` emptied the node and GPU pages (their embedded JSON)."""
+def push_node(hub: Hub, snap: Any) -> None:
+    """Joins `snap.node` to the hub as a real agent would (a join token, then a push), stamped now."""
     import subprocess
-
-    import msgspec
 
     from gpufleet.snapshot import to_json
 
     token = subprocess.run(gpufleet("token", "create", "--data", str(hub.data)), capture_output=True, text=True,
                            check=True).stdout.split()[-1]
-    r = httpx.post(f"{hub.url}/api/v1/register", json={"node": "evil-node"}, headers=bearer(token), timeout=10)
+    r = httpx.post(f"{hub.url}/api/v1/register", json={"node": snap.node}, headers=bearer(token), timeout=10)
     cred = r.json()["credential"]
-    evil = '<!--<script>alert(1)</script><script>document.title="x"</script> & "quotes"'
-    snap = sample_snapshot("evil-node")
     snap.timestamp = time.time()
-    snap.gpus[0].processes[0].command = evil
     body = b'{"snapshots":[' + to_json(snap) + b"]}"
     assert httpx.post(f"{hub.url}/api/v1/push", content=body, headers=bearer(cred), timeout=10).status_code == 200
+
+
+def test_gpu_needing_drain_or_reset_is_flagged(hub: Hub, browser: Any, artifacts: Path) -> None:
+    """Issue 15: the node page flags a GPU to drain or reset; the GPU page shows why, its health
+    counters and its NVLink links, and leaves out what the device does not report."""
+    from gpufleet.snapshot import GpuLink
+
+    snap = sample_snapshot("sick-node")
+    bad, pending = snap.gpus
+    bad.values.update(remapped_rows_failure=1.0, remapped_rows_uncorrectable_total=3.0, pcie_replays_total=17.0)
+    bad.links = [GpuLink(link=0, values={"up": 1.0, "speed_bytes_per_second": 25e9, "transmit_bytes_total": 2e9,
+                                         "crc_data_errors_total": 4.0, "replay_errors_total": 1.0}),
+                 GpuLink(link=1, values={"up": 0.0})]
+    pending.values.update(retired_pages_pending=1.0)
+    push_node(hub, snap)
+    with open_page(browser, f"{hub.url}/nodes/sick-node") as (page, errors):
+        page.wait_for_selector(".gcard[data-gpu='0'] .badge.health")
+        flags = page.evaluate("""() => [...document.querySelectorAll('.gcard')].map(c => {
+            const b = c.querySelector('.badge.health'); return [c.dataset.gpu, b ? b.dataset.health : null]; })""")
+        assert flags == [["0", "drain"], ["1", "reset"]]
+        assert "no spare memory rows" in page.get_attribute(".gcard[data-gpu='0'] .badge.health", "title")
+        shot(page, artifacts, "node-health")
+        assert errors == []
+    with open_page(browser, f"{hub.url}/nodes/sick-node/gpus/0") as (page, errors):
+        page.wait_for_selector("#g-health:not([hidden])")
+        assert page.get_attribute("#g-health", "data-health") == "drain"
+        assert "Drain this GPU" in page.inner_text("#g-health")
+        counters = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#g-counters tr[data-counter]')]
+            .map(r => [r.dataset.counter, +r.dataset.value]))""")
+        # only what the device reported, in the health table's order
+        assert counters == {"remapped_rows_failure": 1, "remapped_rows_uncorrectable_total": 3, "pcie_replays_total": 17}
+        links = page.evaluate("""() => [...document.querySelectorAll('#g-linktable tbody tr')].map(r =>
+            [r.dataset.link, r.cells[1].innerText, r.querySelector('[data-errors]').dataset.errors])""")
+        assert links == [["0", "up", "5"], ["1", "down", ""]]
+        assert page.inner_text("#g-lcount") == "(1 of 2 up)"
+        shot(page, artifacts, "gpu-health")
+        assert errors == []
+    with open_page(browser, f"{hub.url}/nodes/sick-node/gpus/1") as (page, errors):
+        page.wait_for_selector("#g-health:not([hidden])")
+        assert page.get_attribute("#g-health", "data-health") == "reset"
+        assert "no NVLink" in page.inner_text("#g-links")
+        assert errors == []
+
+
+def test_markup_in_a_command_line_does_not_break_pages(hub: Hub, browser: Any) -> None:
+    """Issue 9: a process named `<!--<script>` emptied the node and GPU pages (their embedded JSON)."""
+    import msgspec
+
+    evil = '<!--<script>alert(1)</script><script>document.title="x"</script> & "quotes"'
+    snap = sample_snapshot("evil-node")
+    snap.gpus[0].processes[0].command = evil
+    push_node(hub, snap)
     for path in ("/nodes/evil-node", "/nodes/evil-node/gpus/0"):
         with open_page(browser, f"{hub.url}{path}") as (page, errors):
             # the embedded state parses, and the page shows the command line as text

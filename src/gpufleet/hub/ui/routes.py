@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ... import __version__
+from ... import health
 from ...catalogue import BY_SCOPE
 from ..auth import Policy, Role, declare, public, require
 from ..auth.service import client_of, csrf_token
@@ -90,7 +91,7 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
         v = hub.node(name)
         if v is None:
             return not_found(request, f"There is no node named “{name}” in this fleet.")
-        initial = {"node": v.describe(), "snapshot": None, "ranges": RANGES,
+        initial = {"node": v.describe(), "snapshot": None, "ranges": RANGES, "health": health.page_json(),
                    "catalogue": {"node": _catalogue("node"), "gpu": _catalogue("gpu")}}
         return page(request, "node.html", title=name, nav="fleet", name=name, view=v,
                     initial=_with_snapshot(initial, hub.fleet.full_json(v, commands(request))))
@@ -102,8 +103,8 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
             return not_found(request, f"There is no node named “{name}” in this fleet.")
         if v.snapshot is not None and all(g.index != index for g in v.snapshot.gpus):
             return not_found(request, f"Node “{name}” has no GPU {index}.")
-        initial = {"node": v.describe(), "gpu": index, "ranges": RANGES,
-                   "catalogue": {"gpu": _catalogue("gpu"), "mig": _catalogue("mig")}}
+        initial = {"node": v.describe(), "gpu": index, "ranges": RANGES, "health": health.page_json(),
+                   "catalogue": {"gpu": _catalogue("gpu"), "mig": _catalogue("mig"), "gpu_link": _catalogue("gpu_link")}}
         return page(request, "gpu.html", title=f"{name} · GPU {index}", nav="fleet", name=name, index=index,
                     initial=_with_snapshot(initial, hub.fleet.full_json(v, commands(request))))
 

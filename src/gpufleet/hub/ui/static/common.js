@@ -17,6 +17,14 @@ export function initial() {
   return el ? JSON.parse(el.textContent) : {};
 }
 
+// What a GPU's readings call for ("drain", "reset" or null), by gpufleet.health's rule table,
+// which the page embeds: the same rules the hub's alerts follow.
+export function gpuHealth(values, rules) {
+  const fired = rules.filter((r) => values[r.key] != null && values[r.key] > r.above);
+  const action = fired.some((r) => r.action === "drain") ? "drain" : fired.length ? "reset" : null;
+  return { action, reasons: fired.map((r) => r.reason) };
+}
+
 // ---- units ----------------------------------------------------------------------------------
 const IEC = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 export function bytes(n, digits = 1) {

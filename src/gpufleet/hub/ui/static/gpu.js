@@ -1,5 +1,5 @@
 // GPU page: every field the agent reports for one accelerator, who is on it, and its history.
-import { $, esc, initial, live, frameScheduler, bytes, rate, pct, celsius, watts, hertz, when, ago, human } from "./common.js";
+import { $, esc, initial, live, frameScheduler, gpuHealth, bytes, rate, pct, celsius, watts, hertz, when, ago, human } from "./common.js";
 import { ChartSet, rangePicker } from "./charts.js";
 import { ownerText } from "./owner.js";
 
@@ -10,6 +10,13 @@ const cat = init.catalogue.gpu;
 let snap = init.snapshotJson;
 let status = init.node;
 const gpuOf = (s) => (s && s.gpus ? s.gpus.find((g) => g.index === index) : null);
+
+// One reading as a table row: its description, its value in the catalogue's unit, its metric name.
+function readingRow(kind, k, val) {
+  const meta = cat[k];
+  return `<tr data-${kind}="${esc(k)}" data-value="${val}"><td title="${esc(meta ? meta.help : "")}">${esc(meta ? meta.help.replace(/\.$/, "") : k)}</td>` +
+    `<td class="num">${esc(human(val, meta))}</td><td class="mono muted">${esc(meta ? meta.name : k)}</td></tr>`;
+}
 
 function render() {
   const st = $("#g-status");
@@ -33,6 +40,7 @@ function render() {
     stat("SM clock", hertz(v.sm_clock_hertz), "", v.sm_clock_max_hertz ? `max ${hertz(v.sm_clock_max_hertz)}` : ""),
     stat("PCIe", rate(v.pcie_receive_bytes_per_second), "", `in · ${rate(v.pcie_transmit_bytes_per_second)} out`),
   ].join("");
+  renderHealth(g);
   const procs = g.processes || [];
   $("#g-pcount").textContent = procs.length ? `(${procs.length})` : "";
   $("#g-procs").tBodies[0].innerHTML = procs.length ? procs.map((p) => `<tr data-pid="${p.pid}"><td class="num">${p.pid}</td>` +
@@ -47,16 +55,39 @@ function render() {
   }</tbody></table></div>` : "";
   // Every value the agent sent, in catalogue order, then any the catalogue does not know.
   const keys = [...Object.keys(cat).filter((k) => k in v), ...Object.keys(v).filter((k) => !(k in cat))];
-  $("#g-fields").tBodies[0].innerHTML = keys.map((k) => {
-    const meta = cat[k];
-    return `<tr data-field="${esc(k)}" data-value="${v[k]}"><td title="${esc(meta ? meta.help : "")}">${esc(meta ? meta.help.replace(/\.$/, "") : k)}</td>` +
-      `<td class="num">${esc(human(v[k], meta))}</td><td class="mono muted">${esc(meta ? meta.name : k)}</td></tr>`;
-  }).join("");
+  $("#g-fields").tBodies[0].innerHTML = keys.map((k) => readingRow("field", k, v[k])).join("");
   const info = g.info || {};
   $("#g-info").innerHTML = [["UUID", g.uuid], ["Model", g.model], ["Vendor", g.vendor], ...Object.entries(info),
     ["Throttle reasons", (g.throttle_reasons || []).join(", ") || "none"], ["Recent events", (g.events || []).join(", ") || "none"],
     ["Last report", when(snap.timestamp)]]
     .map(([k, val]) => `<dt>${esc(k.replace(/_/g, " "))}</dt><dd>${esc(val)}</dd>`).join("");
+}
+
+// Whether the GPU needs a reset or a drain (gpufleet.health's rules), its health counters and
+// its NVLink (XGMI) links; a reading the device does not report is left out, never shown as 0.
+function renderHealth(g) {
+  const v = g.values;
+  const h = gpuHealth(v, init.health.rules);
+  const hb = $("#g-health");
+  hb.hidden = !h.action;
+  hb.dataset.health = h.action || "";
+  if (h.action) hb.textContent = `${h.action === "drain" ? "Drain this GPU and have it serviced" : "Drain this GPU's jobs, then reset it"}: ${h.reasons.join("; ")}.`;
+  const keys = init.health.counters.filter((k) => v[k] != null);
+  $("#g-counters").tBodies[0].innerHTML = keys.length ? keys.map((k) => readingRow("counter", k, v[k])).join("")
+    : `<tr><td colspan="3" class="muted">This device reports no health counters.</td></tr>`;
+  const links = g.links || [];
+  const lc = init.catalogue.gpu_link;
+  $("#g-lcount").textContent = links.length ? `(${links.filter((l) => l.values.up === 1).length} of ${links.length} up)` : "";
+  const errs = (lv) => ["crc_flit_errors_total", "crc_data_errors_total", "replay_errors_total", "recovery_errors_total"]
+    .reduce((n, k) => (lv[k] == null ? n : (n ?? 0) + lv[k]), null);
+  $("#g-links").innerHTML = links.length ? `<table id="g-linktable"><thead><tr><th>Link</th><th>State</th><th class="num">Speed</th>` +
+    `<th class="num">Busy</th><th class="num">Sent</th><th class="num">Received</th><th class="num" title="CRC, replay and recovery errors">Errors</th></tr></thead><tbody>${
+    links.map((l) => { const lv = l.values; return `<tr data-link="${l.link}"><td>${l.link}</td>` +
+      `<td>${lv.up == null ? "—" : lv.up === 1 ? "up" : '<span class="warn">down</span>'}</td>` +
+      `<td class="num">${rate(lv.speed_bytes_per_second)}</td><td class="num">${esc(human(lv.utilization_ratio, lc.utilization_ratio))}</td>` +
+      `<td class="num">${bytes(lv.transmit_bytes_total)}</td><td class="num">${bytes(lv.receive_bytes_total)}</td>` +
+      `<td class="num" data-errors="${errs(lv) ?? ""}">${errs(lv) ?? "—"}</td></tr>`; }).join("")}</tbody></table>`
+    : `<p class="muted">This GPU reports no NVLink or XGMI links.</p>`;
 }
 
 function specs() {

@@ -1,5 +1,5 @@
 // Node page: host details, every accelerator, history charts and the process table, all live.
-import { $, esc, initial, live, frameScheduler, sortable, bytes, rate, pct, celsius, watts, hertz, duration, when, ago, num, heat, ipct } from "./common.js";
+import { $, esc, initial, live, frameScheduler, sortable, gpuHealth, bytes, rate, pct, celsius, watts, hertz, duration, when, ago, num, heat, ipct } from "./common.js";
 import { ChartSet, rangePicker } from "./charts.js";
 import { ownerText } from "./owner.js";
 
@@ -107,8 +107,10 @@ function renderGpus() {
     const users = [...new Set((g.processes || []).map((p) => p.user || "?"))].join(", ");
     const memR = v.memory_total_bytes ? v.memory_used_bytes / v.memory_total_bytes : null;
     const u = v.utilization_ratio;
+    const h = gpuHealth(v, init.health.rules);
+    const flag = h.action ? ` <span class="badge health" data-health="${h.action}" title="${esc(h.reasons.join("; "))}">${h.action === "drain" ? "drain" : "needs reset"}</span>` : "";
     return `<a class="gcard" href="/nodes/${encodeURIComponent(name)}/gpus/${g.index}" data-gpu="${g.index}" data-util="${u == null ? "" : Math.round(u * 100)}">` +
-      `<div class="gh"><span>GPU ${g.index}</span><span class="gm">${esc(g.model)}</span></div>` +
+      `<div class="gh"><span>GPU ${g.index}${flag}</span><span class="gm">${esc(g.model)}</span></div>` +
       `<div class="row"><span class="muted">Util</span>${bar(u)}<span class="num">${pct(u)}</span></div>` +
       `<div class="row"><span class="muted">Memory</span>${bar(memR, "mem")}<span class="num">${bytes(v.memory_used_bytes)}</span></div>` +
       `<div class="row"><span class="muted">Temp</span>${bar(v.temperature_celsius != null ? v.temperature_celsius / 100 : 0, v.temperature_celsius >= 85 ? "hot" : "")}<span class="num">${celsius(v.temperature_celsius)}</span></div>` +

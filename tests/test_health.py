@@ -1,0 +1,28 @@
+"""gpufleet.health: which readings call for a GPU reset or a drain."""
+
+from __future__ import annotations
+
+from gpufleet import health
+from gpufleet.catalogue import BY_SCOPE
+
+
+def test_healthy_and_unreported_call_for_nothing() -> None:
+    assert health.judge({}) == health.Verdict(None, ())
+    zeros = {r.key: 0.0 for r in health.RULES}
+    assert health.judge(zeros).action is None
+
+
+def test_drain_outranks_reset_and_every_reason_is_given() -> None:
+    v = health.judge({"remapped_rows_pending": 1.0})
+    assert v.action == "reset" and v.reasons == ("a row remap waits for a GPU reset",)
+    v = health.judge({"remapped_rows_pending": 1.0, "remapped_rows_failure": 1.0})
+    assert v.action == "drain" and len(v.reasons) == 2
+
+
+def test_rules_and_counters_name_catalogue_readings() -> None:
+    gpu_keys = {m.key for m in BY_SCOPE["gpu"]}
+    assert {r.key for r in health.RULES} <= gpu_keys
+    assert set(health.COUNTERS) <= gpu_keys
+    assert {r.key for r in health.RULES} <= set(health.COUNTERS)  # what a verdict rests on is shown
+    assert health.page_json()["rules"][0] == {"key": "remapped_rows_failure", "above": 0, "action": "drain",
+                                             "reason": "a row remap failed: no spare memory rows are left"}
