@@ -138,6 +138,9 @@ def _hub_options(f: Any) -> Any:
                      help="alert rules YAML (default: DATA/alerts.yaml if present); see docs/alerts.md"),
         click.option("--notify", type=click.Path(dir_okay=False, path_type=Path), envvar="GPUFLEET_NOTIFY",
                      help="notification routes YAML: apprise URLs, Alertmanager (default: DATA/notify.yaml)"),
+        click.option("--groups-file", type=click.Path(dir_okay=False, path_type=Path), envvar="GPUFLEET_GROUPS_FILE",
+                     help="users' groups (YAML or CSV); every per-user figure also rolls up by group "
+                          "(default: the groups agents report); see docs/allocation.md"),
         click.option("--down-after", default="2m", show_default=True,
                      help="a silent node is down after this long (stale after 3 intervals)"),
         click.option("--min-free-space", default=None, envvar="GPUFLEET_MIN_FREE_SPACE",
@@ -189,6 +192,13 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Hub, socket.socket]:
     for flag in ("targets", "rules", "notify"):
         if kw[flag] is not None and not kw[flag].exists():
             raise UserError(f"--{flag}: file {kw[flag]} does not exist")
+    if kw["groups_file"] is not None:
+        from .allocation.groups import GroupsError, load
+
+        try:
+            load(kw["groups_file"])
+        except GroupsError as e:
+            raise UserError(f"--groups-file: {e}") from None
     from .hub.diskspace import Floor, parse_floor
 
     try:
@@ -201,7 +211,7 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Hub, socket.socket]:
         data=kw["data"], targets=kw["targets"], remote_write=kw["remote_write"], history=kw["history"],
         rules=kw["rules"], notify=kw["notify"], show_command_lines=kw["show_command_lines"],
         price_gpu_hour=kw["price_gpu_hour"], price_kwh=kw["price_kwh"], usage_visibility=kw["usage_visibility"],
-        down_after=_duration(kw, "down_after"),
+        down_after=_duration(kw, "down_after"), groups_file=kw["groups_file"],
         retention={"raw": _duration(kw, "retention_raw"), "1m": _duration(kw, "retention_1m"),
                    "1h": _duration(kw, "retention_1h")},
     )

@@ -108,6 +108,14 @@ def _allocation(snap: NodeSnapshot) -> Iterator[Record]:
                {"state": a.state, "source": a.source, "unmanaged": "true" if a.unmanaged else "false"})
 
 
+def _node_containers(snap: NodeSnapshot) -> Iterator[Record]:
+    if snap.allocations:
+        from .allocation.derive import containers_by_state
+
+        for state, n in containers_by_state(snap.allocations).items():
+            yield ((state,), {"gpu_containers": n}, _EMPTY)
+
+
 def _collector(snap: NodeSnapshot) -> Iterator[Record]:
     for c in snap.collectors:
         yield ((c.collector,), {"duration_seconds": c.duration, "success": 1.0 if c.success else 0.0,
@@ -128,6 +136,8 @@ SCOPES: dict[str, Scope] = {s.name: s for s in (
     Scope("gpu_process", ("gpu", "uuid", "pid", "user", "command", "container", "pod", "namespace", "slurm_job"),
           "gpu_process", "Processes on accelerators", False, _gpu_process),
     Scope("user", ("user",), "user", "Per-user usage", True, _user),
+    Scope("node_containers", ("state",), "node", "Containers holding accelerators (per state)", True,
+          _node_containers),
     # Not kept as history: holders come and go (like processes); the hub accounts from snapshots.
     Scope("allocation", ("gpu", "uuid", "gpu_instance", "profile", "user", "group", "container", "pod",
                          "namespace", "slurm_job"), "allocation", "Allocations (who holds each GPU or MIG slice)",
@@ -135,6 +145,7 @@ SCOPES: dict[str, Scope] = {s.name: s for s in (
     Scope("collector", ("collector",), "collector", "Collectors", True, _collector),
     Scope("agent", (), "agent", "The agent", True, _agent),
     Scope("hub", (), "hub", "The hub", False, None),
+    Scope("group", ("group",), "group", "Per-group usage (the hub's rollup of its nodes' users)", False, None),
     Scope("hub_job", ("job",), "hub_background", "The hub's background jobs", False, None),
     Scope("hub_scrape", ("target", "node"), "hub_scrape", "The hub's pull scrapes (per target)", False, None),
 )}

@@ -151,6 +151,7 @@ class Allocation(msgspec.Struct, kw_only=True, omit_defaults=True):
     utilization_ratio: float | None = None  # the slot's busy share this collection (0-1), when known
     source: str = ""  # what says it is held: processes | state_file | slurm | kubernetes
     unmanaged: bool = False  # a container using the slot outside every allocation a source knows
+    stopped: bool = False  # the holder is a stopped container that keeps its GPU (an allocation source says so)
 
 
 class CollectorStatus(msgspec.Struct, kw_only=True, omit_defaults=True):

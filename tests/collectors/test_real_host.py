@@ -22,9 +22,11 @@ def run_all() -> NodeSnapshot:
 
 
 def test_table_builds_the_host_collectors_in_order() -> None:
-    host = ["system", "cpu", "memory", "disks", "network", "users", "processes", "accelerators", "usage"]
+    host = ["system", "cpu", "memory", "disks", "network", "users", "processes", "accelerators", "usage",
+            "allocation"]
     assert [n for n in collector_names() if n in host] == host
-    # accelerators joins what processes built, usage sums both: the default build keeps that order.
+    # accelerators joins what processes built, usage sums both, allocation adds to usage: the
+    # default build keeps that order.
     assert [c.name for c in build(CollectContext())] == host
 
 

@@ -58,6 +58,7 @@ class _Holder:
     partition: str = ""
     source: str = "processes"
     unmanaged: bool = False
+    stopped: bool = False
 
 
 @dataclass(slots=True)
@@ -127,7 +128,8 @@ def covers(g: Grant, h: _Holder) -> bool:
 
 
 def _grant_holder(g: Grant) -> _Holder:
-    return _Holder(g.user or UNKNOWN_USER, g.container, g.pod, g.namespace, g.slurm_job, g.partition, g.source)
+    return _Holder(g.user or UNKNOWN_USER, g.container, g.pod, g.namespace, g.slurm_job, g.partition, g.source,
+                   stopped=not g.running)
 
 
 def _merge(found: list[_Holder], granted: Sequence[Grant], managed: bool) -> list[_Holder]:
@@ -145,6 +147,7 @@ def _merge(found: list[_Holder], granted: Sequence[Grant], managed: bool) -> lis
                     h.user = f.user
                 h.slurm_job = h.slurm_job or f.slurm_job
                 h.namespace = h.namespace or f.namespace
+                h.stopped = False  # its processes run
         holders.append(h)
     for i, f in enumerate(found):
         if i not in covered:
@@ -206,6 +209,7 @@ def _entry(s: Slot, state: str, equivalents: float, h: _Holder | None) -> Alloca
     if h is not None:
         a.user, a.container, a.pod, a.namespace = h.user, h.container, h.pod, h.namespace
         a.slurm_job, a.partition, a.source, a.unmanaged = h.slurm_job, h.partition, h.source, h.unmanaged
+        a.stopped = h.stopped
     return a
 
 
@@ -232,6 +236,21 @@ def node_values(allocs: Iterable[Allocation]) -> dict[str, float]:
         "gpu_equivalents_idle_held": round(eq[IDLE_HELD], 6),
         "unmanaged_containers": float(len(unmanaged)),
     }
+
+
+CONTAINER_STATES = ("running", "stopped")
+
+
+def containers_by_state(allocs: Iterable[Allocation]) -> dict[str, float]:
+    """Containers and pods holding GPUs, running or stopped (a stopped one an allocator still
+    gives a GPU); each counted once however many GPUs it holds."""
+    seen: dict[str, bool] = {}
+    for a in allocs:
+        key = a.container or (f"{a.namespace}/{a.pod}" if a.pod else "")
+        if key and a.state != FREE:
+            seen[key] = seen.get(key, True) and a.stopped
+    stopped = sum(1 for s in seen.values() if s)
+    return {"running": float(len(seen) - stopped), "stopped": float(stopped)}
 
 
 @dataclass(slots=True)

@@ -65,7 +65,7 @@ def parse(text: str, name: str = "groups file") -> dict[str, str]:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise GroupsError(f"{name}: not YAML or CSV: {str(e).splitlines()[0]}") from None
-    if isinstance(doc, dict) and isinstance(doc.get("groups"), dict):
+    if isinstance(doc, dict) and "groups" in doc:
         doc = doc["groups"]
     if not isinstance(doc, dict):
         raise GroupsError(f"{name}: expected 'groups:' mapping each group to its users, or USER,GROUP lines")
@@ -104,3 +104,31 @@ class UnixGroups:
 
     def mapping(self, users: list[str]) -> dict[str, str]:
         return {u: g for u in users if (g := self.group_of(u))}
+
+
+class GroupsFile:
+    """A groups file kept current: re-read when its mtime or size changes (a stat per call).
+    A file that turns bad keeps the last good mapping, and the error is in `error`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._key: tuple[int, int] | None = None
+        self._map: dict[str, str] = {}
+        self.error = ""
+        self.mapping()
+        if self.error:
+            raise GroupsError(self.error)
+
+    def mapping(self) -> dict[str, str]:
+        try:
+            st = self.path.stat()
+            key = (st.st_mtime_ns, st.st_size)
+            if key != self._key:
+                self._map = load(self.path)
+                self._key = key
+                self.error = ""
+        except OSError as e:
+            self.error = f"cannot read groups file {self.path}: {e.strerror or e}"
+        except GroupsError as e:
+            self.error = str(e)
+        return self._map

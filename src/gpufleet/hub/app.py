@@ -299,6 +299,11 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
                                  for job, n in hub.jobs.errors_total().items()], False, out)
         render_scope("hub_scrape", [((key, st.node), st.values(), {})
                                     for key, st in sorted(hub.scrape_states.items())], False, out)
+        for ext in hub.extensions:  # scopes an extension fills itself (capacity: per group)
+            records = getattr(ext, "scope_records", None)
+            if records is not None:
+                for scope, recs in records().items():
+                    render_scope(scope, recs, False, out)
         out.append("")
         return Response("\n".join(out), media_type=TEXT_CONTENT_TYPE)
 

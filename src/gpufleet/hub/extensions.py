@@ -26,6 +26,7 @@ log = logging.getLogger("gpufleet.hub")
 
 # module:class, in mount order (the UI last: its catch-all page routes come after the APIs).
 EXTENSIONS: tuple[str, ...] = (
+    "gpufleet.hub.capacity:CapacityExtension",  # before alerts: its fleet figures feed the rules
     "gpufleet.hub.alerts:AlertsExtension",
     "gpufleet.hub.commands.extension:CommandsExtension",
     "gpufleet.hub.usage:UsageExtension",

@@ -107,6 +107,7 @@ class HubOptions:
     price_gpu_hour: float | None = None
     price_kwh: float | None = None
     usage_visibility: str = "all"
+    groups_file: Path | None = None  # users' groups (YAML/CSV, allocation/groups.py); rolls figures up by group
 
 
 @dataclass(slots=True)
