@@ -1,8 +1,8 @@
 """Does a GPU need a reset or a drain? One table of rules over its health counters.
 
 The rules are data so that every place that judges a GPU judges it the same way: the web
-UI's node and GPU pages evaluate this very table (sent to the browser as JSON), and the
-tests hold the built-in alert rules to it. A rule fires when the GPU's reading is above its
+UI's node and GPU pages evaluate this very table (sent to the browser as JSON), and a test
+holds the built-in alert rules (hub/alerts/builtin.yaml) to it. A rule fires when the GPU's reading is above its
 threshold; a reading the device does not report never fires (absent is not zero).
 
 What each action means for an admin (NVIDIA's GPU memory error management guide):
@@ -31,9 +31,11 @@ class Rule:
     reason: str
 
 
+# A row remapped after an uncorrectable error is pending until the next reset (then the GPU is
+# whole again), so it is judged through `remapped_rows_pending`; the built-in alert
+# GpufleetGpuUncorrectableRowRemap pages on each new one.
 RULES: tuple[Rule, ...] = (
     Rule("remapped_rows_failure", 0, "drain", "a row remap failed: no spare memory rows are left"),
-    Rule("remapped_rows_uncorrectable_total", 0, "drain", "memory rows were remapped after uncorrectable errors"),
     Rule("remapped_rows_pending", 0, "reset", "a row remap waits for a GPU reset"),
     Rule("retired_pages_pending", 0, "reset", "a retired memory page waits for a GPU reset"),
 )
