@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real servers the tests run against, from Debian's packages (root needed).
 set -euo pipefail
-pkgs=(prometheus prometheus-node-exporter prometheus-alertmanager victoria-metrics chromium tmux)
+pkgs=(prometheus prometheus-node-exporter prometheus-alertmanager victoria-metrics chromium tmux
+      systemd)  # systemd: systemd-analyze verify checks the units `gpufleet service install` writes
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

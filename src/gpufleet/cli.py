@@ -41,7 +41,7 @@ class _LazyGroup(click.Group):
     lazy = {"rules": "gpufleet.hub.alerts.cli:rules", "run": "gpufleet.hub.commands.cli:run",
             "audit": "gpufleet.hub.commands.cli:audit", "store": "gpufleet.cli_store:store",
             "user": "gpufleet.hub.auth.cli:user", "apikey": "gpufleet.hub.auth.cli:apikey",
-            "status": "gpufleet.cli_status:status",
+            "status": "gpufleet.cli_status:status", "service": "gpufleet.cli_service:service",
             "report": "gpufleet.hub.usage.cli:report", "jobs": "gpufleet.hub.usage.cli:jobs"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -18,6 +18,7 @@ from ..collectors import build as build_collectors
 from ..collectors.base import CollectContext
 from ..config import AgentConfig
 from ..errors import UserError
+from ..sdnotify import Notifier
 from ..compat import prefers_text
 from ..exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, parse_compat
 from ..snapshot import NodeSnapshot
@@ -82,6 +83,7 @@ class AgentService:
             self.run_as = resolve_user(cfg.command_user, cfg.allow_root_commands)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.collected_at: float | None = None  # monotonic: when the last round finished
 
     # ---- collection ----------------------------------------------------------------------
 
@@ -92,6 +94,7 @@ class AgentService:
             snap.agent.update({key: float(st[stat]) for key, stat in PUSH_STATS.items() if stat in st})
         rendered = Rendered(snap, self.compat)
         self.latest = rendered  # one reference swap: readers never see a half-built result
+        self.collected_at = time.monotonic()
         for listener in self.listeners:
             try:
                 listener(snap)
@@ -113,6 +116,24 @@ class AgentService:
                 next_at = time.monotonic()
                 delay = 0
             self._stop.wait(delay)
+
+    def alive(self) -> bool:
+        """The collection loop finishes rounds (a hung collector is timed out, so rounds go on)."""
+        if self.collected_at is None:
+            return False
+        return time.monotonic() - self.collected_at <= 3 * self.cfg.interval + self.cfg.collector_timeout + 1
+
+    async def _watchdog(self, notifier: Notifier, every: float) -> None:
+        """systemd's watchdog, pinged from the event loop that serves /metrics, only while the
+        collection loop progresses: a wedged agent is restarted (Restart=always), not left serving
+        stale data."""
+        while True:
+            await asyncio.sleep(every)
+            if self.alive():
+                notifier.watchdog()
+            else:
+                log.warning("no collection round finished for %.0f s: not pinging systemd's watchdog",
+                            time.monotonic() - (self.collected_at or 0.0))
 
     def start_collecting(self) -> None:
         self.collect_once()  # serve real data from the first request on
@@ -197,6 +218,10 @@ class AgentService:
             ready(url)  # first: a refused start (no --token for a new hub) must not say "serving"
         log.info("gpufleet agent %s serving %s/metrics (node %s; %s)", __version__, url, self.cfg.node,
                  self.backend_note)
+        notifier = Notifier()
+        notifier.ready(f"serving {url}/metrics")
+        every = notifier.ping_every()
+        watchdog = asyncio.create_task(self._watchdog(notifier, every)) if every is not None else None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -206,6 +231,9 @@ class AgentService:
                 pass
         async with server:
             await stop.wait()
+        notifier.stopping()
+        if watchdog is not None:
+            watchdog.cancel()
 
     def run(self) -> None:
         try:

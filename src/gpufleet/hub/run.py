@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,39 @@ def open_hub(opts: HubOptions) -> Hub:
                         "(run with --log-level debug for details)") from None
 
 
+def _notifying_server() -> type:
+    import uvicorn
+
+    from ..sdnotify import Notifier
+
+    class NotifyingServer(uvicorn.Server):
+        """Tells systemd (Type=notify) when the hub answers, and pings its watchdog from the
+        server's own main loop: a wedged event loop stops the pings and systemd restarts the hub."""
+
+        notifier = Notifier()
+        _last_ping = 0.0
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # lifespan done (store open, jobs running) and the socket serving
+                self.notifier.ready("serving")
+
+        async def on_tick(self, counter: int) -> bool:
+            every = self.notifier.ping_every()
+            if every is not None:
+                now = time.monotonic()
+                if now - self._last_ping >= every:
+                    self._last_ping = now
+                    self.notifier.watchdog()
+            return await super().on_tick(counter)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            self.notifier.stopping()
+            await super().shutdown(sockets)
+
+    return NotifyingServer
+
+
 def serve(hub: Hub, sock: socket.socket, announce: Callable[[str], None],
           on_exit: Callable[[], None] | None = None, access: AccessOptions | None = None) -> None:
     """Run the hub's HTTP server on `sock` until told to exit; `on_exit` stops what fed it."""
@@ -81,7 +115,7 @@ def serve(hub: Hub, sock: socket.socket, announce: Callable[[str], None],
         tls = {"ssl_certfile": str(hub.opts.tls_cert), "ssl_keyfile": str(hub.opts.tls_key)}
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=5, **tls)
-    server = uvicorn.Server(config)
+    server = _notifying_server()(config)
     host, port = sock.getsockname()[:2]
     scheme = "https" if tls else "http"
     url = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
