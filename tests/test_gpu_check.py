@@ -136,3 +136,12 @@ def test_it_starts_and_stops_its_own_agent(tmp_path: Path) -> None:
     r = run_check("--nvidia-smi", str(fake), "--agent-args", "--simulate 8xH100 --collectors accelerators")
     assert r.returncode == 1, r.stderr
     assert "MISMATCH" in r.stdout and "temperature.gpu" in r.stdout
+
+
+@pytest.mark.realparts
+def test_wheels_folder_without_gpufleet_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "wheels").mkdir()
+    r = run_check("--wheels", str(tmp_path / "wheels"), "--venv", str(tmp_path / "venv"))
+    assert r.returncode == 2 and "cannot install gpufleet and nvidia-ml-py from" in r.stderr
+    r = run_check("--wheels", str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "is not a folder" in r.stderr

@@ -48,6 +48,9 @@ class FakeAmdSmi:
         self.init_error = init_error
         self.shut_down = 0
         self.calls: list[str] = []
+        # MI300X: 7 XGMI links in 8 slots (the last unused), KB moved per link
+        self.xgmi_read = [1000 * (n + 1) for n in range(7)] + ["N/A"]
+        self.xgmi_write = [2000 * (n + 1) for n in range(7)] + [(1 << 64) - 1]
 
     def __getattribute__(self, name: str) -> Any:
         # Every amdsmi_* call can be made to fail, as a real unsupported field does.
@@ -121,6 +124,21 @@ class FakeAmdSmi:
 
     def amdsmi_get_gpu_total_ecc_count(self, h: str) -> dict[str, int]:
         return {"correctable_count": 3, "uncorrectable_count": 0, "deferred_count": 0}
+
+    def amdsmi_get_gpu_pci_replay_counter(self, h: str) -> int:
+        if h == "handle-1":
+            raise AmdSmiLibraryException("AMDSMI_STATUS_NOT_SUPPORTED")
+        return 5
+
+    def amdsmi_get_pcie_info(self, h: str) -> dict[str, Any]:
+        return {"pcie_static": {"max_pcie_width": 16}, "pcie_metric": {"pcie_width": 16, "pcie_replay_count": 2}}
+
+    def amdsmi_get_gpu_metrics_info(self, h: str) -> dict[str, Any]:
+        if h == "handle-1":  # an MI210 without XGMI bridges
+            return {"xgmi_link_width": "N/A", "xgmi_link_speed": "N/A", "xgmi_read_data_acc": ["N/A"] * 8,
+                    "xgmi_write_data_acc": ["N/A"] * 8}
+        return {"xgmi_link_width": 16, "xgmi_link_speed": 32, "xgmi_read_data_acc": list(self.xgmi_read),
+                "xgmi_write_data_acc": list(self.xgmi_write), "accumulation_counter": 1234}
 
     def amdsmi_get_gpu_process_list(self, h: str) -> list[dict[str, Any]]:
         return [
@@ -238,3 +256,35 @@ def test_package_without_rocm_is_unavailable(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(BackendUnavailable, match="libamd_smi"):
         AmdSmiBackend().open()
     assert "amdsmi" not in sys.modules
+
+
+# ---- PCIe replays and XGMI links ---------------------------------------------------------------
+def test_pcie_replays_and_xgmi_links() -> None:
+    lib = FakeAmdSmi()
+    b = opened(lib)
+    now = [100.0]
+    b._links._clock = lambda: now[0]
+    g0, g1 = b.sample()
+    assert g0.values["pcie_replays_total"] == 5.0
+    assert g1.values["pcie_replays_total"] == 2.0  # from amdsmi_get_pcie_info where the counter call fails
+    assert [x.link for x in g0.links] == list(range(7)) and g1.links == []
+    link = g0.links[1].values
+    assert link == {"up": 1.0, "transmit_bytes_total": 4000 * 1024.0, "receive_bytes_total": 2000 * 1024.0,
+                    "speed_bytes_per_second": 64e9}
+    assert set(link) <= catalogue.keys("gpu_link")
+    assert g0.values["nvlink_links_active"] == 7.0
+    assert g0.values["nvlink_transmit_bytes_total"] == sum(2000 * (n + 1) for n in range(7)) * 1024.0
+    # 1 s later link 0 wrote 16 GB: a quarter of its 64 GB/s
+    lib.xgmi_write[0] += int(16e9 / 1024)
+    now[0] = 101.0
+    again = b.sample()[0]
+    assert again.links[0].values["utilization_ratio"] == pytest.approx(0.25, rel=1e-6)
+    assert again.links[1].values["utilization_ratio"] == 0.0
+
+
+def test_failing_link_and_replay_readings_are_absent() -> None:
+    lib = FakeAmdSmi(fail={"amdsmi_get_gpu_metrics_info", "amdsmi_get_gpu_pci_replay_counter",
+                           "amdsmi_get_pcie_info"})
+    g = opened(lib).sample()[0]
+    assert g.links == [] and "pcie_replays_total" not in g.values and "nvlink_links_active" not in g.values
+    assert g.up and g.values["power_watts"] == 512.0

@@ -10,6 +10,8 @@ activity in percent; VRAM usage in MiB; temperatures in C; socket power in W; po
 in microwatts; energy as a counter times its resolution in microjoules; clocks in MHz;
 fan speed as a value out of a per-sensor maximum; process memory in bytes.
 
+Also: the PCIe replay counter and XGMI links (amdsmi_links.py).
+
 Not read: PCIe throughput. amdsmi_get_gpu_pci_throughput makes the driver measure for a
 full second inside the call, which would stall the agent's 10 ms collection.
 """
@@ -20,6 +22,7 @@ import importlib
 from typing import Any
 
 from ..snapshot import Gpu, GpuProcess
+from .amdsmi_links import AmdLinks
 from .base import BackendUnavailable
 
 NOT_FOUND = "AMD ROCm library (libamd_smi) not found: install ROCm, or use --backend sim"
@@ -45,6 +48,7 @@ class AmdSmiBackend:
         self._handles: list[Any] = []
         self._static: list[tuple[str, str, dict[str, str]]] = []  # uuid, model, info
         self._open = False
+        self._links = AmdLinks()
 
     # ---- Backend protocol -------------------------------------------------------------
     def open(self) -> None:
@@ -176,6 +180,7 @@ class AmdSmiBackend:
         procs = self._processes(h)
         if procs is not None:
             v["processes"] = float(len(procs))
+        links = self._links.read(self._get, index, h, v)
 
         if not v:
             # Nothing answered at all: the device is gone (reset, fell off the bus).
@@ -183,7 +188,7 @@ class AmdSmiBackend:
                        info=dict(info), values={"up": 0.0})
         v["up"] = 1.0
         return Gpu(index=index, uuid=uuid, model=model, vendor="amd", info=dict(info),
-                   values=v, processes=procs or [])
+                   values=v, processes=procs or [], links=links)
 
     @staticmethod
     def _put(v: dict[str, float], key: str, raw: object, scale: float = 1.0) -> None:
