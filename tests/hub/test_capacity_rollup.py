@@ -92,3 +92,31 @@ def test_a_bad_groups_file_stops_the_hub_with_one_line(tmp_path: Path) -> None:
                         "127.0.0.1:0", "--groups-file", str(bad)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"--groups-file: {bad}: expected 'groups:'" in r.stderr, r.stderr
+
+
+def test_builtin_accounting_rules_fire_on_the_hubs_figures(tmp_path: Path) -> None:
+    from gpufleet.hub.alerts.engine import FIRING, Engine, NodeInput
+    from gpufleet.hub.alerts.rules import load_rules
+
+    hub = Hub(HubOptions(data=tmp_path / "data"))
+    try:
+        hub.extensions.append(CapacityExtension(hub))
+        eng = Engine(load_rules(None).rules)
+        firing: dict[str, float] = {}
+        for minute in range(0, 125, 5):
+            t = 1.8e9 + minute * 60.0
+            snap = node("a", {0: ("alice", 0.01), 1: ("alice", 0.02)}, gpus=2)
+            snap.timestamp = t
+            hub.fleet.update(snap, t)
+            hub.extensions[-1]._at = -1.0  # type: ignore[attr-defined]  # a fresh rollup at each step
+            eng.evaluate([NodeInput("a", {}, snap)], hub.values(), now=t)
+            for a in eng.alerts.values():
+                if a.state == FIRING:
+                    firing.setdefault(a.labels["alertname"], minute)
+        assert firing["GpufleetFleetWaste"] == 30 and firing["GpufleetCapacityLow"] == 15
+        assert firing["GpufleetCapacityUnderOneGpu"] == 15
+        assert firing["GpufleetUserGpusIdle"] == 120
+        alert = next(a for a in eng.alerts.values() if a.labels["alertname"] == "GpufleetUserGpusIdle")
+        assert alert.labels["user"] == "alice" and alert.labels["node"] == "a"
+    finally:
+        hub.close()

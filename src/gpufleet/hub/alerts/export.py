@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from ...catalogue import BY_NAME, SCOPE_LABELS
-from ...snapshot import Disk, Gpu, NodeSnapshot
+from ...snapshot import Disk, Gpu, NodeSnapshot, UserUsage
 from ...syntax import format_duration
 from .engine import FIRING, Engine, NodeInput
 from .rules import Rule
@@ -62,6 +62,7 @@ def _snapshots(sc: Scenario, i: int) -> tuple[list[NodeInput], dict[str, float]]
     snaps: dict[str, NodeSnapshot] = {}
     gpus: dict[tuple[str, str], Gpu] = {}
     disks: dict[tuple[str, ...], Disk] = {}
+    users: dict[tuple[str, str], UserUsage] = {}
     hub: dict[str, float] = {}
     for s in sc.series:
         v = s.values[i] if i < len(s.values) else None
@@ -89,6 +90,13 @@ def _snapshots(sc: Scenario, i: int) -> tuple[list[NodeInput], dict[str, float]]
                                     model=s.labels.get("model", ""), vendor=s.labels.get("vendor", ""), values={})
                 snap.gpus.append(g)
             g.values[m.key] = v
+        elif m.scope == "user":
+            uk = (node, s.labels["user"])
+            u = users.get(uk)
+            if u is None:
+                u = users[uk] = UserUsage(user=uk[1], values={})
+                snap.usage.append(u)
+            u.values[m.key] = v
         elif m.scope == "disk":
             dk = (node, s.labels["device"], s.labels["mountpoint"], s.labels.get("fstype", ""))
             d = disks.get(dk)
@@ -98,7 +106,8 @@ def _snapshots(sc: Scenario, i: int) -> tuple[list[NodeInput], dict[str, float]]
             d.values[m.key] = v
         else:
             raise ValueError(f"scenario series of scope {m.scope} are not supported")
-    nodes = [NodeInput(n, dict(s.labels), s) for n, s in snaps.items() if s.values or s.gpus or s.disks or s.agent]
+    nodes = [NodeInput(n, dict(s.labels), s) for n, s in snaps.items()
+             if s.values or s.gpus or s.disks or s.agent or s.usage]
     return nodes, hub
 
 
@@ -150,8 +159,9 @@ def _counter(steps: int, start: int, stop: int, per_step: float, on: bool) -> li
     return vals
 
 
-def builtin_scenario(steps: int = 41) -> Scenario:
-    """40 minutes of two nodes in which every built-in metric rule has something to say."""
+def builtin_scenario(steps: int = 126) -> Scenario:
+    """Two hours of two nodes in which every built-in metric rule has something to say (the
+    longest `for` is the 2 h of user_gpus_idle)."""
     def gpu(node: str, i: int) -> dict[str, str]:
         return {"node": node, "cluster": "lab", "gpu": str(i), "uuid": f"GPU-{node}-{i}",
                 "model": "NVIDIA H100 80GB HBM3", "vendor": "nvidia"}
@@ -204,6 +214,14 @@ def builtin_scenario(steps: int = 41) -> Scenario:
         s.append(Series(P + "node_memory_total_bytes", nlab, ramp(5.12e11, [])))
         s.append(Series(P + "agent_clock_skew_seconds", nlab,
                         ramp(0.2, [(5, 12, 95.0)] if node == "gpu-a" else [(22, 30, -130.0)])))
+    # Accounting: alice's GPUs on gpu-a idle all along, bob's busy; fleet waste and capacity.
+    for user, busy in (("alice", 0.02), ("bob", 0.6)):
+        s.append(Series(P + "user_held_gpu_utilization_ratio", {"node": "gpu-a", "cluster": "lab", "user": user},
+                        ramp(busy, [])))
+    s.append(Series(P + "hub_fleet_gpu_equivalents_held", {}, ramp(8.0, [])))
+    s.append(Series(P + "hub_fleet_gpu_equivalents_idle_held", {}, ramp(1.0, [(5, 60, 5.0)])))
+    s.append(Series(P + "hub_fleet_gpu_equivalents_capacity", {}, ramp(16.0, [])))
+    s.append(Series(P + "hub_fleet_gpu_equivalents_free", {}, ramp(8.0, [(40, 80, 2.5), (90, 110, 0.5)])))
     s.append(Series(P + "hub_ingest_lag_max_seconds", {}, ramp(1.0, [(2, 9, 75.0)])))
     s.append(Series(P + "hub_store_errors_total", {}, ramp(0.0, [(25, steps, 3.0)])))
     s.append(Series(P + "hub_storage_paused", {}, ramp(0.0, [(30, 34, 1.0)])))
