@@ -239,6 +239,8 @@ AGENT_OPTIONS: list[Option] = [
     Option("node", parse_str, "node name (default: the hostname)"),
     Option("simulate", parse_str, "simulate accelerators with a named profile, e.g. 8xH100"),
     Option("backend", parse_str, "|".join(BACKEND_CHOICES)),
+    Option("all_smi_url", parse_str, "--backend all-smi: URL of the local all-smi's /metrics "
+           "(default http://127.0.0.1:9090/metrics)"),
     Option("compat", parse_list, f"also emit other exporters' names: {','.join(COMPAT_MODES)}"),
     Option("interval", parse_interval, "seconds between collections (0.5 to 3600)"),
     Option("seed", parse_int, "random seed for simulated accelerators"),
@@ -288,6 +290,7 @@ class AgentConfig:
     node: str = field(default_factory=socket.gethostname)
     simulate: str | None = None
     backend: str = "auto"
+    all_smi_url: str = ""
     compat: list[str] = field(default_factory=list)
     interval: float = 5.0
     seed: int = 0

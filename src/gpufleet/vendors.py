@@ -37,15 +37,17 @@ VENDORS: tuple[Vendor, ...] = (
     Vendor("amd", "AMD", ("amd", "radeon", "instinct"),
            backend="amdsmi", library="AMD SMI", factory="gpufleet.backends.amdsmi:AmdSmiBackend", auto=True),
     Vendor("apple", "Apple", ("apple",)),
-    Vendor("intel", "Intel", ("gaudi", "intel")),
+    Vendor("intel", "Intel", ("gaudi", "intel", "habana")),
+    Vendor("google", "Google", ("tpu", "google")),
     Vendor("tenstorrent", "Tenstorrent", ("tenstorrent",)),
     Vendor("furiosa", "FuriosaAI", ("furiosa", "rngd")),
     Vendor("rebellions", "Rebellions", ("rebellions",)),
 )
 
 BY_BACKEND: dict[str, Vendor] = {v.backend: v for v in VENDORS if v.backend}
-# Every --backend value: auto, the vendors', then the simulator and none (see backends/__init__.py).
-BACKEND_CHOICES: tuple[str, ...] = ("auto", *BY_BACKEND, "sim", "none")
+# Every --backend value: auto, the vendors', all-smi (any vendor, through a local all-smi), then the
+# simulator and none (see backends/__init__.py).
+BACKEND_CHOICES: tuple[str, ...] = ("auto", *BY_BACKEND, "all-smi", "sim", "none")
 
 
 def guess_vendor(model: str) -> str:

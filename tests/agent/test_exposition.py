@@ -97,13 +97,42 @@ def test_compat_table_is_the_one_list() -> None:
     assert prefers_text(["dcgm"]) and not prefers_text(["all-smi"])
 
 
-def test_allsmi_compat() -> None:
+def test_allsmi_compat_speaks_v025_labels() -> None:
     s = samples(render(sample_snapshot(), compat=("all-smi",)))
+    util = {dict(k[1])["gpu_index"]: v for k, v in s.items() if k[0] == "all_smi_gpu_utilization"}
+    assert util == {"0": 87.0, "1": 0.0}
+    lbl = dict(next(k[1] for k in s if k[0] == "all_smi_gpu_utilization"))
+    assert lbl == {"gpu": "NVIDIA H100 80GB HBM3", "instance": "n1", "gpu_uuid": "GPU-aaa", "gpu_index": "0"}
+    mem = {k[1]: v for k, v in s.items() if k[0] == "all_smi_memory_total_bytes"}
+    assert mem == {frozenset({("instance", "n1"), ("hostname", "n1"), ("index", "0")}): 64e9}
+    # the energy counter, labelled by scope as all-smi does (prometheus_client keeps the `_total` name)
+    energy = {k[1]: v for k, v in s.items() if k[0] == "all_smi_energy_consumed_joules_total"}
+    assert energy == {frozenset({("host", "n1"), ("scope", "gpu"), ("gpu_index", "0"), ("gpu_uuid", "GPU-aaa")}): 1234.5}
+    types = {f.name: f.type for f in text_string_to_metric_families(render(sample_snapshot(), compat=("all-smi",)).decode())}
+    assert types["all_smi_energy_consumed_joules"] == "counter"
+    info = [dict(k[1]) for k in s if k[0] == "all_smi_gpu_info"]
+    assert info[0]["type"] == "GPU" and info[0]["gpu_index"] == "0"
+    snap = sample_snapshot()
+    snap.values["cpu_utilization_ratio"] = 0.25
+    cpu = samples(render(snap, compat=("all-smi",)))
+    assert {k[1]: v for k, v in cpu.items() if k[0] == "all_smi_cpu_utilization"} == {frozenset(
+        {("cpu_model", 'Xeon "Gold"'), ("instance", "n1"), ("hostname", "n1"), ("index", "0")}): 25.0}
+    disk = dict(next(k[1] for k in s if k[0] == "all_smi_disk_total_bytes"))
+    assert disk == {"instance": "n1", "mount_point": "/", "index": "0"}
+    proc = dict(next(k[1] for k in s if k[0] == "all_smi_process_memory_used_bytes"))
+    assert (proc["pid"], proc["name"], proc["gpu_index"], proc["device_uuid"]) == ("4242", "python", "0", "GPU-aaa")
+
+
+def test_allsmi_legacy_compat_keeps_the_older_labels() -> None:
+    s = samples(render(sample_snapshot(), compat=("all-smi-legacy",)))
     util = {dict(k[1])["index"]: v for k, v in s.items() if k[0] == "all_smi_gpu_utilization"}
     assert util == {"0": 87.0, "1": 0.0}
     lbl = dict(next(k[1] for k in s if k[0] == "all_smi_gpu_utilization"))
     assert set(lbl) == {"gpu", "instance", "uuid", "index"}
-    assert [v for k, v in s.items() if k[0] == "all_smi_memory_total_bytes"] == [64e9]
+    assert {k[1]: v for k, v in s.items() if k[0] == "all_smi_memory_total_bytes"} == {
+        frozenset({("instance", "n1")}): 64e9}
+    # per-device series only (process rows keep all-smi's device_id / gpu_index in both eras)
+    assert not [k for k in s if ("gpu_uuid" in dict(k[1]) or k[0].startswith("all_smi_energy"))]
 
 
 def test_parse_compat() -> None:

@@ -26,6 +26,12 @@ def test_promtool_clean(profile: str, compat: list[str]) -> None:
     assert rc == 0, out
 
 
+@pytest.mark.parametrize("profile", ["4xA100-mig"])
+def test_promtool_clean_all_smi_legacy(profile: str) -> None:
+    rc, out = promtool_check_metrics(_render(profile, ["all-smi-legacy"]))
+    assert rc == 0, out
+
+
 @pytest.mark.parametrize("profile", ["8xH100", "4xA100-mig"])
 def test_promtool_dcgm_only_flags_what_dcgm_exporter_gets(profile: str) -> None:
     # promtool's lint flags three things in dcgm-exporter's own output, and so in ours: the

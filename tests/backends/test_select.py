@@ -46,7 +46,7 @@ NO_AMD = BackendUnavailable("AMD ROCm library (libamd_smi) not found")
 
 
 def test_choices() -> None:
-    assert CHOICES == ("auto", "nvml", "amdsmi", "sim", "none")
+    assert CHOICES == ("auto", "nvml", "amdsmi", "all-smi", "sim", "none")
 
 
 def test_auto_prefers_nvml() -> None:

@@ -12,14 +12,15 @@ from gpufleet.vendors import VENDORS, guess_vendor
 @pytest.mark.parametrize("model,vendor", [
     ("NVIDIA H100 80GB HBM3", "nvidia"), ("Tesla V100", "nvidia"), ("AMD Instinct MI300X", "amd"),
     ("Apple M2 Max", "apple"), ("Intel Gaudi 3", "intel"), ("RNGD", "furiosa"), ("Mystery 9000", "unknown"),
+    ("Google TPU v5e", "google"), ("Tenstorrent Wormhole n300", "tenstorrent"), ("NVIDIA Jetson AGX Orin", "nvidia"),
 ])
 def test_model_names_give_away_the_vendor(model: str, vendor: str) -> None:
     assert guess_vendor(model) == vendor
 
 
 def test_backends_are_derived_from_the_table() -> None:
-    assert CHOICES == ("auto", "nvml", "amdsmi", "sim", "none") and AUTO_ORDER == ("nvml", "amdsmi")
-    assert set(BACKENDS) == {"nvml", "amdsmi", "sim"}
+    assert CHOICES == ("auto", "nvml", "amdsmi", "all-smi", "sim", "none") and AUTO_ORDER == ("nvml", "amdsmi")
+    assert set(BACKENDS) == {"nvml", "amdsmi", "all-smi", "sim"}  # all-smi: any vendor, through all-smi
 
 
 def test_every_backend_entry_names_a_class_that_exists() -> None:

@@ -160,12 +160,28 @@ def test_allsmi_fixture_maps_exact_values() -> None:
     g0, g1 = snap.gpus
     assert (g0.index, g0.uuid, g0.model, g0.vendor) == (0, "GPU-9f1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
                                                         "NVIDIA H200", "nvidia")
-    assert g0.info == {"driver_version": "570.124.06"}
+    assert g0.info == {"driver_version": "570.124.06", "type": "GPU"}
     assert g0.values == {"utilization_ratio": 0.215, "memory_used_bytes": 2147483648.0,
                          "memory_total_bytes": 150754820096.0, "temperature_celsius": 46.0,
                          "power_watts": 126.75, "sm_clock_hertz": 345e6, "up": 1.0}
     assert g1.values["utilization_ratio"] == 1.0 and g1.values["sm_clock_hertz"] == 1980e6
     assert state.ignored == 3  # pcie_gen_current x2, cpu_socket_count
+
+
+def test_allsmi_v025_labels_map_the_same_devices() -> None:
+    # all-smi v0.25 labels devices gpu_uuid / gpu_index and adds energy by scope (its exact page form:
+    # HELP and TYPE before every sample, rows grouped per device).
+    page = (ALL_FIXTURES / "all-smi-v0.25" / "nvidia.txt").read_bytes()
+    with serve({"/metrics": (200, "text/plain; version=0.0.4", page)}) as srv:
+        state = ScrapeState()
+        snap = scrape(target_for(srv, "all-smi"), state=state)
+    g0, g1 = snap.gpus
+    assert (g0.index, g0.uuid, g0.model, g0.vendor) == (0, "GPU-9f1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
+                                                        "NVIDIA H200", "nvidia")
+    assert g0.values["utilization_ratio"] == 0.215 and g0.values["power_limit_watts"] == 700.0
+    assert g0.values["energy_joules_total"] == 58213.25 and g1.values["energy_joules_total"] == 301877.5
+    assert g1.values["memory_used_bytes"] == 140123456512.0 and g0.values["sm_clock_max_hertz"] == 1980e6
+    assert snap.values["cpu_utilization_ratio"] == 0.375 and snap.values["memory_total_bytes"] == 2164040089600.0
 
 
 # ---- gpufleet agent ----------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ class AgentService:
             self.compat = parse_compat(cfg.compat)
             self.text_first = prefers_text(self.compat)
             backend, self.backend_note = resolve(
-                cfg.backend, simulate=cfg.simulate, seed=cfg.seed, node=cfg.node
+                cfg.backend, simulate=cfg.simulate, seed=cfg.seed, node=cfg.node, all_smi_url=cfg.all_smi_url
             )
             ctx = CollectContext(procfs=cfg.procfs, sysfs=cfg.sysfs, backend=backend,
                                  options={"node": cfg.node, "disks.remote_usage": cfg.disks_remote_usage,

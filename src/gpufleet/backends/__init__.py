@@ -38,6 +38,7 @@ class Options:
     seed: int = 0
     node: str = ""
     clock: Callable[[], float] = time.time
+    all_smi_url: str = ""  # --backend all-smi: the local all-smi's /metrics
 
 
 Factory = Callable[[Options], Backend]
@@ -56,7 +57,14 @@ def _sim(o: Options) -> Backend:
     return SimBackend(o.simulate or DEFAULT_PROFILE, seed=o.seed, node=o.node, clock=o.clock)
 
 
-BACKENDS: dict[str, Factory] = {**{name: _vendor_factory(v.factory) for name, v in BY_BACKEND.items()}, "sim": _sim}
+def _all_smi(o: Options) -> Backend:
+    from .allsmi import AllSmiBackend
+
+    return AllSmiBackend(o.all_smi_url)
+
+
+BACKENDS: dict[str, Factory] = {**{name: _vendor_factory(v.factory) for name, v in BY_BACKEND.items()},
+                                "all-smi": _all_smi, "sim": _sim}
 
 
 class Selection(NamedTuple):
@@ -84,7 +92,7 @@ def _open(name: str, table: Mapping[str, Factory], opts: Options) -> Backend:
 
 def resolve(name: str, *, simulate: str | None = None, seed: int = 0, node: str = "",
             clock: Callable[[], float] = time.time,
-            table: Mapping[str, Factory] | None = None) -> Selection:
+            table: Mapping[str, Factory] | None = None, all_smi_url: str = "") -> Selection:
     """Pick and open the backend for `--backend name [--simulate PROFILE]`.
 
     ValueError names an unknown backend or profile (listing the valid ones) or a
@@ -94,7 +102,7 @@ def resolve(name: str, *, simulate: str | None = None, seed: int = 0, node: str 
     table = BACKENDS if table is None else table
     if name not in CHOICES:
         raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(CHOICES)}")
-    opts = Options(simulate=simulate, seed=seed, node=node, clock=clock)
+    opts = Options(simulate=simulate, seed=seed, node=node, clock=clock, all_smi_url=all_smi_url)
     if simulate is not None:
         from .sim_profiles import get_profile
 
@@ -108,6 +116,9 @@ def resolve(name: str, *, simulate: str | None = None, seed: int = 0, node: str 
     if name == "sim":
         backend = _open("sim", table, opts)
         return Selection(backend, f"sim: no --simulate profile given, simulating {DEFAULT_PROFILE}, seed {seed}")
+    if name == "all-smi":
+        backend = _open(name, table, opts)
+        return Selection(backend, f"all-smi: reading every device a local all-smi reports at {opts.all_smi_url or 'its default address'}")
     if name != "auto":
         backend = _open(name, table, opts)
         return Selection(backend, f"{name}: {BY_BACKEND[name].title} library opened (--backend {name})")

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..snapshot import NodeSnapshot
-from . import allsmi, dcgm, ds01
+from . import allsmi, allsmi_legacy, dcgm, ds01
 from .base import CompatMode
 
 MODES: dict[str, CompatMode] = {
     "dcgm": dcgm.MODE,
     "all-smi": allsmi.MODE,
+    "all-smi-legacy": allsmi_legacy.MODE,
     "ds01": ds01.MODE,
 }
 

@@ -19,8 +19,9 @@ from ..textformat import format_value, header, openmetrics_expressible
 Renderer = Callable[[NodeSnapshot, bool, list[str]], None]
 # The catalogue field a mode reads (Metric.dcgm, Metric.allsmi, ...).
 Names = Callable[[Metric], "Compat | None"]
-# Labels of one record under the mode: (snapshot, scope, record ids) -> 'a="1",b="2"'.
-Labeller = Callable[[NodeSnapshot, str, tuple[str, ...]], str]
+# Labels of one record under the mode, made per snapshot by the mode:
+# (foreign name, scope, record ids) -> 'a="1",b="2"', or None to leave the record out.
+Labeller = Callable[[str, str, tuple[str, ...]], "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,6 @@ def has_counter_without_total(fams: dict[str, list[tuple[Metric, Compat]]]) -> b
 def render_families(snap: NodeSnapshot, fams: dict[str, list[tuple[Metric, Compat]]], labeller: Labeller,
                     openmetrics: bool, out: list[str]) -> None:
     """Each family that has a value on this snapshot: its header and one sample per record."""
-    label_cache: dict[tuple[str, tuple[str, ...]], str] = {}  # one label block per record
     for name, members in fams.items():
         lines: list[str] = []
         for m, c in members:
@@ -64,10 +64,9 @@ def render_families(snap: NodeSnapshot, fams: dict[str, list[tuple[Metric, Compa
                 v = values.get(m.key)
                 if v is None:
                     continue
-                lbl = label_cache.get((m.scope, ids))
-                if lbl is None:
-                    lbl = label_cache[(m.scope, ids)] = labeller(snap, m.scope, ids)
-                lines.append(f"{name}{{{lbl}}} {format_value(v * c.scale)}")
+                lbl = labeller(name, m.scope, ids)
+                if lbl is not None:
+                    lines.append(f"{name}{{{lbl}}} {format_value(v * c.scale)}")
         if lines:
             header(out, name, members[0][1].help, members[0][1].type, openmetrics)
             out.extend(lines)

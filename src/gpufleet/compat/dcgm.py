@@ -9,29 +9,35 @@ from __future__ import annotations
 
 from ..snapshot import NodeSnapshot
 from ..textformat import escape
-from .base import CompatMode, families, has_counter_without_total, render_families
+from .base import CompatMode, Labeller, families, has_counter_without_total, render_families
 
 FAMILIES = families(lambda m: m.dcgm)
 
 
-def labels(snap: NodeSnapshot, scope: str, ids: tuple[str, ...]) -> str:
-    gpu, uuid, model = ids[0], ids[1], ids[2]
-    parts = [f'gpu="{gpu}"', f'UUID="{escape(uuid)}"', f'device="nvidia{gpu}"', f'modelName="{escape(model)}"']
-    if scope == "mig":
-        parts.append(f'GPU_I_PROFILE="{escape(ids[6])}"')
-        parts.append(f'GPU_I_ID="{ids[4]}"')
-    parts.append(f'Hostname="{escape(snap.node)}"')
-    info = next((g.info for g in snap.gpus if str(g.index) == gpu), None)
-    if info:
-        if info.get("driver_version"):
-            parts.append(f'DCGM_FI_DRIVER_VERSION="{escape(info["driver_version"])}"')
-        if info.get("pci_bus_id"):
-            parts.append(f'pci_bus_id="{escape(info["pci_bus_id"])}"')
-    return ",".join(parts)
+def labeller(snap: NodeSnapshot) -> Labeller:
+    host = f'Hostname="{escape(snap.node)}"'
+    # What follows the host: driver version and PCI bus id, per GPU index.
+    tail: dict[str, str] = {}
+    for g in snap.gpus:
+        extra = ""
+        if g.info.get("driver_version"):
+            extra += f',DCGM_FI_DRIVER_VERSION="{escape(g.info["driver_version"])}"'
+        if g.info.get("pci_bus_id"):
+            extra += f',pci_bus_id="{escape(g.info["pci_bus_id"])}"'
+        tail[str(g.index)] = extra
+
+    def labels(name: str, scope: str, ids: tuple[str, ...]) -> str:
+        gpu, uuid, model = ids[0], ids[1], ids[2]
+        lbl = f'gpu="{gpu}",UUID="{escape(uuid)}",device="nvidia{gpu}",modelName="{escape(model)}"'
+        if scope == "mig":
+            lbl += f',GPU_I_PROFILE="{escape(ids[6])}",GPU_I_ID="{ids[4]}"'
+        return f"{lbl},{host}{tail.get(gpu, '')}"
+
+    return labels
 
 
 def render(snap: NodeSnapshot, openmetrics: bool, out: list[str]) -> None:
-    render_families(snap, FAMILIES, labels, openmetrics, out)
+    render_families(snap, FAMILIES, labeller(snap), openmetrics, out)
 
 
 MODE = CompatMode("dcgm-exporter's DCGM_FI_* names, units, types and labels", render,
