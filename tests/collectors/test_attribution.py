@@ -34,6 +34,15 @@ UID_ = UID.replace("-", "_")
     (f"0::/machine.slice/libpod-{ID}.scope/container\n", "podman"),
     (f"0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope\n", "podman"),
     (f"1:name=systemd:/libpod_parent/libpod-{ID}\n", "podman"),
+    # cgroup v1 with the systemd driver (one line per controller): docker, containerd, podman.
+    (f"12:pids:/system.slice/docker-{ID}.scope\n4:memory:/system.slice/docker-{ID}.scope\n"
+     f"1:name=systemd:/system.slice/docker-{ID}.scope\n", "docker"),
+    (f"11:devices:/system.slice/cri-containerd-{ID}.scope\n1:name=systemd:/system.slice/cri-containerd-{ID}.scope\n",
+     "containerd"),
+    (f"9:memory:/machine.slice/libpod-{ID}.scope\n1:name=systemd:/machine.slice/libpod-{ID}.scope\n", "podman"),
+    # nerdctl with cgroupfs names the containerd namespace, not the runtime: an id, runtime unknown.
+    (f"0::/default/{ID}\n", ""),
+    (f"5:memory:/k8s.io/{ID}\n", ""),
 ])
 def test_container_runtimes(cgroup: str, runtime: str) -> None:
     o = attribute(cgroup)
@@ -51,6 +60,11 @@ def test_container_runtimes(cgroup: str, runtime: str) -> None:
     f"0::/kubepods/besteffort/pod{UID}/{ID}\n",
     f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/docker-{ID}.scope\n",
     f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/crio-{ID}.scope\n",
+    # cgroup v1 with the kubelet's systemd driver (one line per controller).
+    f"12:memory:/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/cri-containerd-{ID}.scope\n"
+    f"3:devices:/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/cri-containerd-{ID}.scope\n"
+    f"1:name=systemd:/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/"
+    f"cri-containerd-{ID}.scope\n",
 ])
 def test_kubernetes_pod_uid_and_container(cgroup: str) -> None:
     o = attribute(cgroup)
@@ -101,6 +115,8 @@ def test_hostname_outside_kubernetes_is_ignored() -> None:
     # Several slurmd on one host (multiple-slurmd builds): /slurm_<node>/...
     ("4:memory:/slurm_node01/uid_1000/job_42/step_1\n", "42"),
     ("0::/system.slice/slurmstepd.scope/job_9\n", "9"),
+    # cgroup v1 with slurmd under systemd: the job lines, beside slurmd's own service cgroup.
+    ("11:devices:/slurm/uid_1000/job_81234/step_0/task_1\n1:name=systemd:/system.slice/slurmd.service\n", "81234"),
 ])
 def test_slurm_jobs_from_cgroup(cgroup: str, job: str) -> None:
     o = attribute(cgroup)
