@@ -2,7 +2,8 @@
 
 Nothing is done per push: the rollup runs when asked (the hub's /metrics, the alert engine's
 hub values every few seconds), over the nodes not down, and is kept for a second so one
-scrape or evaluation computes it once. 1,000 nodes cost about a millisecond or two.
+scrape or evaluation computes it once. 1,000 nodes of 8 GPUs cost about 15 ms (measured on a
+busy 2-core machine).
 
 A user's group: the hub's `--groups-file` first, else the group the node's agent reported
 (its own groups file or the user's Unix group), else "" (no group).
