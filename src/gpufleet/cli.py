@@ -42,6 +42,7 @@ class _LazyGroup(click.Group):
             "audit": "gpufleet.hub.commands.cli:audit", "store": "gpufleet.cli_store:store",
             "user": "gpufleet.hub.auth.cli:user", "apikey": "gpufleet.hub.auth.cli:apikey",
             "status": "gpufleet.cli_status:status", "service": "gpufleet.cli_service:service",
+            "k8s": "gpufleet.cli_k8s:k8s",
             "report": "gpufleet.hub.usage.cli:report", "jobs": "gpufleet.hub.usage.cli:jobs"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
