@@ -94,6 +94,10 @@ CATALOGUE: tuple[Metric, ...] = (
            allsmi=Compat("all_smi_memory_used_bytes", "Used system memory in bytes")),
     Metric("node", "memory_available_bytes", "gauge", "Memory available to new work.", "bytes",
            allsmi=Compat("all_smi_memory_available_bytes", "Available system memory in bytes")),
+    Metric("node", "memory_free_bytes", "gauge", "Memory not used at all (MemFree; page cache is not free).",
+           "bytes"),
+    Metric("node", "memory_buffers_bytes", "gauge", "Memory in block-device buffers (Buffers).", "bytes"),
+    Metric("node", "memory_cached_bytes", "gauge", "Memory in the page cache (Cached).", "bytes"),
     Metric("node", "swap_total_bytes", "gauge", "Swap space.", "bytes",
            allsmi=Compat("all_smi_swap_total_bytes", "Total swap space in bytes")),
     Metric("node", "swap_used_bytes", "gauge", "Swap in use.", "bytes",
@@ -118,6 +122,11 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("cpu", "utilization_ratio", "gauge", "Busy share of one logical CPU core (0-1).", "ratio",
            display="percent"),
     Metric("cpu", "frequency_hertz", "gauge", "Current frequency of one logical CPU core.", "hertz"),
+    # Time per mode, read only with --compat node (node_cpu_seconds_total): 8 series per core that
+    # nothing else needs, so they cost nothing unless asked for.
+    *(Metric("cpu", f"{mode}_seconds_total", "counter",
+             f"Seconds the core spent in {mode} mode since boot (collected with --compat node).", "seconds")
+      for mode in ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")),
     # ---- disks per mount ----------------------------------------------------------------
     Metric("disk", "size_bytes", "gauge", "Filesystem size.", "bytes",
            allsmi=Compat("all_smi_disk_total_bytes", "Total disk space in bytes")),
@@ -128,6 +137,7 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("disk", "written_bytes_total", "counter", "Bytes written to the device.", "bytes"),
     Metric("disk", "reads_total", "counter", "Read operations completed on the device."),
     Metric("disk", "writes_total", "counter", "Write operations completed on the device."),
+    Metric("disk", "io_time_seconds_total", "counter", "Seconds the device spent doing I/O.", "seconds"),
     # ---- network per interface ----------------------------------------------------------
     Metric("net", "receive_bytes_total", "counter", "Bytes received.", "bytes"),
     Metric("net", "transmit_bytes_total", "counter", "Bytes sent.", "bytes"),

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 from .catalogue import CATALOGUE, Compat
+from .compat import MODES
+from .compat.node import reference as node_reference
 from .nvidia_smi import markdown as nvidia_smi_markdown
 from .scopes import SCOPES
 
@@ -31,8 +33,20 @@ def metrics_markdown() -> str:
             extra = f" Labels: {', '.join(f'`{x}`' for x in m.labels)}." if m.labels else ""
             out.append(f"| `{m.name}` | {m.kind} | {m.help}{extra} | {_compat(m.dcgm)} | {_compat(m.allsmi)} |")
         out.append("")
+    out += _modes_markdown()
     out += nvidia_smi_markdown()
     return "\n".join(out)
+
+
+def _modes_markdown() -> list[str]:
+    out = ["## Compat modes", "", "`gpufleet agent --compat MODE,...` adds another exporter's names beside the",
+           "`gpufleet_*` series (see docs/agent.md):", "", "| mode | what |", "|---|---|"]
+    out += [f"| `{name}` | {mode.help} |" for name, mode in MODES.items()]
+    out += ["", "### node_exporter names (`--compat node`)", "",
+            "| name | type | labels | made from |", "|---|---|---|---|"]
+    out += [f"| `{name}` | {kind} | {labels} | {source} |" for name, kind, labels, source in node_reference()]
+    out.append("")
+    return out
 
 
 def _compat(c: Compat | None) -> str:

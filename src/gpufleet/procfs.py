@@ -8,7 +8,7 @@ be read, because a missing or vanished file is normal on a live host, never an a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -57,6 +57,12 @@ class CpuTimes:
 
     busy: int
     total: int
+    # Jiffies per mode, in CPU_MODES order (node_exporter's node_cpu_seconds_total modes).
+    modes: tuple[int, ...] = field(default=(), compare=False)
+
+
+# /proc/stat's first eight columns; guest and guest_nice are already inside user and nice.
+CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +79,7 @@ def _cpu_times(fields: list[str]) -> CpuTimes:
     # guest and guest_nice are already counted inside user and nice: adding them double-counts.
     idle_all = idle + iowait
     total = user + nice + system + idle_all + irq + softirq + steal
-    return CpuTimes(busy=total - idle_all, total=total)
+    return CpuTimes(busy=total - idle_all, total=total, modes=tuple(nums))
 
 
 def parse_stat(text: str) -> Stat:
@@ -182,6 +188,7 @@ class DiskStats:
     read_bytes: int
     writes: int
     written_bytes: int
+    io_ms: int = 0  # milliseconds spent doing I/O (field 13)
 
 
 def parse_diskstats(text: str) -> list[DiskStats]:
@@ -195,6 +202,7 @@ def parse_diskstats(text: str) -> list[DiskStats]:
                 major=int(f[0]), minor=int(f[1]), name=f[2],
                 reads=int(f[3]), read_bytes=int(f[5]) * DISKSTATS_SECTOR_BYTES,
                 writes=int(f[7]), written_bytes=int(f[9]) * DISKSTATS_SECTOR_BYTES,
+                io_ms=int(f[12]) if len(f) > 12 else 0,
             ))
         except ValueError:
             continue

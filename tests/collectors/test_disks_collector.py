@@ -85,7 +85,7 @@ def test_disk_usage_and_io() -> None:
         "size_bytes": 1000.0 * BLOCK, "used_bytes": 600.0 * BLOCK, "free_bytes": 300.0 * BLOCK,
         # dm-0 (253:0), matched by device number, not by the /dev/mapper name.
         "read_bytes_total": 28000000 * 512.0, "written_bytes_total": 18000000 * 512.0,
-        "reads_total": 140000.0, "writes_total": 85000.0,
+        "reads_total": 140000.0, "writes_total": 85000.0, "io_time_seconds_total": 58.0,
     }
     assert disks["/boot/efi"].values["reads_total"] == 100.0  # the partition's own counters
     assert disks["/data"].values["writes_total"] == 6000.0

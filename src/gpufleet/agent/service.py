@@ -59,6 +59,7 @@ class AgentService:
                                  options={"node": cfg.node, "disks.remote_usage": cfg.disks_remote_usage,
                                           "processes.environ": cfg.processes_environ,
                                           "processes.mask": cfg.mask,
+                                          "cpu.mode_seconds": "node" in self.compat,
                                           "allocation.idle_below": cfg.allocation_idle_below,
                                           "allocation.state_file": cfg.allocation_state_file,
                                           "allocation.slurm": cfg.allocation_slurm,

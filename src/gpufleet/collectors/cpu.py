@@ -8,6 +8,7 @@ every core (an IPI each) and takes milliseconds on large hosts.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,9 @@ from ..snapshot import CpuCore, NodeSnapshot
 from .base import CollectContext
 
 FREQ_TTL = 10.0
+# /proc/stat counts in USER_HZ ticks (100 on every Linux architecture in use).
+CLK_TCK = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+MODE_KEYS = tuple(f"{mode}_seconds_total" for mode in procfs.CPU_MODES)
 
 
 def utilisation(prev: procfs.CpuTimes, cur: procfs.CpuTimes) -> float | None:
@@ -55,6 +59,8 @@ class CpuCollector:
         self._prev = self._read_stat()
         self._freq: dict[int, float] = {}
         self._freq_at: float | None = None
+        # --compat node asks for time per mode (node_cpu_seconds_total); otherwise not collected.
+        self._modes = bool(ctx.options.get("cpu.mode_seconds", False))
 
     def _read_stat(self) -> procfs.Stat | None:
         text = procfs.read_text(self._ctx.procfs / "stat")
@@ -84,6 +90,8 @@ class CpuCollector:
                     values["utilization_ratio"] = u
             if cpu in freqs:
                 values["frequency_hertz"] = freqs[cpu]
+            if self._modes:
+                values.update(zip(MODE_KEYS, (j / CLK_TCK for j in cur.per_cpu[cpu].modes)))
             cores.append(CpuCore(cpu=cpu, values=values))
         snap.cpus = cores
         if prev is not None and prev.total is not None and cur.total is not None:

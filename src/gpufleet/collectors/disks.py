@@ -95,6 +95,7 @@ def _io_values(d: procfs.DiskStats) -> dict[str, float]:
         "written_bytes_total": float(d.written_bytes),
         "reads_total": float(d.reads),
         "writes_total": float(d.writes),
+        "io_time_seconds_total": d.io_ms / 1000.0,
     }
 
 

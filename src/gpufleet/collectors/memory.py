@@ -7,6 +7,10 @@ from ..snapshot import NodeSnapshot
 from .base import CollectContext
 
 
+# /proc/meminfo fields reported as they are.
+_PLAIN = {"MemFree": "memory_free_bytes", "Buffers": "memory_buffers_bytes", "Cached": "memory_cached_bytes"}
+
+
 def memory_values(meminfo: dict[str, int]) -> dict[str, float]:
     total = meminfo["MemTotal"]
     available = meminfo.get("MemAvailable")
@@ -22,6 +26,7 @@ def memory_values(meminfo: dict[str, int]) -> dict[str, float]:
         "memory_used_bytes": float(total - available),
         "swap_total_bytes": float(swap_total),
         "swap_used_bytes": float(max(0, swap_total - swap_free)),
+        **{key: float(meminfo[name]) for name, key in _PLAIN.items() if name in meminfo},
     }
 
 

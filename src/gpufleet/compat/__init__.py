@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..snapshot import NodeSnapshot
-from . import allsmi, allsmi_legacy, dcgm, ds01
+from . import allsmi, allsmi_legacy, dcgm, ds01, node
 from .base import CompatMode
 
 MODES: dict[str, CompatMode] = {
@@ -18,6 +18,7 @@ MODES: dict[str, CompatMode] = {
     "all-smi": allsmi.MODE,
     "all-smi-legacy": allsmi_legacy.MODE,
     "ds01": ds01.MODE,
+    "node": node.MODE,
 }
 
 COMPAT_MODES: tuple[str, ...] = tuple(MODES)
