@@ -38,13 +38,14 @@ def require(binary: str) -> str:
 
 
 class Proc:
-    def __init__(self, args: Sequence[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: Sequence[str], log: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
         self.args = list(args)
         self.log_path = log
         self._log = open(log, "wb")
         self.p = subprocess.Popen(
             self.args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})}, start_new_session=True,
+            env={**os.environ, **(env or {})}, start_new_session=True, cwd=cwd,
         )
 
     @property

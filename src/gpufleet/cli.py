@@ -41,6 +41,7 @@ class _LazyGroup(click.Group):
     lazy = {"rules": "gpufleet.hub.alerts.cli:rules", "run": "gpufleet.hub.commands.cli:run",
             "audit": "gpufleet.hub.commands.cli:audit", "store": "gpufleet.cli_store:store",
             "user": "gpufleet.hub.auth.cli:user", "apikey": "gpufleet.hub.auth.cli:apikey",
+            "stack": "gpufleet.stack.cli:stack",
             "status": "gpufleet.cli_status:status", "service": "gpufleet.cli_service:service",
             "k8s": "gpufleet.cli_k8s:k8s",
             "report": "gpufleet.hub.usage.cli:report", "jobs": "gpufleet.hub.usage.cli:jobs"}

@@ -660,6 +660,8 @@ class SimBackend:
             "energy_joules_total": round(dev.energy, 3),
             "sm_clock_hertz": dev.sm_clock * 1e6,
             "memory_clock_hertz": dev.mem_clock * 1e6,
+            "sm_clock_max_hertz": model.sm_clock_mhz[1] * 1e6,  # as NVML's max clock info reports it
+            "memory_clock_max_hertz": model.memory_clock_mhz[1] * 1e6,
             "pcie_receive_bytes_per_second": float(round(dev.rx)),
             "pcie_transmit_bytes_per_second": float(round(dev.tx)),
             "processes": float(len(procs)),
