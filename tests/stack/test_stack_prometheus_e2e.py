@@ -27,9 +27,14 @@ from gpufleet.stack.prometheus import AGENTS_JOB, HUB_JOB
 
 pytestmark = pytest.mark.realparts
 
-# node name -> simulator profile: Hopper (profiling ratios, HBM, ECC), a fan-cooled workstation
-# card, and A100s with MIG on.
-FLEET = {"h100": "8xH100", "ws": "2xRTX4090", "mig": "4xA100-mig"}
+# node name -> simulator profile: Hopper (profiling ratios, HBM, ECC, NVLink), a fan-cooled
+# workstation card, A100s with MIG on, and V100s (page retirement instead of row remapping).
+FLEET = {"h100": "8xH100", "ws": "2xRTX4090", "mig": "4xA100-mig", "v100": "4xV100"}
+# Panels of metrics no simulated hardware reports, and why; the test fails once one has data,
+# so the list cannot outlive its reason.
+NO_SIMULATED_SOURCE = {
+    "gpufleet_gpu_vgpu_licensed": "only a vGPU guest reports its license; the simulator has no vGPU profile",
+}
 RANGE_S = 60
 # Grafana's own variables, as it would set them for a one-minute range at a 1 s scrape interval.
 BUILTINS = {"$__rate_interval": "10s", "$__range_s": str(RANGE_S), "$__range": f"{RANGE_S}s", "$__interval": "2s"}
@@ -38,6 +43,7 @@ BUILTINS = {"$__rate_interval": "10s", "$__range_s": str(RANGE_S), "$__range": f
 class Fleet:
     def __init__(self, out: Path, prom: str, agents: dict[str, Proc]) -> None:
         self.out, self.prom, self.agents = out, prom, agents
+        self.http = httpx.Client(timeout=10)  # one keep-alive connection for the few hundred queries
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +62,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         key_file.write_text(make_api_key(data, "viewer", user="prometheus") + "\n")
         key_file.chmod(0o600)
         agents: dict[str, Proc] = {}
+        # --advertise: loopback agents are left out of http_sd unless their owner gives the address.
         for node, profile in FLEET.items():
             p = free_port()
             agents[node] = Proc(gpufleet("agent", "--hub", hub_url, "--token", token, "--node", node, "--simulate",
-                                         profile, "--listen", f"127.0.0.1:{p}", "--interval", "1",
+                                         profile, "--listen", f"127.0.0.1:{p}", "--advertise", "127.0.0.1", "--interval", "1",
                                          "--spool", str(tmp / f"spool-{node}"), "--label", "cluster=lab"),
                                 tmp / f"agent-{node}.log")
             procs.append(agents[node])
@@ -83,7 +90,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         proc = Proc(cmd, tmp / "prometheus.log", cwd=folder)
         procs.append(proc)
         proc.wait_http(f"{prom}/-/ready", timeout=60)
-        yield Fleet(out, prom, agents)
+        fleet = Fleet(out, prom, agents)
+        yield fleet
+        fleet.http.close()
     finally:
         for p in reversed(procs):
             p.stop()
@@ -107,22 +116,22 @@ def _grafana_vars(expr: str, values: dict[str, str]) -> str:
     return expr
 
 
-def _label_values(prom: str, query: str, values: dict[str, str]) -> list[str]:
+def _label_values(http: httpx.Client, prom: str, query: str, values: dict[str, str]) -> list[str]:
     m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", _grafana_vars(query, values))
     assert m, query
-    r = httpx.get(f"{prom}/api/v1/series", params={"match[]": m.group(1), "start": time.time() - RANGE_S}, timeout=10)
+    r = http.get(f"{prom}/api/v1/series", params={"match[]": m.group(1), "start": time.time() - RANGE_S})
     r.raise_for_status()
     return sorted({s[m.group(2)] for s in r.json()["data"] if m.group(2) in s})
 
 
-def _choices(prom: str, variables: list[dict]) -> list[dict[str, str]]:
+def _choices(http: httpx.Client, prom: str, variables: list[dict]) -> list[dict[str, str]]:
     """Every setting of the dashboard's variables to test: each value of a single-value variable,
     all values (as Grafana's regex) of a multi-value one; later variables see earlier ones."""
     settings: list[dict[str, str]] = [{}]
     for v in variables:
         nxt = []
         for s in settings:
-            vals = _label_values(prom, v["query"]["query"], s)
+            vals = _label_values(http, prom, v["query"]["query"], s)
             assert vals, f"variable {v['name']} has no values"
             if v.get("multi"):
                 nxt.append({**s, "$" + v["name"]: "(" + "|".join(re.escape(x) for x in vals) + ")"})
@@ -132,7 +141,7 @@ def _choices(prom: str, variables: list[dict]) -> list[dict[str, str]]:
     return settings
 
 
-def _has_data(prom: str, expr: str, instant: bool) -> bool:
+def _has_data(http: httpx.Client, prom: str, expr: str, instant: bool) -> bool:
     now = time.time()
     if instant:
         params = {"query": expr, "time": now}
@@ -140,17 +149,18 @@ def _has_data(prom: str, expr: str, instant: bool) -> bool:
     else:
         params = {"query": expr, "start": now - 30, "end": now, "step": 2}
         url = f"{prom}/api/v1/query_range"
-    r = httpx.get(url, params=params, timeout=10)
+    r = http.get(url, params=params)
     assert r.status_code == 200, f"{expr}: {r.text}"
     return bool(r.json()["data"]["result"])
 
 
-def _empty_panels(prom: str, board: dict) -> list[str]:
-    settings = _choices(prom, board["templating"]["list"])
+def _empty_panels(fleet: Fleet, board: dict) -> list[str]:
+    http, prom = fleet.http, fleet.prom
+    settings = _choices(http, prom, board["templating"]["list"])
     empty = []
     for p in board["panels"]:
         for t in p.get("targets", []):
-            if not any(_has_data(prom, _grafana_vars(t["expr"], s), bool(t.get("instant"))) for s in settings):
+            if not any(_has_data(http, prom, _grafana_vars(t["expr"], s), bool(t.get("instant"))) for s in settings):
                 empty.append(f"{board['title']} / {p['title']}: {t['expr']}")
     return empty
 
@@ -163,19 +173,22 @@ def _boards(out: Path) -> dict[str, dict]:
 def test_every_panel_query_returns_data(fleet: Fleet) -> None:
     # Enough history for rates and increases over the windows the dashboards use.
     def history() -> bool:
-        res = prom_query(fleet.prom, f'count_over_time(up{{job="{AGENTS_JOB}"}}[1m]) >= 12')
+        res = prom_query(fleet.prom, f'count_over_time(up{{job="{AGENTS_JOB}"}}[1m]) >= 6')
         return len(res) == len(FLEET)
 
-    eventually(history, timeout=60, interval=0.5, what="a dozen scrapes of every agent")
+    eventually(history, timeout=60, interval=0.5, what="six scrapes of every agent")
     boards = _boards(fleet.out)
-    empty = [e for name, b in boards.items() if name != "alerts.json" for e in _empty_panels(fleet.prom, b)]
+    empty = [e for name, b in boards.items() if name != "alerts.json" for e in _empty_panels(fleet, b)]
+    excused = [e for e in empty if any(f" {name}{{" in f" {e.split(': ', 1)[1]}" for name in NO_SIMULATED_SOURCE)]
+    assert len(excused) == len(NO_SIMULATED_SOURCE), f"a metric of NO_SIMULATED_SOURCE has data now: {excused}"
+    empty = [e for e in empty if e not in excused]
     assert not empty, "panels without data:\n" + "\n".join(empty)
     queries = sum(len(p.get("targets", [])) for b in boards.values() for p in b["panels"])
-    assert queries > 80  # the GPU, node and user dashboards are not trivially small
+    assert queries > 150  # the GPU, node and user dashboards are not trivially small
 
     # The alerts dashboard reads ALERTS: an agent that stops makes the node-down rule pending.
     fleet.agents["ws"].stop()
     eventually(lambda: prom_query(fleet.prom, 'ALERTS{alertname="GpufleetNodeDown",node="ws"}'), timeout=30,
                interval=0.5, what="GpufleetNodeDown pending for the stopped agent")
-    empty = _empty_panels(fleet.prom, boards["alerts.json"])
+    empty = _empty_panels(fleet, boards["alerts.json"])
     assert not empty, "panels without data:\n" + "\n".join(empty)

@@ -96,15 +96,16 @@ class Panel:
 
 def legend_of(scope: str) -> str:
     """The series legend of a scope: its identity labels most people recognise."""
-    short = {"gpu": ("node", "gpu"), "mig": ("node", "gpu", "profile"), "disk": ("mountpoint",),
+    short = {"gpu": ("node", "gpu"), "mig": ("node", "gpu", "profile"), "gpu_link": ("gpu", "link"),
+             "disk": ("mountpoint",),
              "net": ("interface",), "cpu": ("cpu",), "user": ("user",), "collector": ("collector",)}
     labels = short.get(scope, ("node",) + SCOPE_LABELS.get(scope, ()))
     return " ".join("{{" + lab + "}}" for lab in labels)
 
 
-def metric_panel(m: Metric, labels: dict[str, str], width: int = 8) -> Panel:
+def metric_panel(m: Metric, labels: dict[str, str], width: int = 8, prefix: str = "") -> Panel:
     """One metric, one chart: the generic panel a newly catalogued metric gets."""
-    title = m.key.replace("_", " ").removesuffix(" total")
+    title = prefix + m.key.replace("_", " ").removesuffix(" total").removesuffix(" ratio")
     title = title[:1].upper() + title[1:] + (" (per second)" if m.kind == "counter" else "")
     return Panel(title, (Query(series(m, **labels), legend_of(m.scope)),), unit_of(m, rate=m.kind == "counter"),
                  description=f"{m.name}: {m.help}", width=width)
