@@ -38,37 +38,43 @@ OPTIONAL_FIELDS: dict[str, str] = {
     "DCGM_FI_PROF_SM_ACTIVE": "gauge", "DCGM_FI_PROF_SM_OCCUPANCY": "gauge",
     **{f"DCGM_FI_PROF_PIPE_{p}_ACTIVE": "gauge" for p in ("FP64", "FP32", "FP16")},
 }
-# A bare-metal GPU has no vGPU license to report (NVML: licensing not supported), so the
-# simulated H100s leave it absent, as the NVML backend does; its type is held by the unit test.
-ABSENT_OFF_VGPU = {"DCGM_FI_DEV_VGPU_LICENSE_STATUS"}
+# A bare-metal GPU has no vGPU license to report (NVML: licensing not supported), so the H100s
+# leave it absent, as the NVML backend does; a second agent simulates a VM with licensed vGPUs.
+VGPU_ONLY = {"DCGM_FI_DEV_VGPU_LICENSE_STATUS"}
 LABELS = {"gpu", "UUID", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION", "pci_bus_id"}
 
 
 def test_prometheus_gets_every_default_dcgm_field_with_its_type_and_labels(tmp_path: Path) -> None:
     with agent(tmp_path, "--simulate", "8xH100", "--interval", "300", "--node", "dcgm-node",
-               "--compat", "dcgm") as (_, url):
+               "--compat", "dcgm") as (_, url), \
+            agent(tmp_path, "--simulate", "2xA100-vgpu", "--interval", "300", "--node", "vgpu-vm",
+                  "--compat", "dcgm", name="vgpu-agent") as (_, vgpu_url):
+        targets = ", ".join(f'"{u.removeprefix("http://")}"' for u in (url, vgpu_url))
         cfg = f"""
 global: {{scrape_interval: 1s, scrape_timeout: 1s}}
 scrape_configs:
   - job_name: gpufleet
-    static_configs: [{{targets: ["{url.removeprefix('http://')}"]}}]
+    static_configs: [{{targets: [{targets}]}}]
 """
         with prometheus(tmp_path, cfg) as (_, prom):
             want = {**DEFAULT_FIELDS, **OPTIONAL_FIELDS}
-            expect = set(want) - ABSENT_OFF_VGPU
 
             def metadata() -> dict[str, list[dict[str, str]]]:
                 data: dict[str, list[dict[str, str]]] = httpx.get(f"{prom}/api/v1/metadata").json()["data"]
                 return data
 
-            eventually(lambda: expect <= set(metadata()), timeout=30,
+            eventually(lambda: set(want) <= set(metadata()), timeout=30,
                        what="Prometheus to have scraped every dcgm-exporter field")
             meta = metadata()
-            for name in sorted(expect):
+            for name in sorted(want):
                 assert meta[name][0]["type"] == want[name], name
-                series = prom_query(prom, name)
-                assert len(series) == 8, name
-                labels = set(series[0]["metric"]) - {"__name__", "instance", "job"}
+                h100 = prom_query(prom, f'{name}{{Hostname="dcgm-node"}}')
+                vm = prom_query(prom, f'{name}{{Hostname="vgpu-vm"}}')
+                assert len(vm if name in VGPU_ONLY else h100) == (2 if name in VGPU_ONLY else 8), name
+                if name in VGPU_ONLY:
+                    assert not h100 and {r["value"][1] for r in vm} == {"1"}
+                labels = set((h100 or vm)[0]["metric"]) - {"__name__", "instance", "job"}
                 assert labels == LABELS, (name, labels)
-            driver = {r["metric"]["DCGM_FI_DRIVER_VERSION"] for r in prom_query(prom, "DCGM_FI_DEV_GPU_TEMP")}
+            driver = {r["metric"]["DCGM_FI_DRIVER_VERSION"]
+                      for r in prom_query(prom, 'DCGM_FI_DEV_GPU_TEMP{Hostname="dcgm-node"}')}
             assert driver == {"550.90.07"}

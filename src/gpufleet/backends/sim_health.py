@@ -139,6 +139,8 @@ class Health:
             v["encoder_utilization_ratio"] = round(self.encoder, 4)
             v["decoder_utilization_ratio"] = round(self.decoder, 4)
         v["pcie_replays_total"] = float(self.pcie_replays)
+        if self.model.vgpu:
+            v["vgpu_licensed"] = 1.0
         if ecc is not None:
             v["ecc_corrected_errors_aggregate_total"] = float(ecc[0] + self.ecc_history[0])
             v["ecc_uncorrected_errors_aggregate_total"] = float(ecc[1] + self.ecc_history[1])

@@ -36,6 +36,7 @@ class GpuModel:
     links: int = 0  # NVLink (XGMI on AMD) links to other GPUs
     link_bytes_per_s: float = 0.0  # per link and direction
     row_remap: bool = True  # Ampere and newer repair memory by row remapping; older ones retire pages
+    vgpu: bool = False  # a vGPU seen from its guest VM: reports its license state
     driver_version: str = "550.90.07"
     vbios_version: str = "96.00.99.00.01"
 
@@ -86,6 +87,12 @@ A100_SXM = GpuModel(
     temp_c=(33.0, 70.0), thermal_tau_s=70.0, pcie_max_bytes_per_s=32e9, mig_capable=True,
     links=12, link_bytes_per_s=25e9, driver_version="535.183.01", vbios_version="92.00.36.00.02",
 )
+A100_VGPU = GpuModel(
+    name="GRID A100-40C", vendor="nvidia", memory_bytes=40960 * MiB,
+    power_limit_w=400.0, idle_power_w=62.0, sm_clock_mhz=(210, 1410), memory_clock_mhz=(1593, 1593),
+    temp_c=(33.0, 70.0), thermal_tau_s=70.0, pcie_max_bytes_per_s=32e9, vgpu=True,
+    driver_version="535.183.06", vbios_version="92.00.36.00.02",
+)
 V100_SXM = GpuModel(
     name="Tesla V100-SXM2-32GB", vendor="nvidia", memory_bytes=32768 * MiB,
     power_limit_w=300.0, idle_power_w=42.0, sm_clock_mhz=(135, 1530), memory_clock_mhz=(877, 877),
@@ -130,6 +137,8 @@ PROFILES: dict[str, Profile] = {
                 "(row remaps, then a remap failure), GPU 5's NVLink 0 flaky, GPU 1 running hot", 8, H100_SXM,
                 host=_SERVER, faults=Faults(failing_memory=(3,), flaky_links=(5,), hot=(1,))),
         Profile("8xA100", "HGX A100: 8x A100 80GB SXM, 400 W", 8, A100_SXM, host=_SERVER),
+        Profile("2xA100-vgpu", "A VM with 2 licensed vGPUs (A100-40C profile): vGPU license state, no NVLink", 2,
+                A100_VGPU, host={"cpu_cores": 32.0, "memory_total_bytes": 256.0 * 1024**3}),
         Profile("4xV100", "4x Tesla V100 32GB SXM2, NVLink 2 (page retirement instead of row remapping)", 4,
                 V100_SXM, host={"cpu_cores": 80.0, "memory_total_bytes": 512.0 * 1024**3}),
         Profile("4xA100-mig", "4x A100 80GB with MIG on (3g/2g/1g, 7x1g, 4g+3g layouts)", 4, A100_SXM,
