@@ -44,7 +44,8 @@ class _LazyGroup(click.Group):
             "stack": "gpufleet.stack.cli:stack",
             "status": "gpufleet.cli_status:status", "service": "gpufleet.cli_service:service",
             "k8s": "gpufleet.cli_k8s:k8s",
-            "report": "gpufleet.hub.usage.cli:report", "jobs": "gpufleet.hub.usage.cli:jobs"}
+            "report": "gpufleet.hub.usage.cli:report", "jobs": "gpufleet.hub.usage.cli:jobs",
+            "ls": "gpufleet.tui.cli:ls", "free": "gpufleet.tui.cli:free"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -54,7 +55,14 @@ class _LazyGroup(click.Group):
             import importlib
 
             module, _, attr = self.lazy[name].partition(":")
-            return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+            try:
+                return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+            except ModuleNotFoundError as e:  # an extra not installed (`pip install gpufleet` is the agent)
+                from .missing import is_ours, stub_command
+
+                if is_ours(e):
+                    raise
+                return stub_command(name, e)
         return super().get_command(ctx, name)
 
 
@@ -580,12 +588,6 @@ def top(url: str | None, hub_url: str | None, agent_url: str | None, api_key: st
     run_top(url, hub_url, agent_url, api_key, interval, once)
 
 
-from .tui.cli import free, ls  # noqa: E402  (`gpufleet ls` / `gpufleet free`: their own module)
-
-cli.add_command(ls)
-cli.add_command(free)
-
-
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="gpufleet", standalone_mode=False)
@@ -603,6 +605,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except ModuleNotFoundError as e:  # a hub-side command on an agent-only install: say what to install
+        from .missing import hint
+
+        click.echo(f"gpufleet: error: {hint(_command_name(argv), e)}", err=True)
+        sys.exit(2)
+
+
+def _command_name(argv: list[str] | None) -> str:
+    """The subcommand given (first word that is not an option), for the one-line hints."""
+    args = sys.argv[1:] if argv is None else argv
+    return next((a for a in args if not a.startswith("-")), "")
 
 
 if __name__ == "__main__":

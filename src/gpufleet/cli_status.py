@@ -2,7 +2,7 @@
 
 One request to the hub's `/api/v1/status` (a viewer's API key). Exit 2 also covers what the
 user must fix before an answer can come (a bad URL, a refused key), each said in one line.
-Agent-side imports only (httpx): it runs from any node.
+Agent-side imports only (gpufleet.httpclient, not httpx): it runs from any node, agent-only installs too.
 """
 
 from __future__ import annotations
@@ -21,20 +21,21 @@ HEALTHY, DEGRADED, UNREACHABLE = 0, 1, 2
 
 def fetch_status(hub: str, api_key: str | None, ca: Path | None, timeout: float = 10.0) -> dict[str, Any]:
     """The hub's status report; UserError (exit 2) when it cannot be had."""
-    import httpx
-
+    from .httpclient import Client, HTTPError
     from .syntax import normalize_hub_url, redact_url
     from .tls import client_verify, describe_tls_error
 
     base = normalize_hub_url(hub)
     shown = redact_url(base)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    client = Client(timeout=timeout, verify=client_verify(ca))  # redirects are not followed
     try:
-        r = httpx.get(f"{base}/api/v1/status", headers=headers, timeout=timeout, verify=client_verify(ca),
-                      follow_redirects=False)
-    except httpx.HTTPError as e:
+        r = client.get(f"{base}/api/v1/status", headers=headers)
+    except HTTPError as e:
         tls = describe_tls_error(e)
-        raise Unreachable(f"hub {shown} is unreachable: {tls or type(e).__name__ + ': ' + str(e)}") from None
+        raise Unreachable(f"hub {shown} is unreachable: {tls or str(e)}") from None
+    finally:
+        client.close()
     if r.status_code in (401, 403):
         raise UserError(f"hub {shown} refused the request (HTTP {r.status_code}): pass a viewer's API key with "
                         "--api-key KEY or GPUFLEET_API_KEY (`gpufleet apikey create` on the hub)")

@@ -57,7 +57,8 @@ def server_context(tls: ServerTLS) -> ssl.SSLContext:
 
 
 def client_verify(ca: Path | str | None) -> ssl.SSLContext | bool:
-    """What httpx's `verify=` takes: the system's trust store, or a context trusting only --ca."""
+    """What an HTTP client's `verify=` takes (httpclient's and httpx's): True for the system's trust
+    store, or a context trusting only --ca."""
     if ca is None:
         return True
     path = Path(ca)

@@ -92,7 +92,7 @@ def test_torn_temp_file_ignored_and_cleared(tmp_path: Path) -> None:
     s = Spool(tmp_path / "sp")
     s.put(doc(1))
     torn = s.queue_dir / ".tmp-2-4242"
-    torn.write_bytes(b"\x28\xb5\x2f\xfd half a frame")
+    torn.write_bytes(b"\x1f\x8b half a member")
     s.close()
     s2 = Spool(tmp_path / "sp")
     assert len(s2) == 1
@@ -108,7 +108,7 @@ def test_corrupt_entry_skipped_and_removed(tmp_path: Path, damage: str,
         s.put(doc(i, pad=200))
     victim = files(s)[1]
     blob = victim.read_bytes()
-    victim.write_bytes({"garbage": b"not zstd at all", "truncated": blob[: len(blob) // 2], "empty": b""}[damage])
+    victim.write_bytes({"garbage": b"not gzip at all", "truncated": blob[: len(blob) // 2], "empty": b""}[damage])
     s.close()
     s = Spool(tmp_path / "sp")
     with caplog.at_level(logging.ERROR, "gpufleet.agent.spool"):

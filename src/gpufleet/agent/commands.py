@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
-
 from .. import __version__
+from ..httpclient import Client, HTTPError
 from .command_exec import Executor
 from .command_policy import RunAs
 from .command_verify import Refused, Verifier
@@ -38,16 +37,15 @@ HOLD = 25.0
 
 class CommandPoller:
     def __init__(self, hub: str, credential: Callable[[], str | None], verifier: Verifier, executor: Executor,
-                 *, transport: httpx.BaseTransport | None = None, hold: float = HOLD,
+                 *, hold: float = HOLD,
                  verify: ssl.SSLContext | bool = True) -> None:
         self.hub = hub
         self._credential = credential
         self.verifier = verifier
         self.executor = executor
         self.hold = hold
-        self._client = httpx.Client(timeout=httpx.Timeout(hold + 15, connect=5.0), transport=transport, verify=verify,
-                                    headers={"User-Agent": f"gpufleet-agent/{__version__}"},
-                                    follow_redirects=False)
+        self._client = Client(timeout=hold + 15, connect_timeout=5.0, verify=verify,
+                              headers={"User-Agent": f"gpufleet-agent/{__version__}"})
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures = 0
@@ -94,7 +92,7 @@ class CommandPoller:
         try:
             r = self._client.get(self.hub + NEXT_PATH, params={"wait": self.hold},
                                  headers={"Authorization": f"Bearer {cred}"})
-        except httpx.HTTPError as e:
+        except HTTPError as e:
             if not self._stop.is_set():
                 self._note(f"hub unreachable for commands ({type(e).__name__})")
             return None
@@ -161,7 +159,7 @@ class CommandPoller:
                     if r.status_code >= 400:
                         log.warning("hub refused the result of command %s: HTTP %d", run_id, r.status_code)
                     return
-            except httpx.HTTPError:
+            except HTTPError:
                 if self._stop.is_set():
                     return
             time.sleep(0.5 * (attempt + 1))

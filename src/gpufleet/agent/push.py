@@ -30,10 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
-
 from .. import __version__, clock
 from ..errors import UserError
+from ..httpclient import Client, HTTPError, Response
 from ..netaddr import host_port, reachable_host
 from ..snapshot import NodeSnapshot, to_json
 from ..syntax import normalize_hub_url, redact_url
@@ -110,7 +109,6 @@ class Pusher:
         backoff_cap: float = 30.0,
         timeout: float = 10.0,
         idle_wait: float = 5.0,
-        transport: httpx.BaseTransport | None = None,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.hub = normalize_hub_url(hub)
@@ -130,11 +128,10 @@ class Pusher:
         # registered name is given back only to an agent that proves it held it.
         self._previous: str | None = None
         self._display = redact_url(self.hub)
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
+        # Redirects are not followed: one is a misconfigured --hub, said so, and secrets stay here.
+        self._client = Client(
+            timeout=timeout, connect_timeout=5.0,
             headers={"User-Agent": f"gpufleet-agent/{__version__}"},
-            follow_redirects=False,  # a redirect is a misconfigured --hub: say so, don't forward secrets
-            transport=transport,
             verify=verify,  # the system's CAs, or only --ca's
         )
         self.verify = verify
@@ -258,8 +255,8 @@ class Pusher:
             headers["Content-Encoding"] = "gzip"
         try:
             resp = self._client.post(self.hub + PUSH_PATH, content=wire, headers=headers,
-                                     timeout=_timeout(timeout))
-        except httpx.HTTPError as e:
+                                     timeout=timeout)
+        except HTTPError as e:
             self._unreachable(e)
             return self._backoff()
         code = resp.status_code
@@ -343,8 +340,8 @@ class Pusher:
             body["credential"] = self._previous
         try:
             resp = self._client.post(self.hub + REGISTER_PATH, json=body,
-                                     headers={"Authorization": f"Bearer {self._token}"}, timeout=_timeout(timeout))
-        except httpx.HTTPError as e:
+                                     headers={"Authorization": f"Bearer {self._token}"}, timeout=timeout)
+        except HTTPError as e:
             self._unreachable(e)
             return False
         if resp.status_code == 200:
@@ -387,7 +384,7 @@ class Pusher:
                             self._display, resp.status_code, _detail(resp))
         return False
 
-    def _pin_command_key(self, resp: httpx.Response) -> None:
+    def _pin_command_key(self, resp: Response) -> None:
         """Pin the hub's command-signing key (agent/commands.py verifies every command with it)."""
         try:
             key = resp.json().get("command_key")
@@ -415,7 +412,7 @@ class Pusher:
                 self._down_since = time.monotonic()
         self._state = state
 
-    def _unreachable(self, e: httpx.HTTPError) -> None:
+    def _unreachable(self, e: HTTPError) -> None:
         tls = describe_tls_error(e)
         if tls is None:
             self._set_down(_describe(e))
@@ -454,17 +451,13 @@ class Pusher:
             self._backfilling = False
 
 
-def _timeout(timeout: float | None) -> httpx.Timeout | httpx._client.UseClientDefault:
-    return httpx.USE_CLIENT_DEFAULT if timeout is None else httpx.Timeout(max(0.05, timeout))
+def _describe(e: HTTPError) -> str:
+    # The message names the failure ("ConnectionRefusedError: [Errno 111] Connection refused");
+    # it carries no headers, so no secret.
+    return (str(e) or type(e).__name__)[:200]
 
 
-def _describe(e: httpx.HTTPError) -> str:
-    # httpx messages name the failure ("Connection refused"); they carry no headers, so no secret.
-    text = str(e) or type(e).__name__
-    return f"{type(e).__name__}: {text}"[:200]
-
-
-def _detail(resp: httpx.Response) -> str:
+def _detail(resp: Response) -> str:
     """The hub's {"detail": ...} message, shortened, for error logs."""
     try:
         detail = resp.json().get("detail", "")
@@ -474,7 +467,7 @@ def _detail(resp: httpx.Response) -> str:
     return text[:300]
 
 
-def _json_int(resp: httpx.Response, key: str) -> int:
+def _json_int(resp: Response, key: str) -> int:
     try:
         value = resp.json().get(key, 0)
         return int(value) if isinstance(value, (int, float)) else 0
@@ -498,9 +491,6 @@ def attach_pusher(service: AgentService, cfg: AgentConfig, **kwargs: object) -> 
     credentials = CredentialStore(spool_dir / CREDENTIAL_FILENAME)
     if not cfg.token and credentials.load(hub, cfg.node) is None:
         raise UserError(MISSING_TOKEN)
-    httpx_log = logging.getLogger("httpx")
-    if httpx_log.level == logging.NOTSET:
-        httpx_log.setLevel(logging.WARNING)  # httpx logs every request at INFO: one line per push
     spool = Spool(spool_dir)
     scheme = "https" if cfg.tls_cert else "http"
     pusher = Pusher(hub, cfg.node, spool, credentials, token=cfg.token, labels=cfg.labels,

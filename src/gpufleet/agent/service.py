@@ -245,7 +245,7 @@ class AgentService:
     def _ready(self, url: str) -> None:
         """Bound: now push (if told to) and collect, so the first snapshot is pushed too."""
         if self.cfg.hub:
-            from .push import attach_pusher  # httpx costs ~10 MB of RSS: only when pushing
+            from .push import attach_pusher  # only when pushing
 
             self.pusher = attach_pusher(self, self.cfg)
             if self.pusher is not None and self.pusher.agent_url is None:

@@ -3,14 +3,16 @@
 Layout of a spool directory:
 
     DIR/lock                        flock()ed while an agent uses the spool: two agents never share one
-    DIR/queue/00000000000000000042.zst   one zstd-compressed snapshot JSON per file, named by sequence
+    DIR/queue/00000000000000000042.gz    one gzip-compressed snapshot JSON per file, named by sequence
     DIR/queue/.tmp-...              an entry being written; renamed into place when complete
 
 Why one file per entry: a write is one small file per collection interval (cheap), and removing
 what the hub accepted is an unlink, with no compaction. Files are written to a temp name and
 renamed, so a crash mid-write leaves only a `.tmp-` file, which is never read and is cleared on
-the next open. Frames carry zstd's content checksum, so a damaged entry fails to decompress and
-is skipped (and removed, with a log line) instead of poisoning a batch.
+the next open. gzip members carry a CRC-32 and the length of their content, so a damaged entry
+fails to decompress and is skipped (and removed, with a log line) instead of poisoning a batch.
+Why gzip (the standard library's zlib) and not zstd: the agent install stays small (zstandard
+alone is 24 MB installed); a snapshot compresses about as well either way.
 
 The queue is bounded by entry count and by compressed bytes; when full the OLDEST entries are
 dropped (the newest state matters most to someone watching) and `dropped` counts them.
@@ -21,15 +23,15 @@ order, so pushing continues while the hub is up; such entries do not survive a r
 
 from __future__ import annotations
 
+import gzip
 import itertools
+import zlib
 import logging
 import os
 import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-
-import zstandard
 
 try:  # flock is POSIX-only; elsewhere the spool simply is not locked
     import fcntl
@@ -42,7 +44,8 @@ log = logging.getLogger("gpufleet.agent.spool")
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 DEFAULT_MAX_ENTRIES = 100_000
-SUFFIX = ".zst"
+SUFFIX = ".gz"
+OLD_SUFFIX = ".zst"  # entries of gpufleet 0.1 before the agent was split off: see _load
 TMP_PREFIX = ".tmp-"
 SEQ_DIGITS = 20
 
@@ -64,7 +67,7 @@ class Spool:
     """FIFO of JSON documents. Thread-safe: one thread puts, another peeks and acks."""
 
     def __init__(self, path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_entries: int = DEFAULT_MAX_ENTRIES, fsync: bool = False, level: int = 3) -> None:
+                 max_entries: int = DEFAULT_MAX_ENTRIES, fsync: bool = False, level: int = 6) -> None:
         if max_entries < 1 or max_bytes < 1:
             raise ValueError("spool bounds must be positive")
         self.path = Path(path)
@@ -110,11 +113,14 @@ class Spool:
     def _load(self) -> None:
         """Index what a previous run left; drop torn temp files."""
         seqs: list[tuple[int, int]] = []
+        old = 0
         for p in self.queue_dir.iterdir():
             name = p.name
             if name.startswith(TMP_PREFIX):
                 _unlink(p)  # a write that never completed: its rename never happened
                 continue
+            if name.endswith(OLD_SUFFIX):
+                old += 1
             if not name.endswith(SUFFIX):
                 continue
             try:
@@ -123,6 +129,10 @@ class Spool:
             except (ValueError, OSError):
                 continue
             seqs.append((seq, size))
+        if old:  # left in place, not deleted: they are someone's data, and not readable here
+            log.warning("spool %s holds %d snapshots in an older format (*%s files, gpufleet 0.1 before "
+                        "the agent was split off); they are not sent: delete them when no longer wanted",
+                        self.queue_dir, old, OLD_SUFFIX)
         seqs.sort()
         for seq, size in seqs:
             self._slots.append(_Slot(seq, size))
@@ -138,7 +148,7 @@ class Spool:
 
     def put(self, data: bytes) -> int:
         """Append one JSON document; never raises on disk trouble. Returns its sequence number."""
-        blob = zstandard.ZstdCompressor(level=self._level, write_checksum=True).compress(data)
+        blob = gzip.compress(data, compresslevel=self._level, mtime=0)
         with self._lock:
             seq = self._next_seq
             self._next_seq += 1
@@ -206,7 +216,6 @@ class Spool:
         total = 0
         with self._lock:
             candidates = list(itertools.islice(self._slots, limit * 2))  # room to skip damaged ones
-        dctx = zstandard.ZstdDecompressor()
         bad: list[int] = []
         for slot in candidates:
             if len(out) >= limit:
@@ -222,8 +231,8 @@ class Spool:
                     bad.append(slot.seq)
                     continue
             try:
-                data = dctx.decompress(blob)
-            except zstandard.ZstdError as e:
+                data = _gunzip(blob)
+            except (OSError, EOFError, zlib.error) as e:
                 log.error("spool entry %s is damaged (%s); removing it", self._file(slot.seq), e)
                 bad.append(slot.seq)
                 continue
@@ -278,6 +287,12 @@ class Spool:
 
     def _file(self, seq: int) -> Path:
         return self.queue_dir / f"{seq:0{SEQ_DIGITS}d}{SUFFIX}"
+
+
+def _gunzip(blob: bytes) -> bytes:
+    if not blob:  # gzip reads nothing as an empty document; here it is a damaged entry
+        raise EOFError("empty file")
+    return gzip.decompress(blob)
 
 
 def _unlink(p: Path) -> None:
