@@ -5,6 +5,7 @@ what to install. (tests/packaging/test_wheel_install.py checks the same on a rea
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -72,3 +73,16 @@ def test_help_lists_every_command_without_the_extras() -> None:
     assert r.returncode == 0, r.stderr
     for name in ("agent", "hub", "up", "rules", "top", "ls", "user"):
         assert f"\n  {name} " in r.stdout
+
+
+def test_agent_side_commands_work_without_the_extras(tmp_path: Path) -> None:
+    """What a node runs besides the agent: its unit (`service install agent`) and the fleet check."""
+    r = subprocess.run([*AGENT_ONLY, "service", "install", "agent", "--hub", "http://hub.example:8080", "--dry-run"],
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "BLOCKED_LOG": str(tmp_path / "b")})
+    assert r.returncode == 0, r.stderr
+    assert "ExecStart=" in r.stdout and "--hub http://hub.example:8080" in r.stdout
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    r = subprocess.run([*AGENT_ONLY, "status", "--hub", nowhere], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "BLOCKED_LOG": str(tmp_path / "b")})
+    assert r.returncode == 2 and f"hub {nowhere} is unreachable" in r.stderr, r.stderr
+    assert not (tmp_path / "b").exists(), (tmp_path / "b").read_text()
