@@ -141,6 +141,11 @@ def test_it_starts_and_stops_its_own_agent(tmp_path: Path) -> None:
 @pytest.mark.realparts
 def test_wheels_folder_without_gpufleet_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "wheels").mkdir()
+    # a prepared environment whose pip finds nothing in the folder (a real venv costs ~30 s to make)
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text('#!/bin/sh\necho "ERROR: No matching distribution found for gpufleet" >&2\nexit 1\n')
+    (bin_dir / "python").chmod(0o755)
     r = run_check("--wheels", str(tmp_path / "wheels"), "--venv", str(tmp_path / "venv"))
     assert r.returncode == 2 and "cannot install gpufleet and nvidia-ml-py from" in r.stderr
     r = run_check("--wheels", str(tmp_path / "nowhere"))

@@ -5,6 +5,7 @@ by default is answered, under its name, with dcgm-exporter's type and labels
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,10 +67,15 @@ scrape_configs:
             eventually(lambda: set(want) <= set(metadata()), timeout=30,
                        what="Prometheus to have scraped every dcgm-exporter field")
             meta = metadata()
+            # every DCGM series of each node in one query, grouped by name here
+            by_node: dict[str, dict[str, list[dict[str, Any]]]] = {}
+            for node in ("dcgm-node", "vgpu-vm"):
+                rows = by_node[node] = {}
+                for r in prom_query(prom, f'{{__name__=~"DCGM_FI_.+", Hostname="{node}"}}'):
+                    rows.setdefault(r["metric"]["__name__"], []).append(r)
             for name in sorted(want):
                 assert meta[name][0]["type"] == want[name], name
-                h100 = prom_query(prom, f'{name}{{Hostname="dcgm-node"}}')
-                vm = prom_query(prom, f'{name}{{Hostname="vgpu-vm"}}')
+                h100, vm = by_node["dcgm-node"].get(name, []), by_node["vgpu-vm"].get(name, [])
                 assert len(vm if name in VGPU_ONLY else h100) == (2 if name in VGPU_ONLY else 8), name
                 if name in VGPU_ONLY:
                     assert not h100 and {r["value"][1] for r in vm} == {"1"}
