@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from .agent.collect import Collection
 from .agent.service import AgentService
+from .backends.sim import GROUPS as SIM_GROUPS
 from .backends.sim import SimBackend
 from .backends.sim_profiles import DEMO_FLEET
 from .collectors import SIMULATED_NODE, build
@@ -72,7 +73,7 @@ def sim_fleet(count: int, seed: int = 0) -> list[Collection]:
         numbers[prefix] = numbers.get(prefix, 0) + 1
         name = f"{prefix}-{numbers[prefix]:02d}"
         backend = SimBackend(profile, seed=seed, node=name)
-        ctx = CollectContext(backend=backend, options={"node": name})
+        ctx = CollectContext(backend=backend, options={"node": name, "groups": SIM_GROUPS})
         labels = {"cluster": "demo", "profile": profile, "simulated": "true"}
         nodes.append(Collection(name, build(ctx, SIMULATED_NODE), labels=labels, backend="sim"))
     return nodes

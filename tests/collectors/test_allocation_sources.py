@@ -259,3 +259,20 @@ def test_agent_options_are_checked_at_start(tmp_path: Path) -> None:
         load_agent_config({}, {"GPUFLEET_ALLOCATION_IDLE_BELOW": "5"})
     cfg = load_agent_config({"allocation_slurm": "true"}, {"GPUFLEET_GROUPS": "none"})
     assert cfg.allocation_slurm and cfg.groups == "none" and cfg.allocation_idle_below == 0.05
+
+
+def test_simulated_nodes_have_their_users_groups() -> None:
+    from gpufleet.agent.service import AgentService
+    from gpufleet.backends.sim import GROUPS
+    from gpufleet.config import AgentConfig
+    from gpufleet.up import sim_fleet
+
+    svc = AgentService(AgentConfig(node="sim", simulate="8xH100", backend="sim"))
+    snaps = [svc.collection.run(now=1000.0), *(c.run(now=1000.0) for c in sim_fleet(2))]
+    for snap in snaps:
+        held = [a for a in snap.allocations if a.state != "free"]
+        assert held and all(a.group == GROUPS[a.user] for a in held)
+        assert all(u.group == GROUPS[u.user] for u in snap.usage if u.user in GROUPS)
+    # Told otherwise, a simulated node takes what it is told.
+    svc = AgentService(AgentConfig(node="sim", simulate="8xH100", backend="sim", groups="none"))
+    assert not any(a.group for a in svc.collection.run(now=1000.0).allocations)

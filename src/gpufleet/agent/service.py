@@ -44,6 +44,16 @@ INDEX = """<!doctype html><title>gpufleet agent</title>
 <li><a href="/healthz">/healthz</a> health</li></ul>"""
 
 
+def _groups_option(cfg: AgentConfig) -> object:
+    """--groups as the allocation collector takes it; simulated users are in no passwd file,
+    so a simulated node left on `unix` gets their made-up groups."""
+    if cfg.simulate and cfg.groups == "unix":
+        from ..backends.sim import GROUPS
+
+        return GROUPS
+    return cfg.groups
+
+
 class AgentService:
     """Collect every `interval` seconds in a thread; answer requests from the last result."""
 
@@ -65,7 +75,7 @@ class AgentService:
                                           "allocation.slurm": cfg.allocation_slurm,
                                           "allocation.pod_resources": cfg.allocation_pod_resources,
                                           "allocation.refresh": cfg.allocation_refresh,
-                                          "groups": cfg.groups})
+                                          "groups": _groups_option(cfg)})
             collectors = build_collectors(ctx, cfg.collectors)
         except (ValueError, BackendUnavailable) as e:
             raise UserError(str(e)) from None

@@ -59,6 +59,9 @@ APP_XIDS = (13, 13, 31, 31, 43)
 
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 USER_WEIGHTS = (5, 4, 3, 3, 2, 2, 1, 1)  # a few heavy users, like any real cluster
+# The simulated users' groups (they are in no passwd file): what `--groups` gives simulated nodes.
+GROUPS = {"alice": "nlp", "bob": "nlp", "carol": "vision", "dave": "vision", "erin": "robotics",
+          "frank": "robotics", "grace": "theory", "heidi": "theory"}
 NAMESPACES = ("ml-research", "inference", "nlp", "vision")
 BUS_IDS = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
 

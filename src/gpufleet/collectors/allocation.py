@@ -10,7 +10,7 @@ seconds, 30 by default).
 
 Options (agent config): `allocation.idle_below` (busy share under which a held slot is
 idle, 0.05), `allocation.state_file`, `allocation.slurm`, `allocation.pod_resources` (a
-command), `allocation.refresh`, `groups` ("unix", "none" or a groups file).
+command), `allocation.refresh`, `groups` ("unix", "none", a groups file, or a user -> group dict).
 """
 
 from __future__ import annotations
@@ -51,10 +51,13 @@ class AllocationCollector:
         pod_resources = o.get("allocation.pod_resources")
         if pod_resources:
             self.sources.append(("pod resources", PodResourcesSource(str(pod_resources), refresh)))
-        how = str(o.get("groups") or "unix")
+        how = o.get("groups") or "unix"
         self._unix = groups.UnixGroups() if how == "unix" else None
-        # A bad groups file fails the agent's start, with the file named (GroupsError is a ValueError).
-        self._groups = groups.load(Path(how)) if how not in ("unix", "none") else {}
+        if isinstance(how, dict):  # given directly (simulated nodes: their made-up users' groups)
+            self._groups: dict[str, str] = {str(k): str(v) for k, v in how.items()}
+        else:
+            # A bad groups file fails the agent's start, with the file named (GroupsError is a ValueError).
+            self._groups = groups.load(Path(str(how))) if how not in ("unix", "none") else {}
 
     def collect(self, snap: NodeSnapshot) -> None:
         grants: list[Grant] = []
