@@ -43,7 +43,7 @@ class _LazyGroup(click.Group):
             "user": "gpufleet.hub.auth.cli:user", "apikey": "gpufleet.hub.auth.cli:apikey",
             "stack": "gpufleet.stack.cli:stack",
             "status": "gpufleet.cli_status:status", "service": "gpufleet.cli_service:service",
-            "k8s": "gpufleet.cli_k8s:k8s",
+            "k8s": "gpufleet.cli_k8s:k8s", "stress": "gpufleet.cli_stress:stress",
             "report": "gpufleet.hub.usage.cli:report", "jobs": "gpufleet.hub.usage.cli:jobs",
             "ls": "gpufleet.tui.cli:ls", "free": "gpufleet.tui.cli:free"}
 

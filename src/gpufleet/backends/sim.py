@@ -188,6 +188,7 @@ class _Dev:
     events: list[str] = field(default_factory=list)
     forced_temp: float | None = None
     forced_util: float | None = None
+    stress_util: float | None = None  # `gpufleet stress` (sim_control.py): at least this busy
     forced_lost: bool = False
 
 
@@ -231,8 +232,19 @@ class SimBackend:
 
     def sample(self) -> list[Gpu]:
         now = float(self._clock())
+        self._apply_stress(now)
         self._advance(now)
         return [self._render(d, now) for d in self._devs]
+
+    def _apply_stress(self, now: float) -> None:
+        from .sim_control import shared_reader
+
+        # The wall clock decides whether a stress run is on (its file says until when), even
+        # under a test's clock: it is a request from another process, made in real time.
+        stress = shared_reader().current(time.time())
+        on = stress is not None and stress.applies(self.node, time.time())
+        for dev in self._devs:
+            dev.stress_util = stress.load_of(dev.index) if on and stress is not None else None
 
     # ---- hooks for tests and demos ----------------------------------------------------
     def force(self, gpu: int, *, temperature: float | None = None,
@@ -509,6 +521,12 @@ class SimBackend:
                 util = dev.forced_util
                 membw = util * 0.5
                 tensor = util * 0.5
+            elif dev.stress_util is not None and util < dev.stress_util:
+                # duty-cycled matmuls on top of whatever runs: compute-bound, tensor cores busy
+                util = dev.stress_util
+                membw = max(membw, util * 0.3)
+                tensor = max(tensor, util * 0.8)
+                busy = True
             dev.util, dev.membw, dev.tensor, dev.occupancy = util, membw, tensor, occ
             noise = 1.0 + gauss(0.0, 0.04)
             dev.rx = min(model.pcie_max_bytes_per_s, rx * noise) + 2e4
