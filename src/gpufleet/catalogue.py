@@ -98,6 +98,8 @@ CATALOGUE: tuple[Metric, ...] = (
            "bytes"),
     Metric("node", "memory_buffers_bytes", "gauge", "Memory in block-device buffers (Buffers).", "bytes"),
     Metric("node", "memory_cached_bytes", "gauge", "Memory in the page cache (Cached).", "bytes"),
+    Metric("node", "memory_slab_reclaimable_bytes", "gauge", "Kernel slab memory that can be reclaimed (SReclaimable).",
+           "bytes"),
     Metric("node", "swap_total_bytes", "gauge", "Swap space.", "bytes",
            allsmi=Compat("all_smi_swap_total_bytes", "Total swap space in bytes")),
     Metric("node", "swap_used_bytes", "gauge", "Swap in use.", "bytes",

@@ -63,6 +63,7 @@ def test_names_types_labels_and_values_match_a_real_node_exporter(tmp_path: Path
     assert {"node_cpu_seconds_total", "node_load1", "node_load5", "node_load15", "node_memory_MemTotal_bytes",
             "node_memory_MemAvailable_bytes", "node_memory_MemFree_bytes", "node_memory_Cached_bytes",
             "node_memory_Buffers_bytes", "node_memory_SwapTotal_bytes", "node_memory_SwapFree_bytes",
+            "node_memory_SReclaimable_bytes", "node_time_seconds",
             "node_filesystem_size_bytes", "node_filesystem_avail_bytes", "node_filesystem_free_bytes",
             "node_network_receive_bytes_total", "node_network_transmit_bytes_total", "node_disk_read_bytes_total",
             "node_disk_written_bytes_total", "node_disk_io_time_seconds_total", "node_boot_time_seconds",
@@ -75,6 +76,7 @@ def test_names_types_labels_and_values_match_a_real_node_exporter(tmp_path: Path
     # the same host read twice: identities agree, slow readings nearly so
     for name in ("node_memory_MemTotal_bytes", "node_boot_time_seconds", "node_memory_SwapTotal_bytes"):
         assert ours[name][2][0][1] == pytest.approx(theirs[name][2][0][1], rel=1e-3, abs=1), name
+    assert ours["node_time_seconds"][2][0][1] == pytest.approx(theirs["node_time_seconds"][2][0][1], abs=60)
     cpus = {(lbl["cpu"], lbl["mode"]) for lbl, _ in ours["node_cpu_seconds_total"][2]}
     assert cpus == {(lbl["cpu"], lbl["mode"]) for lbl, _ in theirs["node_cpu_seconds_total"][2]}
     idle = {lbl["cpu"]: v for lbl, v in theirs["node_cpu_seconds_total"][2] if lbl["mode"] == "idle"}

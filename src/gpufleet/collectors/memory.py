@@ -8,7 +8,8 @@ from .base import CollectContext
 
 
 # /proc/meminfo fields reported as they are.
-_PLAIN = {"MemFree": "memory_free_bytes", "Buffers": "memory_buffers_bytes", "Cached": "memory_cached_bytes"}
+_PLAIN = {"MemFree": "memory_free_bytes", "Buffers": "memory_buffers_bytes", "Cached": "memory_cached_bytes",
+          "SReclaimable": "memory_slab_reclaimable_bytes"}
 
 
 def memory_values(meminfo: dict[str, int]) -> dict[str, float]:

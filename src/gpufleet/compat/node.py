@@ -32,8 +32,12 @@ HOST: dict[str, tuple[str, str]] = {
     "node_memory_MemFree_bytes": ("memory_free_bytes", "Memory information field MemFree_bytes."),
     "node_memory_Buffers_bytes": ("memory_buffers_bytes", "Memory information field Buffers_bytes."),
     "node_memory_Cached_bytes": ("memory_cached_bytes", "Memory information field Cached_bytes."),
+    "node_memory_SReclaimable_bytes": ("memory_slab_reclaimable_bytes",
+                                       "Memory information field SReclaimable_bytes."),
     "node_memory_SwapTotal_bytes": ("swap_total_bytes", "Memory information field SwapTotal_bytes."),
 }
+# The time of the reading (Node Exporter Full's uptime is node_time_seconds - node_boot_time_seconds).
+TIME = ("node_time_seconds", "System time in seconds since epoch (1970).")
 SWAP_FREE = ("node_memory_SwapFree_bytes", "Memory information field SwapFree_bytes.")
 CPU_SECONDS = ("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.")
 # filesystem family -> HELP (values: size, avail = free to users, free = size - used)
@@ -91,6 +95,7 @@ def render(snap: NodeSnapshot, openmetrics: bool, out: list[str]) -> None:
     for name, (key, help_text) in HOST.items():
         if key in v:
             family(name, help_text, "gauge", [f"{name} {format_value(v[key])}"])
+    family(*TIME, "gauge", [f"{TIME[0]} {format_value(snap.timestamp)}"])
     if "swap_total_bytes" in v and "swap_used_bytes" in v:
         family(*SWAP_FREE, "gauge", [f"{SWAP_FREE[0]} {format_value(v['swap_total_bytes'] - v['swap_used_bytes'])}"])
 
@@ -136,6 +141,7 @@ def reference() -> list[tuple[str, str, str, str]]:
     rows = [(CPU_SECONDS[0], "counter", "`cpu`, `mode`",
              f"`gpufleet_cpu_<mode>_seconds_total` ({', '.join(CPU_MODES)})")]
     rows += [(name, "gauge", "", f"`gpufleet_node_{key}`") for name, (key, _) in HOST.items()]
+    rows.append((TIME[0], "gauge", "", "the snapshot's timestamp"))
     rows.append((SWAP_FREE[0], "gauge", "", "`gpufleet_node_swap_total_bytes` - `gpufleet_node_swap_used_bytes`"))
     fs_labels = "`device`, `fstype`, `mountpoint`"
     rows += [("node_filesystem_size_bytes", "gauge", fs_labels, "`gpufleet_disk_size_bytes`"),
