@@ -195,3 +195,17 @@ def test_gpu_lost_in_a_new_call_reports_the_gpu_down(function: str) -> None:
     gpus: list[Gpu] = b.sample()
     assert (gpus[0].up, gpus[0].values, gpus[0].links) == (False, {"up": 0.0}, [])
     assert gpus[1].up and gpus[1].values["nvlink_links_active"] == 2.0
+
+
+def test_gpm_pcie_rates_replace_the_blocking_throughput_calls() -> None:
+    now = [0.0]
+    b, fake = start(FakeDevice(gpm={1: 50.0, 20: 100.0, 21: 50.0}), now=now)
+    b.sample()
+    assert fake.count("nvmlDeviceGetPcieThroughput") == 2  # no GPM interval yet
+    now[0] = 1.0
+    v = b.sample()[0].values
+    assert v["pcie_transmit_bytes_per_second"] == 100 * 1048576.0 and v["graphics_engine_active_ratio"] == 0.5
+    assert v["pcie_receive_bytes_per_second"] == 50 * 1048576.0
+    now[0] = 20.0  # past the slow refresh: GPM measures PCIe, so no 20 ms driver measurement
+    b.sample()
+    assert fake.count("nvmlDeviceGetPcieThroughput") == 2

@@ -75,7 +75,11 @@ _GPM_METRICS: tuple[tuple[int, str], ...] = (
     (11, "fp64_active_ratio"),  # FP64_UTIL
     (12, "fp32_active_ratio"),  # FP32_UTIL
     (13, "fp16_active_ratio"),  # FP16_UTIL
+    (20, "pcie_transmit_bytes_per_second"),  # PCIE_TX_PER_SEC, MiB/s
+    (21, "pcie_receive_bytes_per_second"),  # PCIE_RX_PER_SEC, MiB/s
 )
+# GPM metrics reported as a rate in MiB/s rather than a percentage.
+_GPM_MIB_PER_S = frozenset({20, 21})
 _GPM_MIG_METRICS: tuple[tuple[int, str], ...] = ((1, "graphics_engine_active_ratio"),)
 
 _COMPUTE_PROCS = (
@@ -173,6 +177,7 @@ class _Device:
     mig_ident: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # uuid -> gi, ci, profile
     gpm: _GpmPair | None = None
     gpm_mig: dict[int, _GpmPair] = field(default_factory=dict)
+    gpm_pcie: bool = False  # GPM measures PCIe traffic: the blocking throughput calls are skipped
     links: nvml_links.Links = field(default_factory=nvml_links.Links)
     xid: bool = False
     xid_total: int = 0
@@ -356,9 +361,11 @@ class NvmlBackend:
         dev.slow = {} if limit_mw is None else {"power_limit_watts": limit_mw / 1000.0}
         nvml_health.read_slow(self._lib, h, dev.slow, sticky)
         # Each PCIe throughput call blocks ~20 ms while the driver measures, so it is read
-        # on this slow cadence: 40 ms per GPU on every collection would dominate it.
+        # on this slow cadence: 40 ms per GPU on every collection would dominate it. Where GPM
+        # measures PCIe (Hopper and newer) it is not called at all.
+        pcie = self._read_pcie and not dev.gpm_pcie
         for key, counter in (("pcie_transmit_bytes_per_second", _PCIE_TX),
-                             ("pcie_receive_bytes_per_second", _PCIE_RX)) if self._read_pcie else ():
+                             ("pcie_receive_bytes_per_second", _PCIE_RX)) if pcie else ():
             kbps = q("nvmlDeviceGetPcieThroughput", h, counter, sticky=sticky(key))
             if kbps is not None:
                 dev.slow[key] = kbps * 1000.0  # NVML counts KB/s; 1 KB = 1000 bytes, as DCGM's scale assumes
@@ -520,8 +527,10 @@ class NvmlBackend:
         if dev.gpm is None:
             return
         if not dev.mig_enabled:
-            for key, ratio in self._gpm_step(dev.gpm, _GPM_METRICS, "nvmlGpmSampleGet", dev.handle).items():
-                v[key] = ratio
+            got = self._gpm_step(dev.gpm, _GPM_METRICS, "nvmlGpmSampleGet", dev.handle)
+            v.update(got)
+            if "pcie_transmit_bytes_per_second" in got:
+                dev.gpm_pcie = True
             return
         # In MIG mode GPM samples per GPU instance, on the parent handle.
         seen: set[int] = set()
@@ -559,10 +568,10 @@ class NvmlBackend:
         if self._lib.query("nvmlGpmMetricsGet", req) is None:
             return {}
         out: dict[str, float] = {}
-        for k, (_, key) in enumerate(metrics):
+        for k, (metric_id, key) in enumerate(metrics):
             m = req.metrics[k]
             if m.nvmlReturn == 0 and not math.isnan(m.value):
-                out[key] = _ratio(m.value)
+                out[key] = m.value * 1048576.0 if metric_id in _GPM_MIB_PER_S else _ratio(m.value)
         return out
 
     # ---- XID events ------------------------------------------------------------------------
