@@ -88,8 +88,8 @@ class Proc:
 
 @contextlib.contextmanager
 def running(args: Sequence[str], log: Path, ready_url: str | None = None, timeout: float = 30.0,
-            env: dict[str, str] | None = None, ok: Sequence[int] = (200,)) -> Iterator[Proc]:
-    proc = Proc(args, log, env)
+            env: dict[str, str] | None = None, ok: Sequence[int] = (200,), cwd: Path | None = None) -> Iterator[Proc]:
+    proc = Proc(args, log, env, cwd)
     try:
         if ready_url:
             proc.wait_http(ready_url, timeout, ok)

@@ -24,12 +24,16 @@ from conftest import eventually
 from realparts import Proc, free_port, gpufleet, prom_query, require, running
 
 from gpufleet.stack.prometheus import AGENTS_JOB, HUB_JOB
+from gpufleet.stack.victoriametrics import SCRAPE_FILE, vmagent_flags
 
 pytestmark = pytest.mark.realparts
 
-# node name -> simulator profile: Hopper (profiling ratios, HBM, ECC, NVLink), a fan-cooled
-# workstation card, A100s with MIG on, and V100s (page retirement instead of row remapping).
-FLEET = {"h100": "8xH100", "ws": "2xRTX4090", "mig": "4xA100-mig", "v100": "4xV100"}
+# node name -> agent options: simulated Hopper (profiling ratios, HBM, ECC, NVLink), a fan-cooled
+# workstation card, A100s with MIG on, V100s (page retirement instead of row remapping), and
+# this machine itself (its real host, no GPU) with --compat node, which reads CPU time by mode.
+FLEET: dict[str, list[str]] = {"h100": ["--simulate", "8xH100"], "ws": ["--simulate", "2xRTX4090"],
+                               "mig": ["--simulate", "4xA100-mig"], "v100": ["--simulate", "4xV100"],
+                               "login": ["--compat", "node"]}
 # Panels of metrics no simulated hardware reports, and why; the test fails once one has data,
 # so the list cannot outlive its reason.
 NO_SIMULATED_SOURCE = {
@@ -41,7 +45,8 @@ BUILTINS = {"$__rate_interval": "10s", "$__range_s": str(RANGE_S), "$__range": f
 
 
 class Fleet:
-    def __init__(self, out: Path, prom: str, agents: dict[str, Proc]) -> None:
+    def __init__(self, tmp: Path, hub: str, key_file: Path, out: Path, prom: str, agents: dict[str, Proc]) -> None:
+        self.tmp, self.hub, self.key_file = tmp, hub, key_file
         self.out, self.prom, self.agents = out, prom, agents
         self.http = httpx.Client(timeout=10)  # one keep-alive connection for the few hundred queries
 
@@ -63,10 +68,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         key_file.chmod(0o600)
         agents: dict[str, Proc] = {}
         # --advertise: loopback agents are left out of http_sd unless their owner gives the address.
-        for node, profile in FLEET.items():
+        for node, options in FLEET.items():
             p = free_port()
-            agents[node] = Proc(gpufleet("agent", "--hub", hub_url, "--token", token, "--node", node, "--simulate",
-                                         profile, "--listen", f"127.0.0.1:{p}", "--advertise", "127.0.0.1", "--interval", "1",
+            agents[node] = Proc(gpufleet("agent", "--hub", hub_url, "--token", token, "--node", node, *options,
+                                         "--listen", f"127.0.0.1:{p}", "--advertise", "127.0.0.1", "--interval", "1",
                                          "--spool", str(tmp / f"spool-{node}"), "--label", "cluster=lab"),
                                 tmp / f"agent-{node}.log")
             procs.append(agents[node])
@@ -90,7 +95,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         proc = Proc(cmd, tmp / "prometheus.log", cwd=folder)
         procs.append(proc)
         proc.wait_http(f"{prom}/-/ready", timeout=60)
-        fleet = Fleet(out, prom, agents)
+        fleet = Fleet(tmp, hub_url, key_file, out, prom, agents)
         yield fleet
         fleet.http.close()
     finally:
@@ -107,6 +112,33 @@ def test_prometheus_finds_and_scrapes_agents_through_http_sd(fleet: Fleet) -> No
     assert {r["metric"]["cluster"] for r in res} == {"lab"}
     assert eventually(lambda: prom_query(fleet.prom, f'up{{job="{HUB_JOB}"}} == 1'), timeout=30,
                       what="the hub's own /metrics scraped with the key")
+
+
+def test_vmagent_and_victoriametrics_scrape_the_fleet(fleet: Fleet) -> None:
+    out = fleet.tmp / "vm-stack"
+    r = subprocess.run(gpufleet("stack", "generate", "--out", str(out), "--hub", fleet.hub, "--tsdb", "victoriametrics",
+                                "--api-key-file", str(fleet.key_file), "--scrape-interval", "1s"),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    vm_port, agent_port = free_port(), free_port()
+    vm = f"http://127.0.0.1:{vm_port}"
+    # search.latencyOffset=1s: VictoriaMetrics otherwise hides the last 30 s from queries
+    vm_cmd = [require("victoria-metrics"), f"-storageDataPath={fleet.tmp / 'vm-data'}",
+              f"-httpListenAddr=127.0.0.1:{vm_port}", "-search.latencyOffset=1s"]
+    # vmagent from its folder with the generated file and the compose file's flags, local addresses
+    agent_cmd = [require("vmagent"), *vmagent_flags(Path(SCRAPE_FILE).name, vm, str(fleet.tmp / "vmagent-data"),
+                                                    f"127.0.0.1:{agent_port}")]
+    with running(vm_cmd, fleet.tmp / "vm.log", f"{vm}/health", timeout=60), \
+            running(agent_cmd, fleet.tmp / "vmagent.log", f"http://127.0.0.1:{agent_port}/health", timeout=60,
+                    cwd=out / Path(SCRAPE_FILE).parent):
+        def all_up() -> set[str]:
+            res = prom_query(vm, f'up{{job="{AGENTS_JOB}"}} == 1')
+            nodes = {r["metric"].get("node", "") for r in res}
+            return nodes if nodes == set(FLEET) else set()
+
+        eventually(all_up, timeout=60, interval=0.5, what="up == 1 for every agent in VictoriaMetrics")
+        assert eventually(lambda: prom_query(vm, f'up{{job="{HUB_JOB}"}} == 1'), timeout=30,
+                          what="the hub's own /metrics through vmagent")
 
 
 def _grafana_vars(expr: str, values: dict[str, str]) -> str:

@@ -16,10 +16,11 @@ SCRAPE_FILE = "vmagent/scrape.yml"
 VM_URL = f"http://victoriametrics:{SERVICE_PORTS['victoriametrics']}"
 
 
-def vmagent_flags(config: str) -> list[str]:
+def vmagent_flags(config: str, vm_url: str = VM_URL, data: str = "/vmagentdata",
+                  listen: str = f":{SERVICE_PORTS['vmagent']}") -> list[str]:
+    """vmagent's command line (compose.py's defaults: the containers' paths and network)."""
     return [f"-promscrape.config={config}", f"-promscrape.httpSDCheckInterval={SD_REFRESH}",
-            f"-remoteWrite.url={VM_URL}/api/v1/write",
-            "-remoteWrite.tmpDataPath=/vmagentdata", f"-httpListenAddr=:{SERVICE_PORTS['vmagent']}"]
+            f"-remoteWrite.url={vm_url}/api/v1/write", f"-remoteWrite.tmpDataPath={data}", f"-httpListenAddr={listen}"]
 
 
 def vmalert_flags(opts: StackOptions, rules_glob: str) -> list[str]:

@@ -6,7 +6,7 @@ collector metric of the catalogue follows in the last row, so new host fields ap
 
 from __future__ import annotations
 
-from ...catalogue import Metric, name_of
+from ...catalogue import BY_SCOPE, Metric, name_of
 from .kit import Board, Panel, Query, Variable, metric, metric_panel, remaining, sel, series, unit_of
 
 UID = "gpufleet-node"
@@ -41,6 +41,13 @@ def build() -> Board:
         _chart("Swap", "node", ["swap_total_bytes", "swap_used_bytes"], ""),
         _chart("CPU frequency", "node", ["cpu_frequency_hertz"], "{{node}}"),
     ])
+    # Seconds per second in each mode: the share of time, summed over cores (read with --compat node).
+    modes = [m for m in BY_SCOPE["cpu"] if m.kind == "counter" and m.key.endswith("_seconds_total")]
+    b.row("CPU time by mode", [Panel("CPU time by mode (agents with --compat node)", tuple(
+        Query(f"avg(rate({sel(m, **N)}[$__rate_interval]))", m.key.removesuffix("_seconds_total")) for m in modes),
+        "percentunit", description="Share of the node's CPU time in each mode, averaged over cores.", width=24)]
+        if modes else [])
+    b.uses(*modes)
     size, used = metric("disk", "size_bytes"), metric("disk", "used_bytes")
     b.row("Disks", [
         Panel("Disk space used", (Query(f"{sel(used, **N)} / {sel(size, **N)}", "{{mountpoint}}"),), "percentunit",
