@@ -24,6 +24,19 @@ def generate(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
+def generate_here(capsys: pytest.CaptureFixture[str], out: Path, *args: str) -> tuple[int, str]:
+    """The same command in this process (exit code, stderr): bad-input cases without a Python start each."""
+    from gpufleet.cli import main
+
+    capsys.readouterr()
+    try:
+        main(["stack", "generate", "--out", str(out), *args])
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    return code, capsys.readouterr().err
+
+
 def check(*cmd: str, cwd: Path) -> None:
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=60)
     assert r.returncode == 0, f"{' '.join(cmd)}:\n{r.stdout}\n{r.stderr}"
@@ -128,8 +141,11 @@ def _check_common(out: Path, key_file: Path, services: set[str], bind: str = "12
     return compose
 
 
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, key_file: Path) -> None:
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, key_file: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "s"
+    r = generate(out, "--hub", "hub:8080")  # once as a user runs it: a process, exit 2, one line
+    assert r.returncode == 2 and r.stderr.startswith("gpufleet: error: --hub") and not out.exists(), r.stderr
     cases = [
         (["--hub", "hub:8080"], "--hub 'hub:8080': give the hub's address as http://HOST:PORT"),
         (["--hub", "http://h:8080", "--api-key-file", str(tmp_path / "missing.key")], "--api-key-file"),
@@ -140,30 +156,30 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, key_file: Path
         (["--hub", "http://user:pw@h:8080"], "no credentials"),
     ]
     for args, message in cases:
-        r = generate(out, *args)
-        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
-        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        code, err = generate_here(capsys, out, *args)
+        assert code == 2 and message in err and "Traceback" not in err, (args, err)
+        assert len(err.strip().splitlines()) == 1, err
         assert not out.exists()
     # a bad alerts.yaml: its first error, located
     bad = tmp_path / "alerts.yaml"
     bad.write_text("rules:\n  - alert: X\n    expr: gpufleet_no_such_metric > 1\n")
-    r = generate(out, "--hub", "http://h:8080", "--rules", str(bad))
-    assert r.returncode == 2 and f"--rules: {bad}:" in r.stderr and not out.exists(), r.stderr
+    code, err = generate_here(capsys, out, "--hub", "http://h:8080", "--rules", str(bad))
+    assert code == 2 and f"--rules: {bad}:" in err and not out.exists(), err
     # a non-empty folder is refused; --force replaces only a folder the command wrote
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
     for extra in ([], ["--force"]):
-        r = generate(mine, "--hub", "http://h:8080", *extra)
-        assert r.returncode == 2 and "not empty" in r.stderr, r.stderr
+        code, err = generate_here(capsys, mine, "--hub", "http://h:8080", *extra)
+        assert code == 2 and "not empty" in err, err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
-    assert generate(out, "--hub", "http://h:8080").returncode == 0
+    assert generate_here(capsys, out, "--hub", "http://h:8080")[0] == 0
     (out / "compose.yaml").write_text("edited")
-    r = generate(out, "--hub", "http://h:8080")
-    assert r.returncode == 2 and "add --force" in r.stderr
-    r = generate(out, "--hub", "http://h:9090", "--force")
-    assert r.returncode == 0, r.stderr
+    code, err = generate_here(capsys, out, "--hub", "http://h:8080")
+    assert code == 2 and "add --force" in err
+    code, err = generate_here(capsys, out, "--hub", "http://h:9090", "--force")
+    assert code == 0, err
     assert "h:9090" in (out / "prometheus/prometheus.yml").read_text()
     assert (out / "compose.yaml").read_text() != "edited"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folders left
-    assert "--anonymous-read" in r.stderr  # no --api-key-file: says what that needs
+    assert "--anonymous-read" in err  # no --api-key-file: says what that needs

@@ -29,16 +29,12 @@ from gpufleet.stack.victoriametrics import SCRAPE_FILE, vmagent_flags
 pytestmark = pytest.mark.realparts
 
 # node name -> agent options: simulated Hopper (profiling ratios, HBM, ECC, NVLink), a fan-cooled
-# workstation card, A100s with MIG on, V100s (page retirement instead of row remapping), and
-# this machine itself (its real host, no GPU) with --compat node, which reads CPU time by mode.
+# workstation card, A100s with MIG on, V100s (page retirement instead of row remapping), vGPU
+# guests (licence state), and this machine itself (its real host, no GPU) with --compat node,
+# which reads CPU time by mode.
 FLEET: dict[str, list[str]] = {"h100": ["--simulate", "8xH100"], "ws": ["--simulate", "2xRTX4090"],
                                "mig": ["--simulate", "4xA100-mig"], "v100": ["--simulate", "4xV100"],
-                               "login": ["--compat", "node"]}
-# Panels of metrics no simulated hardware reports, and why; the test fails once one has data,
-# so the list cannot outlive its reason.
-NO_SIMULATED_SOURCE = {
-    "gpufleet_gpu_vgpu_licensed": "only a vGPU guest reports its license; the simulator has no vGPU profile",
-}
+                               "vgpu": ["--simulate", "2xA100-vgpu"], "login": ["--compat", "node"]}
 RANGE_S = 60
 # Grafana's own variables, as it would set them for a one-minute range at a 1 s scrape interval.
 BUILTINS = {"$__rate_interval": "10s", "$__range_s": str(RANGE_S), "$__range": f"{RANGE_S}s", "$__interval": "2s"}
@@ -211,9 +207,6 @@ def test_every_panel_query_returns_data(fleet: Fleet) -> None:
     eventually(history, timeout=60, interval=0.5, what="six scrapes of every agent")
     boards = _boards(fleet.out)
     empty = [e for name, b in boards.items() if name != "alerts.json" for e in _empty_panels(fleet, b)]
-    excused = [e for e in empty if any(f" {name}{{" in f" {e.split(': ', 1)[1]}" for name in NO_SIMULATED_SOURCE)]
-    assert len(excused) == len(NO_SIMULATED_SOURCE), f"a metric of NO_SIMULATED_SOURCE has data now: {excused}"
-    empty = [e for e in empty if e not in excused]
     assert not empty, "panels without data:\n" + "\n".join(empty)
     queries = sum(len(p.get("targets", [])) for b in boards.values() for p in b["panels"])
     assert queries > 150  # the GPU, node and user dashboards are not trivially small

@@ -7,6 +7,12 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
+from ..syntax import DurationError, format_duration, parse_duration
+from .files import write_tree
+
+# Imported with the command (cli.py's lazy table), so a missing hub extra is cli.py's one-line
+# "install gpufleet[hub]" message rather than a traceback halfway through.
+from .generate import render
 from .options import TSDBS, StackOptions, Tsdb, check_api_key_file, parse_bind, parse_hub_url, parse_ports
 
 
@@ -38,10 +44,6 @@ def generate(out: Path, hub: str, tsdb: str, api_key_file: Path | None, bind: st
              scrape_interval: str, alertmanager_url: str, datasource_url: str | None, rules_file: Path | None,
              force: bool) -> None:
     """Write prometheus/ (or vmagent/ + vmalert/), alertmanager/, grafana/provisioning/ and compose.yaml."""
-    from ..syntax import DurationError, format_duration, parse_duration
-    from .files import write_tree
-    from .generate import render
-
     try:
         interval = parse_duration(scrape_interval)
     except DurationError as e:
