@@ -93,7 +93,8 @@ def test_dcgm_compat_types_totals_as_counters() -> None:
 def test_compat_table_is_the_one_list() -> None:
     from gpufleet.compat import MODES, prefers_text
 
-    assert parse_compat(",".join(MODES)) == tuple(MODES)
+    every = [m for m in MODES if m != "all-smi-legacy"]  # it and all-smi write the same names
+    assert parse_compat(",".join(every)) == tuple(every)
     assert prefers_text(["dcgm"]) and not prefers_text(["all-smi"])
 
 
@@ -140,6 +141,8 @@ def test_parse_compat() -> None:
     assert parse_compat("") == ()
     with pytest.raises(ValueError, match="unknown compat mode 'nvsmi'"):
         parse_compat("nvsmi")
+    with pytest.raises(ValueError, match="'all-smi' and 'all-smi-legacy' write the same names: keep one"):
+        parse_compat("all-smi,all-smi-legacy")
 
 
 def test_dcgm_vgpu_license_status_is_a_gauge_where_a_vgpu_reports_it() -> None:

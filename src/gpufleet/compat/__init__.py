@@ -28,9 +28,15 @@ def parse_compat(value: str | Iterable[str]) -> tuple[str, ...]:
     """'dcgm,all-smi' -> ('dcgm', 'all-smi'); unknown modes raise ValueError naming them."""
     items = value.split(",") if isinstance(value, str) else list(value)
     modes = tuple(dict.fromkeys(i.strip() for i in items if i.strip()))
+    seen: dict[str, str] = {}
     for mode in modes:
         if mode not in MODES:
             raise ValueError(f"unknown compat mode {mode!r}; choose from: {', '.join(COMPAT_MODES)}")
+        names = MODES[mode].names
+        if names and names in seen:
+            raise ValueError(f"compat modes {seen[names]!r} and {mode!r} write the same names: keep one")
+        if names:
+            seen[names] = mode
     return modes
 
 

@@ -95,4 +95,4 @@ def render(snap: NodeSnapshot, openmetrics: bool, out: list[str]) -> None:
     render_mode(snap, openmetrics, out, legacy=False)
 
 
-MODE = CompatMode("all-smi v0.25's all_smi_* names and labels (gpu_uuid, gpu_index)", render)
+MODE = CompatMode("all-smi v0.25's all_smi_* names and labels (gpu_uuid, gpu_index)", render, names="all_smi")

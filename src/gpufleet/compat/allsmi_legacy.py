@@ -13,4 +13,4 @@ def render(snap: NodeSnapshot, openmetrics: bool, out: list[str]) -> None:
     render_mode(snap, openmetrics, out, legacy=True)
 
 
-MODE = CompatMode("all-smi's names with its labels before 2026-04 (uuid, index)", render)
+MODE = CompatMode("all-smi's names with its labels before 2026-04 (uuid, index)", render, names="all_smi")

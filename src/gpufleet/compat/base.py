@@ -34,6 +34,9 @@ class CompatMode:
     # without `_total`, as dcgm-exporter's): the agent then answers in the text format whenever
     # the scraper accepts it, so Prometheus records the types the other exporter gives.
     prefers_text: bool = False
+    # Modes writing the same names (all-smi and all-smi-legacy) cannot be on together: one
+    # exposition may hold each family once.
+    names: str = ""
 
 
 def families(names: Names) -> dict[str, list[tuple[Metric, Compat]]]:
