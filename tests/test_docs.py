@@ -28,3 +28,4 @@ def test_every_metric_belongs_to_a_scope_of_the_one_table() -> None:
     assert {m.scope for m in CATALOGUE} <= set(SCOPES)
     assert SCOPE_LABELS == {n: s.labels for n, s in SCOPES.items()} and set(SCOPE_STEM) == set(SCOPES)
     assert "gpu_process" not in STORED_SCOPES and "gpu" in STORED_SCOPES  # per-process churn stays out
+    assert "gpu_link" not in STORED_SCOPES  # ~1300 series per HGX node: live only, their per-GPU sums stored

@@ -131,7 +131,9 @@ SCOPES: dict[str, Scope] = {s.name: s for s in (
     Scope("disk", ("device", "mountpoint", "fstype"), "disk", "Disks (per mount)", True, _disk),
     Scope("net", ("interface",), "network", "Network (per interface)", True, _net),
     Scope("gpu", _GPU, "gpu", "Accelerators", True, _gpu),
-    Scope("gpu_link", _GPU + ("link",), "gpu_link", "GPU-to-GPU links (NVLink, XGMI)", True, _gpu_link),
+    # Links are live only (snapshot, /metrics, Prometheus): 18 links x 9 readings x 8 GPUs would
+    # add ~1300 series per HGX node to the hub's store; their per-GPU sums (gpu scope) are stored.
+    Scope("gpu_link", _GPU + ("link",), "gpu_link", "GPU-to-GPU links (NVLink, XGMI)", False, _gpu_link),
     Scope("mig", _GPU + ("gpu_instance", "compute_instance", "profile"), "mig", "MIG instances", True, _mig),
     Scope("gpu_process", ("gpu", "uuid", "pid", "user", "command", "container", "pod", "namespace", "slurm_job"),
           "gpu_process", "Processes on accelerators", False, _gpu_process),
