@@ -7,14 +7,16 @@ import json
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
-from realparts import gpufleet, require
+from conftest import eventually
+from realparts import alertmanager, gpufleet, require
 
 from gpufleet.stack.dashboards.kit import DATASOURCE_UID
 
-pytestmark = pytest.mark.realparts  # runs Debian's promtool, amtool, vmagent, vmalert
+pytestmark = pytest.mark.realparts  # runs Debian's promtool, amtool, vmagent, vmalert, Alertmanager
 
 KEY = "gfk_not-a-real-key-but-shaped-like-one"
 
@@ -183,3 +185,39 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, key_file: Path
     assert (out / "compose.yaml").read_text() != "edited"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folders left
     assert "--anonymous-read" in err  # no --api-key-file: says what that needs
+
+
+def test_alertmanager_routes_by_severity_and_inhibits(tmp_path: Path) -> None:
+    """The generated alertmanager.yml in a real Alertmanager: alerts posted to it are silenced by
+    the node-down alert of their node and by the critical alert over the same GPU, and no others."""
+    out = tmp_path / "stack"
+    assert generate(out, "--hub", "http://10.1.2.3:8080").returncode == 0
+    config = out / "alertmanager/alertmanager.yml"
+    for labels, receiver in ((["severity=critical"], "critical"), (["severity=warning"], "warning"),
+                             (["severity=info"], "info"), ([], "info")):
+        r = subprocess.run([require("amtool"), "config", "routes", "test", f"--config.file={config}", "alertname=A",
+                            *labels], capture_output=True, text=True, timeout=30)
+        assert r.stdout.strip() == receiver, (labels, r.stdout, r.stderr)
+    gpu = {"uuid": "GPU-1", "model": "NVIDIA H100 80GB HBM3", "vendor": "nvidia"}
+    alerts = {
+        "down": {"alertname": "GpufleetNodeDown", "severity": "critical", "node": "n1"},
+        "hot-on-down-node": {"alertname": "GpufleetGpuHot", "severity": "warning", "node": "n1", "gpu": "0", **gpu},
+        "disk-on-down-node": {"alertname": "GpufleetDiskSpaceLow", "severity": "warning", "node": "n1",
+                              "mountpoint": "/"},
+        "overheating": {"alertname": "GpufleetGpuOverheating", "severity": "critical", "node": "n2", "gpu": "1", **gpu},
+        "hot-same-gpu": {"alertname": "GpufleetGpuHot", "severity": "warning", "node": "n2", "gpu": "1", **gpu},
+        "hot-other-gpu": {"alertname": "GpufleetGpuHot", "severity": "warning", "node": "n2", "gpu": "2", **gpu},
+    }
+    silenced = {"hot-on-down-node", "disk-on-down-node", "hot-same-gpu"}
+    with alertmanager(tmp_path, config.read_text()) as (_, url):
+        r = httpx.post(f"{url}/api/v2/alerts", json=[{"labels": labels} for labels in alerts.values()], timeout=10)
+        assert r.status_code == 200, r.text
+
+        def states() -> dict[str, str] | None:
+            got = {a["labels"]["alertname"] + a["labels"]["node"] + a["labels"].get("gpu", ""): a["status"]["state"]
+                   for a in httpx.get(f"{url}/api/v2/alerts", timeout=10).json()}
+            named = {k: got.get(v["alertname"] + v["node"] + v.get("gpu", ""), "") for k, v in alerts.items()}
+            want = {k: "suppressed" if k in silenced else "active" for k in alerts}
+            return named if named == want else None
+
+        eventually(states, timeout=30, interval=0.2, what="the inhibit rules to silence exactly the expected alerts")

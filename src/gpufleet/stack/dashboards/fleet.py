@@ -27,6 +27,16 @@ def build() -> Board:
         Panel("Power now", (Query(f"sum({power.name})"),), "watt", "stat", width=3),
         Panel("Energy in range", (Query(f"sum(increase({energy.name}[$__range]))"),), "joule", "stat", width=3),
     ])
+    free, held = metric("node", "gpus_free"), metric("node", "gpus_held")
+    eq_held, eq_idle = metric("node", "gpu_equivalents_held"), metric("node", "gpu_equivalents_idle_held")
+    b.row("Capacity", [
+        Panel("Accelerators free", (Query(f"sum({free.name})"),), kind="stat", width=6, description=free.help),
+        Panel("Accelerators held", (Query(f"sum({held.name})"),), kind="stat", width=6, description=held.help),
+        Panel("Held but idle", (Query(f"sum({eq_idle.name}) / sum({eq_held.name})"),), "percentunit", "stat",
+              width=6, description=f"Share of the held GPU-equivalents that are idle: the waste ({eq_idle.name})."),
+        Panel("Free and held over time", (Query(f"sum({free.name})", "free"), Query(f"sum({held.name})", "held")),
+              width=6),
+    ])
     b.row("By node", [
         Panel("GPU utilization by node", (Query(f"avg by (node) ({util.name})", "{{node}}"),), "percentunit"),
         Panel("GPU memory used by node", (Query(f"sum by (node) ({used.name})", "{{node}}"),), "bytes"),

@@ -35,6 +35,8 @@ _UNITS = {"ratio": "percentunit", "bytes": "bytes", "celsius": "celsius", "watts
           "hertz": "hertz", "seconds": "s"}
 _RATE_UNITS = {"bytes": "Bps", "joules": "watt", "seconds": "percentunit"}
 
+_UNIT_WORDS = {"ratio", "bytes", "seconds", "hertz", "celsius", "watts", "joules", "per", "second"}
+
 Kind = Literal["timeseries", "stat", "table"]
 
 
@@ -105,7 +107,12 @@ def legend_of(scope: str) -> str:
 
 def metric_panel(m: Metric, labels: dict[str, str], width: int = 8, prefix: str = "") -> Panel:
     """One metric, one chart: the generic panel a newly catalogued metric gets."""
-    title = prefix + m.key.replace("_", " ").removesuffix(" total").removesuffix(" ratio")
+    words = m.key.split("_")
+    if m.kind == "counter" and words[-1] == "total":
+        words.pop()
+    while len(words) > 1 and words[-1] in _UNIT_WORDS:  # the axis shows the unit
+        words.pop()
+    title = prefix + " ".join(words)
     title = title[:1].upper() + title[1:] + (" (per second)" if m.kind == "counter" else "")
     return Panel(title, (Query(series(m, **labels), legend_of(m.scope)),), unit_of(m, rate=m.kind == "counter"),
                  description=f"{m.name}: {m.help}", width=width)

@@ -37,7 +37,7 @@ def build() -> Board:
         _chart("CPU utilization", "node", ["cpu_utilization_ratio"], "{{node}}"),
         _chart("CPU utilization per core", "cpu", ["utilization_ratio"], "cpu {{cpu}}"),
         _chart("Load", "node", ["load1", "load5", "load15"], "", unit="short"),
-        _chart("Memory", "node", ["memory_total_bytes", "memory_used_bytes", "memory_available_bytes"], ""),
+        _chart("Memory", "node", [m.key for m in BY_SCOPE["node"] if m.key.startswith("memory_")], ""),
         _chart("Swap", "node", ["swap_total_bytes", "swap_used_bytes"], ""),
         _chart("CPU frequency", "node", ["cpu_frequency_hertz"], "{{node}}"),
     ])
@@ -75,6 +75,12 @@ def build() -> Board:
         _chart("CPU cores by user", "user", ["cpu_utilization_ratio"], "{{user}}", width=6, unit="short"),
         _chart("Memory by user", "user", ["memory_used_bytes"], "{{user}}", width=6),
     ])
+    # Who holds the node's accelerators (the allocation sources; GPU-equivalents count MIG shares).
+    held = [m for m in BY_SCOPE["node"] if m.key.startswith(("gpus_", "unmanaged_"))]
+    shares = [m for m in BY_SCOPE["node"] if m.key.startswith("gpu_equivalents_")]
+    b.row("Allocation", [_chart(t, "node", [m.key for m in ms], "", width=12, unit="short")
+                         for t, ms in (("Accelerators free and held", held), ("GPU-equivalents", shares)) if ms])
+    b.uses(*held, *shares)
     agent = [metric("agent", k) for k in ("collection_duration_seconds", "collection_cpu_seconds")]
     b.row("gpufleet agent", [
         _chart("Collector success", "collector", ["success"], "{{collector}}", unit="short"),
@@ -84,9 +90,9 @@ def build() -> Board:
         _chart("Pushes to the hub", "agent", ["push_snapshots_total", "push_failures_total", "push_dropped_total"], ""),
         _chart("Push backlog", "agent", ["push_backlog"], ""),
     ])
-    b.uses(*node.values(), *agent, size, used, *(metric("node", k) for k in (
-        "cpu_utilization_ratio", "load5", "load15", "memory_used_bytes", "memory_available_bytes", "swap_total_bytes",
-        "swap_used_bytes", "cpu_frequency_hertz")))
+    b.uses(*node.values(), *agent, size, used, *(m for m in BY_SCOPE["node"] if m.key.startswith("memory_")),
+           *(metric("node", k) for k in ("cpu_utilization_ratio", "load5", "load15", "swap_total_bytes",
+                                         "swap_used_bytes", "cpu_frequency_hertz")))
     used_keys = {"disk": ("free_bytes", "read_bytes_total", "written_bytes_total", "reads_total", "writes_total"),
                  "net": ("receive_bytes_total", "transmit_bytes_total", "receive_packets_total",
                          "transmit_packets_total", "receive_errors_total", "transmit_errors_total",

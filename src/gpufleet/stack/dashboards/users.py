@@ -39,5 +39,11 @@ def build() -> Board:
         "Processes", (Query(sel(pmem, **U), instant=True, table=True),), "bytes", "table", width=24,
         description=pmem.help)])
     b.uses(gmem, gpus, procs, cpu, mem)
+    # What users hold through the allocation sources (Slurm, Kubernetes, a state file), in use or idle.
+    alloc = [m for m in remaining("user", b.used) if m.key.startswith(("gpus_allocated", "gpu_equivalents", "held_"))]
+    b.row("Allocations", [
+        Panel(m.help.split(" (")[0].rstrip("."), (Query(f"sum by (user) ({sel(m, **U)})", "{{user}}"),),
+              unit_of(m), description=f"{m.name}: {m.help}", width=6) for m in alloc])
+    b.uses(*alloc)
     b.row("More per-user metrics", [metric_panel(m, U) for m in remaining("user", b.used)])
     return b
