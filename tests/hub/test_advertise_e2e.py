@@ -6,6 +6,7 @@ default), so a real Prometheus scraped itself and labelled the answer as each no
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -76,6 +77,11 @@ def test_loopback_agents_are_left_out_and_wildcard_ones_found(tmp_path: Path) ->
         # the node page says it too (its first data carries it; node.js shows it under "Scraped at")
         page = httpx.get(f"{url}/nodes/lo", headers=h, timeout=5)
         assert page.status_code == 200 and "listens on 127.0.0.1 only" in page.text
+        # and the fleet overview's card (its live summary carries the reason as `sp`)
+        with httpx.stream("GET", f"{url}/api/v1/events", params={"fleet": "true"}, headers=h, timeout=10) as ev:
+            first = next(d for line in ev.iter_lines() if line.startswith("data:")
+                         and "full" in (d := json.loads(line[5:])))
+        assert first["full"]["lo"]["sp"].startswith(why) and "sp" not in first["full"]["wild"]
         out = tmp_path / "sd.json"
         r = subprocess.run(gpufleet("sd", "--out", str(out), "--data", str(data)), capture_output=True, text=True,
                            check=True)

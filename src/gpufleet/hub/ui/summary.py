@@ -7,7 +7,8 @@ change, which keeps the deltas small. Keys (docs/ui.md lists them for API users)
 
   st status, ts snapshot time, c CPU %, m memory %, mt memory bytes, n GPU count,
   md GPU model, l labels, g<i> [util % (MIG: its instances'), mem used MiB, temp °C, power W, processes (null: unknown)],
-  gm<i> GPU memory MiB, gu<i> users on GPU i ("alice,bob"), gd<i> 1 when GPU i is lost.
+  gm<i> GPU memory MiB, gu<i> users on GPU i ("alice,bob"), gd<i> 1 when GPU i is lost,
+  sp why Prometheus' service discovery leaves the node out (only when it does).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from ...snapshot import gpu_busy_ratio
 from ..fleet import NodeView
+from ..sd import sd_problem
 
 Summary = dict[str, Any]
 
@@ -33,6 +35,9 @@ def _int(x: float | None, scale: float = 1.0) -> int | None:
 
 def node_summary(v: NodeView) -> Summary:
     s: Summary = {"st": v.status, "l": v.labels}
+    problem = sd_problem(v)
+    if problem:
+        s["sp"] = problem
     snap = v.snapshot
     if snap is None:
         s["n"] = 0

@@ -143,7 +143,8 @@ function gpuRow(name, g) {
 function cardHTML(name, s) {
   const gs = gpus(s);
   const labels = Object.entries(s.l || {}).filter(([k]) => k !== "simulated")
-    .map(([k, v]) => `<span class="chip">${esc(k)}=${esc(v)}</span>`).join("");
+    .map(([k, v]) => `<span class="chip">${esc(k)}=${esc(v)}</span>`).join("") +
+    (s.sp ? `<span class="chip chip-warn" data-scrape="no" title="${esc(s.sp)}">not in Prometheus discovery</span>` : "");
   const model = s.n ? `${s.n}× ${esc(s.md || "")}` : "no accelerator";
   return `<article class="card" data-node="${esc(name)}" data-status="${s.st}" data-ts="${s.ts ?? ""}">` +
     `<div class="hd"><a class="name" href="/nodes/${encodeURIComponent(name)}">${esc(name)}</a>` +
