@@ -23,6 +23,8 @@ if [ -f package-lock.json ] && { [ ! -d node_modules ] || [ package-lock.json -n
       exit 2
     fi
   fi
-  npm ci --no-audit --no-fund --loglevel=error
+  # --ignore-scripts: the libraries are plain files; no install script (swagger-ui-dist's pulls in
+  # an analytics hook) runs here.
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
   touch node_modules
 fi

@@ -17,6 +17,7 @@ EXPECTED = {
     ("GET", "/healthz"): Policy.PUBLIC,
     ("GET", "/openapi.json"): Policy.PUBLIC,
     ("GET", "/docs"): Policy.PUBLIC,
+    ("GET", "/docs/static/{name}"): Policy.PUBLIC,
     ("GET", "/ui/static"): Policy.PUBLIC,
     ("GET", "/ui/vendor/{name}"): Policy.PUBLIC,
     ("POST", "/api/v1/register"): Policy.AGENT,

@@ -1,4 +1,4 @@
-"""The hub's HTTP API (FastAPI: OpenAPI at /docs), versioned under /api/v1."""
+"""The hub's HTTP API (FastAPI: OpenAPI at /openapi.json, Swagger UI at /docs), versioned under /api/v1."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .. import __version__
 from ..catalogue import BY_NAME, CATALOGUE
 from ..exposition import TEXT_CONTENT_TYPE, render_scope
 from ..syntax import Matcher, parse_matcher
-from .auth import Policy, Role, agent, declare, public, require
+from .auth import Role, agent, public, require
 from .auth.limits import TooMany
 from .auth.middleware import AccessMiddleware
 from .auth.options import AccessOptions
@@ -108,13 +108,15 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
                 await task
             auth.store.close()
 
-    app = FastAPI(title="gpufleet hub", version=__version__, lifespan=lifespan,
+    # docs_url/redoc_url off: FastAPI's pages load their viewers from a CDN; apidocs serves /docs offline.
+    app = FastAPI(title="gpufleet hub", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Registry, ingest, history and service discovery for a GPU fleet.")
     app.state.hub = hub
     app.state.auth = auth
     app.add_middleware(AccessMiddleware, names=access.host_names())
-    for path in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"):
-        declare(app, path, Policy.PUBLIC)
+    from . import apidocs
+
+    apidocs.mount(app)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:

@@ -20,15 +20,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
        "frame-ancestors 'none'")
-# FastAPI's /docs and /redoc pages load their viewer from a CDN with an inline bootstrap script;
-# they show no data of ours (the API they call still needs a key), so they get a looser policy.
-CDN = "https://cdn.jsdelivr.net"
-DOCS_CSP = (f"default-src 'self'; script-src 'self' 'unsafe-inline' {CDN}; style-src 'self' 'unsafe-inline' {CDN} "
-            "https://fonts.googleapis.com; img-src 'self' data: https://fastapi.tiangolo.com "
-            f"{CDN}; font-src https://fonts.gstatic.com; worker-src blob:; connect-src 'self'; object-src 'none'; "
-            "base-uri 'none'; frame-ancestors 'none'")
-DOCS_PATHS = ("/docs", "/redoc")
-CACHED_PATHS = ("/ui/static/", "/ui/vendor/")  # versioned files that set their own caching
+# /docs too: its Swagger UI and start-up script are files of the hub (hub/apidocs.py), no CDN.
+CACHED_PATHS = ("/ui/static/", "/ui/vendor/", "/docs/static/")  # versioned files that set their own caching
 
 
 def host_of(header: str) -> str:
@@ -73,7 +66,7 @@ class AccessMiddleware:
             (b"x-frame-options", b"DENY"),
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"same-origin"),  # no-referrer would make form POSTs say Origin: null
-            (b"content-security-policy", (DOCS_CSP if path in DOCS_PATHS else CSP).encode()),
+            (b"content-security-policy", CSP.encode()),
         ]
         no_store = not path.startswith(CACHED_PATHS)
 

@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..exitsignal import on_exit_signal
-from .assets import MISSING_HINT, uplot_dir
+from .assets import MISSING_HINT, UPLOT_FILES, files
 from .events import Broker
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class UiExtension:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.broker = Broker(hub)
-        self.uplot = uplot_dir()
+        self.uplot = files(UPLOT_FILES)  # URL name -> file, or None when not installed
         if self.uplot is None:
             log.warning("web UI charts are disabled: %s", MISSING_HINT)
 

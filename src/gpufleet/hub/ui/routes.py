@@ -208,4 +208,4 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
                 f"window.GPUFLEET_CHARTS_MISSING = {json.dumps(MISSING_HINT)};" if name.endswith(".js") else "")
             media = "text/javascript" if name.endswith(".js") else "text/css"
             return Response(body, status_code=200, media_type=media, headers={"Cache-Control": "no-store"})
-        return FileResponse(ext.uplot / UPLOT_FILES[name], headers={"Cache-Control": "public, max-age=86400"})
+        return FileResponse(ext.uplot[name], headers={"Cache-Control": "public, max-age=86400"})

@@ -1,0 +1,63 @@
+"""Build step for the web UI's libraries; everything else about the package is in pyproject.toml.
+
+uPlot and Swagger UI come from npm (pinned in package-lock.json, installed by `npm ci`). Building
+the sdist or a wheel copies the files the hub serves (src/gpufleet/hub/ui/vendored.py lists them)
+from node_modules/ into src/gpufleet/hub/ui/vendor/, where package-data picks them up: so the
+wheel carries them, and the sdist carries them too, so a wheel built from the sdist needs no npm.
+A release build without them fails; an editable install does not (the hub then reads node_modules).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
+
+ROOT = Path(__file__).resolve().parent
+UI = ROOT / "src" / "gpufleet" / "hub" / "ui"
+
+
+def _manifest() -> dict[str, tuple[str, ...]]:
+    spec = importlib.util.spec_from_file_location("_gpufleet_vendored", UI / "vendored.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return dict(mod.FILES)
+
+
+def copy_vendored(*, required: bool) -> None:
+    """node_modules/<package>/<file> -> src/gpufleet/hub/ui/vendor/<package>/<basename>.
+
+    Without node_modules (building from the sdist) the copies the sdist carries are used."""
+    missing = []
+    for package, files in _manifest().items():
+        for rel in files:
+            src = ROOT / "node_modules" / package / rel
+            dest = UI / "vendor" / package / Path(rel).name
+            if src.is_file():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dest)
+            elif not dest.is_file():
+                missing.append(str(src))
+    if missing and required:
+        raise SystemExit(f"gpufleet build: the web UI's libraries are missing ({', '.join(missing)}): "
+                         f"run `npm ci` in {ROOT} first (package-lock.json pins them)")
+
+
+class BuildPy(build_py):
+    def finalize_options(self) -> None:
+        copy_vendored(required=not getattr(self, "editable_mode", False))
+        super().finalize_options()
+
+
+class Sdist(sdist):
+    def run(self) -> None:
+        copy_vendored(required=True)
+        super().run()
+
+
+setup(cmdclass={"build_py": BuildPy, "sdist": Sdist})
