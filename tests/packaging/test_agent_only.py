@@ -36,12 +36,12 @@ def test_agent_pushes_with_hub_libraries_unimportable(tmp_path: Path) -> None:
     hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp_path / "hub.log")
     agent = None
     try:
-        hub.wait_http(f"{hub_url}/healthz")
+        hub.wait_http(f"{hub_url}/healthz", timeout=90)  # a loaded CI machine starts a hub slowly
         agent = Proc([*AGENT_ONLY, "agent", "--hub", hub_url, "--token", token, "--simulate", "2xRTX4090",
                       "--interval", "0.5", "--listen", f"127.0.0.1:{agent_port}", "--spool", str(tmp_path / "spool"),
                       "--allow-commands", "nvidia-smi *", "--command-user", "nobody"],
                      tmp_path / "agent.log", env={"BLOCKED_LOG": str(blocked)})
-        agent.wait_http(f"{agent_url}/healthz")
+        agent.wait_http(f"{agent_url}/healthz", timeout=90)
         eventually(lambda: _metric(agent_url, "gpufleet_agent_push_snapshots_total") >= 2,
                    timeout=30, what="the hub accepting the agent's pushes")
         assert _metric(agent_url, "gpufleet_agent_hub_up") == 1

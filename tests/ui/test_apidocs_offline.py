@@ -18,7 +18,7 @@ def test_docs_render_offline_under_csp(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "d")), tmp_path / "hub.log")
     try:
-        hub.wait_http(f"{url}/healthz")
+        hub.wait_http(f"{url}/healthz", timeout=90)  # a loaded CI machine starts a hub slowly
         with chromium() as b:
             page = b.new_page()
             console: list[str] = []
