@@ -38,7 +38,7 @@ def verdict(gpus: list[dict[str, Any]]) -> str:
 _LIST = (
     "SELECT h.job, MIN(h.user), MIN(h.grp), group_concat(DISTINCT h.node), COUNT(DISTINCT h.node || ':' || h.gpu), "
     "MIN(h.start), MAX(COALESCE(h.end, h.settled)), SUM(h.end IS NULL), MIN(h.slurm_job), MIN(h.pod), "
-    "MIN(h.container) FROM holds h WHERE h.job != '' AND (h.end IS NULL OR h.end >= ?){extra} "
+    "MIN(h.container), SUM(h.held), SUM(h.idle), SUM(h.busy), SUM(h.energy) FROM holds h WHERE h.job != '' AND (h.end IS NULL OR h.end >= ?){extra} "
     "GROUP BY h.job {having} ORDER BY MIN(h.start) DESC LIMIT ?")
 
 
@@ -51,37 +51,26 @@ def jobs(db: sqlite3.Connection, *, since: float, user: str | None = None, runni
     rows = db.execute(_LIST.format(extra=extra, having=having), [*args, limit]).fetchall()
     if not rows:
         return []
-    keys = [r[0] for r in rows]
-    totals: dict[str, list[float]] = {}
-    for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        for job, *vals in db.execute(
-                "SELECT h.job, SUM(u.held), SUM(u.idle), SUM(u.busy), SUM(u.energy) FROM usage_day u "
-                f"JOIN holds h ON h.id = u.hold WHERE h.job IN ({','.join('?' * len(chunk))}) GROUP BY h.job", chunk):
-            totals[job] = [v or 0.0 for v in vals]
     out = []
-    for job, usr, grp, nodes, ngpus, start, end, open_, slurm, pod, container in rows:
+    for job, usr, grp, nodes, ngpus, start, end, open_, slurm, pod, container, *sums in rows:
         kind, ident = describe_key(job)
         out.append({"job": job, "kind": kind, "id": ident, "user": usr, "group": grp,
                     "nodes": sorted((nodes or "").split(",")), "gpus": ngpus, "start": start,
                     "end": None if open_ else end, "running": bool(open_),
                     "slurm_job": slurm, "pod": pod, "container": container,
-                    **figures(totals.get(job, [0.0, 0.0, 0.0, 0.0]), prices)})
+                    **figures(sums, prices)})
     return out
 
 
 def job(db: sqlite3.Connection, key: str, *, prices: Prices = Prices()) -> dict[str, Any] | None:
-    holds = db.execute("SELECT id, node, gpu, uuid, user, grp, slurm_job, pod, container, start, end, settled "
-                       "FROM holds WHERE job = ? ORDER BY node, gpu, start", (key,)).fetchall()
+    holds = db.execute("SELECT id, node, gpu, uuid, user, grp, slurm_job, pod, container, start, end, settled, "
+                       "held, idle, busy, energy FROM holds WHERE job = ? ORDER BY node, gpu, start", (key,)).fetchall()
     if not holds:
         return None
-    sums: dict[int, list[float]] = {}
-    for hid, *vals in db.execute("SELECT u.hold, SUM(u.held), SUM(u.idle), SUM(u.busy), SUM(u.energy) FROM usage_day u "
-                                 "JOIN holds h ON h.id = u.hold WHERE h.job = ? GROUP BY u.hold", (key,)):
-        sums[hid] = vals
+    sums = {h[0]: h[12:16] for h in holds}
     per_gpu: dict[tuple[str, int], dict[str, Any]] = {}
     total = [0.0, 0.0, 0.0, 0.0]
-    for hid, node, gpu, uuid, user, grp, slurm, pod, container, start, end, settled in holds:
+    for hid, node, gpu, uuid, user, grp, slurm, pod, container, start, end, settled, *_ in holds:
         g = per_gpu.setdefault((node, gpu), {"node": node, "gpu": gpu, "uuid": uuid, "start": start, "end": end,
                                              "running": end is None, "sums": [0.0, 0.0, 0.0, 0.0]})
         g["start"] = min(g["start"], start)

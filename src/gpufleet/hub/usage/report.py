@@ -18,7 +18,7 @@ from typing import Any
 
 from .db import DAY, HOUR, HOUR_ROWS_KEEP_S
 
-BY = {"user": "h.user", "group": "h.grp", "job": "h.job", "node": "h.node"}
+BY = {"user": "user", "group": "grp", "job": "job", "node": "node"}  # the column of each key
 FIELDS = ("gpu_hours_in_use", "gpu_hours_busy", "mean_utilization", "energy_kwh", "waste_gpu_hours")
 J_PER_KWH = 3.6e6
 
@@ -32,24 +32,31 @@ class Prices:
         return self.gpu_hour is not None or self.kwh is not None
 
 
-Sums = dict[str, list[float]]  # key -> [held, idle, busy, joules]
+Sums = dict[str, list[Any]]  # key -> [held, idle, busy, joules] (+ [user, nodes] by job)
+# By job, each piece also says whose job it is and where it ran (no second look-up per job).
+JOB_EXTRA = ", MIN(user), group_concat(DISTINCT node)"
 
 
-def _where(user: str | None, by: str) -> tuple[str, list[Any]]:
+def _where(user: str | None, by: str, prefix: str = "") -> tuple[str, list[Any]]:
     sql, args = "", []
     if user is not None:
-        sql += " AND h.user = ?"
+        sql += f" AND {prefix}user = ?"
         args.append(user)
     if by == "job":
-        sql += " AND h.job != ''"
+        sql += f" AND {prefix}job != ''"
     return sql, args
 
 
 def _add(acc: Sums, rows: list[Any]) -> None:
     for key, *vals in rows:
-        a = acc.setdefault(key, [0.0, 0.0, 0.0, 0.0])
-        for i, v in enumerate(vals):
-            a[i] += v or 0.0
+        a = acc.get(key)
+        if a is None:
+            a = acc[key] = [0.0, 0.0, 0.0, 0.0, "", set()]
+        for i in range(4):
+            a[i] += vals[i] or 0.0
+        if len(vals) > 4:
+            a[4] = a[4] or vals[4] or ""
+            a[5].update((vals[5] or "").split(","))
 
 
 def _whole(db: sqlite3.Connection, acc: Sums, table: str, lo: int, hi: int, by: str, user: str | None) -> None:
@@ -57,8 +64,8 @@ def _whole(db: sqlite3.Connection, acc: Sums, table: str, lo: int, hi: int, by: 
         return
     extra, args = _where(user, by)
     _add(acc, db.execute(
-        f"SELECT {BY[by]}, SUM(u.held), SUM(u.idle), SUM(u.busy), SUM(u.energy) FROM {table} u "
-        f"JOIN holds h ON h.id = u.hold WHERE u.t >= ? AND u.t < ?{extra} GROUP BY 1", [lo, hi, *args]).fetchall())
+        f"SELECT {BY[by]}, SUM(held), SUM(idle), SUM(busy), SUM(energy){JOB_EXTRA if by == 'job' else ''} FROM {table} "
+        f"WHERE t >= ? AND t < ?{extra} GROUP BY 1", [lo, hi, *args]).fetchall())
 
 
 def _part(db: sqlite3.Connection, acc: Sums, table: str, width: int, a: float, b: float, by: str,
@@ -78,10 +85,10 @@ def _part(db: sqlite3.Connection, acc: Sums, table: str, width: int, a: float, b
     # settled span is max(0, min(settled, y) - max(start, x)).
     ratio = ("MAX(0.0, MIN(h.settled, :b) - MAX(h.start, :a)) / "
              "NULLIF(MAX(0.0, MIN(h.settled, :t + :w) - MAX(h.start, :t)), 0.0)")
-    sql = (f"SELECT {BY[by]}, SUM(u.held * r), SUM(u.idle * r), SUM(u.busy * r), SUM(u.energy * r) FROM "
-           f"(SELECT u.held, u.idle, u.busy, u.energy, u.hold, {ratio} AS r FROM {table} u "
-           f"JOIN holds h ON h.id = u.hold WHERE u.t = :t) u JOIN holds h ON h.id = u.hold "
-           f"WHERE r > 0{extra} GROUP BY 1")
+    sql = (f"SELECT u.{BY[by]}, SUM(u.held * r), SUM(u.idle * r), SUM(u.busy * r), SUM(u.energy * r)"
+           f"{JOB_EXTRA if by == 'job' else ''} FROM "
+           f"(SELECT u.*, {ratio} AS r FROM {table} u JOIN holds h ON h.id = u.hold WHERE u.t = :t) u "
+           f"WHERE r > 0{extra.replace('h.', 'u.')} GROUP BY 1")
     _add(acc, db.execute(sql, named).fetchall())
 
 
@@ -132,27 +139,15 @@ def usage(db: sqlite3.Connection, since: float, until: float, by: str, *, now: f
           prices: Prices = Prices()) -> list[dict[str, Any]]:
     """One row per `by` key with FIELDS (and cost when priced), most GPU-hours first."""
     acc = sums(db, since, until, by, user, now)
-    rows: list[dict[str, Any]] = [{by: key, **figures(v, prices)} for key, v in acc.items() if v[0] > 0 or v[3] > 0]
-    if by == "job" and rows:
-        info = jobs_info(db, [r["job"] for r in rows])
-        for r in rows:
-            j = info.get(r["job"], {})
-            r["user"] = j.get("user", "")
-            r["nodes"] = j.get("nodes", [])
+    rows: list[dict[str, Any]] = []
+    for key, v in acc.items():
+        if v[0] > 0 or v[3] > 0:
+            row = {by: key, **figures(v[:4], prices)}
+            if by == "job":
+                row["user"], row["nodes"] = v[4], sorted(v[5] - {""})
+            rows.append(row)
     rows.sort(key=lambda r: (-r["gpu_hours_in_use"], str(r[by])))
     return rows
-
-
-def jobs_info(db: sqlite3.Connection, keys: list[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        marks = ",".join("?" * len(chunk))
-        for job, user, nodes in db.execute(
-                f"SELECT job, MIN(user), group_concat(DISTINCT node) FROM holds WHERE job IN ({marks}) GROUP BY job",
-                chunk):
-            out[job] = {"user": user, "nodes": sorted((nodes or "").split(","))}
-    return out
 
 
 def monthly(db: sqlite3.Connection, by: str, since: float, *, user: str | None = None,
@@ -160,8 +155,8 @@ def monthly(db: sqlite3.Connection, by: str, since: float, *, user: str | None =
     """GPU-hours and the rest per UTC month and `by` key (whole days: months are whole days)."""
     extra, args = _where(user, by)
     rows = db.execute(
-        f"SELECT strftime('%Y-%m', u.t, 'unixepoch') AS month, {BY[by]}, SUM(u.held), SUM(u.idle), SUM(u.busy), "
-        f"SUM(u.energy) FROM usage_day u JOIN holds h ON h.id = u.hold WHERE u.t >= ?{extra} "
+        f"SELECT strftime('%Y-%m', t, 'unixepoch') AS month, {BY[by]}, SUM(held), SUM(idle), SUM(busy), "
+        f"SUM(energy) FROM usage_day WHERE t >= ?{extra} "
         f"GROUP BY 1, 2 ORDER BY 1, 3 DESC", [int(since // DAY * DAY), *args]).fetchall()
     return [{"month": m, by: key, **figures((held, idle, busy, joules), prices)}
             for m, key, held, idle, busy, joules in rows]
@@ -173,8 +168,8 @@ def trend(db: sqlite3.Connection, by: str, since: float, until: float, *, user: 
     extra, args = _where(user, by)
     d0 = int(since // DAY * DAY)
     rows = db.execute(
-        f"SELECT u.t, {BY[by]}, SUM(u.held) FROM usage_day u JOIN holds h ON h.id = u.hold "
-        f"WHERE u.t >= ? AND u.t < ?{extra} GROUP BY 1, 2", [d0, until, *args]).fetchall()
+        f"SELECT t, {BY[by]}, SUM(held) FROM usage_day WHERE t >= ? AND t < ?{extra} GROUP BY 1, 2",
+        [d0, until, *args]).fetchall()
     totals: dict[str, float] = {}
     for _, key, held in rows:
         totals[key] = totals.get(key, 0.0) + held

@@ -112,6 +112,9 @@ def integrate(s: Samples, a: float, b: float, eq: float) -> Figures:
 class Hold:
     id: int
     gpu: int
+    user: str
+    grp: str
+    job: str
     eq: float
     start: float
     end: float | None
@@ -120,9 +123,8 @@ class Hold:
 
 def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, horizon: float | None) -> int:
     """Settle `node`'s unsettled holds up to `horizon` (its newest snapshot); returns holds advanced."""
-    rows = db.execute("SELECT id, gpu, eq, start, end, settled FROM holds "
-                      "WHERE node = ? AND (end IS NULL OR settled < end)", (node,)).fetchall()
-    holds = [Hold(*r) for r in rows]
+    holds = [Hold(*r) for r in db.execute("SELECT id, gpu, user, grp, job, eq, start, end, settled FROM holds "
+                                          "WHERE node = ? AND (end IS NULL OR settled < end)", (node,))]
     todo = []
     for h in holds:
         b = h.end if h.end is not None else horizon
@@ -135,7 +137,6 @@ def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, hor
     lo = min(h.settled for h, _ in todo)
     hi = max(b for _, b in todo)
     hour_rows: dict[tuple[int, int], list[float]] = {}
-    marks: list[tuple[float, int]] = []
     t = lo
     while t < hi:  # bounded reads: a long backlog (a hub restarted after days) goes in slices
         w_hi = min(hi, t + MAX_WINDOW_S)
@@ -151,21 +152,33 @@ def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, hor
                 for i in range(4):
                     acc[i] += fig[i]
         t = w_hi
-    marks = [(b, h.id) for h, b in todo]
+    by_id = {h.id: h for h, _ in todo}
+    totals: dict[int, list[float]] = {}
     day_rows: dict[tuple[int, int], list[float]] = {}
     for (bucket, hid), fig in hour_rows.items():
-        acc = day_rows.setdefault((bucket - bucket % DAY, hid), [0.0, 0.0, 0.0, 0.0])
-        for i in range(4):
-            acc[i] += fig[i]
-    upsert = ("INSERT INTO {} (t, hold, held, idle, busy, energy) VALUES (?,?,?,?,?,?) ON CONFLICT(t, hold) DO "
-              "UPDATE SET held = held + excluded.held, idle = idle + excluded.idle, busy = busy + excluded.busy, "
-              "energy = energy + excluded.energy")
+        for acc in (day_rows.setdefault((bucket - bucket % DAY, hid), [0.0, 0.0, 0.0, 0.0]),
+                    totals.setdefault(hid, [0.0, 0.0, 0.0, 0.0])):
+            for i in range(4):
+                acc[i] += fig[i]
+
+    def rows(figs: dict[tuple[int, int], list[float]]) -> list[tuple[object, ...]]:
+        out: list[tuple[object, ...]] = []
+        for (bucket, hid), v in figs.items():
+            h = by_id[hid]
+            out.append((bucket, hid, h.user, h.grp, node, h.job, *v))
+        return out
+
+    upsert = ("INSERT INTO {} (t, hold, user, grp, node, job, held, idle, busy, energy) VALUES (?,?,?,?,?,?,?,?,?,?) "
+              "ON CONFLICT(t, hold) DO UPDATE SET held = held + excluded.held, idle = idle + excluded.idle, "
+              "busy = busy + excluded.busy, energy = energy + excluded.energy")
+    marks = [(b, *totals.get(h.id, [0.0, 0.0, 0.0, 0.0]), h.id) for h, b in todo]
     with lock:
         db.execute("BEGIN")
         try:
-            db.executemany(upsert.format("usage_hour"), [(k[0], k[1], *v) for k, v in hour_rows.items()])
-            db.executemany(upsert.format("usage_day"), [(k[0], k[1], *v) for k, v in day_rows.items()])
-            db.executemany("UPDATE holds SET settled = ? WHERE id = ?", marks)
+            db.executemany(upsert.format("usage_hour"), rows(hour_rows))
+            db.executemany(upsert.format("usage_day"), rows(day_rows))
+            db.executemany("UPDATE holds SET settled = ?, held = held + ?, idle = idle + ?, busy = busy + ?, "
+                           "energy = energy + ? WHERE id = ?", marks)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
