@@ -13,13 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from access import authed_client, bearer, make_api_key
+from access import authed_client, bearer, make_api_key, make_user
+from browser import chromium
 from gpufleet.hub.service import Hub, HubOptions
 from gpufleet.hub.usage import UsageExtension
 from realparts import Proc, free_port, gpufleet
 from simfleet import Fleet, known_fleet
 
 pytestmark = pytest.mark.realparts
+PASSWORDS: dict[str, str] = {}
 
 
 def fill(data: Path, fleet: Fleet, **opts: object) -> None:
@@ -49,6 +51,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, st
     data = tmp / "data"
     fill(data, fleet)
     key = make_api_key(data, "viewer")
+    PASSWORDS["ui-admin"] = make_user(data, "ui-admin", "viewer")
     port = free_port()
     proc = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data), "--price-gpu-hour", "2",
                          "--price-kwh", "0.25"), tmp / "hub.log")
@@ -153,3 +156,49 @@ def test_visibility_own(tmp_path: Path) -> None:
     finally:
         ext.close()
         hub.close()
+
+
+def test_pages_show_the_same_figures(served, artifacts: Path) -> None:
+    """The usage page's ranking and the job page (verdict, per GPU, charts from the store) in Chromium."""
+    fleet, url, _, _ = served
+    since, until = period(fleet)
+    with chromium() as browser:
+        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/usage?since={since}&until={until}&by=user")
+        page.wait_for_selector("body[data-page='login'][data-ready='1']")
+        page.fill("input[name=name]", "ui-admin")
+        page.fill("input[name=password]", PASSWORDS["ui-admin"])
+        page.click("form.login-form button[type=submit]")
+        page.wait_for_selector("body[data-page='usage'][data-ready='1']")
+        rows = page.eval_on_selector_all("#us-table tbody tr", """trs => trs.map(r => ({key: r.dataset.key,
+            gpu_hours_in_use: +r.dataset.inUse, gpu_hours_busy: +r.dataset.busy, mean_utilization: +r.dataset.util,
+            energy_kwh: +r.dataset.kwh, waste_gpu_hours: +r.dataset.waste}))""")
+        same({r.pop("key"): r for r in rows}, fleet.expected("user"))
+        assert "alice\t10\t" in page.inner_text("#us-table")  # alice's 10 GPU-hours, as people read them
+        page.screenshot(path=str(artifacts / "usage-page.png"), full_page=True)
+
+        page.goto(f"{url}/usage?since={since}&until={until}&by=job")
+        page.wait_for_selector("body[data-page='usage'][data-ready='1']")
+        keys = page.eval_on_selector_all("#us-table tbody tr", "trs => trs.map(r => r.dataset.key)")
+        assert sorted(keys) == ["container:abc123def456", "slurm:101"]
+        page.click("a[href='/jobs/slurm%3A101']")
+        page.wait_for_selector("body[data-page='jobs'][data-ready='1']")
+        assert page.inner_text("#job-verdict") == "2 GPUs held, 1 used: ask for 1"
+        gpus = page.eval_on_selector_all("#job-gpus tbody tr", """trs => trs.map(r => [r.dataset.node, +r.dataset.gpu,
+            +r.dataset.inUse, +r.dataset.util])""")
+        assert [(n, g, round(h, 3), round(u, 3)) for n, g, h, u in gpus] == [("n1", 0, 5.0, 0.8), ("n1", 1, 5.0, 0.0)]
+        # utilisation, memory and power over the job's life, one line per GPU, from the store
+        page.wait_for_function("""() => { const cs = [...document.querySelectorAll('.chart')];
+            return cs.length === 3 && cs.every(c => +c.querySelector('.plot').dataset.points > 100); }""", timeout=15000)
+        page.screenshot(path=str(artifacts / "job-page.png"), full_page=True)
+
+        page.goto(f"{url}/jobs?since=7d")
+        page.wait_for_selector("body[data-page='jobs'][data-ready='1']")
+        listed = page.eval_on_selector_all("#j-table tbody tr", "trs => trs.map(r => r.dataset.job)")
+        assert sorted(listed) == ["container:abc123def456", "slurm:101"]
+        ctx.close()
+        assert errors == []

@@ -18,7 +18,7 @@ from ... import health
 from ...catalogue import BY_SCOPE
 from ..auth import Policy, Role, declare, public, require
 from ..auth.service import client_of, csrf_token
-from . import login
+from . import login, usage_pages
 from .assets import MISSING_HINT, STATIC, TEMPLATES, UPLOT_FILES, static_version
 from .events import CLOSE, RESYNC, Subscriber, sse
 from ..cmdlines import may_see
@@ -69,7 +69,8 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
         who = getattr(request.state, "principal", None)
         html = env.get_template(template).render(
             request=request, who=who, csrf=csrf_token(who.session) if who and who.session else "", v=version, version=__version__, alerts=has_alerts(),
-            charts=ext.uplot is not None, missing_hint=MISSING_HINT, **ctx)
+            charts=ext.uplot is not None, missing_hint=MISSING_HINT,
+            usage=getattr(app.state, "usage", None) is not None, **ctx)
         # Pages embed live state, so a cached copy would start from stale data.
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
@@ -77,6 +78,7 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
         return page(request, "error.html", status=404, title="Not found", message=what)
 
     login.mount(app, page)
+    usage_pages.mount(app, page, not_found, _script_json)
 
     # ---- pages ---------------------------------------------------------------------------------------
 
