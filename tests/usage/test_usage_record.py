@@ -123,3 +123,23 @@ def test_kill_9_halfway_then_the_rest(tmp_path: Path) -> None:
     finally:
         ext.close()
         hub.close()
+
+
+def test_a_usage_db_of_another_layout_is_set_aside(tmp_path: Path) -> None:
+    import sqlite3
+
+    data = tmp_path / "d"
+    data.mkdir()
+    old = sqlite3.connect(data / "usage.db")
+    old.execute("CREATE TABLE holds(id INTEGER PRIMARY KEY, state TEXT NOT NULL)")
+    old.commit()
+    old.close()
+    hub = Hub(HubOptions(data=data, max_sample_age=1e10))
+    ext = UsageExtension(hub)
+    try:
+        hub.ingest([snap(T, [Allocation(gpu=0, state="in_use", gpu_equivalents=1.0, user="ana")])])
+        assert ext.db.execute("SELECT user FROM holds").fetchall() == [("ana",)]
+        assert [p.name.startswith("usage.db.corrupt-") for p in data.iterdir() if p.name.startswith("usage.db.")] == [True]
+    finally:
+        ext.close()
+        hub.close()

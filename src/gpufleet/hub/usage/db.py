@@ -17,10 +17,13 @@ Written on change (holds, events) and once per settle step in one transaction (f
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
-from ..db import connect
+from ..db import connect, set_aside
+
+log = logging.getLogger("gpufleet.hub.usage")
 
 FILE = "usage.db"
 HOUR = 3600
@@ -55,8 +58,20 @@ CREATE INDEX IF NOT EXISTS events_t ON events(t);
 """
 
 EVENT_KINDS = ("gpu_taken", "gpu_released", "job_started", "job_ended")
+LAYOUT = 2  # PRAGMA user_version; 0 with tables is the first (unreleased) layout of 2026-11-30
+LOST = "the GPU occupancy record and accounting figures (reports restart from now; the store's metrics are intact)"
 
 
 def open_db(data: Path) -> sqlite3.Connection:
-    return connect(data / FILE, SCHEMA, lost="the GPU occupancy record and accounting figures (reports restart "
-                                          "from now; the store's metrics are intact)")
+    db = connect(data / FILE, "", lost=LOST)
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    tables = db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+    if tables and version != LAYOUT:
+        db.close()
+        aside = set_aside(data / FILE)
+        log.error("%s has another layout (version %s, this hub writes %s): moved it aside as %s and started a "
+                  "fresh one; lost: %s", data / FILE, version, LAYOUT, aside.name, LOST)
+        db = connect(data / FILE, "", lost=LOST)
+    db.executescript(SCHEMA)
+    db.execute(f"PRAGMA user_version = {LAYOUT}")
+    return db
