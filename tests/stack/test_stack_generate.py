@@ -54,7 +54,10 @@ def key_file(tmp_path: Path) -> Path:
 
 def test_prometheus_setup_passes_promtool_and_amtool(tmp_path: Path, key_file: Path) -> None:
     out = tmp_path / "stack"
-    r = generate(out, "--hub", "http://10.1.2.3:8080", "--api-key-file", str(key_file))
+    mine = tmp_path / "alerts.yaml"
+    mine.write_text("rules:\n  - alert: LabGpuBusy\n    expr: gpufleet_gpu_utilization_ratio > 0.99\n"
+                    "    for: 1h\n    severity: info\n")
+    r = generate(out, "--hub", "http://10.1.2.3:8080", "--api-key-file", str(key_file), "--rules", str(mine))
     assert r.returncode == 0, r.stderr
     check(require("promtool"), "check", "config", "prometheus.yml", cwd=out / "prometheus")
     check(require("promtool"), "check", "rules", "rules/gpufleet.rules.yml", cwd=out / "prometheus")
@@ -72,14 +75,20 @@ def test_prometheus_setup_passes_promtool_and_amtool(tmp_path: Path, key_file: P
     _check_common(out, key_file, {"prometheus", "alertmanager", "grafana"})
     # the rules are exactly those of `gpufleet rules export`
     exported = tmp_path / "exported.yml"
-    subprocess.run(gpufleet("rules", "export", "--out", str(exported)), check=True, capture_output=True)
-    assert yaml.safe_load((out / "prometheus/rules/gpufleet.rules.yml").read_text()) == yaml.safe_load(
-        exported.read_text())
+    subprocess.run(gpufleet("rules", "export", "--out", str(exported), "--rules", str(mine)), check=True,
+                   capture_output=True)
+    written = yaml.safe_load((out / "prometheus/rules/gpufleet.rules.yml").read_text())
+    assert written == yaml.safe_load(exported.read_text())
+    assert "LabGpuBusy" in {r["alert"] for r in written["groups"][0]["rules"]}
 
 
 def test_victoriametrics_setup_passes_vmagent_vmalert_and_amtool(tmp_path: Path, key_file: Path) -> None:
-    out = tmp_path / "vm"
-    r = generate(out, "--hub", "https://hub.lab:8443/gpufleet", "--api-key-file", str(key_file),
+    out, certs = tmp_path / "vm", tmp_path / "certs"
+    # an https hub with its own CA (gpufleet tls selfsigned): the scrape jobs trust that CA
+    subprocess.run(gpufleet("tls", "selfsigned", "--out", str(certs), "--host", "hub.lab"), check=True,
+                   capture_output=True, timeout=60)
+    ca = (certs / "ca.pem").resolve()
+    r = generate(out, "--hub", "https://hub.lab:8443/gpufleet", "--api-key-file", str(key_file), "--ca-file", str(ca),
                  "--tsdb", "victoriametrics", "--bind", "0.0.0.0", "--port", "grafana=3001")
     assert r.returncode == 0, r.stderr
     assert not (out / "prometheus").exists()
@@ -91,14 +100,18 @@ def test_victoriametrics_setup_passes_vmagent_vmalert_and_amtool(tmp_path: Path,
     hub_job = scrape["scrape_configs"][1]
     assert hub_job["scheme"] == "https" and hub_job["metrics_path"] == "/gpufleet/metrics"
     assert hub_job["static_configs"] == [{"targets": ["hub.lab:8443"]}]
+    agents_job = scrape["scrape_configs"][0]
+    for tls in (hub_job["tls_config"], agents_job["tls_config"], agents_job["http_sd_configs"][0]["tls_config"]):
+        assert tls == {"ca_file": str(ca)}
     compose = _check_common(out, key_file, {"victoriametrics", "vmagent", "vmalert", "alertmanager", "grafana"},
-                            bind="0.0.0.0")
+                            bind="0.0.0.0", mounted=[ca])
     assert compose["services"]["grafana"]["ports"] == ["0.0.0.0:3001:3000"]
     ds = yaml.safe_load((out / "grafana/provisioning/datasources/gpufleet.yml").read_text())["datasources"][0]
     assert ds["url"] == "http://victoriametrics:8428"
 
 
-def _check_common(out: Path, key_file: Path, services: set[str], bind: str = "127.0.0.1") -> dict:
+def _check_common(out: Path, key_file: Path, services: set[str], bind: str = "127.0.0.1",
+                  mounted: list[Path] = []) -> dict:
     # No secret in any file; the key file is mounted read-only at the path the config names.
     for f in out.rglob("*"):
         if f.is_file():
@@ -113,7 +126,7 @@ def _check_common(out: Path, key_file: Path, services: set[str], bind: str = "12
             if src.startswith("./"):
                 assert (out / src).is_dir(), f"{name} mounts {src}, which the stack lacks"
             elif src.startswith("/"):
-                assert vol == f"{key_file.resolve()}:{key_file.resolve()}:ro"
+                assert vol in {f"{p}:{p}:ro" for p in (key_file.resolve(), *mounted)}, vol
     env = compose["services"]["grafana"]["environment"]
     assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
     # Grafana: the provider's folder holds the dashboards; each is valid JSON with unique panel ids
@@ -156,6 +169,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, key_file: Path
         (["--hub", "http://h:8080", "--port", "vmagent=1"], "SERVICE one of prometheus, alertmanager, grafana"),
         (["--hub", "http://h:8080", "--scrape-interval", "soon"], "--scrape-interval"),
         (["--hub", "http://user:pw@h:8080"], "no credentials"),
+        (["--hub", "https://h:8443", "--ca-file", str(key_file)], "--ca-file"),
     ]
     for args, message in cases:
         code, err = generate_here(capsys, out, *args)

@@ -13,7 +13,8 @@ from .files import write_tree
 # Imported with the command (cli.py's lazy table), so a missing hub extra is cli.py's one-line
 # "install gpufleet[hub]" message rather than a traceback halfway through.
 from .generate import render
-from .options import TSDBS, StackOptions, Tsdb, check_api_key_file, parse_bind, parse_hub_url, parse_ports
+from .options import (TSDBS, StackOptions, Tsdb, check_api_key_file, check_ca_file, parse_bind, parse_hub_url,
+                      parse_ports)
 
 
 @click.group()
@@ -29,6 +30,8 @@ def stack() -> None:
               help="Prometheus, or vmagent + VictoriaMetrics + vmalert")
 @click.option("--api-key-file", type=click.Path(path_type=Path), default=None,
               help="file holding a viewer API key for the hub's http_sd and /metrics (mounted, never copied)")
+@click.option("--ca-file", type=click.Path(path_type=Path), default=None,
+              help="CA certificate (PEM) that signed an https hub's certificate (and agents')")
 @click.option("--bind", default="127.0.0.1", show_default=True, help="address the compose file publishes ports on")
 @click.option("--port", "ports", multiple=True, metavar="SERVICE=PORT",
               help="publish a service on another host port, e.g. grafana=3001 (repeatable)")
@@ -40,7 +43,7 @@ def stack() -> None:
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="your alerts.yaml, exported beside the built-in rules")
 @click.option("--force", is_flag=True, help="replace a folder an earlier `stack generate` wrote")
-def generate(out: Path, hub: str, tsdb: str, api_key_file: Path | None, bind: str, ports: tuple[str, ...],
+def generate(out: Path, hub: str, tsdb: str, api_key_file: Path | None, ca_file: Path | None, bind: str, ports: tuple[str, ...],
              scrape_interval: str, alertmanager_url: str, datasource_url: str | None, rules_file: Path | None,
              force: bool) -> None:
     """Write prometheus/ (or vmagent/ + vmalert/), alertmanager/, grafana/provisioning/ and compose.yaml."""
@@ -59,6 +62,7 @@ def generate(out: Path, hub: str, tsdb: str, api_key_file: Path | None, bind: st
     opts = StackOptions(
         hub=parse_hub_url(hub), tsdb=kind,
         api_key_file=check_api_key_file(api_key_file) if api_key_file is not None else None,
+        ca_file=check_ca_file(ca_file) if ca_file is not None else None,
         bind=parse_bind(bind), scrape_interval=format_duration(interval), alertmanager_url=alertmanager_url,
         datasource_url=datasource_url, rules_file=rules_file, ports=parse_ports(ports, kind))
     files = render(opts)
@@ -67,6 +71,9 @@ def generate(out: Path, hub: str, tsdb: str, api_key_file: Path | None, bind: st
     if opts.api_key_file is None:
         click.echo("note: no --api-key-file: http_sd and the hub's /metrics are read without a key, which only "
                    "a hub started with --anonymous-read allows", err=True)
+    if opts.api_key_file is not None and opts.api_key_file.stat().st_mode & 0o077:
+        click.echo(f"note: {opts.api_key_file} can be read by other users: chmod 600 it (chown it to the "
+                   "scraper's user)", err=True)
     if opts.hub.is_loopback():
         click.echo(f"note: --hub {opts.hub.base} is this machine's loopback: Prometheus run here reaches it, "
                    "but not from a container; give the hub's reachable address for compose", err=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import victoriametrics as vm
-from .options import SERVICE_PORTS, StackOptions
+from .options import SERVICE_PORTS, StackOptions, mounted_files
 from .prometheus import RULES_DIR
 from .yamltext import yaml_file
 
@@ -26,7 +26,7 @@ IMAGES = {
 
 
 def _key_mount(opts: StackOptions) -> list[str]:
-    return [f"{opts.api_key_file}:{opts.api_key_file}:ro"] if opts.api_key_file else []
+    return [f"{p}:{p}:ro" for p in mounted_files(opts)]
 
 
 def _prometheus(opts: StackOptions) -> dict[str, Any]:

@@ -53,6 +53,7 @@ class StackOptions:
     hub: HubUrl
     tsdb: Tsdb = "prometheus"
     api_key_file: Path | None = None  # absolute; the same path inside the containers
+    ca_file: Path | None = None  # absolute: the CA that signed the hub's (and agents') TLS certificates
     bind: str = "127.0.0.1"
     scrape_interval: str = "15s"
     alertmanager_url: str = "http://alertmanager:9093"
@@ -116,3 +117,15 @@ def check_api_key_file(path: Path) -> Path:
         raise UserError(f"--api-key-file {path}: no such file; write a viewer API key into it "
                         "(gpufleet apikey create --user prometheus --role viewer) with mode 0600")
     return p
+
+
+def check_ca_file(path: Path) -> Path:
+    p = path.expanduser().resolve()
+    if not p.is_file() or b"-----BEGIN CERTIFICATE-----" not in p.read_bytes()[:65536]:
+        raise UserError(f"--ca-file {path}: not a PEM certificate file (e.g. the ca.pem of `gpufleet tls selfsigned`)")
+    return p
+
+
+def mounted_files(opts: StackOptions) -> list[Path]:
+    """Files outside the stack folder the scrapers read: mounted read-only at the same path."""
+    return [p for p in (opts.api_key_file, opts.ca_file) if p is not None]

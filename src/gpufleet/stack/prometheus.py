@@ -24,10 +24,16 @@ RULES_DIR = "rules"
 
 
 def _auth(opts: StackOptions) -> dict[str, Any]:
-    if opts.api_key_file is None:
-        return {}
-    # `type: Bearer` explicitly: Prometheus 2.42 sends a credentials_file's key bare without it.
-    return {"authorization": {"type": "Bearer", "credentials_file": str(opts.api_key_file)}}
+    out: dict[str, Any] = {}
+    if opts.api_key_file is not None:
+        # `type: Bearer` explicitly: Prometheus 2.42 sends a credentials_file's key bare without it.
+        out["authorization"] = {"type": "Bearer", "credentials_file": str(opts.api_key_file)}
+    out.update(_tls(opts))
+    return out
+
+
+def _tls(opts: StackOptions) -> dict[str, Any]:
+    return {"tls_config": {"ca_file": str(opts.ca_file)}} if opts.ca_file is not None else {}
 
 
 def scrape_configs(opts: StackOptions, sd_refresh: bool = True) -> list[dict[str, Any]]:
@@ -35,7 +41,8 @@ def scrape_configs(opts: StackOptions, sd_refresh: bool = True) -> list[dict[str
     hub = opts.hub
     sd: dict[str, Any] = {"url": hub.base + SD_PATH, **({"refresh_interval": SD_REFRESH} if sd_refresh else {}),
                           **_auth(opts)}
-    agents: dict[str, Any] = {"job_name": AGENTS_JOB, "http_sd_configs": [sd]}
+    # Agents serving TLS come labelled __scheme__=https by the hub; they are trusted with the same CA.
+    agents: dict[str, Any] = {"job_name": AGENTS_JOB, "http_sd_configs": [sd], **_tls(opts)}
     own: dict[str, Any] = {
         "job_name": HUB_JOB, "scheme": hub.scheme, "metrics_path": hub.path + "/metrics", **_auth(opts),
         "static_configs": [{"targets": [hub.netloc]}],
