@@ -159,7 +159,7 @@ def _choices(http: httpx.Client, prom: str, variables: list[dict]) -> list[dict[
     for v in variables:
         nxt = []
         for s in settings:
-            vals = _label_values(http, prom, v["query"]["query"], s)
+            vals = _label_values(http, prom, v["query"], s)
             assert vals, f"variable {v['name']} has no values"
             if v.get("multi"):
                 nxt.append({**s, "$" + v["name"]: "(" + "|".join(re.escape(x) for x in vals) + ")"})

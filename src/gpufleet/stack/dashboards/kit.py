@@ -168,7 +168,8 @@ class Board:
 
 
 def _variable(v: Variable) -> GQueryVariable:
-    q = (GQueryVariable(v.name).label(v.label).datasource(DS).query({"query": v.query, "refId": "PrometheusVariableQueryEditor-VariableQuery"})
+    # A plain label_values() string: every Grafana version's Prometheus datasource reads it.
+    q = (GQueryVariable(v.name).label(v.label).datasource(DS).query(v.query)
          .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC).multi(v.multi))
     if v.multi:
         q = q.include_all(True).current(VariableOption(selected=True, text="All", value="$__all"))
