@@ -135,6 +135,11 @@ def test_vmagent_and_victoriametrics_scrape_the_fleet(fleet: Fleet) -> None:
         eventually(all_up, timeout=60, interval=0.5, what="up == 1 for every agent in VictoriaMetrics")
         assert eventually(lambda: prom_query(vm, f'up{{job="{HUB_JOB}"}} == 1'), timeout=30,
                           what="the hub's own /metrics through vmagent")
+        # Grafana's datasource points at VictoriaMetrics in this set-up: the same panels, its MetricsQL
+        _wait_for_history(vm)
+        boards = _boards(out)
+        empty = [e for name, b in boards.items() if name != "alerts.json" for e in _empty_panels(fleet.http, vm, b)]
+        assert not empty, "panels without data in VictoriaMetrics:\n" + "\n".join(empty)
 
 
 def _grafana_vars(expr: str, values: dict[str, str]) -> str:
@@ -182,8 +187,7 @@ def _has_data(http: httpx.Client, prom: str, expr: str, instant: bool) -> bool:
     return bool(r.json()["data"]["result"])
 
 
-def _empty_panels(fleet: Fleet, board: dict) -> list[str]:
-    http, prom = fleet.http, fleet.prom
+def _empty_panels(http: httpx.Client, prom: str, board: dict) -> list[str]:
     settings = _choices(http, prom, board["templating"]["list"])
     empty = []
     for p in board["panels"]:
@@ -193,6 +197,14 @@ def _empty_panels(fleet: Fleet, board: dict) -> list[str]:
     return empty
 
 
+def _wait_for_history(url: str) -> None:
+    """Enough scrapes of every agent for the rates and increases over the dashboards' windows."""
+    def history() -> bool:
+        return len(prom_query(url, f'count_over_time(up{{job="{AGENTS_JOB}"}}[1m]) >= 6')) == len(FLEET)
+
+    eventually(history, timeout=60, interval=0.5, what="six scrapes of every agent")
+
+
 def _boards(out: Path) -> dict[str, dict]:
     folder = out / "grafana/provisioning/dashboards/gpufleet"
     return {f.name: json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))}
@@ -200,13 +212,9 @@ def _boards(out: Path) -> dict[str, dict]:
 
 def test_every_panel_query_returns_data(fleet: Fleet) -> None:
     # Enough history for rates and increases over the windows the dashboards use.
-    def history() -> bool:
-        res = prom_query(fleet.prom, f'count_over_time(up{{job="{AGENTS_JOB}"}}[1m]) >= 6')
-        return len(res) == len(FLEET)
-
-    eventually(history, timeout=60, interval=0.5, what="six scrapes of every agent")
+    _wait_for_history(fleet.prom)
     boards = _boards(fleet.out)
-    empty = [e for name, b in boards.items() if name != "alerts.json" for e in _empty_panels(fleet, b)]
+    empty = [e for name, b in boards.items() if name != "alerts.json" for e in _empty_panels(fleet.http, fleet.prom, b)]
     assert not empty, "panels without data:\n" + "\n".join(empty)
     queries = sum(len(p.get("targets", [])) for b in boards.values() for p in b["panels"])
     assert queries > 150  # the GPU, node and user dashboards are not trivially small
@@ -215,5 +223,5 @@ def test_every_panel_query_returns_data(fleet: Fleet) -> None:
     fleet.agents["ws"].stop()
     eventually(lambda: prom_query(fleet.prom, 'ALERTS{alertname="GpufleetNodeDown",node="ws"}'), timeout=30,
                interval=0.5, what="GpufleetNodeDown pending for the stopped agent")
-    empty = _empty_panels(fleet, boards["alerts.json"])
+    empty = _empty_panels(fleet.http, fleet.prom, boards["alerts.json"])
     assert not empty, "panels without data:\n" + "\n".join(empty)
