@@ -57,6 +57,7 @@ def test_agent_pushes_with_hub_libraries_unimportable(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "extra"), [(["hub"], "hub"), (["up"], "hub"), (["rules", "list"], "hub"),
                                              (["tls", "selfsigned", "--out", "x"], "hub"),
+                                             (["stack", "generate", "--out", "x", "--hub", "http://h:8080"], "hub"),
                                              (["top", "--once"], "top"), (["ls"], "top")])
 def test_hub_side_commands_say_what_to_install(tmp_path: Path, args: list[str], extra: str) -> None:
     r = subprocess.run([*AGENT_ONLY, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
