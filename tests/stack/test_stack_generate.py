@@ -151,7 +151,7 @@ def _check_common(out: Path, key_file: Path, services: set[str], bind: str = "12
             assert p["datasource"]["uid"] == DATASOURCE_UID and p["targets"], (b.name, p["title"])
             assert all(t["datasource"]["uid"] == DATASOURCE_UID and t["expr"] for t in p["targets"])
         for v in d["templating"]["list"]:
-            assert v["datasource"]["uid"] == DATASOURCE_UID
+            assert v["datasource"]["uid"] == DATASOURCE_UID and v["id"] == v["name"]
     assert len(uids) == len(boards)
     return compose
 

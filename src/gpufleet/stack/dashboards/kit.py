@@ -169,7 +169,8 @@ class Board:
 
 def _variable(v: Variable) -> GQueryVariable:
     # A plain label_values() string: every Grafana version's Prometheus datasource reads it.
-    q = (GQueryVariable(v.name).label(v.label).datasource(DS).query(v.query)
+    # id = name: the SDK gives every variable the same zero UUID, and Grafana keys variables by id.
+    q = (GQueryVariable(v.name).id(v.name).label(v.label).datasource(DS).query(v.query)
          .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC).multi(v.multi))
     if v.multi:
         q = q.include_all(True).current(VariableOption(selected=True, text="All", value="$__all"))
