@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import msgspec
+
 from .catalogue import BY_SCOPE, SCOPE_LABELS
 from .scopes import STORED_SCOPES, records
 from .snapshot import NodeSnapshot
@@ -30,29 +32,69 @@ Record = tuple[str, tuple[str, ...], Mapping[str, float]]
 
 
 class SeriesCache:
-    """The last shape seen for one node and the keys built for it."""
+    """The shapes seen lately for one node and the keys built for each.
 
-    __slots__ = ("shape", "keys", "picks")
+    Several, not one: a node's shape flips back and forth as users and processes come and
+    go, and handing the store the very same key tuple again lets it find that series list
+    by identity instead of building and comparing keys. Past shapes are kept as msgpack
+    bytes (not tuples holding a decoded snapshot's strings), and their key lists share the
+    (metric, labels) tuples they have in common: a few KB a shape.
+    """
+
+    __slots__ = ("shape", "keys", "picks", "recent")
+
+    KEEP = 4
 
     def __init__(self) -> None:
         self.shape: object = None
         self.keys: tuple[SeriesKey, ...] = ()
         self.picks: list[list[str] | None] = []  # per record: keys to take, None = all of them
+        self.recent: list[tuple[bytes, tuple[SeriesKey, ...], list[list[str] | None]]] = []
+
+    def find(self, shape: object) -> bool:
+        """Make `shape` current if it was seen lately."""
+        if self.shape == shape:
+            return True
+        if self.recent:
+            packed = _pack(shape)
+            for i, (sh, keys, picks) in enumerate(self.recent):
+                if sh == packed:
+                    self.recent.insert(0, self.recent.pop(i))
+                    self.shape, self.keys, self.picks = shape, keys, picks
+                    return True
+        return False
+
+    def put(self, shape: object, keys: tuple[SeriesKey, ...], picks: list[list[str] | None]) -> None:
+        if self.recent:
+            known = {k: k for _, ks, _ in self.recent for k in ks}
+            keys = tuple([known.get(k, k) for k in keys])
+        self.shape, self.keys, self.picks = shape, keys, picks
+        self.recent.insert(0, (_pack(shape), keys, picks))
+        del self.recent[self.KEEP:]
+
+
+_pack = msgspec.msgpack.Encoder().encode
 
 
 def _records(snap: NodeSnapshot) -> list[Record]:
     return [(scope, ids, vals) for scope in STORED_SCOPES for ids, vals, _ in records(snap, scope) if vals]
 
 
+# One tuple per distinct (label, value) pair: ("gpu", "0") is in every GPU series of the fleet.
+# The store adopts these objects as its own, so its index and this cache share them.
+_PAIRS: dict[tuple[str, str], tuple[str, str]] = {}
+
+
 def _build(recs: list[Record], base: dict[str, str]) -> tuple[tuple[SeriesKey, ...], list[list[str] | None]]:
     keys: list[SeriesKey] = []
     picks: list[list[str] | None] = []
+    pair = _PAIRS.setdefault
     for scope, ids, vals in recs:
         names = _NAMES[scope]
-        labels = tuple(sorted({**base, **dict(zip(SCOPE_LABELS[scope], ids))}.items()))
+        labels = tuple([pair(p, p) for p in sorted({**base, **dict(zip(SCOPE_LABELS[scope], ids))}.items())])
         take = [k for k in vals if k in names]
         picks.append(None if len(take) == len(vals) else take)
-        keys.extend((names[k], labels) for k in take)
+        keys += [(names[k], labels) for k in take]
     # A tuple, so the store can tell an unchanged series list by identity alone.
     return tuple(keys), picks
 
@@ -64,12 +106,12 @@ def snapshot_series(snap: NodeSnapshot, extra_labels: dict[str, str] | None = No
     # The shape: which records, with which value keys in which order. Comparing it is a
     # C-speed tuple comparison, far cheaper than building and sorting label sets again.
     shape = (tuple(base.items()), tuple((scope, ids, tuple(vals)) for scope, ids, vals in recs))
-    if cache is not None and cache.shape == shape:
+    if cache is not None and cache.find(shape):
         keys, picks = cache.keys, cache.picks
     else:
         keys, picks = _build(recs, base)
         if cache is not None:
-            cache.shape, cache.keys, cache.picks = shape, keys, picks
+            cache.put(shape, keys, picks)
     values: list[float] = []
     for (_, _, vals), take in zip(recs, picks):
         if take is None:

@@ -238,6 +238,25 @@ class RecordLog:
         while view:
             view = view[os.write(self._fd, view):]
 
+    def append_many(self, payloads: list[bytes]) -> None:
+        """Append several records with one write; on failure none of them stays in the file."""
+        data = b"".join(encode(p) for p in payloads)
+        start = os.lseek(self._fd, 0, os.SEEK_CUR)
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except BaseException:
+            # A short write (disk full) must not leave records the caller will not use: their
+            # ids would be handed out again for other series.
+            try:
+                os.ftruncate(self._fd, start)
+                os.lseek(self._fd, start, os.SEEK_SET)
+            except OSError:
+                pass
+            raise
+        self.size += len(data)
+
     def flush(self, fsync: bool = True) -> None:
         # Data is already in the OS after append(); fsync only matters for power loss.
         if fsync:

@@ -17,7 +17,7 @@ import numpy as np
 from . import formats
 from .base import StoreState
 from .block import Block, BlockDamaged
-from .head import NodeState, Segment
+from .head import NodeState, Schema
 from .recordlog import RecordLog
 from .types import RAW, RESOLUTIONS
 
@@ -148,10 +148,10 @@ class Recovery(StoreState):
                           f"outside [0, now + {self.opts.max_future_s:g} s]; not replayed")
         self._next_schema = max(schemas, default=0) + 1
         for st in self._by_nid.values():
-            # a segment whose schema record sits only in an older generation
+            # a schema whose record sits only in an older generation
             # re-declares it before its next push into the current one
-            if st.cur is not None and sch_gen.get(st.cur.schema_id) == self._wal_gen:
-                st.cur.gen = self._wal_gen
+            for known in st.schemas:
+                known.gen = sch_gen.get(known.schema_id, -1)
 
     def _apply_wal(self, rec: bytes, schemas: dict[int, tuple[int, np.ndarray]],
                    sch_gen: dict[int, int], gen: int, pending: dict[int, list[bytes]]) -> None:
@@ -197,14 +197,14 @@ class Recovery(StoreState):
         if not keep.any():
             return
         tss, rows = tss[keep], rows[keep]
-        seg = st.cur
-        if seg is None or seg.schema_id != sch:
+        got = st.sch if st.sch is not None and st.sch.schema_id == sch else st.schema_by_id(sch)
+        if got is None:
             index = self.series_index
             keys = tuple(index.key(int(s)) if index.known(int(s)) else None for s in sids)
-            seg = Segment(sch, keys, sids)
-            st.segments.append(seg)
-            st.cur = seg
-        seg.append_rows(tss, rows)
+            got = Schema(sch, keys, sids)
+        st.use_schema(got)
+        seg, cols = st.head_for(got)
+        seg.append_rows(tss, rows, cols)
         self._note_appended(st, float(tss[0]), float(tss[-1]), rows.size)
 
 

@@ -11,6 +11,8 @@ last caught up (and whose record was hit) cannot be named again.
 from __future__ import annotations
 
 import os
+import sys
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,11 +54,36 @@ def normalize_key(key: Any) -> SeriesKey:
     return metric, tuple(pairs)
 
 
+def _is_normal(labels: tuple[Any, ...]) -> bool:
+    """Is this tuple already what normalize_key makes: string pairs, names sorted and distinct?"""
+    prev = ""
+    for p in labels:
+        if type(p) is not tuple or len(p) != 2:
+            return False
+        name, value = p
+        if type(name) is not str or type(value) is not str or name <= prev:  # '' < any name
+            return False
+        prev = name
+    return True
+
+
+def _label(pairs: tuple[tuple[str, str], ...], name: str) -> str | None:
+    for k, v in pairs:
+        if k == name:
+            return v
+    return None
+
+
 class SeriesIndex:
     """Node and series ids of a store, from ``series.log`` (and ``series.snap`` when that is hurt).
 
     Ids are dense when nothing was lost; after damage they may have holes
     (``None``), and new ids always go above every id the store's data uses.
+
+    Memory is per series a list slot, a dict entry and an int: a fleet of 1,000 nodes
+    has ~740k series. Label tuples are interned (one object per distinct label set, shared
+    by every metric of a GPU or CPU and with the caller's own keys), node ids sit in an
+    array, and label dicts are built only for the series a query returns.
     """
 
     def __init__(self, path: str, on_damage: Callable[[str], None] | None = None) -> None:
@@ -64,10 +91,14 @@ class SeriesIndex:
         self.snap_path = os.path.join(os.path.dirname(path), SNAPSHOT)
         self.node_ids: dict[str, int] = {}
         self.node_names: list[str | None] = []
-        self.series: list[tuple[int, SeriesKey] | None] = []  # sid -> (node id, key)
-        self._sid_of: dict[tuple[int, Any], int] = {}
-        self.by_metric: dict[str, list[int]] = {}
-        self._labels: dict[int, dict[str, str]] = {}
+        self.series: list[SeriesKey | None] = []  # sid -> key
+        self._nid = array("l")  # sid -> node id (-1: a hole)
+        self._sid_of: dict[int, dict[SeriesKey, int]] = {}  # node id -> {key: sid}
+        # metric -> the series' node (its own `node` label, else the store's node name) -> sids:
+        # a query naming its node visits that node's series only
+        self.by_metric: dict[str, dict[str, array[int]]] = {}
+        self._interned: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
         self._on_damage = on_damage
         self.lost_nodes = 0
         self.lost_series = 0
@@ -125,7 +156,9 @@ class SeriesIndex:
         if nid >= len(self.node_names):
             self.node_names.extend([None] * (nid + 1 - len(self.node_names)))
         if sid >= len(self.series):
-            self.series.extend([None] * (sid + 1 - len(self.series)))
+            more = sid + 1 - len(self.series)
+            self.series.extend([None] * more)
+            self._nid.extend([-1] * more)
 
     def _apply_raw(self, raw: bytes, only_missing: bool = False) -> None:
         try:
@@ -152,8 +185,8 @@ class SeriesIndex:
         out = [_enc.encode(["N", nid, name]) for nid, name in enumerate(self.node_names) if name is not None]
         for sid, got in enumerate(self.series):
             if got is not None:
-                nid, (metric, labels) = got
-                out.append(_enc.encode(["S", sid, nid, metric, [list(p) for p in labels]]))
+                metric, labels = got
+                out.append(_enc.encode(["S", sid, self._nid[sid], metric, [list(p) for p in labels]]))
         return out
 
     def write_snapshot(self, max_records: int | None = None) -> bool:
@@ -174,11 +207,26 @@ class SeriesIndex:
         for sid in range(s0, series_to):
             got = self.series[sid]
             if got is not None:
-                nid, (metric, labels) = got
-                recs.append(_enc.encode(["S", sid, nid, metric, [list(p) for p in labels]]))
+                metric, labels = got
+                recs.append(_enc.encode(["S", sid, self._nid[sid], metric, [list(p) for p in labels]]))
         series_snapshot.append(self.snap_path, (nodes_to, series_to), recs)
         self._snap_counts = (nodes_to, series_to)
         return (nodes_to, series_to) != (n1, s1)
+
+    def _intern(self, labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        """The one shared object for a normalised label tuple (its pairs shared too).
+
+        The first object seen is kept: the caller's own (pair) tuples, so the hub's key
+        cache and this index hold one copy between them.
+        """
+        got = self._interned.get(labels)
+        if got is None:
+            pair = self._pairs.setdefault
+            shared = [pair(p, p) for p in labels]
+            if any(a is not b for a, b in zip(shared, labels)):
+                labels = tuple(shared)
+            got = self._interned[labels] = labels
+        return got
 
     def _apply(self, rec: list[Any]) -> None:
         if rec[0] == "N":
@@ -186,13 +234,45 @@ class SeriesIndex:
             self._grow(nid, -1)
             self.node_names[nid] = name
             self.node_ids[name] = nid
+            if nid in self._sid_of:  # its series came first (a rebuilt index): regroup them by name
+                lost = f"lost-node-{nid}"
+                for by_node in self.by_metric.values():
+                    got = by_node.pop(lost, None)
+                    if got is not None:
+                        by_node.setdefault(name, array("q")).extend(got)
         else:
             _, sid, nid, metric, labels = rec
-            self._grow(-1, sid)
-            key: SeriesKey = (metric, tuple((a, b) for a, b in labels))
-            self.series[sid] = (nid, key)
-            self._sid_of[(nid, key)] = sid
-            self.by_metric.setdefault(metric, []).append(sid)
+            key: SeriesKey = (sys.intern(metric), self._intern(tuple([(a, b) for a, b in labels])))
+            self._add(sid, nid, key)
+
+    def _add(self, sid: int, nid: int, key: SeriesKey) -> None:
+        self._add_many(nid, [(key, sid)])
+
+    def _add_many(self, nid: int, items: list[tuple[SeriesKey, int]]) -> None:
+        """Name new series of one node (ids ascending when they come from sids_for)."""
+        top = max(sid for _, sid in items)
+        self._grow(-1, top)
+        series, nids = self.series, self._nid
+        own = self._sid_of.setdefault(nid, {})
+        by_metric = self.by_metric
+        fallback = self.node_names[nid] if 0 <= nid < len(self.node_names) else None
+        fallback = fallback or f"lost-node-{nid}"
+        node_of: dict[int, str] = {}  # id(labels) -> node: a GPU's ~30 metrics share one tuple
+        for key, sid in items:
+            series[sid] = key
+            nids[sid] = nid
+            own[key] = sid
+            metric, labels = key
+            node = node_of.get(id(labels))
+            if node is None:
+                node = node_of[id(labels)] = _label(labels, "node") or fallback
+            by_node = by_metric.get(metric)
+            if by_node is None:
+                by_node = by_metric[metric] = {}
+            got = by_node.get(node)
+            if got is None:
+                got = by_node[node] = array("q")
+            got.append(sid)
 
     def node_id(self, name: str, create: bool = True) -> int | None:
         nid = self.node_ids.get(name)
@@ -204,28 +284,59 @@ class SeriesIndex:
             self._apply(["N", nid, name])
         return nid
 
+    def _normal(self, key: Any) -> SeriesKey:
+        """`key` normalised, with interned labels; the caller's own tuple when it already is."""
+        if type(key) is tuple and len(key) == 2:
+            metric, labels = key
+            if type(metric) is str and metric and type(labels) is tuple:
+                try:
+                    got = self._interned.get(labels)
+                except TypeError:  # unhashable parts: the slow path says what is wrong
+                    got = None
+                if got is None and _is_normal(labels):
+                    got = self._intern(labels)
+                if got is not None:
+                    return key if got is labels else (metric, got)
+        metric, norm = normalize_key(key)
+        return metric, self._intern(norm)
+
     def sids_for(self, nid: int, keys: Sequence[Any]) -> list[int]:
-        """Ids of the given keys on a node, registering new series."""
+        """Ids of the given keys on a node, registering new series (one series.log write for all)."""
         out: list[int] = []
-        sid_of = self._sid_of
+        own = self._sid_of.get(nid)
+        if own is None:
+            own = self._sid_of[nid] = {}
+        get = own.get
+        new: dict[SeriesKey, int] = {}
+        interned: dict[int, tuple[tuple[str, str], ...]] = {}  # id(caller's labels) -> interned
+        base = len(self.series)
         for key in keys:
             try:
-                sid = sid_of.get((nid, key))
+                sid = get(key)
             except TypeError:  # unhashable (lists): normalise below
                 sid = None
             if sid is None:
-                norm = normalize_key(key)
-                sid = sid_of.get((nid, norm))
+                norm: SeriesKey | None = None
+                if type(key) is tuple and len(key) == 2 and type(key[0]) is str and key[0]:
+                    # the caller's label tuple, already checked for an earlier metric of this batch
+                    lab = interned.get(id(key[1]))
+                    if lab is not None:
+                        norm = key if lab is key[1] else (key[0], lab)
+                if norm is None:
+                    norm = self._normal(key)
+                    if type(key) is tuple and len(key) == 2:
+                        interned[id(key[1])] = norm[1]
+                sid = get(norm)
                 if sid is None:
-                    sid = len(self.series)
-                    metric, labels = norm
-                    self.log.append(_enc.encode(["S", sid, nid, metric, [list(p) for p in labels]]))
-                    self._apply(["S", sid, nid, metric, labels])
-                try:
-                    sid_of[(nid, key)] = sid  # alias for the caller's spelling
-                except TypeError:
-                    pass
+                    sid = new.get(norm)
+                    if sid is None:
+                        sid = new[norm] = base + len(new)
             out.append(sid)
+        if new:
+            # In series.log before any WAL record uses the ids: one write for a node's whole
+            # first push (730 series), not one each, which made a join storm crawl.
+            self.log.append_many([_enc.encode(["S", sid, nid, m, labels]) for (m, labels), sid in new.items()])
+            self._add_many(nid, list(new.items()))
         return out
 
     def known(self, sid: int) -> bool:
@@ -237,36 +348,55 @@ class SeriesIndex:
     def key(self, sid: int) -> SeriesKey:
         got = self.series[sid]
         assert got is not None, "key() of a series whose name was lost"
-        return got[1]
+        return got
 
     def node_of(self, sid: int) -> int:
-        got = self.series[sid]
-        return got[0] if got is not None else -1
+        return self._nid[sid] if 0 <= sid < len(self._nid) else -1
 
     def labels(self, sid: int) -> dict[str, str]:
         """Labels of a series as a dict, with __name__ and node (unless the key has one)."""
-        got = self._labels.get(sid)
-        if got is None:
-            entry = self.series[sid]
-            assert entry is not None, "labels() of a series whose name was lost"
-            nid, (metric, pairs) = entry
-            got = {"__name__": metric, **dict(pairs)}
-            got.setdefault("node", self.node_names[nid] or f"lost-node-{nid}")
-            self._labels[sid] = got
-        return dict(got)
+        got = self.series[sid]
+        assert got is not None, "labels() of a series whose name was lost"
+        metric, pairs = got
+        out = {"__name__": metric, **dict(pairs)}
+        if "node" not in out:
+            nid = self._nid[sid]
+            out["node"] = self.node_name(nid) or f"lost-node-{nid}"
+        return out
 
     def match(self, metric: str | None, matchers: Sequence[Matcher]) -> list[int]:
         if metric is None:
-            cands: list[int] = [i for i, x in enumerate(self.series) if x is not None]
+            groups = [g for by_node in self.by_metric.values() for g in by_node.values()]
         else:
-            cands = self.by_metric.get(metric, [])
+            by_node = self.by_metric.get(metric, {})
+            node_eq = [m.value for m in matchers if m.name == "node" and m.op == "="]
+            if node_eq:  # an exact node: only its series can match
+                got = by_node.get(node_eq[0])
+                groups = [got] if got is not None else []
+            else:
+                groups = list(by_node.values())
+        cands = sorted(sid for g in groups for sid in g)
+        if not matchers:
+            return cands
         out = []
+        series, nids = self.series, self._nid
         for sid in cands:
-            if not matchers:
-                out.append(sid)
+            key = series[sid]
+            if key is None:
                 continue
-            labels = self._labels.get(sid) or self.labels(sid)
-            if all(m.matches(labels) for m in matchers):
+            metric_of, pairs = key
+            ok = True
+            for m in matchers:
+                if m.name == "__name__":
+                    value: str | None = metric_of
+                else:
+                    value = _label(pairs, m.name)
+                    if value is None and m.name == "node":
+                        value = self.node_name(nids[sid]) or f"lost-node-{nids[sid]}"
+                if not m.accepts(value or ""):
+                    ok = False
+                    break
+            if ok:
                 out.append(sid)
         return out
 

@@ -33,7 +33,7 @@ from .base import log
 from .block import Block, BlockDamaged
 from .series_index import SeriesIndex
 from .compaction import Compaction
-from .head import NodeState, Segment
+from .head import NodeState, Schema, Segment
 from .recovery import DATA, ROWS, SCHEMA, SCHEMA_EVERY, Recovery
 from .rollup import rollup_grid
 from .types import MAX_TS, RAW, RESOLUTIONS, Matcher, SeriesKey, StoreOptions
@@ -118,19 +118,28 @@ class TimeSeriesStore(Recovery, Compaction):
             assert st is not None
         return st
 
-    def _segment_for(self, st: NodeState, keys: Sequence[SeriesKey]) -> Segment:
+    def _segment_for(self, st: NodeState, keys: Sequence[SeriesKey]) -> tuple[Schema, Segment, np.ndarray | None]:
+        """The schema of this series list (declared in the WAL when new), the head and its columns."""
         k = keys if type(keys) is tuple else tuple(keys)
-        seg = st.cur
-        if seg is not None and (k is seg.keys or k == seg.keys):
-            seg.since_schema += 1
-            # again when a cut cycle rotated the WAL since its schema record, and every
-            # SCHEMA_EVERY pushes, so one damaged record never orphans a node's whole head
-            if seg.gen != self._wal_gen or seg.since_schema >= SCHEMA_EVERY:
-                self._wal.append(SCHEMA.pack(1, seg.schema_id, st.nid, seg.sids.size)
-                                 + seg.sids.astype("<u4").tobytes())
-                seg.gen = self._wal_gen
-                seg.since_schema = 0
-            return seg
+        sch = st.sch
+        if sch is None or sch.keys is not k:
+            if sch is None or not (len(k) == len(sch.keys) and k == sch.keys):
+                sch = st.find_schema(k)
+                if sch is None:
+                    sch = self._new_schema(st, k)
+            sch.keys = k  # the caller's tuple: the next push in this shape matches by identity
+        sch.since_schema += 1
+        # again when a cut cycle rotated the WAL since its schema record, and every
+        # SCHEMA_EVERY pushes, so one damaged record never orphans a node's whole head
+        if sch.gen != self._wal_gen or sch.since_schema >= SCHEMA_EVERY:
+            self._wal.append(SCHEMA.pack(1, sch.schema_id, st.nid, sch.sids.size) + sch.sids.astype("<u4").tobytes())
+            sch.gen = self._wal_gen
+            sch.since_schema = 0
+        st.use_schema(sch)
+        seg, cols = st.head_for(sch)
+        return sch, seg, cols
+
+    def _new_schema(self, st: NodeState, k: tuple[SeriesKey, ...]) -> Schema:
         sids = np.array(self.series_index.sids_for(st.nid, k), dtype=np.int64)
         if np.unique(sids).size != sids.size:
             seen: set[SeriesKey] = set()
@@ -138,14 +147,9 @@ class TimeSeriesStore(Recovery, Compaction):
                 if int(sid) in seen:  # type: ignore[comparison-overlap]
                     raise ValueError(f"series {key!r} appears twice in one batch for node {st.name!r}")
                 seen.add(int(sid))  # type: ignore[arg-type]
-        sch = self._next_schema
+        sch = Schema(self._next_schema, k, sids)
         self._next_schema += 1
-        self._wal.append(SCHEMA.pack(1, sch, st.nid, sids.size) + sids.astype("<u4").tobytes())
-        seg = Segment(sch, k, sids)
-        seg.gen = self._wal_gen
-        st.segments.append(seg)
-        st.cur = seg
-        return seg
+        return sch
 
     @staticmethod
     def _values(values: Any, n: int, node: str, keys: Sequence[SeriesKey], shape: tuple[int, ...]) -> np.ndarray:
@@ -184,11 +188,11 @@ class TimeSeriesStore(Recovery, Compaction):
             return n
         if n == 0:
             return 0
-        seg = self._segment_for(st, keys)
+        sch, seg, cols = self._segment_for(st, keys)
         ts = float(ts)
-        payload = DATA.pack(2, seg.schema_id, ts, n) + arr.tobytes()
+        payload = DATA.pack(2, sch.schema_id, ts, n) + arr.tobytes()
         self._wal.append(payload)
-        seg.append(ts, arr)
+        seg.append(ts, arr, cols)
         self._note_appended(st, ts, ts, n)
         return 0
 
@@ -217,9 +221,9 @@ class TimeSeriesStore(Recovery, Compaction):
         if not keep.any() or n == 0:
             return dropped
         tss, arr = tss[keep], np.ascontiguousarray(arr[keep])
-        seg = self._segment_for(st, keys)
-        self._wal.append(ROWS.pack(3, seg.schema_id, tss.size, n) + tss.tobytes() + arr.tobytes())
-        seg.append_rows(tss, arr)
+        sch, seg, cols = self._segment_for(st, keys)
+        self._wal.append(ROWS.pack(3, sch.schema_id, tss.size, n) + tss.tobytes() + arr.tobytes())
+        seg.append_rows(tss, arr, cols)
         self._note_appended(st, float(tss[0]), float(tss[-1]), arr.size)
         return dropped
 
