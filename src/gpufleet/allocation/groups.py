@@ -97,8 +97,10 @@ class UnixGroups:
                 gid = pwd.getpwnam(user).pw_gid
                 name = grp.getgrgid(gid).gr_name
                 g = "" if name == user else name
-            except (KeyError, OverflowError):
-                pass  # not in passwd (a container's uid, "unknown"): no group
+            except (KeyError, OverflowError, ValueError):
+                # not in passwd (a container's uid, "unknown"): no group; ValueError: a name with a
+                # NUL byte (from an allocation source), which getpwnam refuses
+                pass
             self._cache[user] = g
         return g
 

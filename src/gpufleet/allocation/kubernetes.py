@@ -39,6 +39,15 @@ def _get(d: dict[str, Any], *names: str) -> Any:
     return None
 
 
+def _list(v: Any, where: str) -> list[Any]:
+    """A JSON list (absent or null: empty); a hostile answer's other types are named, not a TypeError."""
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise PodResourcesError(f"{where}: expected a list, got {type(v).__name__}")
+    return v
+
+
 def is_gpu_resource(name: str) -> bool:
     return any(name == r or (r.endswith(("-", "/")) and name.startswith(r)) for r in GPU_RESOURCES)
 
@@ -61,18 +70,19 @@ def parse_pod_resources(data: bytes | str) -> list[Grant]:
         if not isinstance(pod, dict):
             continue
         name, namespace = str(pod.get("name") or ""), str(pod.get("namespace") or "")
-        for c in pod.get("containers") or []:
+        for c in _list(pod.get("containers"), f"pod {namespace}/{name}: containers"):
             if not isinstance(c, dict):
                 continue
-            for dev in c.get("devices") or []:
+            for dev in _list(c.get("devices"), f"pod {namespace}/{name}: devices"):
                 if not isinstance(dev, dict):
                     continue
                 resource = str(_get(dev, "resourceName", "resource_name") or "")
                 if not is_gpu_resource(resource):
                     continue
-                for dev_id in _get(dev, "deviceIds", "device_ids") or []:
+                for dev_id in _list(_get(dev, "deviceIds", "device_ids"), f"pod {namespace}/{name}: deviceIds"):
                     dev_id = str(dev_id)
-                    gpu = int(dev_id) if dev_id.isdigit() else None
+                    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+                    gpu = int(dev_id) if dev_id.isascii() and dev_id.isdigit() and len(dev_id) <= 9 else None
                     out.append(Grant(SOURCE, gpu=gpu, uuid="" if gpu is not None else dev_id,
                                      pod=name, namespace=namespace, container=str(c.get("name") or "")))
     return out

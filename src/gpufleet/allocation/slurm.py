@@ -34,6 +34,10 @@ _GRES = re.compile(r"(?:^|\s)GRES(?:_IDX)?=(\S*)")
 # One GRES item: name[:type][:count](IDX:list); IDX lists contain commas, so match them whole.
 _GRES_ITEM = re.compile(r"(?:^|,)([A-Za-z0-9_]+)((?::[^:(,]+)*)\(IDX:([-0-9,]+)\)")
 _MIG_TYPE = re.compile(r"\d+g\.\d+gb", re.IGNORECASE)
+# Bounds on what one range may expand to: more GPUs than a node has, or hosts than a cluster
+# has, is not Slurm's output, and expanding it would take the agent's memory.
+MAX_GPUS = 1024
+MAX_HOSTS = 100_000
 
 
 class SlurmError(RuntimeError):
@@ -50,16 +54,20 @@ class SlurmJob:
 
 
 def expand_ranges(text: str) -> list[int]:
-    """'0-1,3' -> [0, 1, 3]; ValueError on anything else."""
+    """'0-1,3' -> [0, 1, 3]; ValueError on anything else (or more than MAX_GPUS indices)."""
     out: list[int] = []
     for part in text.split(","):
         if not part:
             continue
         lo, sep, hi = part.partition("-")
         if sep:
+            if int(hi) - int(lo) >= MAX_GPUS:
+                raise ValueError(f"GPU index range {part} is larger than any node")
             out.extend(range(int(lo), int(hi) + 1))
         else:
             out.append(int(lo))
+        if len(out) > MAX_GPUS:
+            raise ValueError("more GPU indices than any node has")
     return out
 
 
@@ -98,11 +106,19 @@ def expand_hostlist(text: str) -> list[str]:
                 lo, sep, hi = part.partition("-")
                 if sep:
                     width = len(lo)
+                    if int(hi) - int(lo) >= MAX_HOSTS:
+                        raise ValueError(f"hostlist range {part!r} names more than {MAX_HOSTS} hosts")
                     expanded.extend(str(i).zfill(width) for i in range(int(lo), int(hi) + 1))
                 elif part:
                     expanded.append(part)
+                if len(expanded) > MAX_HOSTS:
+                    raise ValueError(f"hostlist {item!r} names more than {MAX_HOSTS} hosts")
+            if len(names) * len(expanded) > MAX_HOSTS:
+                raise ValueError(f"hostlist {item!r} names more than {MAX_HOSTS} hosts")
             names = [n + e for n in names for e in expanded]
         out.extend(names)
+        if len(out) > MAX_HOSTS:
+            raise ValueError(f"hostlist names more than {MAX_HOSTS} hosts")
     return out
 
 
@@ -140,7 +156,11 @@ def parse_jobs(text: str) -> list[SlurmJob]:
             g = _GRES.search(record, m.end(), end)
             idx = gpu_indices(g.group(1)) if g else []
             if idx:
-                for host in expand_hostlist(m.group(1)):
+                try:
+                    hosts = expand_hostlist(m.group(1))
+                except ValueError:
+                    continue  # not a hostlist (a malformed or hostile record): this line says nothing
+                for host in hosts:
                     job.gpus[host] = idx
         jobs.append(job)
     return jobs

@@ -29,13 +29,23 @@ def _int(v: Any) -> int | None:
         return None
     if isinstance(v, int):
         return v
-    if isinstance(v, str) and v.strip().isdigit():
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses; a few digits, an index.
+    if isinstance(v, str) and v.strip().isascii() and v.strip().isdigit() and len(v.strip()) <= 9:
         return int(v.strip())
     return None
 
 
+def _list(v: Any, where: str) -> list[Any]:
+    """A JSON list (absent or null: empty); a hostile file's other types are named, not a TypeError."""
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise StateFileError(f"{where}: expected a list, got {type(v).__name__}")
+    return v
+
+
 def _ds01_slot(slot_id: str, info: dict[str, Any]) -> list[Grant]:
-    containers = [str(c) for c in info.get("containers") or [] if c]
+    containers = [str(c) for c in _list(info.get("containers"), f"gpus[{slot_id!r}].containers") if c]
     users_raw = info.get("users") or {}
     users = [str(u) for u in (users_raw if isinstance(users_raw, (dict, list)) else [])]
     if not containers and not users:
