@@ -143,3 +143,29 @@ def test_a_usage_db_of_another_layout_is_set_aside(tmp_path: Path) -> None:
     finally:
         ext.close()
         hub.close()
+
+
+def test_events_api_and_24h_counts(tmp_path: Path) -> None:
+    from access import authed_client
+
+    now = time.time()
+    hub = Hub(HubOptions(data=tmp_path / "d"))
+    ext = UsageExtension(hub)
+    try:
+        job = [Allocation(gpu=0, state="in_use", gpu_equivalents=1.0, user="ana", slurm_job="5"),
+               Allocation(gpu=1, state="in_use", gpu_equivalents=1.0, user="ana", slurm_job="5")]
+        hub.ingest([snap(now - 180, job), snap(now - 120, job[:1]), snap(now - 60, [])])
+        v = ext.values()
+        assert (v["gpus_taken_24h"], v["gpus_released_24h"], v["jobs_started_24h"], v["jobs_ended_24h"]) == (2, 2, 1, 1)
+        with authed_client(hub, [ext], role="viewer", background=False) as c:
+            events = c.get("/api/v1/usage/events", params={"since": "1h"}).json()["events"]
+            assert [(e["t"] - now, e["kind"], e["gpu"]) for e in events][:3] == [
+                (-60, "job_ended", 0), (-60, "gpu_released", 0), (-120, "gpu_released", 1)]
+            assert sorted(e["kind"] for e in events) == ["gpu_released", "gpu_released", "gpu_taken", "gpu_taken",
+                                                         "job_ended", "job_started"]
+            assert c.get("/api/v1/usage/events", params={"kind": "nope"}).status_code == 400
+            metrics = c.get("/metrics").text
+            assert "gpufleet_hub_jobs_started_24h 1" in metrics and "gpufleet_hub_gpus_taken_24h 2" in metrics
+    finally:
+        ext.close()
+        hub.close()

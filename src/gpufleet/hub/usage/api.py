@@ -17,6 +17,7 @@ from fastapi.responses import Response
 
 from ..auth import Principal, Role, require
 from . import jobs as jobs_mod
+from .db import EVENT_KINDS
 from .period import parse_time
 from .report import BY, FIELDS, monthly, trend, usage
 
@@ -130,6 +131,26 @@ def mount(app: FastAPI, ext: UsageExtension) -> None:
         by_ = _by(by)
         with lock:
             return {"by": by_, **trend(db, by_, s, u, user=scope_user(request, ext, user), top=top)}
+
+    @app.get("/api/v1/usage/events", tags=["accounting"], dependencies=[viewer])
+    def events_route(request: Request, since: str = Query("24h"), user: str | None = Query(None),
+                     kind: str | None = Query(None, description="gpu_taken | gpu_released | job_started | job_ended"),
+                     limit: int = Query(1000, ge=1, le=100000)) -> Any:
+        """What the occupancy record saw happen, newest first: GPUs taken and released, jobs started and ended."""
+        now = time.time()
+        s, _ = _period(since, None, now)
+        if kind is not None and kind not in EVENT_KINDS:
+            raise HTTPException(400, f"kind {kind!r} is not one of {', '.join(EVENT_KINDS)}")
+        who = scope_user(request, ext, user)
+        sql = "SELECT t, kind, node, gpu, user, job FROM events WHERE t >= ?"
+        args: list[Any] = [s]
+        if who is not None:
+            sql, args = sql + " AND user = ?", [*args, who]
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", [*args, kind]
+        with lock:
+            rows = db.execute(sql + " ORDER BY t DESC, rowid DESC LIMIT ?", [*args, limit]).fetchall()
+        return {"events": [dict(zip(("t", "kind", "node", "gpu", "user", "job"), r)) for r in rows]}
 
     @app.get("/api/v1/jobs", tags=["accounting"], dependencies=[viewer])
     def jobs_route(request: Request, user: str | None = Query(None), running: bool = Query(False),
