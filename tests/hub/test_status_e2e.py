@@ -48,7 +48,7 @@ def test_status_healthy_degraded_unreachable(tmp_path: Path) -> None:
                               "--interval", "0.5", "--spool", str(tmp_path / "spool"),
                               "--listen", f"127.0.0.1:{free_port()}"), tmp_path / "agent.log")
         healthy = eventually(lambda: (r := _status(url, key)).returncode == 0 and "agents: 1 up" in r.stdout and r,
-                             timeout=30, what="a healthy fleet of one")
+                             timeout=60, what="a healthy fleet of one")
         assert healthy.stdout.startswith(f"hub {url}: HEALTHY")
         assert "alerts: 0 firing" in healthy.stdout and "remote write: not configured" in healthy.stdout
         assert "store: embedded, ok" in healthy.stdout
@@ -57,14 +57,14 @@ def test_status_healthy_degraded_unreachable(tmp_path: Path) -> None:
 
         rules.write_text("rules:\n  - alert: AlwaysOn\n    expr: gpufleet_node_memory_total_bytes > 0\n"
                          "    severity: warning\n")
-        firing = eventually(lambda: (r := _status(url, key)).returncode == 1 and r, timeout=30, what="degraded")
+        firing = eventually(lambda: (r := _status(url, key)).returncode == 1 and r, timeout=60, what="degraded")
         assert "alert AlwaysOn is firing on n1 (warning)" in firing.stdout
         report = json.loads(_status(url, key, "--json").stdout)
         assert report["status"] == "degraded" and report["alerts"]["firing"][0]["alertname"] == "AlwaysOn"
         assert report["agents"]["up"] == 1 and report["hub"] == url
 
         agent.stop()
-        stale = eventually(lambda: "node n1 is stale" in (r := _status(url, key)).stdout and r, timeout=30,
+        stale = eventually(lambda: "node n1 is stale" in (r := _status(url, key)).stdout and r, timeout=60,
                            what="the silent node reported stale")
         assert stale.returncode == 1 and "1 stale (n1)" in stale.stdout
     finally:
@@ -73,3 +73,30 @@ def test_status_healthy_degraded_unreachable(tmp_path: Path) -> None:
         hub.stop()
     r = _status(url, key)
     assert r.returncode == 2 and "unreachable" in r.stderr
+
+
+def test_status_degraded_by_a_failing_remote_write(tmp_path: Path) -> None:
+    data, port = tmp_path / "d", free_port()
+    url = f"http://127.0.0.1:{port}"
+    sink = f"http://127.0.0.1:{free_port()}/api/v1/write"  # nothing listens there
+    hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data), "--remote-write", sink),
+               tmp_path / "hub.log")
+    agent = None
+    try:
+        hub.wait_http(f"{url}/healthz")
+        key = make_api_key(data, "viewer")
+        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
+                               check=True).stdout.split()[-1]
+        agent = Proc(gpufleet("agent", "--hub", url, "--token", token, "--node", "rw1", "--simulate", "cpu-only",
+                              "--interval", "0.5", "--spool", str(tmp_path / "spool"),
+                              "--listen", f"127.0.0.1:{free_port()}"), tmp_path / "agent.log")
+        r = eventually(lambda: f"remote write to {sink} is failing" in (r := _status(url, key)).stdout and r,
+                       timeout=45, what="the failing remote write reported")
+        assert r.returncode == 1 and f"remote write: {sink} failing: ConnectError" in r.stdout
+        report = json.loads(_status(url, key, "--json").stdout)
+        rw = report["remote_write"]
+        assert rw["configured"] and not rw["ok"] and "Connection refused" in rw["last_error"]
+    finally:
+        if agent is not None:
+            agent.stop()
+        hub.stop()

@@ -34,7 +34,10 @@ def _remote_write(hub: Hub, failing: dict[str, str]) -> dict[str, Any]:
     if hub.remote is None:
         return {"configured": False}
     st = hub.remote.stats()
-    return {"configured": True, "url": hub.remote.safe_url, "ok": "remote_write" not in failing,
+    # The sender retries a refused or unreachable receiver by itself (the job is not "failing"
+    # then): it is failing while its last attempt went wrong after its last success.
+    retrying = st.last_error_time > st.last_success_time
+    return {"configured": True, "url": hub.remote.safe_url, "ok": "remote_write" not in failing and not retrying,
             "queue_samples": st.queue_samples, "samples_sent": st.samples_sent,
             "samples_dropped": st.samples_dropped + st.samples_failed,
             "last_success": st.last_success_time or None, "last_error": st.last_error or None}
