@@ -23,6 +23,7 @@ from .diskspace import Floor, FreeSpace
 from .extensions import Extension
 from .fleet import Fleet, NodeView
 from .jobs import Jobs, Paused, describe
+from .memtrim import Trimmer
 from .register import check_labels
 from .state import HubState, RegisterRefused, scrub_own_secrets
 
@@ -171,6 +172,7 @@ class Hub:
         self._disk_full_until = 0.0  # monotonic; set when a write met ENOSPC
         self._disk_full = False  # the last write met ENOSPC and none has succeeded since
         self.store_broken = ""  # why the embedded store could not be opened ('' when it is fine)
+        self._trimmer = Trimmer()
         self._open_storage()
         self._restore()
         self._state_version = self.state.data_version()
@@ -529,6 +531,7 @@ class Hub:
             raise
 
     def maintain(self) -> None:
+        self._trimmer.maybe()  # freed buffers (head cuts, closed streams) back to the OS
         if self.store is None:
             return
         try:
