@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -80,6 +81,12 @@ def test_hub_unit_and_refusals(tmp_path: Path) -> None:
                                                                           "--data %S/gpufleet-hub")
     assert not any(x.startswith(("DeviceAllow", "AmbientCapabilities=CAP")) for x in lines)
     _verify(unit)
+
+    # on an agent-only install the hub's unit would restart a hub that cannot start: refused, saying why
+    agent_only = Path(__file__).parent / "packaging" / "agent_only.py"
+    r = subprocess.run([sys.executable, str(agent_only), "service", "install", "hub", "--dry-run"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "pip install 'gpufleet[hub]'" in r.stderr and "Traceback" not in r.stderr
 
     fresh = tmp_path / "fresh"
     for args, says in [

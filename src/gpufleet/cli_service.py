@@ -106,6 +106,19 @@ def plan_install(kind: str, hub: str | None, listen: str | None, token_file: Pat
     """(unit text, steps, notes); UserError for what must be fixed first."""
     if kind == "hub" and hub:
         raise UserError("--hub is for the agent's unit (the hub it pushes to); leave it out for the hub")
+    if kind == "hub":
+        import importlib.util
+
+        def missing(module: str) -> bool:
+            try:
+                return importlib.util.find_spec(module) is None
+            except (ImportError, ValueError):
+                return True
+
+        absent = [m for m in ("fastapi", "uvicorn", "numpy") if missing(m)]
+        if absent:  # the unit would start a hub that cannot import itself, again and again
+            raise UserError(f"the hub's unit runs `gpufleet hub`, which needs gpufleet's hub extra ({absent[0]} is "
+                            "not installed): pip install 'gpufleet[hub]' first")
     if listen is not None:
         from .config import parse_listen
 
