@@ -52,13 +52,23 @@ def manifests(out: Path, hub_url: str | None, image: str | None, runtime_class: 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} is not empty: pick a new directory (nothing is overwritten)")
     files = build(o, token)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, docs in files.items():
-        text = yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
-        secret = any(d["kind"] == "Secret" for d in docs)
-        fd = os.open(out / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+    made = not out.exists()
+    written: list[Path] = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, docs in files.items():
+            text = yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
+            secret = any(d["kind"] == "Secret" for d in docs)
+            fd = os.open(out / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o644)
+            written.append(out / name)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+    except OSError as e:  # nothing half-written: what this run wrote goes again
+        for p in written:
+            p.unlink(missing_ok=True)
+        if made and out.is_dir():
+            out.rmdir()
+        raise UserError(f"--out {out}: cannot write there ({e.strerror or e}); pick a writable directory") from None
     click.echo(f"wrote {', '.join(files)} to {out}")
     if token is None:
         click.echo(f"then: kubectl apply -f {out}; the first join token is in `kubectl -n gpufleet logs "

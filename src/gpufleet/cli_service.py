@@ -8,6 +8,7 @@ is service_unit.py's. Agent-side imports only: `scripts/install.sh` runs this on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shlex
@@ -52,13 +53,18 @@ def _run(*argv: str) -> Callable[[], None]:
 
 def _write(path: Path, text: str, mode: int) -> Callable[[], None]:
     def go() -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, mode)  # whatever the umask
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.chmod(tmp, mode)  # whatever the umask
+            os.replace(tmp, path)
+        except OSError as e:  # a directory that cannot be made or written: one line, no temp file left
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise UserError(f"cannot write {path}: {e.strerror or e}; pick a writable directory") from None
     return go
 
 

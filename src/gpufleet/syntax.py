@@ -174,7 +174,11 @@ def redact_url(url: str, *, keep_path: bool = True) -> str:
 def normalize_hub_url(raw: str) -> str:
     """'http://Hub:9400/' -> 'http://hub:9400'. Raises UserError for anything that is not a base URL."""
     text = raw.strip()
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  (a port out of 0-65535 or not a number raises here, not later in a traceback)
+    except ValueError as e:  # '[::1' or a port out of range: urllib's words say which
+        raise UserError(f"--hub is not a URL ({e}): use http://HOST:PORT or https://HOST") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise UserError(f"--hub {redact_url(text)!r} is not a URL: use http://HOST:PORT or https://HOST")
     if parts.query or parts.fragment:
