@@ -71,6 +71,8 @@ def test_loopback_agents_are_left_out_and_wildcard_ones_found(tmp_path: Path) ->
         assert sd == [{"targets": ["gpu-adv.example.org:19401"], "labels": {"node": "adv"}},
                       {"targets": [host_port(primary, ports["wild"])], "labels": {"node": "wild"}}]
         nodes = _nodes(url, h)
+        assert "the hub leaves this node out of Prometheus' service discovery" in procs[1].log()
+        assert "service discovery" not in procs[2].log() + procs[3].log()
         why = f"node lo listens on 127.0.0.1 only: start its agent with --listen 0.0.0.0:{ports['lo']} or --advertise"
         assert nodes["lo"]["scrape_problem"].startswith(why)
         assert nodes["wild"]["scrape_problem"] is None and nodes["adv"]["scrape_problem"] is None

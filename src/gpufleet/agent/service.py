@@ -18,6 +18,7 @@ from ..collectors import build as build_collectors
 from ..collectors.base import CollectContext
 from ..config import AgentConfig
 from ..errors import UserError
+from ..netaddr import is_loopback
 from ..sdnotify import Notifier
 from ..compat import prefers_text
 from ..exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, parse_compat
@@ -266,6 +267,10 @@ class AgentService:
                 port = urlsplit(url).port or 0  # the port bound for --listen HOST:0
                 self.pusher.agent_url = agent_url_for((self.cfg.listen[0], port), url.partition(":")[0],
                                                       self.cfg.advertise)
+            if self.pusher is not None and self.cfg.advertise is None and is_loopback(self.cfg.listen[0]):
+                log.info("listening on %s only: the hub leaves this node out of Prometheus' service discovery "
+                         "(pushing is not affected); use --listen 0.0.0.0:%d or --advertise HOST:PORT for Prometheus",
+                         self.cfg.listen[0], self.cfg.listen[1] or 9401)
             if self.pusher is not None and self.run_as is not None:
                 from .commands import attach_commands
 
