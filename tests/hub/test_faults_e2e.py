@@ -133,11 +133,10 @@ def _small_filesystem(path: Path, size_mb: int) -> Iterator[bool]:
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
-def _fill(directory: Path) -> Path:
-    """Write a file until the filesystem is full (ENOSPC); returns it."""
-    filler = directory / "filler"
+def _fill(filler: Path) -> Path:
+    """Grow `filler` until the filesystem is full (ENOSPC); returns it."""
     chunk = b"\0" * (256 * 1024)
-    with open(filler, "wb") as f:
+    with open(filler, "ab") as f:
         with contextlib.suppress(OSError):
             while True:
                 f.write(chunk)
@@ -153,18 +152,22 @@ def test_a_full_disk_pauses_pushes_and_the_hub_resumes_by_itself(tmp_path: Path)
         url = f"http://127.0.0.1:{port}"
         extra = ("--min-free-space", "0") if real_fs else ()
         since = time.time() - 1
+        filler = (tmp_path / "fs") / "filler"
+        if real_fs:
+            # Space set aside before the hub starts: on a slow machine the hub may fill the
+            # rest itself before the test does, and removing this must still give space back.
+            filler.write_bytes(b"\0" * 8 * 2**20)
         hub = _hub(tmp_path, data, port, *extra)
         agent, agent_url = _agent(tmp_path, url, "df", _token(data), "--interval", "0.5")
         try:
             eventually(lambda: _agent_values(agent_url).get("push_snapshots_total", 0) > 5, timeout=30,
                        what="first pushes")
             if real_fs:
-                filler = _fill(data.parent)
+                _fill(filler)
             else:  # restart the hub with a floor just above what is free now, then use up the margin
                 hub.stop()
                 free = os.statvfs(data).f_bavail * os.statvfs(data).f_frsize
                 hub = _hub(tmp_path, data, port, "--min-free-space", str(free - 8 * 2**20), name="hub-floor")
-                filler = data.parent / "filler"
                 filler.write_bytes(b"\0" * 16 * 2**20)
             # 503 naming `ingest` (the refused pushes); `save` (SQLite) may fail first or too.
             eventually(lambda: "ingest" in httpx.get(f"{url}/healthz").json().get("failing", {}), timeout=30,

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 _hasher = PasswordHasher()
-# Verified against when the account does not exist, so a wrong name costs as long as a wrong password.
-_DUMMY = _hasher.hash("gpufleet: no such account")
+
+
+@cache
+def _dummy() -> str:
+    """Verified against when the account does not exist, so a wrong name costs as long as a wrong
+    password. Made on first use: an argon2 hash costs 64 MiB and tens of ms, and every hub start
+    and CLI command would pay it at import."""
+    return _hasher.hash("gpufleet: no such account")
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024  # argon2 takes any length; a cap keeps a megabyte "password" from costing CPU
@@ -30,7 +38,7 @@ def verify(stored: str | None, password: str) -> bool:
     if len(password) > MAX_LENGTH:
         return False
     try:
-        return _hasher.verify(stored or _DUMMY, password) and stored is not None
+        return _hasher.verify(stored or _dummy(), password) and stored is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
