@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -54,11 +55,16 @@ def _ok(r: subprocess.CompletedProcess[str]) -> str:
     return r.stdout
 
 
-def test_wheel_and_sdist_install(tmp_path: Path, artifacts: Path) -> None:
-    dist = tmp_path / "dist"
-    # sdist first, then the wheel built from the unpacked sdist: the release path, which proves the
-    # sdist carries what a wheel needs (the UI's libraries) without npm.
-    _ok(_run(sys.executable, "-m", "build", "--outdir", dist, ROOT))
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sdist first, then the wheel built from the unpacked sdist: the release path, which proves
+    the sdist carries what a wheel needs (the UI's libraries) without npm."""
+    out = tmp_path_factory.mktemp("dist")
+    _ok(_run(sys.executable, "-m", "build", "--outdir", out, ROOT))
+    return out
+
+
+def test_wheel_and_sdist_install(dist: Path, tmp_path: Path, artifacts: Path) -> None:
     wheel = next(dist.glob("gpufleet-*.whl"))
     sdist = next(dist.glob("gpufleet-*.tar.gz"))
     in_wheel = set(zipfile.ZipFile(wheel).namelist())
@@ -67,7 +73,7 @@ def test_wheel_and_sdist_install(tmp_path: Path, artifacts: Path) -> None:
     for f in VENDORED:
         assert f in in_wheel, f"{f} missing from {wheel.name}"
         assert f"src/{f}" in in_sdist, f"{f} missing from {sdist.name}"
-    assert "package-lock.json" in in_sdist
+    assert "package-lock.json" in in_sdist and "scripts/install.sh" in in_sdist
 
     # The agent alone, from the wheel, into a fresh venv.
     venv = tmp_path / "venv"
@@ -92,6 +98,11 @@ def test_wheel_and_sdist_install(tmp_path: Path, artifacts: Path) -> None:
 
     # Add the hub from the same wheel; start it far from any checkout or node_modules.
     _ok(_run(py, "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{wheel}[hub]"))
+    hub_figures = json.loads(_ok(_run(py, "-c", FIGURES)))
+    hub_report = f"with [hub]: {len(hub_figures)} packages, {sum(hub_figures.values()) / 1e6:.1f} MB"
+    with (artifacts / "agent-install-size.txt").open("a") as f:
+        f.write(hub_report + "\n")
+    print(hub_report)
     home = tmp_path / "elsewhere"
     home.mkdir()
     port = free_port()
@@ -112,3 +123,24 @@ def test_wheel_and_sdist_install(tmp_path: Path, artifacts: Path) -> None:
         assert "charts are disabled" not in hub.log()
     finally:
         hub.stop()
+
+
+def test_install_script_offline_from_a_wheel_folder(dist: Path, tmp_path: Path) -> None:
+    """scripts/install.sh --wheel DIR: the agent from a folder of wheels with pip --no-index, then
+    its unit (written to a folder: no root or systemd needed for the check)."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    wheel = next(dist.glob("gpufleet-*.whl"))
+    shutil.copy(wheel, wheels)
+    # What an admin does once on a machine with network: the wheel's dependencies beside it.
+    _ok(_run(sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "-d", wheels, wheel))
+    prefix, units = tmp_path / "opt" / "gpufleet", tmp_path / "units"
+    r = _run("bash", ROOT / "scripts" / "install.sh", "--wheel", wheels, "--prefix", prefix, "--hub",
+             "http://hub.example:8080", "--unit-dir", units, "--config-dir", tmp_path / "etc")
+    out = _ok(r)
+    assert f"==> install the agent offline from {wheels}/{wheel.name}" in out
+    assert "--no-index" in out
+    unit = (units / "gpufleet-agent.service").read_text()
+    assert f"ExecStart={prefix}/bin/python -m gpufleet agent " in unit and "--hub http://hub.example:8080" in unit
+    assert out.rstrip().endswith(f"gpufleet agent installed in {prefix} (gpufleet, version {wheel.name.split('-')[1]}).")
+    assert "--simulate" in _ok(_run(prefix / "bin" / "gpufleet", "agent", "--help"))
