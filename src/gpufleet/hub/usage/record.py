@@ -18,7 +18,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 
 from ...snapshot import NodeSnapshot
-from .holders import Holder, Sig, node_holders
+from .holders import Holder, Sig, fingerprint, node_holders
 
 log = logging.getLogger("gpufleet.hub.usage")
 
@@ -36,6 +36,7 @@ class OccupancyRecord:
         self.heard = heard  # hub clock of a node's last push (Fleet), None when unknown
         self.lock = threading.Lock()  # the connection and the maps below change together
         self._sig: dict[str, Sig] = {}
+        self._fp: dict[str, tuple[object, ...]] = {}  # node -> fingerprint of its last snapshot
         self._open: dict[tuple[str, int], dict[Holder, int]] = {}  # (node, gpu) -> holder -> hold id
         self._last: dict[str, float] = {}  # node -> newest snapshot time observed
         self._jobs: Counter[str] = Counter()  # job key -> holds open
@@ -63,22 +64,28 @@ class OccupancyRecord:
 
     def observe(self, snap: NodeSnapshot) -> None:
         """Called for every stored snapshot, oldest first per node. Never raises."""
-        sig = node_holders(snap)
         node, ts = snap.node, snap.timestamp
         last = self._last.get(node)
+        fp = fingerprint(snap)
+        if last is not None and ts - last <= self.gap_s and fp == self._fp.get(node):
+            if ts > last:
+                self._last[node] = ts
+            return
+        sig = node_holders(snap)
         if last is not None and sig == self._sig.get(node) and ts - last <= self.gap_s:
+            self._fp[node] = fp
             if ts > last:
                 self._last[node] = ts
             return
         uuids = {g.index: g.uuid for g in snap.gpus}
         try:
             with self.lock:
-                self._change(node, ts, sig, uuids)
+                self._change(node, ts, sig, uuids, fp)
         except sqlite3.Error as e:
             self.errors += 1
             log.error("could not record the GPU holders of node %s (retried at its next snapshot): %s", node, e)
 
-    def _change(self, node: str, ts: float, sig: Sig, uuids: dict[int, str]) -> None:
+    def _change(self, node: str, ts: float, sig: Sig, uuids: dict[int, str], fp: tuple[object, ...]) -> None:
         last = self._last.get(node)
         if last is not None and ts <= last:
             return  # an older snapshot (a race between two pushes of one node): already past it
@@ -97,6 +104,7 @@ class OccupancyRecord:
             ops += [("open", ts, gpu, h, None) for h in sorted(after - before)]
         self._apply(node, ops, uuids)
         self._sig[node] = sig
+        self._fp[node] = fp
         self._last[node] = ts
 
     def _apply(self, node: str, ops: list[Op], uuids: dict[int, str]) -> None:
@@ -170,6 +178,7 @@ class OccupancyRecord:
                                      for h, hid in held.items()]
                     self._apply(node, ops, {})
                     self._sig[node] = ()
+                    self._fp.pop(node, None)
                 done.append(node)
             except sqlite3.Error as e:
                 self.errors += 1
