@@ -118,33 +118,30 @@ def _first_lines(proc: Proc, needle: str) -> str:
 
 
 def test_the_join_command_names_a_reachable_hub(tmp_path: Path) -> None:
-    port = free_port()
-    hub = Proc(gpufleet("hub", "--listen", f"0.0.0.0:{port}", "--data", str(tmp_path / "a")), tmp_path / "a.log")
+    ports = [free_port() for _ in range(3)]
+    hubs = [  # started together: each takes seconds to import and open its store
+        Proc(gpufleet("hub", "--listen", f"0.0.0.0:{ports[0]}", "--data", str(tmp_path / "a")), tmp_path / "a.log"),
+        Proc(gpufleet("hub", "--listen", f"127.0.0.1:{ports[1]}", "--data", str(tmp_path / "b"),
+                      "--public-url", "https://gpus.example.org/"), tmp_path / "b.log"),
+        Proc(gpufleet("hub", "--listen", f"127.0.0.1:{ports[2]}", "--data", str(tmp_path / "c")), tmp_path / "c.log"),
+    ]
     try:
-        log = _first_lines(hub, "gpufleet agent --hub")
-        reach = f"http://{host_port(primary_address(), port)}"
+        log = _first_lines(hubs[0], "gpufleet agent --hub")
+        reach = f"http://{host_port(primary_address(), ports[0])}"
         assert f"web UI and API at {reach}/" in log and f"gpufleet agent --hub {reach} --token-file FILE" in log
-        assert "0.0.0.0" not in log.replace(f"--listen 0.0.0.0:9401", "")
-    finally:
-        hub.stop()
-    port = free_port()
-    hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "b"),
-                        "--public-url", "https://gpus.example.org/"), tmp_path / "b.log")
-    try:
-        log = _first_lines(hub, "gpufleet agent --hub")
+        assert "0.0.0.0" not in log.replace("--listen 0.0.0.0:9401", "")
+
+        log = _first_lines(hubs[1], "gpufleet agent --hub")
         assert "gpufleet agent --hub https://gpus.example.org --token-file FILE" in log
         # requests through the proxy name it as Host: the hub answers them
-        r = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"Host": "gpus.example.org"}, timeout=5)
+        r = httpx.get(f"http://127.0.0.1:{ports[1]}/healthz", headers={"Host": "gpus.example.org"}, timeout=5)
         assert r.status_code == 200
+
+        log = _first_lines(hubs[2], "gpufleet agent --hub")
+        assert f"this hub listens on 127.0.0.1 only: agents on other machines need `--listen 0.0.0.0:{ports[2]}`" in log
     finally:
-        hub.stop()
-    port = free_port()
-    hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "c")), tmp_path / "c.log")
-    try:
-        log = _first_lines(hub, "gpufleet agent --hub")
-        assert f"this hub listens on 127.0.0.1 only: agents on other machines need `--listen 0.0.0.0:{port}`" in log
-    finally:
-        hub.stop()
+        for h in hubs:
+            h.stop()
     r = subprocess.run(gpufleet("hub", "--public-url", "http://0.0.0.0:8080", "--data", str(tmp_path / "d")),
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "--public-url" in r.stderr and not (tmp_path / "d").exists()
