@@ -12,8 +12,7 @@ fi
 extras=${1:-}
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
-# The web UI's chart library comes from the npm registry, pinned by package-lock.json.
+# The web UI's libraries (uPlot, Swagger UI) come from the npm registry, pinned by package-lock.json.
 if [ -f package-lock.json ] && { [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; }; then
   if ! command -v npm >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -28,3 +27,5 @@ if [ -f package-lock.json ] && { [ ! -d node_modules ] || [ package-lock.json -n
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
   touch node_modules
 fi
+# After npm: building the package copies the web UI's libraries out of node_modules (setup.py).
+.venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
