@@ -85,3 +85,21 @@ def test_stress_drives_a_simulated_agent(tmp_path: Path) -> None:
         if stress is not None:
             stress.stop()
         agent.stop()
+
+
+def test_duty_cycle_reaches_the_load() -> None:
+    """The real path's loop with the GPU library faked at its boundary: 2 ms kernels."""
+    from gpufleet.stress_gpu import Engine, run
+
+    calls: dict[int, int] = {0: 0, 1: 0}
+
+    def make(gpu: int):  # type: ignore[no-untyped-def]
+        def work() -> None:
+            calls[gpu] += 1
+            time.sleep(0.002)
+        return work
+
+    got = run(Engine("fake", lambda: 2, make), [0, 1], seconds=1.5, load=0.5)
+    assert set(got) == {0, 1} and all(0.4 <= v <= 0.65 for v in got.values()), got
+    assert all(n > 50 for n in calls.values())
+    assert run(Engine("fake", lambda: 1, make), [0], seconds=1.0, load=1.0)[0] > 0.9
