@@ -42,10 +42,11 @@ def copy_vendored(*, required: bool) -> None:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dest)
             elif not dest.is_file():
-                missing.append(str(src))
+                missing.append(package)
     if missing and required:
-        raise SystemExit(f"gpufleet build: the web UI's libraries are missing ({', '.join(missing)}): "
-                         f"run `npm ci` in {ROOT} first (package-lock.json pins them)")
+        names = ", ".join(sorted(set(missing)))
+        raise SystemExit(f"gpufleet build: the web UI's libraries ({names}) are not in {ROOT / 'node_modules'}: "
+                         f"run `npm ci` there first (package-lock.json pins them)")
 
 
 class BuildPy(build_py):
