@@ -3,6 +3,7 @@ traceback, nothing left half-written (the QA pass over issues 10, 12 and 15)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -54,3 +55,25 @@ def test_service_unit_dir_that_cannot_be_made(run: Run, tmp_path: Path) -> None:
     code, out = run("service", "install", "agent", "--unit-dir", str(unit_dir), "--config-dir",
                      str(tmp_path / "cfg"), "--hub", "http://hub:8080")
     assert code == 2 and "cannot write" in out and "Traceback" not in out, out
+
+
+def test_stress_refuses_a_control_dir_others_can_write(run: Run, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # The default control directory has a guessable name in /tmp: one another user made first
+    # (here: world-writable) is refused, not written through (a planted symlink) or read.
+    from gpufleet.backends import sim_control
+
+    d = tmp_path / "ctl"
+    d.mkdir()
+    d.chmod(0o777)
+    (d / "stress.json").write_text('{"load": 1.0, "until": 9e12}')
+    monkeypatch.setenv(sim_control.ENV, str(d))
+    code, out = run("stress", "--simulate", "--seconds", "1")
+    assert code == 2 and "is not a directory only you can write" in out and "Traceback" not in out, out
+    assert sim_control.Reader(d).current(0.0) is None  # a request planted there is not obeyed
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    os.symlink(victim, d / f".stress.json.{os.getpid()}")
+    with pytest.raises(sim_control.ControlDirError):
+        sim_control.write(sim_control.Stress(1.0, 9e12), d)
+    assert victim.read_text() == "keep"

@@ -55,8 +55,12 @@ def stress(gpus: str | None, seconds: float, load: float, simulate: bool, nodes:
 
     if simulate or sim_control.simulators():
         until = time.time() + seconds
-        where = sim_control.write(sim_control.Stress(load, until, None if chosen is None else tuple(chosen),
-                                                     tuple(nodes) or None))
+        try:
+            where = sim_control.write(sim_control.Stress(load, until, None if chosen is None else tuple(chosen),
+                                                         tuple(nodes) or None))
+        except OSError as e:  # ControlDirError says which directory and what to do
+            raise UserError(str(e) if isinstance(e, sim_control.ControlDirError)
+                            else f"cannot write the simulator's control file: {e}") from None
         what = "all GPUs" if chosen is None else "GPUs " + ",".join(map(str, chosen))
         on = ", ".join(nodes) if nodes else "every simulated node on this machine"
         click.echo(f"simulated: {what} at {load:.0%} or more for {seconds:g} s on {on} (control file {where})")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -59,14 +60,32 @@ def parse(text: str) -> Stress | None:
     return Stress(load, until, gpus, nodes)
 
 
-def write(stress: Stress, where: Path | None = None) -> Path:
-    d = where or control_dir()
+class ControlDirError(OSError):
+    pass
+
+
+def owned_dir(d: Path) -> Path:
+    """`d`, made 0700 if missing; ControlDirError when it is not a real directory of this user that
+    only this user can write. The default lives in the shared temp directory under a guessable name:
+    another user could make it first and plant a symlink where we write (or requests we read)."""
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(d)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise ControlDirError(f"simulator control directory {d} is not a directory only you can write "
+                              f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}): remove it, or set "
+                              f"{ENV} to a directory of your own")
+    return d
+
+
+def write(stress: Stress, where: Path | None = None) -> Path:
+    d = owned_dir(where or control_dir())
     path = d / STRESS_FILE
     tmp = d / f".{STRESS_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps({"load": stress.load, "until": stress.until,
-                               "gpus": None if stress.gpus is None else list(stress.gpus),
-                               "nodes": None if stress.nodes is None else list(stress.nodes)}))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps({"load": stress.load, "until": stress.until,
+                            "gpus": None if stress.gpus is None else list(stress.gpus),
+                            "nodes": None if stress.nodes is None else list(stress.nodes)}))
     os.replace(tmp, path)  # readers see the old file or the new one, never half of one
     return path
 
@@ -117,6 +136,7 @@ class Reader:
     def _check(self) -> None:
         self._mark_present()
         try:
+            owned_dir(self.dir)  # requests only from this user (see owned_dir)
             text = (self.dir / STRESS_FILE).read_text()
         except OSError:
             self._stress = None
@@ -129,8 +149,8 @@ class Reader:
             return
         self._present_at = mono
         try:
-            d = self.dir / PRESENT_DIR
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            owned_dir(self.dir)
+            d = owned_dir(self.dir / PRESENT_DIR)
             (d / str(os.getpid())).touch()
         except OSError:
             pass  # a read-only or foreign directory: the simulator runs on without stress control
