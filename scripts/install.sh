@@ -55,12 +55,17 @@ done
 if [ $SERVICE = 1 ]; then
   [ -n "$HUB" ] || die "--hub URL is needed for the agent's unit (or --no-service to install the agent only)"
   case $HUB in http://?*|https://?*) ;; *) die "--hub $HUB: give the hub's URL, e.g. http://hub.example:8080" ;; esac
+  # The whole shape, so a typo fails here and not at the last step, after the venv and pip install.
+  [[ $HUB =~ ^https?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[^[:space:]?#]*)?$ ]] \
+    || die "--hub $HUB: give the hub's URL as http(s)://HOST[:PORT], e.g. http://hub.example:8080"
 else
   [ $ENABLE = 0 ] || die "--enable starts the unit: it cannot go with --no-service"
   [ -z "$HUB$TOKEN_FILE$UNIT_DIR$CONFIG_DIR" ] || die "--hub, --token-file, --unit-dir and --config-dir are for the unit: not with --no-service"
 fi
 [ -z "$TOKEN_FILE" ] || [ -r "$TOKEN_FILE" ] || die "--token-file $TOKEN_FILE does not exist or cannot be read"
 [ -z "$WHEEL" ] || [ -z "$VERSION" ] || die "--version is for PyPI installs: with --wheel the file decides"
+[ -z "$VERSION" ] || [[ $VERSION =~ ^[0-9][A-Za-z0-9.+!-]*$ ]] \
+  || die "--version $VERSION is not a version number (e.g. 0.1.0)"
 case $PREFIX in /*) ;; *) PREFIX="$(pwd)/$PREFIX" ;; esac
 PY_PATH=$(command -v "$PY" 2>/dev/null) || die "$PY not found: install Python 3.11 or newer, or pass --python PATH"
 "$PY_PATH" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \

@@ -77,3 +77,20 @@ def test_stress_refuses_a_control_dir_others_can_write(run: Run, tmp_path: Path,
     with pytest.raises(sim_control.ControlDirError):
         sim_control.write(sim_control.Stress(1.0, 9e12), d)
     assert victim.read_text() == "keep"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--hub", "http://[::1"], "--hub http://[::1: give the hub's URL as http(s)://HOST[:PORT]"),
+    (["--hub", "http://hub:8080 --enable"], "--hub http://hub:8080 --enable: give the hub's URL"),
+    (["--hub", "http://hub:8080", "--version", "1.0; echo"], "--version 1.0; echo is not a version number"),
+])
+def test_install_script_refuses_before_the_venv(args: list[str], says: str) -> None:
+    # Caught at the checks, not at the last step after a venv was made and pip ran.
+    import subprocess
+
+    from realparts import ROOT
+
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh"), *args, "--dry-run"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.startswith(f"install.sh: error: {says}") and r.stderr.count("\n") == 1, r.stderr
