@@ -181,7 +181,7 @@ def main() -> None:
                 cpu.append(time.process_time() - c)
             ours[by] = statistics.median(cpu)
             total = sum(r["gpu_hours_in_use"] for r in rows)
-            print(f"ours  --by {by:<5}  {ours[by]:6.2f} s wall, {statistics.median(cpu):5.2f} s CPU  "
+            print(f"ours  --by {by:<5}  {statistics.median(times):6.2f} s wall, {ours[by]:5.2f} s CPU  "
                   f"({len(rows):,} rows, {total:,.0f} GPU-hours)")
         names = sorted(per_node)[: args.naive_nodes]
         t = time.perf_counter()
