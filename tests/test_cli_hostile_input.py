@@ -43,6 +43,23 @@ def test_bad_hub_url_is_one_line(run: Run, tmp_path: Path, cmd: list[str], url: 
     assert not (tmp_path / "out").exists()
 
 
+def test_stack_bad_hub_url_is_one_line(run: Run, tmp_path: Path) -> None:
+    code, out = run("stack", "generate", "--out", str(tmp_path / "s"), "--hub", "http://[::1")
+    assert code == 2 and out.count("\n") == 1 and "Invalid IPv6 URL" in out, out
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("cmd", [["k8s", "manifests", "--out", "OUT", "--hub-url"],
+                                 ["service", "install", "agent", "--dry-run", "--hub"]])
+def test_no_password_in_generated_files(run: Run, tmp_path: Path, cmd: list[str]) -> None:
+    # A unit is 0644 and its ExecStart shows in `ps`; a manifest's args are in the DaemonSet for
+    # anyone who can read it: a password in the hub URL must not be written there.
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in cmd]
+    code, out = run(*argv, "http://agent:s3cret@hub:8080")
+    assert code == 2 and "no user or password in the URL" in out and "s3cret" not in out, out
+    assert not (tmp_path / "out").exists()
+
+
 def test_k8s_out_under_a_file_is_one_line(run: Run, tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     code, out = run("k8s", "manifests", "--out", str(tmp_path / "f" / "sub"))

@@ -39,9 +39,9 @@ def manifests(out: Path, hub_url: str | None, image: str | None, runtime_class: 
     o = K8sOptions(runtime_class=runtime_class, storage=storage, storage_class=storage_class,
                    pod_resources_command=pod_resources_command)
     if hub_url:
-        from .syntax import normalize_hub_url
+        from .syntax import no_credentials_in_url, normalize_hub_url
 
-        o.hub_url = normalize_hub_url(hub_url)
+        o.hub_url = no_credentials_in_url(normalize_hub_url(hub_url), "--hub-url")
     if image:
         o.image = image
     token = None

@@ -133,9 +133,9 @@ def plan_install(kind: str, hub: str | None, listen: str | None, token_file: Pat
         except ValueError as e:
             raise UserError(f"--listen: {e}") from None
     if hub:
-        from .syntax import normalize_hub_url
+        from .syntax import no_credentials_in_url, normalize_hub_url
 
-        hub = normalize_hub_url(hub)
+        hub = no_credentials_in_url(normalize_hub_url(hub), "--hub")
     spec = UnitSpec(kind, _command(), listen or "", hub, token_file=config_dir / "agent.token",
                     env_file=config_dir / f"{kind}.env", groups=_gpu_groups() if kind == "agent" else [])
     unit = render_unit(spec)

@@ -189,6 +189,16 @@ def normalize_hub_url(raw: str) -> str:
     return urlunsplit((parts.scheme.lower(), "@".join(netloc), parts.path.rstrip("/"), "", ""))
 
 
+def no_credentials_in_url(url: str, flag: str) -> str:
+    """`url`, or UserError when it carries a user or password: it would be written into a file
+    others can read (a systemd unit, a Kubernetes manifest) and shown by `ps` and `systemctl show`."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise UserError(f"{flag} {redact_url(url)!r}: no user or password in the URL; it would be written into "
+                        "a world-readable file (the join token authenticates the agent)")
+    return url
+
+
 # ---- YAML with line numbers ----------------------------------------------------------------------
 
 

@@ -78,7 +78,10 @@ class StackOptions:
 
 
 def parse_hub_url(text: str) -> HubUrl:
-    parts = urlsplit(text.strip())
+    try:
+        parts = urlsplit(text.strip())
+    except ValueError as e:  # '[::1' (urllib's words say what is wrong)
+        raise UserError(f"--hub {text!r}: {e}; give the hub's address as http://HOST:PORT") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UserError(f"--hub {text!r}: give the hub's address as http://HOST:PORT or https://HOST:PORT")
     if parts.query or parts.fragment or parts.username or parts.password:
