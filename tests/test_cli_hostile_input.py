@@ -111,3 +111,39 @@ def test_install_script_refuses_before_the_venv(args: list[str], says: str) -> N
                        text=True, timeout=60)
     assert r.returncode == 2 and r.stdout == "", r.stdout
     assert r.stderr.startswith(f"install.sh: error: {says}") and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.fixture()
+def not_a_hub() -> Iterator[str]:
+    """A server that is not this gpufleet hub: another version's JSON, or an HTML 404 page."""
+    import http.server
+    import threading
+
+    answers = {"/api/v1/status": (200, b'{"status": "healthy"}'),
+               "/api/v1/jobs": (200, b'{"jobs": [{"job": "slurm:1"}]}'),
+               "/api/v1/usage": (404, b"<!DOCTYPE HTML>\n<html>\n<body>Not Found</body>\n</html>\n")}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            code, body = answers.get(self.path.split("?")[0], (404, b"nope"))
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.mark.parametrize("cmd", [["status"], ["jobs"], ["report"], ["report", "--format", "csv"]])
+def test_an_answer_that_is_not_this_hubs_is_one_line(run: Run, not_a_hub: str, cmd: list[str]) -> None:
+    code, out = run(*cmd, "--hub", not_a_hub, "--api-key", "k")
+    assert code == 2 and "Traceback" not in out and out.count("\n") == 1, out
+    assert out.startswith("gpufleet: error: ") and "gpufleet hub" in out, out

@@ -107,5 +107,10 @@ def status(hub: str, api_key: str | None, ca: Path | None, as_json: bool, timeou
     if as_json:
         click.echo(json.dumps({"hub": hub, **s}, indent=2))
     else:
-        click.echo("\n".join(render(hub, s)))
+        try:
+            lines = render(hub, s)
+        except (KeyError, TypeError, ValueError, AttributeError):  # another version's (or server's) report
+            raise UserError(f"{hub} answered a status report this gpufleet cannot read: is it a gpufleet hub of "
+                            "the same version? (--json prints it as it came)") from None
+        click.echo("\n".join(lines))
     sys.exit(HEALTHY if s["status"] == "healthy" else DEGRADED)

@@ -62,7 +62,9 @@ class HubClient:
         try:
             return resp.status, json.loads(raw)
         except ValueError:
-            return resp.status, {"detail": raw.decode(errors="replace")[:300] or resp.reason}
+            # One line (an HTML error page from a proxy or another server has many).
+            text = " ".join(raw.decode(errors="replace").split())
+            return resp.status, {"detail": f"not JSON, is this a gpufleet hub?: {text[:200]}" if text else resp.reason}
 
     @contextmanager
     def stream(self, path: str, timeout: float | None = None) -> Iterator[http.client.HTTPResponse]:

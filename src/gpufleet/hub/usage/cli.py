@@ -56,6 +56,18 @@ def table(rows: list[dict[str, Any]], cols: list[str], heads: dict[str, str] | N
     return "\n".join(lines)
 
 
+def _rows(reply: Any, key: str, hub: str) -> list[dict[str, Any]]:
+    """reply[key] when it is a list of objects; else one line (a server that is not this hub)."""
+    rows = reply.get(key) if isinstance(reply, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise UserError(f"{hub} did not answer with gpufleet's {key}: is it a gpufleet hub of this version?")
+    return rows
+
+
+def _unreadable(hub: str) -> UserError:
+    return UserError(f"{hub} answered rows this gpufleet cannot read: is it a gpufleet hub of this version?")
+
+
 def _write_csv(rows: list[dict[str, Any]], cols: list[str]) -> None:
     w = csv.DictWriter(sys.stdout, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
@@ -89,7 +101,7 @@ def report(hub: str, api_key: str | None, since: str, until: str | None, by: str
     status, reply = c.call("GET", c.path(*path, query=query))
     if status != 200:
         raise _fail(status, reply, "read usage")
-    rows: list[dict[str, Any]] = reply["rows"]
+    rows = _rows(reply, "rows", hub)
     if fmt == "json":
         click.echo(json.dumps(reply, indent=2))
         return
@@ -104,9 +116,13 @@ def report(hub: str, api_key: str | None, since: str, until: str | None, by: str
     if not rows:
         click.echo(f"no GPU was held in this period (since {since})", err=True)
         return
-    click.echo(table(rows, cols, {"gpu_hours_in_use": "GPU-H IN USE", "gpu_hours_busy": "GPU-H BUSY",
+    try:
+        text = table(rows, cols, {"gpu_hours_in_use": "GPU-H IN USE", "gpu_hours_busy": "GPU-H BUSY",
                                   "mean_utilization": "MEAN UTIL", "energy_kwh": "KWH",
-                                  "waste_gpu_hours": "WASTE GPU-H"}))
+                                  "waste_gpu_hours": "WASTE GPU-H"})
+    except (KeyError, TypeError, ValueError):
+        raise _unreadable(hub) from None
+    click.echo(text)
 
 
 def _when(t: float | None) -> str:
@@ -132,14 +148,19 @@ def jobs(hub: str, api_key: str | None, user: str | None, running: bool, since: 
     status, reply = c.call("GET", c.path("api", "v1", "jobs", query=query))
     if status != 200:
         raise _fail(status, reply, "list jobs")
-    rows: list[dict[str, Any]] = reply["jobs"]
+    rows = _rows(reply, "jobs", hub)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
         click.echo("no jobs" + (" running" if running else f" since {since}"), err=True)
         return
-    shown = [{**r, "start": _when(r["start"]), "end": "running" if r["running"] else _when(r["end"])} for r in rows]
-    click.echo(table(shown, ["job", "user", "nodes", "gpus", "start", "end", "gpu_hours_in_use",
+    try:
+        shown = [{**r, "start": _when(r["start"]), "end": "running" if r["running"] else _when(r["end"])}
+                 for r in rows]
+        text = table(shown, ["job", "user", "nodes", "gpus", "start", "end", "gpu_hours_in_use",
                              "mean_utilization", "energy_kwh"],
-                     {"gpu_hours_in_use": "GPU-H", "mean_utilization": "MEAN UTIL", "energy_kwh": "KWH"}))
+                     {"gpu_hours_in_use": "GPU-H", "mean_utilization": "MEAN UTIL", "energy_kwh": "KWH"})
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):  # OSError/Overflow: gmtime of a bad time
+        raise _unreadable(hub) from None
+    click.echo(text)
