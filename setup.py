@@ -29,10 +29,10 @@ def _manifest() -> dict[str, tuple[str, ...]]:
     return dict(mod.FILES)
 
 
-def copy_vendored(*, required: bool) -> None:
-    """node_modules/<package>/<file> -> src/gpufleet/hub/ui/vendor/<package>/<basename>.
-
-    Without node_modules (building from the sdist) the copies the sdist carries are used."""
+def copy_vendored() -> list[str]:
+    """node_modules/<package>/<file> -> src/gpufleet/hub/ui/vendor/<package>/<basename>; returns
+    the packages still missing. Without node_modules (building from the sdist) the copies the
+    sdist carries are used."""
     missing = []
     for package, files in _manifest().items():
         for rel in files:
@@ -43,21 +43,32 @@ def copy_vendored(*, required: bool) -> None:
                 shutil.copyfile(src, dest)
             elif not dest.is_file():
                 missing.append(package)
-    if missing and required:
-        names = ", ".join(sorted(set(missing)))
-        raise SystemExit(f"gpufleet build: the web UI's libraries ({names}) are not in {ROOT / 'node_modules'}: "
-                         f"run `npm ci` there first (package-lock.json pins them)")
+    return sorted(set(missing))
+
+
+def require_vendored() -> None:
+    """A wheel or sdist without the libraries would be a hub without charts or /docs: stop."""
+    missing = copy_vendored()
+    if missing:
+        raise SystemExit(f"gpufleet build: the web UI's libraries ({', '.join(missing)}) are not in "
+                         f"{ROOT / 'node_modules'}: run `npm ci` there first (package-lock.json pins them)")
 
 
 class BuildPy(build_py):
     def finalize_options(self) -> None:
-        copy_vendored(required=not getattr(self, "editable_mode", False))
+        copy_vendored()  # before package data is listed; metadata steps get here too, so no error yet
         super().finalize_options()
+
+    def run(self) -> None:
+        # An editable install (a checkout before `npm ci`) may go without: the hub then reads node_modules.
+        if not getattr(self, "editable_mode", False):
+            require_vendored()
+        super().run()
 
 
 class Sdist(sdist):
     def run(self) -> None:
-        copy_vendored(required=True)
+        require_vendored()
         super().run()
 
 
