@@ -147,3 +147,16 @@ def test_an_answer_that_is_not_this_hubs_is_one_line(run: Run, not_a_hub: str, c
     code, out = run(*cmd, "--hub", not_a_hub, "--api-key", "k")
     assert code == 2 and "Traceback" not in out and out.count("\n") == 1, out
     assert out.startswith("gpufleet: error: ") and "gpufleet hub" in out, out
+
+
+def test_gpu_check_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gpufleet import gpucheck
+
+    assert gpucheck.main(["--agent-args", '"unterminated']) == 2
+    assert capsys.readouterr().err.startswith("gpu-check: --agent-args '\"unterminated': No closing quotation")
+    smi = tmp_path / "nvidia-smi"  # one GPU, so the check gets as far as reading --url
+    smi.write_text("#!/bin/sh\necho 0, NVIDIA H100, GPU-1\n")
+    smi.chmod(0o755)
+    assert gpucheck.main(["--url", "http://[::1", "--nvidia-smi", str(smi)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gpu-check: http://[::1: ") and err.count("\n") == 1, err

@@ -196,8 +196,13 @@ def table(rows: Sequence[Row]) -> str:
 
 # ---- running it ------------------------------------------------------------------------------------
 def fetch_snapshot(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url.rstrip('/')}/api/v1/snapshot", timeout=10) as r:
-        data: dict[str, Any] = json.loads(r.read())
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/v1/snapshot", timeout=10) as r:
+            data: dict[str, Any] = json.loads(r.read())
+    except ValueError as e:  # a malformed --url ('[::1', no scheme) or an answer that is not JSON
+        raise CheckError(f"{url}: {e}: give a running agent's URL, e.g. http://127.0.0.1:9401") from None
+    if not isinstance(data, dict):
+        raise CheckError(f"{url} did not answer with a gpufleet snapshot: is it a gpufleet agent?")
     return data
 
 
@@ -258,10 +263,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = p.parse_args(argv)
     try:
+        agent_args = shlex.split(args.agent_args)
+    except ValueError as e:  # an unclosed quote
+        print(f"gpu-check: --agent-args {args.agent_args!r}: {e}", file=sys.stderr)
+        return 2
+    try:
         if args.url:
             rows = run_check(args.url, args.nvidia_smi)
         else:
-            with started_agent(shlex.split(args.agent_args)) as url:
+            with started_agent(agent_args) as url:
                 rows = run_check(url, args.nvidia_smi)
     except (CheckError, OSError) as exc:
         print(f"gpu-check: {exc}", file=sys.stderr)
