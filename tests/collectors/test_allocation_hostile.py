@@ -95,3 +95,14 @@ def test_slurm_parser_total(text: str) -> None:
 
 def test_unix_groups_survive_a_nul_in_a_user_name() -> None:
     assert groups.UnixGroups().mapping(["a\x00b", "root"]).get("a\x00b") is None
+
+
+def test_groups_file_alias_bomb_is_refused_at_once() -> None:
+    # YAML aliases nesting lists 10^8 deep: spelled out by str() this took hours; a member must be a name.
+    levels = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    for prev, cur in zip("abcdefg", "bcdefgh"):
+        levels.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 10) + "]")
+    with pytest.raises(groups.GroupsError, match="group 'b': expected a list of user names, found a list"):
+        groups.parse("\n".join(levels))
+    assert groups.parse("groups:\n  nlp: [alice, bob]\n  vision: {members: [carol]}\n") == {
+        "alice": "nlp", "bob": "nlp", "carol": "vision"}

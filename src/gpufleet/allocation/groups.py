@@ -40,6 +40,11 @@ def _members(value: Any, where: str) -> list[str]:
         return [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, list):
         raise GroupsError(f"{where}: expected a list of users, got {type(value).__name__}")
+    # User names are scalars: a nested list is a mistake, or YAML aliases nesting lists a billion
+    # deep, which str() would spell out for hours.
+    nested = next((v for v in value if isinstance(v, (list, dict))), None)
+    if nested is not None:
+        raise GroupsError(f"{where}: expected a list of user names, found a {type(nested).__name__} in it")
     return [str(v).strip() for v in value if str(v).strip()]
 
 
