@@ -310,11 +310,15 @@ class SeriesIndex:
         new: dict[SeriesKey, int] = {}
         interned: dict[int, tuple[tuple[str, str], ...]] = {}  # id(caller's labels) -> interned
         base = len(self.series)
+        fresh = not own  # a node's first push: every key is new, no lookup can hit
         for key in keys:
-            try:
-                sid = get(key)
-            except TypeError:  # unhashable (lists): normalise below
+            if fresh:
                 sid = None
+            else:
+                try:
+                    sid = get(key)
+                except TypeError:  # unhashable (lists): normalise below
+                    sid = None
             if sid is None:
                 norm: SeriesKey | None = None
                 if type(key) is tuple and len(key) == 2 and type(key[0]) is str and key[0]:
@@ -326,11 +330,9 @@ class SeriesIndex:
                     norm = self._normal(key)
                     if type(key) is tuple and len(key) == 2:
                         interned[id(key[1])] = norm[1]
-                sid = get(norm)
+                sid = None if fresh else get(norm)
                 if sid is None:
-                    sid = new.get(norm)
-                    if sid is None:
-                        sid = new[norm] = base + len(new)
+                    sid = new.setdefault(norm, base + len(new))
             out.append(sid)
         if new:
             # In series.log before any WAL record uses the ids: one write for a node's whole
