@@ -1,0 +1,138 @@
+"""Hub CPU per push over HTTP and RSS, for A/B comparisons of hub code at 1,000 nodes.
+
+Run: .venv/bin/python benchmarks/bench_hub_push.py [--nodes 1000] [--rounds 6] [--connections 4]
+
+A real `gpufleet hub` process; the load generator's snapshots (benchmarks/_hubload.py, 8 GPUs +
+a 224-CPU host each, gzip level 1). Round 0 is the join: every node's first push, sent as fast as
+`--connections` keep-alive connections allow (each registers the node's series). Rounds 1.. are
+steady pushes. Prints the hub's CPU (utime+stime from /proc) per first push and per steady push,
+CPU seconds per million samples, and its RSS after the join and at the end.
+
+Unlike bench_hub.py this does not pace pushes in time and runs no peer: it is for comparing two
+versions of the hub on the same machine back to back, e.g. an older tree with
+`PYTHONPATH=/path/to/old/src` (the hub process inherits it), where bench_hub.py gives the
+figures against VictoriaMetrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import free_port, machine_line, proc_cpu_seconds, proc_rss_bytes, wait_http  # noqa: E402
+import _hubload  # noqa: E402
+from bench_hub import Http, bench_key, register  # noqa: E402
+
+PY = sys.executable
+MiB = 1 << 20
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--json", metavar="FILE")
+    a = ap.parse_args()
+    print(f"# bench_hub_push: {machine_line()}")
+    work = Path(tempfile.mkdtemp(prefix="bench-hub-push-"))
+    port = free_port()
+    hub = subprocess.Popen([PY, "-m", "gpufleet", "hub", "--listen", f"127.0.0.1:{port}", "--data", str(work),
+                            "--log-level", "warning"], stdout=subprocess.DEVNULL,
+                           stderr=open(work / "hub.log", "wb"), start_new_session=True)
+    try:
+        wait_http("127.0.0.1", port, "/healthz", hub, timeout=60)
+        tok = subprocess.run([PY, "-m", "gpufleet", "token", "create", "--data", str(work)],
+                             capture_output=True, text=True, check=True).stdout.split()[-1]
+        creds = register(Http(port, bench_key(work)), tok, a.nodes)
+        tmpl = _hubload.build_templates(4, "hub")
+        base = time.time() - a.rounds * 5 - 10
+
+        def bodies(k: int) -> list[tuple[str, bytes]]:
+            out = []
+            for i in range(a.nodes):
+                name = _hubload.node_name(i)
+                ts = repr(round(base + 5 * k + i * 0.001, 3)).encode()
+                body = _hubload.stamp(tmpl[_hubload.profile_of(i)][k % 4], name.encode(), ts)
+                out.append((name, gzip.compress(body, 1, mtime=0)))
+            return out
+
+        samples_per_push = [0.0]
+
+        def send(batch: list[tuple[str, bytes]]) -> None:
+            todo, lock = list(batch), threading.Lock()
+
+            def worker() -> None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                while True:
+                    with lock:
+                        if not todo:
+                            break
+                        name, body = todo.pop()
+                    conn.request("POST", "/api/v1/push", body=body, headers={
+                        "Authorization": f"Bearer {creds[name]}", "Content-Type": "application/json",
+                        "Content-Encoding": "gzip"})
+                    r = conn.getresponse()
+                    r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"push answered {r.status}")
+
+            threads = [threading.Thread(target=worker) for _ in range(a.connections)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+        def counted() -> float:
+            _, body = Http(port, bench_key(work)).call("GET", "/metrics")
+            for line in body.decode().splitlines():
+                if line.startswith("gpufleet_hub_ingest_samples_total"):
+                    return float(line.split()[-1])
+            return float("nan")
+
+        c0, t0 = proc_cpu_seconds(hub.pid), time.monotonic()
+        send(bodies(0))
+        join_cpu, join_wall = proc_cpu_seconds(hub.pid) - c0, time.monotonic() - t0
+        rss_join = proc_rss_bytes(hub.pid)
+        s0 = counted()
+        samples_per_push[0] = s0 / a.nodes
+        steady = 0.0
+        for k in range(1, a.rounds):
+            batch = bodies(k)
+            c0 = proc_cpu_seconds(hub.pid)
+            send(batch)
+            steady += proc_cpu_seconds(hub.pid) - c0
+        samples = counted() - s0
+        pushes = a.nodes * (a.rounds - 1)
+        out = {
+            "nodes": a.nodes, "samples_per_push": samples_per_push[0],
+            "join_ms_cpu_per_first_push": join_cpu / a.nodes * 1e3, "join_wall_s": join_wall,
+            "steady_ms_cpu_per_push": steady / pushes * 1e3,
+            "steady_cpu_s_per_million": steady / (samples / 1e6) if samples else float("nan"),
+            "rss_after_join_mib": rss_join / MiB, "rss_end_mib": proc_rss_bytes(hub.pid) / MiB,
+        }
+        print(f"# join: {out['join_ms_cpu_per_first_push']:.2f} ms CPU per first push ({join_wall:.1f} s wall), "
+              f"RSS {out['rss_after_join_mib']:.0f} MiB")
+        print(f"# steady: {out['steady_ms_cpu_per_push']:.2f} ms CPU per push, "
+              f"{out['steady_cpu_s_per_million']:.2f} CPU s per million samples "
+              f"({out['samples_per_push']:.0f} per push), RSS at the end {out['rss_end_mib']:.0f} MiB")
+        if a.json:
+            Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+    finally:
+        hub.terminate()
+        hub.wait(30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
