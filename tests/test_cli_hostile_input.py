@@ -160,3 +160,14 @@ def test_gpu_check_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.Cap
     assert gpucheck.main(["--url", "http://[::1", "--nvidia-smi", str(smi)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("gpu-check: http://[::1: ") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(("flag", "value", "says"), [
+    ("--storage", "20 GB; rm", "is not a Kubernetes quantity"),
+    ("--runtime-class", "Nvidia Runtime", "is not a Kubernetes name"),
+    ("--storage-class", "fast/ssd", "is not a Kubernetes name"),
+])
+def test_k8s_values_kubectl_would_refuse(run: Run, tmp_path: Path, flag: str, value: str, says: str) -> None:
+    code, out = run("k8s", "manifests", "--out", str(tmp_path / "m"), flag, value)
+    assert code == 2 and says in out and out.count("\n") == 1, out
+    assert not (tmp_path / "m").exists()

@@ -36,6 +36,14 @@ def manifests(out: Path, hub_url: str | None, image: str | None, runtime_class: 
 
     from .k8s_manifests import K8sOptions, manifests as build
 
+    import re
+
+    # Checked here rather than by `kubectl apply` halfway through the files.
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?([KMGTPE]i?|[eE][0-9]+|m|k)?", storage):
+        raise UserError(f"--storage {storage!r} is not a Kubernetes quantity: e.g. 20Gi or 500Mi")
+    for flag, name in (("--runtime-class", runtime_class), ("--storage-class", storage_class)):
+        if name and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", name):
+            raise UserError(f"{flag} {name!r} is not a Kubernetes name: lower-case letters, digits, '-' and '.'")
     o = K8sOptions(runtime_class=runtime_class, storage=storage, storage_class=storage_class,
                    pod_resources_command=pod_resources_command)
     if hub_url:
