@@ -163,7 +163,7 @@ def test_values_are_mapped_to_catalogue_units() -> None:
     assert (g.index, g.vendor, g.model, g.up) == (0, "amd", "AMD Instinct MI300X", True)
     assert g.uuid == "6dff74a1-0000-1000-80e4-7e5c3a6b9c00"
     assert g.info == {"pci_bus_id": "0000:0c:00.0", "serial": "0x0D1A2B3C4",
-                      "driver_version": "6.8.5", "vbios_version": "022.040.003.043.000001"}
+                      "driver_version": "6.8.5", "vbios_version": "022.040.003.043.000001", "type": "GPU"}
     v = g.values
     assert v["up"] == 1.0
     assert v["utilization_ratio"] == pytest.approx(0.87)

@@ -130,6 +130,7 @@ def test_every_field_mapped_in_base_units() -> None:
         "vbios_version": "96.00.74.00.01",
         "compute_mode": "Default",
         "mig_mode": "Disabled",
+        "type": "GPU",
     }
     assert gpu.throttle_reasons == ["sw_power_cap", "hw_thermal_slowdown"]
     assert [(p.pid, p.memory_bytes, p.kind, p.gpu_instance) for p in gpu.processes] == [

@@ -9,10 +9,12 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from gpufleet import catalogue
 from gpufleet.backends.sim import USERS, SimBackend
 from gpufleet.backends.sim_profiles import PROFILES, profile_names
+from gpufleet.exposition import render
 from gpufleet.snapshot import Gpu, NodeSnapshot, from_json, to_json
 from conftest import FakeClock
 
@@ -158,6 +160,14 @@ def test_consumer_and_passive_cards() -> None:
     for g in make("4xL40S")[0].sample():
         assert "fan_speed_ratio" not in g.values  # passively cooled
         assert "ecc_corrected_errors_total" in g.values
+
+
+def test_every_device_says_it_is_a_gpu_in_its_info_series() -> None:
+    # all-smi fills gpufleet_gpu_info{type} (GPU/NPU/TPU); the simulated NVIDIA and AMD boards are GPUs.
+    for profile in ("8xH100", "2xMI300X"):
+        snap = NodeSnapshot(node="n1", timestamp=T0, backend="sim", gpus=make(profile)[0].sample())
+        fams = {f.name: f for f in text_string_to_metric_families(render(snap).decode())}
+        assert [s.labels["type"] for s in fams[catalogue.name_of("gpu", "info")].samples] == ["GPU"] * len(snap.gpus)
 
 
 def test_samples_encode_as_a_node_snapshot() -> None:

@@ -109,7 +109,7 @@ class AmdSmiBackend:
         bdf = self._get("amdsmi_get_gpu_device_bdf", h)
         uuid = self._get("amdsmi_get_gpu_device_uuid", h) or ""
         model = str(asic.get("market_name") or "AMD GPU")
-        info: dict[str, str] = {}
+        info: dict[str, str] = {"type": "GPU"}  # gpufleet_gpu_info{type}: all-smi's GPU/NPU/TPU
         if bdf:
             info["pci_bus_id"] = str(bdf)
         serial = asic.get("asic_serial")

@@ -283,7 +283,7 @@ class NvmlBackend:
             handle = self._lib.call("nvmlDeviceGetHandleByIndex", dev.index)
             dev.uuid = _text(q("nvmlDeviceGetUUID", handle)) or dev.uuid
             dev.model = _text(q("nvmlDeviceGetName", handle)) or dev.model
-            info = {"driver_version": self._driver_version}
+            info = {"driver_version": self._driver_version, "type": "GPU"}
             pci = q(_PCI_INFO, handle)
             info["pci_bus_id"] = _text(getattr(pci, "busId", None)) if pci is not None else ""
             info["serial"] = _text(q("nvmlDeviceGetSerial", handle))

@@ -284,11 +284,12 @@ class SimBackend:
                 uuid = "GPU-" + _uuid(rng)
                 info = {"driver_version": model.driver_version, "pci_bus_id": f"00000000:{bus:02X}:00.0",
                         "serial": str(rng.randint(1_320_000_000_000, 1_659_999_999_999)),
-                        "vbios_version": model.vbios_version, "compute_mode": "default"}
+                        "vbios_version": model.vbios_version, "compute_mode": "default", "type": "GPU"}
             else:
                 uuid = _uuid(rng)
                 info = {"driver_version": model.driver_version, "pci_bus_id": f"0000:{bus:02x}:00.0",
-                        "serial": f"{rng.getrandbits(64):016X}", "vbios_version": model.vbios_version}
+                        "serial": f"{rng.getrandbits(64):016X}", "vbios_version": model.vbios_version,
+                        "type": "GPU"}
             layout = p.mig[i % len(p.mig)] if p.mig else ()
             if model.mig_capable:
                 info["mig_mode"] = "Enabled" if layout else "Disabled"
