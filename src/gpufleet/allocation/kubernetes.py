@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .grant import Grant
+from .jsonshape import json_list
 
 SOURCE = "kubernetes"
 # Resource names that are accelerators (NVIDIA's plugin, its MIG resources, AMD's, Intel's).
@@ -37,15 +38,6 @@ def _get(d: dict[str, Any], *names: str) -> Any:
         if n in d:
             return d[n]
     return None
-
-
-def _list(v: Any, where: str) -> list[Any]:
-    """A JSON list (absent or null: empty); a hostile answer's other types are named, not a TypeError."""
-    if v is None:
-        return []
-    if not isinstance(v, list):
-        raise PodResourcesError(f"{where}: expected a list, got {type(v).__name__}")
-    return v
 
 
 def is_gpu_resource(name: str) -> bool:
@@ -70,16 +62,17 @@ def parse_pod_resources(data: bytes | str) -> list[Grant]:
         if not isinstance(pod, dict):
             continue
         name, namespace = str(pod.get("name") or ""), str(pod.get("namespace") or "")
-        for c in _list(pod.get("containers"), f"pod {namespace}/{name}: containers"):
+        for c in json_list(pod.get("containers"), f"pod {namespace}/{name}: containers", PodResourcesError):
             if not isinstance(c, dict):
                 continue
-            for dev in _list(c.get("devices"), f"pod {namespace}/{name}: devices"):
+            for dev in json_list(c.get("devices"), f"pod {namespace}/{name}: devices", PodResourcesError):
                 if not isinstance(dev, dict):
                     continue
                 resource = str(_get(dev, "resourceName", "resource_name") or "")
                 if not is_gpu_resource(resource):
                     continue
-                for dev_id in _list(_get(dev, "deviceIds", "device_ids"), f"pod {namespace}/{name}: deviceIds"):
+                ids = _get(dev, "deviceIds", "device_ids")
+                for dev_id in json_list(ids, f"pod {namespace}/{name}: deviceIds", PodResourcesError):
                     dev_id = str(dev_id)
                     # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
                     gpu = int(dev_id) if dev_id.isascii() and dev_id.isdigit() and len(dev_id) <= 9 else None

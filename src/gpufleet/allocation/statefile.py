@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .grant import Grant
+from .jsonshape import json_list
 
 SOURCE = "state_file"
 
@@ -35,17 +36,8 @@ def _int(v: Any) -> int | None:
     return None
 
 
-def _list(v: Any, where: str) -> list[Any]:
-    """A JSON list (absent or null: empty); a hostile file's other types are named, not a TypeError."""
-    if v is None:
-        return []
-    if not isinstance(v, list):
-        raise StateFileError(f"{where}: expected a list, got {type(v).__name__}")
-    return v
-
-
 def _ds01_slot(slot_id: str, info: dict[str, Any]) -> list[Grant]:
-    containers = [str(c) for c in _list(info.get("containers"), f"gpus[{slot_id!r}].containers") if c]
+    containers = [str(c) for c in json_list(info.get("containers"), f"gpus[{slot_id!r}].containers", StateFileError) if c]
     users_raw = info.get("users") or {}
     users = [str(u) for u in (users_raw if isinstance(users_raw, (dict, list)) else [])]
     if not containers and not users:
