@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from ..catalogue import keys
+from ..catalogue import keys, name_of
 from ..procfs import CPU_MODES
 from ..snapshot import NodeSnapshot
 from ..textformat import escape, format_value
@@ -138,18 +138,21 @@ MODE = CompatMode("node_exporter's names for the common host series (CPU, load, 
 
 def reference() -> list[tuple[str, str, str, str]]:
     """(node_exporter name, type, labels, what it is made from) per family, for docs/metrics.md."""
+    def n(scope: str, key: str) -> str:
+        return f"`{name_of(scope, key)}`"
+
     rows = [(CPU_SECONDS[0], "counter", "`cpu`, `mode`",
              f"`gpufleet_cpu_<mode>_seconds_total` ({', '.join(CPU_MODES)})")]
-    rows += [(name, "gauge", "", f"`gpufleet_node_{key}`") for name, (key, _) in HOST.items()]
+    rows += [(name, "gauge", "", n("node", key)) for name, (key, _) in HOST.items()]
     rows.append((TIME[0], "gauge", "", "the snapshot's timestamp"))
-    rows.append((SWAP_FREE[0], "gauge", "", "`gpufleet_node_swap_total_bytes` - `gpufleet_node_swap_used_bytes`"))
+    rows.append((SWAP_FREE[0], "gauge", "", f"{n('node', 'swap_total_bytes')} - {n('node', 'swap_used_bytes')}"))
     fs_labels = "`device`, `fstype`, `mountpoint`"
-    rows += [("node_filesystem_size_bytes", "gauge", fs_labels, "`gpufleet_disk_size_bytes`"),
-             ("node_filesystem_avail_bytes", "gauge", fs_labels, "`gpufleet_disk_free_bytes`"),
+    rows += [("node_filesystem_size_bytes", "gauge", fs_labels, n("disk", "size_bytes")),
+             ("node_filesystem_avail_bytes", "gauge", fs_labels, n("disk", "free_bytes")),
              ("node_filesystem_free_bytes", "gauge", fs_labels,
-              "`gpufleet_disk_size_bytes` - `gpufleet_disk_used_bytes`")]
-    rows += [(name, "counter", "`device` (interface)", f"`gpufleet_network_{key}`") for name, (key, _) in NETWORK.items()]
-    rows += [(name, "counter", "`device` (e.g. `sda1`)", f"`gpufleet_disk_{key}`") for name, (key, _) in DISK.items()]
+              f"{n('disk', 'size_bytes')} - {n('disk', 'used_bytes')}")]
+    rows += [(name, "counter", "`device` (interface)", n("net", key)) for name, (key, _) in NETWORK.items()]
+    rows += [(name, "counter", "`device` (e.g. `sda1`)", n("disk", key)) for name, (key, _) in DISK.items()]
     rows.append((UNAME[0], "gauge", "`domainname`, `machine`, `nodename`, `release`, `sysname`, `version`",
-                 "`gpufleet_node_info` (arch, hostname, kernel)"))
+                 f"{n('node', 'info')} (arch, hostname, kernel)"))
     return rows

@@ -92,29 +92,29 @@ function renderHealth(g) {
 
 function specs() {
   const m = [`node="${name}"`, `gpu="${index}"`];
-  const line = (metric, key, label, scale) => ({ metric, match: m, label, scale,
+  const line = (key, label, scale) => ({ metric: cat[key].name, match: m, label, scale,
     live: (s) => { const g = gpuOf(s); const x = g && g.values[key]; return x == null ? null : x * (scale || 1); } });
   return [
     { id: "util", title: "Utilisation", fmt: (v) => `${Math.round(v)}%`, min: 0, max: 100, lines: [
-      line("gpufleet_gpu_utilization_ratio", "utilization_ratio", "GPU", 100),
-      line("gpufleet_gpu_memory_bandwidth_utilization_ratio", "memory_bandwidth_utilization_ratio", "Memory bandwidth", 100),
-      line("gpufleet_gpu_sm_active_ratio", "sm_active_ratio", "SM active", 100),
-      line("gpufleet_gpu_tensor_active_ratio", "tensor_active_ratio", "Tensor active", 100)] },
+      line("utilization_ratio", "GPU", 100),
+      line("memory_bandwidth_utilization_ratio", "Memory bandwidth", 100),
+      line("sm_active_ratio", "SM active", 100),
+      line("tensor_active_ratio", "Tensor active", 100)] },
     { id: "mem", title: "Memory", fmt: (v) => bytes(v), unit: "bytes", min: 0, lines: [
-      line("gpufleet_gpu_memory_used_bytes", "memory_used_bytes", "Used"),
-      line("gpufleet_gpu_memory_total_bytes", "memory_total_bytes", "Total")] },
+      line("memory_used_bytes", "Used"),
+      line("memory_total_bytes", "Total")] },
     { id: "temp", title: "Temperature", fmt: (v) => `${Number.isInteger(v) ? v : v.toFixed(1)} °C`, lines: [
-      line("gpufleet_gpu_temperature_celsius", "temperature_celsius", "Die"),
-      line("gpufleet_gpu_memory_temperature_celsius", "memory_temperature_celsius", "Memory")] },
+      line("temperature_celsius", "Die"),
+      line("memory_temperature_celsius", "Memory")] },
     { id: "power", title: "Power", fmt: (v) => `${Math.round(v)} W`, min: 0, lines: [
-      line("gpufleet_gpu_power_watts", "power_watts", "Draw"),
-      line("gpufleet_gpu_power_limit_watts", "power_limit_watts", "Limit")] },
+      line("power_watts", "Draw"),
+      line("power_limit_watts", "Limit")] },
     { id: "clocks", title: "Clocks", fmt: (v) => hertz(v), min: 0, lines: [
-      line("gpufleet_gpu_sm_clock_hertz", "sm_clock_hertz", "SM"),
-      line("gpufleet_gpu_memory_clock_hertz", "memory_clock_hertz", "Memory")] },
+      line("sm_clock_hertz", "SM"),
+      line("memory_clock_hertz", "Memory")] },
     { id: "pcie", title: "PCIe throughput", fmt: (v) => rate(v), min: 0, lines: [
-      line("gpufleet_gpu_pcie_receive_bytes_per_second", "pcie_receive_bytes_per_second", "Into device"),
-      line("gpufleet_gpu_pcie_transmit_bytes_per_second", "pcie_transmit_bytes_per_second", "Out of device")] },
+      line("pcie_receive_bytes_per_second", "Into device"),
+      line("pcie_transmit_bytes_per_second", "Out of device")] },
   ];
 }
 

@@ -166,23 +166,23 @@ function renderProcs() {
 function chartSpecs() {
   const gpus = (snap && snap.gpus) || [];
   const m = [`node="${name}"`];
-  const perGpu = (metric, key, scale = 1) => gpus.map((g) => ({
-    metric, match: m, label: `GPU ${g.index}`, select: (l) => l.gpu === String(g.index),
+  const perGpu = (key, scale = 1) => gpus.map((g) => ({
+    metric: init.catalogue.gpu[key].name, match: m, label: `GPU ${g.index}`, select: (l) => l.gpu === String(g.index),
     live: (s) => { const x = (s.gpus || []).find((y) => y.index === g.index); const v = x && x.values[key]; return v == null ? null : v * scale; },
   }));
   const host = [
     { id: "cpu", title: "CPU and memory used", fmt: (v) => `${Math.round(v)}%`, min: 0, max: 100, lines: [
-      { metric: "gpufleet_node_cpu_utilization_ratio", match: m, label: "CPU", live: (s) => s.values.cpu_utilization_ratio * 100, scale: 100 },
-      { metric: "gpufleet_node_memory_used_bytes", match: m, label: "Memory", live: (s) => (100 * s.values.memory_used_bytes) / s.values.memory_total_bytes,
+      { metric: init.catalogue.node.cpu_utilization_ratio.name, match: m, label: "CPU", live: (s) => s.values.cpu_utilization_ratio * 100, scale: 100 },
+      { metric: init.catalogue.node.memory_used_bytes.name, match: m, label: "Memory", live: (s) => (100 * s.values.memory_used_bytes) / s.values.memory_total_bytes,
         scale: 100 / (snap.values.memory_total_bytes || 1) },
     ] },
   ];
   if (!gpus.length) return host;
   return [
-    { id: "util", title: "GPU utilisation", fmt: (v) => `${Math.round(v * 100)}%`, min: 0, max: 1, lines: perGpu("gpufleet_gpu_utilization_ratio", "utilization_ratio") },
-    { id: "mem", title: "GPU memory used", fmt: (v) => bytes(v), unit: "bytes", min: 0, lines: perGpu("gpufleet_gpu_memory_used_bytes", "memory_used_bytes") },
-    { id: "temp", title: "GPU temperature", fmt: (v) => `${Number.isInteger(v) ? v : v.toFixed(1)} °C`, lines: perGpu("gpufleet_gpu_temperature_celsius", "temperature_celsius") },
-    { id: "power", title: "GPU power", fmt: (v) => `${Math.round(v)} W`, min: 0, lines: perGpu("gpufleet_gpu_power_watts", "power_watts") },
+    { id: "util", title: "GPU utilisation", fmt: (v) => `${Math.round(v * 100)}%`, min: 0, max: 1, lines: perGpu("utilization_ratio") },
+    { id: "mem", title: "GPU memory used", fmt: (v) => bytes(v), unit: "bytes", min: 0, lines: perGpu("memory_used_bytes") },
+    { id: "temp", title: "GPU temperature", fmt: (v) => `${Number.isInteger(v) ? v : v.toFixed(1)} °C`, lines: perGpu("temperature_celsius") },
+    { id: "power", title: "GPU power", fmt: (v) => `${Math.round(v)} W`, min: 0, lines: perGpu("power_watts") },
     ...host,
   ];
 }
