@@ -13,8 +13,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -98,6 +100,18 @@ def running(args: Sequence[str], log: Path, ready_url: str | None = None, timeou
         proc.stop()
 
 
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A small HTTP server in this process (a peer exporter, a receiver): its http://127.0.0.1:PORT."""
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def gpufleet(*args: str) -> list[str]:
     return [PYTHON, "-m", "gpufleet", *args]
 
@@ -123,6 +137,25 @@ def prometheus(tmp: Path, config: str) -> Iterator[tuple[Proc, str]]:
     url = f"http://127.0.0.1:{port}"
     with running(cmd, tmp / "prometheus.log", f"{url}/-/ready", timeout=60) as proc:
         yield proc, url
+
+
+def scrape_config(*jobs: str) -> str:
+    """A Prometheus config that scrapes these jobs (see static_job, hub_sd_job) every second."""
+    return "global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n" + "".join(jobs)
+
+
+def static_job(job: str, *urls: str, key_file: Path | None = None) -> str:
+    """A scrape job for fixed targets, given as the http:// URLs the test started them on."""
+    targets = ", ".join(f'"{u.removeprefix("http://")}"' for u in urls)
+    auth = f"    authorization: {{type: Bearer, credentials_file: \"{key_file}\"}}\n" if key_file else ""
+    return f"  - job_name: {job}\n{auth}    static_configs: [{{targets: [{targets}]}}]\n"
+
+
+def hub_sd_job(job: str, hub_url: str, key_file: Path) -> str:
+    """A scrape job whose targets come from the hub's service discovery, read with the API key in key_file."""
+    return (f"  - job_name: {job}\n    http_sd_configs:\n      - url: \"{hub_url}/api/v1/sd/prometheus\"\n"
+            f"        refresh_interval: 1s\n"
+            f"        authorization: {{type: Bearer, credentials_file: \"{key_file}\"}}\n")
 
 
 @contextlib.contextmanager

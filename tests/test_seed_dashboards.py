@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import FIXTURES, eventually
-from realparts import agent, prom_query, prometheus
+from realparts import agent, prom_query, prometheus, scrape_config, static_job
 
 pytestmark = pytest.mark.realparts
 
@@ -40,13 +40,7 @@ def test_seed_queries_get_data(tmp_path: Path) -> None:
     with agent(tmp_path, "--simulate", "8xH100", "--interval", "1", "--node", "seed-node",
                "--compat", "dcgm,all-smi,node") as (_, url):
         target = url.removeprefix("http://")
-        cfg = f"""
-global: {{scrape_interval: 1s, scrape_timeout: 1s}}
-scrape_configs:
-  - job_name: gpufleet
-    static_configs: [{{targets: ["{target}"]}}]
-"""
-        with prometheus(tmp_path, cfg) as (_, prom):
+        with prometheus(tmp_path, scrape_config(static_job("gpufleet", url))) as (_, prom):
             # rate() over 1m needs two scrapes of each counter
             eventually(lambda: prom_query(prom, 'count(rate(node_cpu_seconds_total{mode="idle"}[1m]))')
                        and prom_query(prom, "count(rate(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION[1m]))"),

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gpufleet.snapshot import from_json
 from conftest import eventually
-from realparts import agent, gpufleet, prom_query, prometheus
+from realparts import agent, gpufleet, prom_query, prometheus, scrape_config, static_job
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
@@ -76,14 +76,7 @@ def test_prometheus_scrape_matches_snapshot(tmp_path: Path) -> None:
     # A long interval keeps the agent's values still while Prometheus scrapes them every second.
     with agent(tmp_path, "--simulate", "8xH100", "--interval", "300", "--node", "prom-node",
                "--compat", "dcgm") as (_, url):
-        target = url.removeprefix("http://")
-        cfg = f"""
-global: {{scrape_interval: 1s, scrape_timeout: 1s}}
-scrape_configs:
-  - job_name: gpufleet
-    static_configs: [{{targets: ["{target}"]}}]
-"""
-        with prometheus(tmp_path, cfg) as (_, prom):
+        with prometheus(tmp_path, scrape_config(static_job("gpufleet", url))) as (_, prom):
             eventually(lambda: len(prom_query(prom, "gpufleet_gpu_power_watts")) == 8, timeout=30,
                        what="Prometheus to scrape the agent's 8 GPUs")
             keys = ("power_watts", "temperature_celsius", "memory_used_bytes", "utilization_ratio",

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from conftest import eventually
-from realparts import agent, prom_query, prometheus
+from realparts import agent, prom_query, prometheus, scrape_config, static_job
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
@@ -50,14 +50,7 @@ def test_prometheus_gets_every_default_dcgm_field_with_its_type_and_labels(tmp_p
                "--compat", "dcgm") as (_, url), \
             agent(tmp_path, "--simulate", "2xA100-vgpu", "--interval", "300", "--node", "vgpu-vm",
                   "--compat", "dcgm", name="vgpu-agent") as (_, vgpu_url):
-        targets = ", ".join(f'"{u.removeprefix("http://")}"' for u in (url, vgpu_url))
-        cfg = f"""
-global: {{scrape_interval: 1s, scrape_timeout: 1s}}
-scrape_configs:
-  - job_name: gpufleet
-    static_configs: [{{targets: [{targets}]}}]
-"""
-        with prometheus(tmp_path, cfg) as (_, prom):
+        with prometheus(tmp_path, scrape_config(static_job("gpufleet", url, vgpu_url))) as (_, prom):
             want = {**DEFAULT_FIELDS, **OPTIONAL_FIELDS}
 
             def metadata() -> dict[str, list[dict[str, str]]]:

@@ -10,7 +10,7 @@ import httpx
 
 from conftest import eventually
 from gpufleet.snapshot import from_json
-from realparts import agent, prom_query, prometheus
+from realparts import agent, prom_query, prometheus, scrape_config, static_job
 
 
 def test_prometheus_answers_ds01_names(tmp_path: Path) -> None:
@@ -20,14 +20,7 @@ def test_prometheus_answers_ds01_names(tmp_path: Path) -> None:
                                                 "users": {"zed": 1}}}}))
     with agent(tmp_path, "--simulate", "8xH100", "--seed", "5", "--interval", "300", "--compat", "ds01",
                "--allocation-state-file", str(state), "--groups", "none") as (_, url):
-        target = url.removeprefix("http://")
-        cfg = f"""
-global: {{scrape_interval: 1s, scrape_timeout: 1s}}
-scrape_configs:
-  - job_name: ds01
-    static_configs: [{{targets: ["{target}"]}}]
-"""
-        with prometheus(tmp_path, cfg) as (_, prom):
+        with prometheus(tmp_path, scrape_config(static_job("ds01", url))) as (_, prom):
             def held() -> list[tuple[str, str, float]]:
                 snap = from_json(httpx.get(f"{url}/api/v1/snapshot").content)
                 return sorted((str(a.gpu), a.user, a.gpu_equivalents) for a in snap.allocations if a.state != "free")

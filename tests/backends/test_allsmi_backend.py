@@ -4,9 +4,8 @@ exact form, and an agent process reading a local all-smi over HTTP."""
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ import pytest
 from gpufleet.backends import BackendUnavailable, resolve
 from gpufleet.backends.allsmi import AllSmiBackend, devices
 from conftest import FIXTURES, eventually
-from realparts import agent, free_port
+from realparts import agent, free_port, serving
 
 PAGES = FIXTURES / "all-smi-v0.25"
 
@@ -101,13 +100,8 @@ class _Page(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def all_smi_page(page: Path) -> Iterator[str]:
     handler = type("Handler", (_Page,), {"body": page.read_bytes()})
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}/metrics"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(handler) as url:
+        yield f"{url}/metrics"
 
 
 @pytest.mark.realparts

@@ -18,7 +18,7 @@ from conftest import eventually
 from gpufleet.agent.push import agent_url_for
 from gpufleet.config import parse_advertise
 from gpufleet.netaddr import host_port, is_loopback, primary_address
-from realparts import Proc, free_port, gpufleet, prom_query, prometheus
+from realparts import Proc, free_port, gpufleet, hub_sd_job, prom_query, prometheus, scrape_config
 
 pytestmark = pytest.mark.realparts
 
@@ -93,16 +93,7 @@ def test_loopback_agents_are_left_out_and_wildcard_ones_found(tmp_path: Path) ->
         # a real Prometheus finds the wildcard agent at this node's primary address, not at itself
         key_file = tmp_path / "key"
         key_file.write_text(key)
-        cfg = f"""
-global: {{scrape_interval: 1s, scrape_timeout: 1s}}
-scrape_configs:
-  - job_name: fleet
-    http_sd_configs:
-      - url: "{url}/api/v1/sd/prometheus"
-        refresh_interval: 1s
-        authorization: {{type: Bearer, credentials_file: "{key_file}"}}
-"""
-        with prometheus(tmp_path, cfg) as (_, prom):
+        with prometheus(tmp_path, scrape_config(hub_sd_job("fleet", url, key_file))) as (_, prom):
             up = eventually(lambda: prom_query(prom, 'up{job="fleet",node="wild"} == 1'), timeout=45,
                             what="Prometheus scraping the wildcard agent at the primary address")
             assert up[0]["metric"]["instance"] == host_port(primary, ports["wild"])

@@ -15,7 +15,7 @@ import pytest
 
 from access import bearer, make_api_key
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet, prom_query, prometheus
+from realparts import Proc, free_port, gpufleet, hub_sd_job, prom_query, prometheus, scrape_config, static_job
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
@@ -148,18 +148,7 @@ def test_prometheus_finds_agents_through_http_sd(tmp_path: Path) -> None:
         key_file.write_text(make_api_key(data, "viewer", user="prometheus") + "\n")
         key_file.chmod(0o600)
         assert httpx.get(f"{url}/api/v1/sd/prometheus").status_code == 401  # and nothing without it
-        cfg = f"""
-global: {{scrape_interval: 1s, scrape_timeout: 1s}}
-scrape_configs:
-  - job_name: fleet
-    http_sd_configs:
-      - url: "{url}/api/v1/sd/prometheus"
-        refresh_interval: 1s
-        authorization: {{type: Bearer, credentials_file: "{key_file}"}}
-  - job_name: hub
-    authorization: {{type: Bearer, credentials_file: "{key_file}"}}
-    static_configs: [{{targets: ["127.0.0.1:{port}"]}}]
-"""
+        cfg = scrape_config(hub_sd_job("fleet", url, key_file), static_job("hub", url, key_file=key_file))
         with prometheus(tmp_path, cfg) as (_, prom):
             res = eventually(lambda: prom_query(prom, 'gpufleet_gpu_up{job="fleet"}'), timeout=45, what="scraped series")
             assert {r["metric"]["cluster"] for r in res} == {"lab"}

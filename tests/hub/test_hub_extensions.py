@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from gpufleet.hub.alerts import AlertsExtension
 from gpufleet.hub.extensions import Extension, load_extensions
 from gpufleet.hub.service import Hub, HubOptions
 from gpufleet.hub.ui import UiExtension
+from realparts import serving
 from sample_snapshot import sample_snapshot
 
 
@@ -75,13 +76,8 @@ def refusing_receiver() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/api/v1/write"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(H) as url:
+        yield f"{url}/api/v1/write"
 
 
 def test_remote_write_failures_reach_metrics(tmp_path: Path, refusing_receiver: str) -> None:

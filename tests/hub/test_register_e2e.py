@@ -14,7 +14,7 @@ import pytest
 
 from access import make_api_key
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet, prometheus
+from realparts import Proc, free_port, gpufleet, hub_sd_job, prometheus, scrape_config
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
@@ -108,16 +108,7 @@ def test_prometheus_keeps_the_fleet_when_a_bad_label_is_tried(tmp_path: Path) ->
         bad = httpx.post(f"{url}/api/v1/register", headers=auth, timeout=10,
                          json={"node": "bad", "labels": {"bad-name": "x"}, "agent_url": "http://127.0.0.1:2"})
         assert bad.status_code == 422
-        cfg = f"""
-global: {{scrape_interval: 1s}}
-scrape_configs:
-  - job_name: gpufleet
-    http_sd_configs:
-      - url: "{url}/api/v1/sd/prometheus"
-        refresh_interval: 1s
-        authorization: {{type: Bearer, credentials_file: "{key_file}"}}
-"""
-        with prometheus(tmp_path, cfg) as (_, prom):
+        with prometheus(tmp_path, scrape_config(hub_sd_job("gpufleet", url, key_file))) as (_, prom):
             targets = eventually(lambda: httpx.get(f"{prom}/api/v1/targets", timeout=5).json()["data"]["activeTargets"],
                                  timeout=30, what="Prometheus to discover the registered agent")
             assert [t["labels"]["node"] for t in targets] == ["good"]

@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from realparts import gpufleet
+from realparts import gpufleet, serving
 
 KEY = "gfk_test-key"
 
@@ -44,13 +43,8 @@ class KeyedHub(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def keyed_hub() -> Iterator[str]:
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), KeyedHub)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(KeyedHub) as url:
+        yield url
 
 
 def test_api_key_flag_and_env(keyed_hub: str) -> None:
