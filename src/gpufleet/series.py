@@ -12,6 +12,7 @@ list object) while the snapshot's shape is unchanged.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 
 import msgspec
@@ -36,9 +37,9 @@ class SeriesCache:
 
     Several, not one: a node's shape flips back and forth as users and processes come and
     go, and handing the store the very same key tuple again lets it find that series list
-    by identity instead of building and comparing keys. Past shapes are kept as msgpack
-    bytes (not tuples holding a decoded snapshot's strings), and their key lists share the
-    (metric, labels) tuples they have in common: a few KB a shape.
+    by identity instead of building and comparing keys. Past shapes are kept as compressed
+    msgpack bytes (not tuples holding a decoded snapshot's strings), and their key lists share
+    the (metric, labels) tuples they have in common: a few KB a shape.
     """
 
     __slots__ = ("shape", "keys", "picks", "recent")
@@ -73,7 +74,12 @@ class SeriesCache:
         del self.recent[self.KEEP:]
 
 
-_pack = msgspec.msgpack.Encoder().encode
+_encode = msgspec.msgpack.Encoder().encode
+
+
+def _pack(shape: object) -> bytes:
+    # zlib at level 1 is deterministic, so equal shapes give equal bytes: ~24 KB -> ~3 KB each
+    return zlib.compress(_encode(shape), 1)
 
 
 def _records(snap: NodeSnapshot) -> list[Record]:
@@ -112,6 +118,7 @@ def snapshot_series(snap: NodeSnapshot, extra_labels: dict[str, str] | None = No
         keys, picks = _build(recs, base)
         if cache is not None:
             cache.put(shape, keys, picks)
+            keys = cache.keys  # the stored tuple (sharing keys with the other shapes)
     values: list[float] = []
     for (_, _, vals), take in zip(recs, picks):
         if take is None:
