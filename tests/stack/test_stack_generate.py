@@ -170,6 +170,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, key_file: Path
         (["--hub", "http://h:8080", "--scrape-interval", "soon"], "--scrape-interval"),
         (["--hub", "http://user:pw@h:8080"], "no credentials"),
         (["--hub", "https://h:8443", "--ca-file", str(key_file)], "--ca-file"),
+        (["--hub", "http://h:8080", "--alertmanager-url", "http://[::1"], "--alertmanager-url"),
+        (["--hub", "http://h:8080", "--datasource-url", "http://vm:port"], "--datasource-url"),
+        (["--hub", "http://h:8080", "--datasource-url", "vm:8428"], "--datasource-url"),
     ]
     for args, message in cases:
         code, err = generate_here(capsys, out, *args)

@@ -54,8 +54,8 @@ def generate(out: Path, hub: str, tsdb: str, api_key_file: Path | None, ca_file:
     if interval < 1:
         raise UserError(f"--scrape-interval {scrape_interval!r}: at least 1s")
     for flag, url in (("--alertmanager-url", alertmanager_url), ("--datasource-url", datasource_url)):
-        if url is not None and not url.startswith(("http://", "https://")):
-            raise UserError(f"{flag} {url!r}: give an http:// or https:// URL")
+        if url is not None:
+            _check_url(flag, url)
     if rules_file is not None and not rules_file.is_file():
         raise UserError(f"--rules {rules_file}: no such file")
     kind: Tsdb = "prometheus" if tsdb == "prometheus" else "victoriametrics"
@@ -79,3 +79,15 @@ def generate(out: Path, hub: str, tsdb: str, api_key_file: Path | None, ca_file:
                    "but not from a container; give the hub's reachable address for compose", err=True)
     click.echo(f"next: GRAFANA_ADMIN_PASSWORD=... docker compose -f {out / 'compose.yaml'} up -d "
                f"(Grafana on http://{opts.bind}:{opts.host_port('grafana')}); see docs/stack.md")
+
+
+def _check_url(flag: str, url: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port that is not a number raises ValueError
+    except ValueError as e:
+        raise UserError(f"{flag} {url!r}: {e}; give an http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"{flag} {url!r}: give an http:// or https:// URL with a host")
