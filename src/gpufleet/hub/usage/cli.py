@@ -43,10 +43,16 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
+def _show(col: str, v: Any) -> str:
+    if col == "mean_utilization" and isinstance(v, (int, float)):
+        return f"{v:.0%}"  # a ratio in JSON and CSV; people read percent
+    return _cell(v)
+
+
 def table(rows: list[dict[str, Any]], cols: list[str], heads: dict[str, str] | None = None) -> str:
     """Aligned plain-text columns: text left, numbers right."""
     heads = heads or {}
-    cells = [[heads.get(c, c.upper()) for c in cols]] + [[_cell(r.get(c)) for c in cols] for r in rows]
+    cells = [[heads.get(c, c.upper()) for c in cols]] + [[_show(c, r.get(c)) for c in cols] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
     numeric = [all(isinstance(r.get(c), (int, float)) or r.get(c) is None for r in rows) and bool(rows)
                for c in cols]
