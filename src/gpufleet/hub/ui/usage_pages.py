@@ -53,11 +53,11 @@ def mount(app: FastAPI, page: Page, not_found: Callable[[Request, str], HTMLResp
             who = scope_user(request, ext, user)
         except HTTPException as e:
             return error(request, e)
-        with ext.record.lock:
-            rows = usage(ext.db, s, u, by_, now=now, user=who, prices=ext.prices)
-            tr = trend(ext.db, "user" if who is None else "node", s, u, user=who)
-            months = monthly(ext.db, "user", now - 365 * 86400, user=who, prices=ext.prices)
-            groups = monthly(ext.db, "group", now - 365 * 86400, user=who, prices=ext.prices)
+        with ext.read_lock:
+            rows = usage(ext.reader, s, u, by_, now=now, user=who, prices=ext.prices)
+            tr = trend(ext.reader, "user" if who is None else "node", s, u, user=who)
+            months = monthly(ext.reader, "user", now - 365 * 86400, user=who, prices=ext.prices)
+            groups = monthly(ext.reader, "group", now - 365 * 86400, user=who, prices=ext.prices)
         initial = {"since": s, "until": u, "since_text": since, "until_text": until, "by": by_, "user": who,
                    "rows": rows, "trend": tr, "monthly": months, "monthly_groups": groups, "periods": PERIODS,
                    "priced": ext.prices.any()}
@@ -79,8 +79,8 @@ def mount(app: FastAPI, page: Page, not_found: Callable[[Request, str], HTMLResp
             who = scope_user(request, ext, user)
         except HTTPException as e:
             return error(request, e)
-        with ext.record.lock:
-            rows = jobs(ext.db, since=s, user=who, running=running, limit=2000, prices=ext.prices)
+        with ext.read_lock:
+            rows = jobs(ext.reader, since=s, user=who, running=running, limit=2000, prices=ext.prices)
         initial = {"jobs": rows, "user": who, "running": running, "since_text": since, "periods": PERIODS}
         return page(request, "jobs.html", title="Jobs", nav="jobs", initial=script_json(initial))
 
@@ -92,8 +92,8 @@ def mount(app: FastAPI, page: Page, not_found: Callable[[Request, str], HTMLResp
         from ..usage.api import scope_user
         from ..usage.jobs import job
 
-        with ext.record.lock:
-            j = job(ext.db, key, prices=ext.prices)
+        with ext.read_lock:
+            j = job(ext.reader, key, prices=ext.prices)
         try:
             who = scope_user(request, ext, None)
         except HTTPException as e:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .db import open_db
+from .db import open_db, open_reader
 from .record import OccupancyRecord
 from .report import Prices
 from .settle import drop_old_hours, settle_all
@@ -35,6 +36,10 @@ class UsageExtension:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.db = open_db(hub.opts.data)
+        # Reports read through a second connection (WAL: readers never wait for the writer), so a
+        # long report never holds up the ingest hook's write of a change.
+        self.reader = open_reader(hub.opts.data)
+        self.read_lock = threading.Lock()
         self.record = OccupancyRecord(self.db, gap_s=hub.opts.down_after, last_seen=self._last_seen(),
                                       heard=self._heard)
         self.prices = Prices(hub.opts.price_gpu_hour, hub.opts.price_kwh)
@@ -95,6 +100,8 @@ class UsageExtension:
             self.hub.observers.remove(self.record.observe)
         except ValueError:
             pass
+        with self.read_lock:
+            self.reader.close()
         with self.record.lock:
             self.db.close()
 

@@ -81,7 +81,7 @@ def columns(by: str, rows: list[dict[str, Any]]) -> list[str]:
 
 def mount(app: FastAPI, ext: UsageExtension) -> None:
     viewer = require(Role.VIEWER)
-    db, lock = ext.db, ext.record.lock
+    db, lock = ext.reader, ext.read_lock
 
     @app.get("/api/v1/usage", tags=["accounting"], dependencies=[viewer])
     def usage_route(

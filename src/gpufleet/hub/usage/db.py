@@ -75,3 +75,10 @@ def open_db(data: Path) -> sqlite3.Connection:
     db.executescript(SCHEMA)
     db.execute(f"PRAGMA user_version = {LAYOUT}")
     return db
+
+
+def open_reader(data: Path) -> sqlite3.Connection:
+    """A read-only connection to usage.db (open_db first: it creates and checks the file)."""
+    db = sqlite3.connect(f"file:{data / FILE}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+    db.execute("PRAGMA query_only = 1")
+    return db

@@ -123,8 +123,9 @@ class Hold:
 
 def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, horizon: float | None) -> int:
     """Settle `node`'s unsettled holds up to `horizon` (its newest snapshot); returns holds advanced."""
-    holds = [Hold(*r) for r in db.execute("SELECT id, gpu, user, grp, job, eq, start, end, settled FROM holds "
-                                          "WHERE node = ? AND (end IS NULL OR settled < end)", (node,))]
+    with lock:  # one connection serves the ingest hook, the API and this loop: one user at a time
+        holds = [Hold(*r) for r in db.execute("SELECT id, gpu, user, grp, job, eq, start, end, settled FROM holds "
+                                              "WHERE node = ? AND (end IS NULL OR settled < end)", (node,))]
     todo = []
     for h in holds:
         b = h.end if h.end is not None else horizon
@@ -198,7 +199,8 @@ def drop_old_hours(db: sqlite3.Connection, lock: Lock, now: float) -> None:
 def settle_all(db: sqlite3.Connection, lock: Lock, query: Query, horizon: Callable[[str], float | None],
                budget_s: float | None = None, start_at: int = 0) -> tuple[int, int]:
     """Settle every node with work, from the `start_at`-th; returns (holds advanced, next start)."""
-    nodes = unsettled_nodes(db)
+    with lock:
+        nodes = unsettled_nodes(db)
     done = 0
     t0 = time.monotonic()
     for i in range(len(nodes)):
