@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gpufleet.hub.service import Hub, HubOptions
-from gpufleet.hub.usage import UsageExtension
+from gpufleet.hub.usage.extension import UsageExtension
 from gpufleet.hub.usage.report import usage
 from simfleet import HOUR, MIN, Fleet, known_fleet
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from gpufleet.hub.service import Hub, HubOptions
-from gpufleet.hub.usage import UsageExtension
+from gpufleet.hub.usage.extension import UsageExtension
 from gpufleet.hub.usage.holders import Holder, node_holders
 from gpufleet.hub.usage.report import usage
 from gpufleet.snapshot import Allocation, Gpu, GpuProcess, NodeSnapshot, Owner
@@ -81,7 +81,7 @@ CHILD = textwrap.dedent("""
     import os, signal, sys
     sys.path[:0] = [{tests!r}, {usage!r}]
     from gpufleet.hub.service import Hub, HubOptions
-    from gpufleet.hub.usage import UsageExtension
+    from gpufleet.hub.usage.extension import UsageExtension
     from simfleet import known_fleet
     fleet = known_fleet({now!r})
     hub = Hub(HubOptions(data=__import__("pathlib").Path({data!r})))

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from access import authed_client, bearer, make_api_key, make_user
 from browser import chromium
 from gpufleet.cli import cli as main
 from gpufleet.hub.service import Hub, HubOptions
-from gpufleet.hub.usage import UsageExtension
+from gpufleet.hub.usage.extension import UsageExtension
 from realparts import Proc, free_port, gpufleet
 from simfleet import Fleet, known_fleet
 
@@ -214,3 +215,15 @@ def test_pages_show_the_same_figures(served, artifacts: Path) -> None:
         assert sorted(listed) == ["container:abc123def456", "slurm:101"]
         ctx.close()
         assert errors == []
+
+
+def test_report_and_jobs_run_on_an_agent_only_install(tmp_path: Path) -> None:
+    """They are plain HTTP clients: a researcher runs them on a node without the hub's libraries."""
+    agent_only = Path(__file__).resolve().parent.parent / "packaging" / "agent_only.py"
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    env = {**os.environ, "BLOCKED_LOG": str(tmp_path / "blocked")}
+    for args in (["report", "--since", "7d", "--by", "group"], ["jobs", "--running"]):
+        r = subprocess.run([sys.executable, str(agent_only), *args, "--hub", nowhere], capture_output=True, text=True,
+                           timeout=60, env=env)
+        assert r.returncode == 2 and "cannot reach the hub" in r.stderr, r.stderr
+    assert not (tmp_path / "blocked").exists(), (tmp_path / "blocked").read_text()

@@ -29,7 +29,7 @@ EXTENSIONS: tuple[str, ...] = (
     "gpufleet.hub.capacity:CapacityExtension",  # before alerts: its fleet figures feed the rules
     "gpufleet.hub.alerts:AlertsExtension",
     "gpufleet.hub.commands.extension:CommandsExtension",
-    "gpufleet.hub.usage:UsageExtension",
+    "gpufleet.hub.usage.extension:UsageExtension",
     "gpufleet.hub.ui:UiExtension",
 )
 

@@ -19,7 +19,7 @@ from ...catalogue import name_of
 from ..auth import Role, require
 
 if TYPE_CHECKING:
-    from ..usage import UsageExtension
+    from ..usage.extension import UsageExtension
 
 PERIODS = ("7d", "30d", "90d", "365d")
 Page = Callable[..., HTMLResponse]

@@ -23,7 +23,7 @@ from .period import parse_time
 from .report import BY, FIELDS, monthly, trend, usage
 
 if TYPE_CHECKING:
-    from . import UsageExtension
+    from .extension import UsageExtension
 
 VISIBILITY = ("all", "own")
 MAX_PERIOD_S = 800 * 86400.0
