@@ -113,9 +113,11 @@ def test_1000_agents_push_and_nothing_is_dropped(tmp_path: Path, request: pytest
               f"{res['slip_max']:.1f} s); RSS "
               f"{rss0:.0f} -> {rss1:.0f} MB max")
         # The lag includes the generator's own slip (it shares the cores): 0.3 s on a quiet machine
-        # (RESULTS.md, bench_hub.py is the goal's judge), 13-76 s on a 2-core VM running other test
-        # suites at once. Here only a runaway backlog fails: at 5 s a push, 120 s is 24 rounds behind.
-        assert lag < 120, f"ingest lag reached {lag:.1f} s (generator slip max {res['slip_max']:.1f} s)"
+        # (RESULTS.md, bench_hub.py is the goal's judge), up to 150 s on a 2-core VM running other
+        # test suites at once, where the hub's own share stayed under a second. What is the hub's
+        # fails here: a backlog of its own beyond the generator's lateness (60 s: 12 rounds behind).
+        own = lag - res["slip_max"]
+        assert own < 60, f"ingest lag reached {lag:.1f} s, {own:.1f} s beyond the generator's slip"
         # The store's head holds raw samples until it is cut, so RSS grows with the window; it must
         # stay bounded (1.5-1.6 GB at this fleet in benchmarks/RESULTS.md), never run away.
         assert rss1 < 3072, f"the hub's RSS reached {rss1:.0f} MB"
