@@ -116,6 +116,20 @@ def gpufleet(*args: str) -> list[str]:
     return [PYTHON, "-m", "gpufleet", *args]
 
 
+def hub_proc(tmp: Path, data: Path, port: int, *extra: str, name: str = "hub", ok: Sequence[int] = (200,)) -> Proc:
+    """A real `gpufleet hub` on 127.0.0.1:port keeping its data in `data`, once /healthz answers one of `ok`."""
+    p = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data), *extra), tmp / f"{name}.log")
+    p.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30, ok=ok)
+    return p
+
+
+def join_token(data: Path, *extra: str) -> str:
+    """A join token for agents, made by `gpufleet token create` on the hub's data directory."""
+    out = subprocess.run(gpufleet("token", "create", "--data", str(data), *extra), capture_output=True, text=True,
+                         check=True).stdout
+    return out.split()[-1]
+
+
 @contextlib.contextmanager
 def agent(tmp: Path, *args: str, name: str = "agent") -> Iterator[tuple[Proc, str]]:
     port = free_port()

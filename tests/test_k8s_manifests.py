@@ -12,7 +12,7 @@ import yaml
 
 from access import bearer, make_api_key
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet
+from realparts import Proc, free_port, gpufleet, join_token
 
 TOKEN = "gft_k8s0123456789abcdefghijklmnopq"
 
@@ -82,8 +82,7 @@ def test_the_manifests_arguments_run(tmp_path: Path) -> None:
         # an agent in the cluster names the Service as Host
         r = httpx.get(f"{url}/healthz", headers={"Host": "gpufleet-hub.gpufleet.svc:8080"}, timeout=5)
         assert r.status_code == 200
-        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
-                               check=True).stdout.split()[-1]
+        token = join_token(data)
         (tmp_path / "tok").write_text(token)
         swap = {"0.0.0.0:9401": f"127.0.0.1:{free_port()}", "https://gpus.example.org": url,
                 "/etc/gpufleet/token/token": str(tmp_path / "tok"), "/var/lib/gpufleet-agent/spool": str(tmp_path / "sp")}

@@ -13,7 +13,7 @@ import pytest
 from access import bearer, make_api_key, make_user
 from browser import chromium
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet
+from realparts import Proc, free_port, gpufleet, join_token
 
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
@@ -33,10 +33,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         LOGIN["password"] = make_user(tmp / "hub", "ops", "admin")  # the audit page is for admins
         LOGIN["key"] = make_api_key(tmp / "hub", "operator")
         LOGIN["data"] = str(tmp / "hub")
-        import subprocess
-
-        token = subprocess.run(gpufleet("token", "create", "--data", str(tmp / "hub")), capture_output=True,
-                               text=True, check=True).stdout.split()[-1]
+        
+        token = join_token(tmp / "hub")
         for node, extra in (("ui-a", ["--allow-commands", "echo *", "--allow-commands", "sleep *",
                                       "--command-user", "nobody"]), ("ui-plain", [])):
             procs.append(Proc(gpufleet("agent", "--simulate", "cpu-only", "--node", node, "--listen",

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from access import bearer, make_api_key
-from realparts import Proc, free_port, gpufleet
+from realparts import Proc, free_port, gpufleet, join_token
 
 
 def test_killed_agent_is_unavailable_within_seconds(tmp_path: Path) -> None:
@@ -23,8 +23,7 @@ def test_killed_agent_is_unavailable_within_seconds(tmp_path: Path) -> None:
     try:
         hub.wait_http(f"{url}/healthz")
         key = make_api_key(tmp_path / "hub", "operator")
-        token = subprocess.run(gpufleet("token", "create", "--data", str(tmp_path / "hub")), capture_output=True,
-                               text=True, check=True).stdout.split()[-1]
+        token = join_token(tmp_path / "hub")
         agent = Proc(gpufleet("agent", "--simulate", "cpu-only", "--node", "doomed", "--listen",
                               f"127.0.0.1:{free_port()}", "--hub", url, "--token", token, "--spool",
                               str(tmp_path / "spool"), "--allow-commands", "true", "--command-user", "nobody"),

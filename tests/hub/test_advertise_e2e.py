@@ -18,7 +18,7 @@ from conftest import eventually
 from gpufleet.agent.push import agent_url_for
 from gpufleet.config import parse_advertise
 from gpufleet.netaddr import host_port, is_loopback, primary_address
-from realparts import Proc, free_port, gpufleet, hub_sd_job, prom_query, prometheus, scrape_config
+from realparts import Proc, free_port, gpufleet, hub_sd_job, join_token, prom_query, prometheus, scrape_config
 
 pytestmark = pytest.mark.realparts
 
@@ -52,8 +52,7 @@ def test_loopback_agents_are_left_out_and_wildcard_ones_found(tmp_path: Path) ->
     procs = [hub]
     try:
         hub.wait_http(f"{url}/healthz")
-        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
-                               check=True).stdout.split()[-1]
+        token = join_token(data)
         key = make_api_key(data, "viewer")
         h = bearer(key)
         ports = {n: free_port() for n in ("lo", "wild", "adv")}

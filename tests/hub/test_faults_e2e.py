@@ -22,7 +22,7 @@ import pytest
 
 from access import bearer, make_api_key
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet
+from realparts import Proc, free_port, gpufleet, hub_proc, join_token
 
 pytestmark = pytest.mark.realparts  # starts real gpufleet processes
 
@@ -31,16 +31,9 @@ H: dict[str, str] = {}  # a viewer's API key for the hub of the running test
 
 
 def _hub(tmp: Path, data: Path, port: int, *extra: str, name: str = "hub") -> Proc:
-    p = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data), *extra), tmp / f"{name}.log")
-    p.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30, ok=(200, 503))
+    p = hub_proc(tmp, data, port, *extra, name=name, ok=(200, 503))  # short of disk space it is up but answers 503
     H.update(bearer(make_api_key(data, "viewer")))  # this file's reads
     return p
-
-
-def _token(data: Path) -> str:
-    out = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
-                         check=True).stdout
-    return out.split()[-1]
 
 
 def _agent(tmp: Path, hub_url: str, node: str, token: str, *extra: str,
@@ -95,7 +88,7 @@ def test_kill_9_of_the_hub_mid_push_loses_no_acknowledged_sample(tmp_path: Path)
     url = f"http://127.0.0.1:{port}"
     since = time.time() - 1
     hub = _hub(tmp_path, data, port)
-    agent, agent_url = _agent(tmp_path, url, "k9", _token(data), "--interval", "0.5")
+    agent, agent_url = _agent(tmp_path, url, "k9", join_token(data), "--interval", "0.5")
     recover: list[float] = []
     try:
         eventually(lambda: _agent_values(agent_url).get("push_snapshots_total", 0) > 5, timeout=30,
@@ -158,7 +151,7 @@ def test_a_full_disk_pauses_pushes_and_the_hub_resumes_by_itself(tmp_path: Path)
             # rest itself before the test does, and removing this must still give space back.
             filler.write_bytes(b"\0" * 8 * 2**20)
         hub = _hub(tmp_path, data, port, *extra)
-        agent, agent_url = _agent(tmp_path, url, "df", _token(data), "--interval", "0.5")
+        agent, agent_url = _agent(tmp_path, url, "df", join_token(data), "--interval", "0.5")
         try:
             eventually(lambda: _agent_values(agent_url).get("push_snapshots_total", 0) > 5, timeout=30,
                        what="first pushes")
@@ -201,7 +194,7 @@ def test_node_clocks_minutes_apart(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     hub = _hub(tmp_path, data, port)
-    token = _token(data)
+    token = join_token(data)
     fast, _ = _agent(tmp_path, url, "fast", token, "--interval", "0.5", env={"GPUFLEET_TEST_CLOCK_OFFSET": "120"})
     slow, _ = _agent(tmp_path, url, "slow", token, "--interval", "0.5", env={"GPUFLEET_TEST_CLOCK_OFFSET": "-180"})
     wrong, _ = _agent(tmp_path, url, "wrong", token, "--interval", "0.5", env={"GPUFLEET_TEST_CLOCK_OFFSET": "900"})

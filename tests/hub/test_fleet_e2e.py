@@ -15,21 +15,10 @@ import pytest
 
 from access import bearer, make_api_key
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet, hub_sd_job, prom_query, prometheus, scrape_config, static_job
+from realparts import (Proc, free_port, gpufleet, hub_proc, hub_sd_job, join_token, prom_query, prometheus,
+                       scrape_config, static_job)
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
-
-
-def _hub(tmp: Path, data: Path, port: int, *extra: str, name: str = "hub") -> Proc:
-    p = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data), *extra), tmp / f"{name}.log")
-    p.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
-    return p
-
-
-def _token(data: Path) -> str:
-    out = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
-                         check=True).stdout
-    return out.split()[-1]
 
 
 def _agent(tmp: Path, hub_url: str, node: str, token: str, *extra: str) -> tuple[Proc, int]:
@@ -52,9 +41,9 @@ def test_join_push_restart_without_gap(tmp_path: Path) -> None:
     data = tmp_path / "hubdata"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    hub = _hub(tmp_path, data, port)
+    hub = hub_proc(tmp_path, data, port)
     h = bearer(make_api_key(data, "viewer"))
-    token = _token(data)
+    token = join_token(data)
     a1, a1_port = _agent(tmp_path, url, "gpu-a", token, "--interval", "0.5", "--label", "rack=r1")
     a2, _ = _agent(tmp_path, url, "gpu-b", token, "--interval", "0.5")
     bad, _ = _agent(tmp_path, url, "intruder", "gft_not-a-token", "--interval", "0.5")
@@ -72,7 +61,7 @@ def test_join_push_restart_without_gap(tmp_path: Path) -> None:
         t_stop = time.time()
         assert hub.stop() is not None
         time.sleep(4)
-        hub = _hub(tmp_path, data, port, name="hub2")
+        hub = hub_proc(tmp_path, data, port, name="hub2")
         t_back = time.time()
         snap_ts = []
 
@@ -105,9 +94,9 @@ def test_kill_9_loses_at_most_a_second(tmp_path: Path) -> None:
     data = tmp_path / "d"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    hub = _hub(tmp_path, data, port)
+    hub = hub_proc(tmp_path, data, port)
     h = bearer(make_api_key(data, "viewer"))
-    token = _token(data)
+    token = join_token(data)
     spool = tmp_path / "spool"
     agent, _ = _agent(tmp_path, url, "k9", token, "--interval", "0.5", "--spool", str(spool))
     try:
@@ -118,7 +107,7 @@ def test_kill_9_loses_at_most_a_second(tmp_path: Path) -> None:
         time.sleep(0.3)
         os.kill(hub.pid, signal.SIGKILL)
         hub.p.wait(5)
-        hub = _hub(tmp_path, data, port, name="hub-after-kill")
+        hub = hub_proc(tmp_path, data, port, name="hub-after-kill")
         q = httpx.get(f"{url}/api/v1/query_range", headers=h, params={
             "metric": "gpufleet_node_memory_total_bytes", "match": ['node="k9"'],
             "start": last - 30, "end": last + 1, "step": 0.5, "agg": "last"}).json()
@@ -133,9 +122,9 @@ def test_prometheus_finds_agents_through_http_sd(tmp_path: Path) -> None:
     data = tmp_path / "d"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    hub = _hub(tmp_path, data, port)
+    hub = hub_proc(tmp_path, data, port)
     h = bearer(make_api_key(data, "viewer"))
-    token = _token(data)
+    token = join_token(data)
     # --advertise: an agent on loopback only is left out of http_sd unless its address is given
     agent, agent_port = _agent(tmp_path, url, "sd-node", token, "--interval", "1", "--label", "cluster=lab",
                                "--advertise", "127.0.0.1")

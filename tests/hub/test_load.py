@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from access import bearer, make_api_key
-from realparts import ROOT, Proc, free_port, gpufleet
+from realparts import ROOT, Proc, free_port, gpufleet, join_token
 
 pytestmark = pytest.mark.realparts
 
@@ -52,8 +52,7 @@ def test_1000_agents_push_and_nothing_is_dropped(tmp_path: Path, request: pytest
     try:
         hub.wait_http(f"{url}/healthz", timeout=60)
         H.update(bearer(make_api_key(data, "viewer")))
-        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
-                               check=True).stdout.split()[-1]
+        token = join_token(data)
         sys.path.insert(0, str(ROOT / "benchmarks"))
         import _hubload
 

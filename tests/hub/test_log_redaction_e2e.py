@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +15,7 @@ import httpx
 
 from gpufleet.logredact import RedactFilter, redact_text
 from access import bearer, make_api_key
-from realparts import Proc, free_port, gpufleet
+from realparts import Proc, free_port, gpufleet, join_token
 
 SECRETS = ("WHPASS", "SECRETPATH", "WHAPIKEY", "RWPASS", "RWAPIKEY")
 
@@ -84,8 +83,7 @@ def test_hub_log_at_debug_holds_no_secret(tmp_path: Path) -> None:
     agent = None
     try:
         hub.wait_http(f"{url}/healthz")
-        token = subprocess.run(gpufleet("token", "create", "--data", str(tmp_path / "data")),
-                                capture_output=True, text=True, check=True).stdout.split()[-1]
+        token = join_token(tmp_path / "data")
         agent = Proc(gpufleet("agent", "--hub", url, "--token", token, "--node", "n1", "--simulate", "2xRTX4090",
                               "--interval", "0.5", "--spool", str(tmp_path / "spool"), "--log-level", "debug",
                               "--listen", f"127.0.0.1:{free_port()}"), tmp_path / "agent.log")

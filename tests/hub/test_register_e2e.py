@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import select
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from access import make_api_key
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet, hub_sd_job, prometheus, scrape_config
+from realparts import Proc, free_port, gpufleet, hub_sd_job, join_token, prometheus, scrape_config
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
@@ -78,8 +77,7 @@ def test_huge_body_without_token_is_not_read(tmp_path: Path) -> None:
         answer, sent = _stream_until_answered(port, "Authorization: Bearer gft_wrong\r\n")
         assert answer.startswith(b"HTTP/1.1 401") and sent < 32 * 1024 * 1024
         # with a good token the declared size alone is refused
-        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True,
-                               text=True, check=True).stdout.split()[-1]
+        token = join_token(data)
         answer, sent = _stream_until_answered(port, f"Authorization: Bearer {token}\r\n")
         assert answer.startswith(b"HTTP/1.1 413") and sent < 32 * 1024 * 1024
         assert _rss_kb(hub.pid) - rss_before < 100 * 1024
@@ -96,8 +94,7 @@ def test_prometheus_keeps_the_fleet_when_a_bad_label_is_tried(tmp_path: Path) ->
     hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp_path / "hub.log")
     try:
         hub.wait_http(f"{url}/healthz")
-        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True,
-                               text=True, check=True).stdout.split()[-1]
+        token = join_token(data)
         auth = {"Authorization": f"Bearer {token}"}
         key_file = tmp_path / "hub.key"
         key_file.write_text(make_api_key(data, "viewer", user="prometheus"))

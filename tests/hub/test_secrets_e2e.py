@@ -12,7 +12,7 @@ import pytest
 
 from access import bearer, make_api_key
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet
+from realparts import Proc, free_port, gpufleet, join_token
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
@@ -38,8 +38,7 @@ def test_join_token_never_reaches_the_hub(tmp_path: Path) -> None:
     try:
         hub.wait_http(f"{url}/healthz")
         KEY["key"] = make_api_key(data, "admin")
-        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
-                               check=True).stdout.split()[-1]
+        token = join_token(data)
         common = ["--hub", url, "--token", token, "--simulate", "2xRTX4090", "--interval", "0.5"]
         # the default: the agent masks its own --token (and every other secret-looking value)
         agents.append(Proc(gpufleet("agent", *common, "--node", "masked", "--spool", str(tmp_path / "s1"),
@@ -84,8 +83,7 @@ def test_token_file_keeps_the_token_off_the_command_line(tmp_path: Path) -> None
     try:
         hub.wait_http(f"{url}/healthz")
         KEY["key"] = make_api_key(data, "admin")
-        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
-                               check=True).stdout.split()[-1]
+        token = join_token(data)
         tf = tmp_path / "token"
         tf.write_text(token + "\n")
         tf.chmod(0o600)

@@ -10,7 +10,7 @@ import pytest
 
 from access import make_api_key
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet
+from realparts import Proc, free_port, gpufleet, join_token
 
 pytestmark = pytest.mark.realparts
 
@@ -42,8 +42,7 @@ def test_status_healthy_degraded_unreachable(tmp_path: Path) -> None:
         key = make_api_key(data, "viewer")
         r = _status(url, None)
         assert r.returncode == 2 and "--api-key" in r.stderr
-        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
-                               check=True).stdout.split()[-1]
+        token = join_token(data)
         agent = Proc(gpufleet("agent", "--hub", url, "--token", token, "--node", "n1", "--simulate", "cpu-only",
                               "--interval", "0.5", "--spool", str(tmp_path / "spool"),
                               "--listen", f"127.0.0.1:{free_port()}"), tmp_path / "agent.log")
@@ -85,8 +84,7 @@ def test_status_degraded_by_a_failing_remote_write(tmp_path: Path) -> None:
     try:
         hub.wait_http(f"{url}/healthz")
         key = make_api_key(data, "viewer")
-        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
-                               check=True).stdout.split()[-1]
+        token = join_token(data)
         agent = Proc(gpufleet("agent", "--hub", url, "--token", token, "--node", "rw1", "--simulate", "cpu-only",
                               "--interval", "0.5", "--spool", str(tmp_path / "spool"),
                               "--listen", f"127.0.0.1:{free_port()}"), tmp_path / "agent.log")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from conftest import eventually
-from realparts import PYTHON, Proc, free_port, gpufleet
+from realparts import PYTHON, Proc, free_port, gpufleet, join_token
 
 pytestmark = pytest.mark.realparts  # starts a real hub and agent
 
@@ -29,8 +29,7 @@ def _metric(url: str, name: str) -> float:
 
 def test_agent_pushes_with_hub_libraries_unimportable(tmp_path: Path) -> None:
     data, blocked = tmp_path / "data", tmp_path / "blocked.log"
-    token = subprocess.run(gpufleet("token", "create", "--data", str(data), "--new"), capture_output=True,
-                           text=True, check=True).stdout.split()[-1]
+    token = join_token(data, "--new")
     port, agent_port = free_port(), free_port()
     hub_url, agent_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{agent_port}"
     hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp_path / "hub.log")

@@ -21,7 +21,7 @@ import pytest
 
 from access import make_api_key
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet, prom_query, require, running
+from realparts import Proc, free_port, gpufleet, join_token, prom_query, require, running
 
 from gpufleet.stack.prometheus import AGENTS_JOB, HUB_JOB
 from gpufleet.stack.victoriametrics import SCRAPE_FILE, vmagent_flags
@@ -57,8 +57,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp / "hub.log")
         procs.append(hub)
         hub.wait_http(f"{hub_url}/healthz", timeout=30)
-        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
-                               check=True).stdout.split()[-1]
+        token = join_token(data)
         key_file = tmp / "prometheus.key"
         key_file.write_text(make_api_key(data, "viewer", user="prometheus") + "\n")
         key_file.chmod(0o600)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from access import make_api_key
-from realparts import Proc, free_port, gpufleet
+from realparts import Proc, free_port, gpufleet, join_token
 from gpufleet.tui.app import TopApp
 from gpufleet.tui.fleetview import FleetView
 from gpufleet.tui.screens import GpuScreen
@@ -51,8 +50,7 @@ def test_a_killed_node_goes_stale_then_down_and_its_gpus_are_not_free(tmp_path: 
     try:
         hub.wait_http(f"{url}/healthz")
         key = make_api_key(data, "viewer")
-        token = subprocess.run(gpufleet("token", "create", "--data", str(data)), capture_output=True, text=True,
-                               check=True).stdout.split()[-1]
+        token = join_token(data)
         live, live_url = _agent(tmp_path, url, "live-node", token)
         dying, _ = _agent(tmp_path, url, "dying-node", token)
         agents += [live, dying]

@@ -18,7 +18,7 @@ import pytest
 from access import bearer, make_api_key, make_user
 from browser import chromium
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet
+from realparts import Proc, free_port, gpufleet, join_token
 from sample_snapshot import sample_snapshot
 
 
@@ -332,12 +332,10 @@ def test_phone_width_and_heatmap_colours(hub: Hub, browser: Any, artifacts: Path
 
 def push_node(hub: Hub, snap: Any) -> None:
     """Joins `snap.node` to the hub as a real agent would (a join token, then a push), stamped now."""
-    import subprocess
-
+    
     from gpufleet.snapshot import to_json
 
-    token = subprocess.run(gpufleet("token", "create", "--data", str(hub.data)), capture_output=True, text=True,
-                           check=True).stdout.split()[-1]
+    token = join_token(hub.data)
     r = httpx.post(f"{hub.url}/api/v1/register", json={"node": snap.node}, headers=bearer(token), timeout=10)
     cred = r.json()["credential"]
     snap.timestamp = time.time()
