@@ -171,3 +171,17 @@ def test_k8s_values_kubectl_would_refuse(run: Run, tmp_path: Path, flag: str, va
     code, out = run("k8s", "manifests", "--out", str(tmp_path / "m"), flag, value)
     assert code == 2 and says in out and out.count("\n") == 1, out
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["k8s", "manifests", "--out", "OUT", "--token-file", "BIN"], "--token-file: BIN is not a text file"),
+    (["stack", "generate", "--out", "OUT", "--hub", "http://hub:8080", "--rules", "BIN"], "not a text file"),
+    (["agent", "--simulate", "2xRTX4090", "--groups", "BIN"], "--groups: groups file BIN is not a text file"),
+])
+def test_a_binary_file_given_by_mistake(run: Run, tmp_path: Path, argv: list[str], says: str) -> None:
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe")
+    args = [str(tmp_path / "out") if a == "OUT" else str(binary) if a == "BIN" else a for a in argv]
+    code, out = run(*args)
+    assert code == 2 and says.replace("BIN", str(binary)) in out and "Traceback" not in out, out
+    assert not (tmp_path / "out").exists()

@@ -351,6 +351,8 @@ def read_token_file(path: Path) -> str:
         text = path.read_text()
     except OSError as e:
         raise UserError(f"--token-file: cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:  # a binary file given by mistake
+        raise UserError(f"--token-file: {path} is not a text file: put the join token in it") from None
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         raise UserError(f"--token-file: {path} is empty: put the join token from `gpufleet token create` in it")

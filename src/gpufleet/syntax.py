@@ -280,4 +280,6 @@ def load_yaml_file(path: Path) -> Any:
         text = path.read_text()
     except OSError as e:
         raise ConfigError(str(path), 0, f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:  # a binary file given by mistake
+        raise ConfigError(str(path), 0, "not a text file (not UTF-8): give the YAML file") from None
     return load_yaml(text, str(path))

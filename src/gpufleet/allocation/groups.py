@@ -85,6 +85,8 @@ def load(path: Path) -> dict[str, str]:
         text = path.read_text()
     except OSError as e:
         raise GroupsError(f"cannot read groups file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:  # a binary file given by mistake
+        raise GroupsError(f"groups file {path} is not a text file (not UTF-8): give the YAML or CSV file") from None
     return parse(text, str(path))
 
 
