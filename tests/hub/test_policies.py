@@ -37,6 +37,16 @@ EXPECTED = {
     ("POST", "/api/v1/silences"): Policy.OPERATOR,
     ("DELETE", "/api/v1/silences/{sid}"): Policy.OPERATOR,
     ("POST", "/api/v1/notifications/test"): Policy.OPERATOR,
+    # Issue 12's accounting (who reads whose rows is --usage-visibility's, tested in test_usage_surfaces.py).
+    ("GET", "/api/v1/usage"): Policy.VIEWER,
+    ("GET", "/api/v1/usage/monthly"): Policy.VIEWER,
+    ("GET", "/api/v1/usage/trend"): Policy.VIEWER,
+    ("GET", "/api/v1/usage/events"): Policy.VIEWER,
+    ("GET", "/api/v1/jobs"): Policy.VIEWER,
+    ("GET", "/api/v1/jobs/{key:path}"): Policy.VIEWER,
+    ("GET", "/usage"): Policy.VIEWER,
+    ("GET", "/jobs"): Policy.VIEWER,
+    ("GET", "/jobs/{key:path}"): Policy.VIEWER,
 }
 CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # Changes to one's own session: logging in (anyone), out, and out everywhere (any role; CSRF-checked).
