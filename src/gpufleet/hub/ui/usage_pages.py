@@ -43,13 +43,13 @@ def mount(app: FastAPI, page: Page, not_found: Callable[[Request, str], HTMLResp
         ext = usage_ext()
         if ext is None:
             return not_found(request, "Accounting is not part of this hub.")
-        from ..usage.api import _by, _period, scope_user
+        from ..usage.api import by_param, period_param, scope_user
         from ..usage.report import monthly, trend, usage
 
         now = time.time()
         try:
-            s, u = _period(since, until, now)
-            by_ = _by(by)
+            s, u = period_param(since, until, now)
+            by_ = by_param(by)
             who = scope_user(request, ext, user)
         except HTTPException as e:
             return error(request, e)
@@ -70,12 +70,12 @@ def mount(app: FastAPI, page: Page, not_found: Callable[[Request, str], HTMLResp
         ext = usage_ext()
         if ext is None:
             return not_found(request, "Accounting is not part of this hub.")
-        from ..usage.api import _period, scope_user
+        from ..usage.api import period_param, scope_user
         from ..usage.jobs import jobs
 
         now = time.time()
         try:
-            s, _ = _period(since, None, now)
+            s, _ = period_param(since, None, now)
             who = scope_user(request, ext, user)
         except HTTPException as e:
             return error(request, e)

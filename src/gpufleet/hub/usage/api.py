@@ -29,7 +29,8 @@ VISIBILITY = ("all", "own")
 MAX_PERIOD_S = 800 * 86400.0
 
 
-def _period(since: str, until: str | None, now: float) -> tuple[float, float]:
+def period_param(since: str, until: str | None, now: float) -> tuple[float, float]:
+    """The asked period as epoch seconds, or a 400 naming what is wrong (the API's and the pages')."""
     try:
         s = parse_time(since, now, "since")
         u = now if until is None else parse_time(until, now, "until")
@@ -43,7 +44,8 @@ def _period(since: str, until: str | None, now: float) -> tuple[float, float]:
     return s, u
 
 
-def _by(by: str) -> str:
+def by_param(by: str) -> str:
+    """`by` if it is one of BY, else a 400 listing them."""
     if by not in BY:
         raise HTTPException(400, f"by {by!r} is not one of {', '.join(BY)}")
     return by
@@ -95,8 +97,8 @@ def mount(app: FastAPI, ext: UsageExtension) -> None:
         """GPU-hours in use and busy, mean utilisation, energy, waste (idle-held GPU-hours) and
         cost (when the hub has prices) per user, group, job or node over a period."""
         now = time.time()
-        s, u = _period(since, until, now)
-        by_ = _by(by)
+        s, u = period_param(since, until, now)
+        by_ = by_param(by)
         if format not in ("json", "csv"):
             raise HTTPException(400, f"format {format!r} is not one of json, csv")
         with lock:
@@ -115,8 +117,8 @@ def mount(app: FastAPI, ext: UsageExtension) -> None:
                       user: str | None = Query(None), format: str = Query("json", description="json | csv")) -> Any:
         """The same figures per UTC month and user (or group, job, node): the historical view."""
         now = time.time()
-        s, _ = _period(since, None, now)
-        by_ = _by(by)
+        s, _ = period_param(since, None, now)
+        by_ = by_param(by)
         with lock:
             rows = monthly(db, by_, s, user=scope_user(request, ext, user), prices=ext.prices)
         if format == "csv":
@@ -130,8 +132,8 @@ def mount(app: FastAPI, ext: UsageExtension) -> None:
                     top: int = Query(8, ge=1, le=50)) -> Any:
         """GPU-hours in use per UTC day for the top users (or groups, jobs, nodes); the rest as 'others'."""
         now = time.time()
-        s, u = _period(since, until, now)
-        by_ = _by(by)
+        s, u = period_param(since, until, now)
+        by_ = by_param(by)
         with lock:
             return {"by": by_, **trend(db, by_, s, u, user=scope_user(request, ext, user), top=top)}
 
@@ -141,7 +143,7 @@ def mount(app: FastAPI, ext: UsageExtension) -> None:
                      limit: int = Query(1000, ge=1, le=100000)) -> Any:
         """What the occupancy record saw happen, newest first: GPUs taken and released, jobs started and ended."""
         now = time.time()
-        s, _ = _period(since, None, now)
+        s, _ = period_param(since, None, now)
         if kind is not None and kind not in EVENT_KINDS:
             raise HTTPException(400, f"kind {kind!r} is not one of {', '.join(EVENT_KINDS)}")
         who = scope_user(request, ext, user)
@@ -161,7 +163,7 @@ def mount(app: FastAPI, ext: UsageExtension) -> None:
                    limit: int = Query(500, ge=1, le=10000)) -> Any:
         """Every job seen (Slurm job, pod, container): user, nodes, GPUs, start/end and figures."""
         now = time.time()
-        s, _ = _period(since, None, now)
+        s, _ = period_param(since, None, now)
         with lock:
             rows = jobs_mod.jobs(db, since=s, user=scope_user(request, ext, user), running=running,
                                  limit=limit, prices=ext.prices)
