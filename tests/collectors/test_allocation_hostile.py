@@ -106,3 +106,8 @@ def test_groups_file_alias_bomb_is_refused_at_once() -> None:
         groups.parse("\n".join(levels))
     assert groups.parse("groups:\n  nlp: [alice, bob]\n  vision: {members: [carol]}\n") == {
         "alice": "nlp", "bob": "nlp", "carol": "vision"}
+
+
+def test_pod_resources_command_with_an_unclosed_quote_names_the_flag() -> None:
+    with pytest.raises(kubernetes.PodResourcesError, match=r"^--allocation-pod-resources '\"grpcurl': No closing"):
+        kubernetes.PodResourcesSource('"grpcurl')

@@ -104,7 +104,10 @@ class PodResourcesSource:
 
     def __init__(self, command: str, refresh: float = 30.0, runner: Runner = run_command,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.argv = shlex.split(command)
+        try:
+            self.argv = shlex.split(command)
+        except ValueError as e:  # an unclosed quote: name the flag it came from
+            raise PodResourcesError(f"--allocation-pod-resources {command!r}: {e}") from None
         if not self.argv:
             raise PodResourcesError("--allocation-pod-resources is empty: give the command that prints "
                                     "the kubelet's pod-resources List response as JSON")
