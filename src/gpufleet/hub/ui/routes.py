@@ -121,6 +121,7 @@ def mount(app: FastAPI, ext: UiExtension) -> None:
         rows = users_table(hub.fleet.nodes.values())
         known = sorted({r["user"] for r in rows} | {user})
         initial = {"user": user, "users": known, "ranges": RANGES, "t": time.time(),
+                   "catalogue": {"user": _catalogue("user")},
                    "summary": next((r for r in rows if r["user"] == user), None),
                    "placements": placements(hub.fleet.nodes.values(), user, commands=commands(request))}
         return page(request, "user.html", title=f"User {user}", nav="users", user=user,

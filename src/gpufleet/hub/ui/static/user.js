@@ -30,12 +30,12 @@ const draw = frameScheduler(() => {
 
 // Per-user series are stored per node (label user): summed over nodes here.
 const m = [`user="${user}"`];
-const line = (metric, label, live) => ({ metric, match: m, label, live });
+const line = (key, label, live) => ({ metric: init.catalogue.user[key].name, match: m, label, live });
 const charts = new ChartSet($("#u-charts"), [
-  { id: "gpus", title: "GPUs in use", fmt: (v) => num(v, 1), min: 0, lines: [line("gpufleet_user_gpus_in_use", "GPUs", (s) => s.gpus)] },
-  { id: "gmem", title: "GPU memory used", fmt: (v) => bytes(v), unit: "bytes", min: 0, lines: [line("gpufleet_user_gpu_memory_used_bytes", "GPU memory", (s) => s.gpu_memory)] },
-  { id: "cpu", title: "CPU used (cores)", fmt: (v) => num(v, 2), min: 0, lines: [line("gpufleet_user_cpu_utilization_ratio", "CPU", (s) => s.cpu)] },
-  { id: "mem", title: "Memory used", fmt: (v) => bytes(v), unit: "bytes", min: 0, lines: [line("gpufleet_user_memory_used_bytes", "Memory", (s) => s.memory)] },
+  { id: "gpus", title: "GPUs in use", fmt: (v) => num(v, 1), min: 0, lines: [line("gpus_in_use", "GPUs", (s) => s.gpus)] },
+  { id: "gmem", title: "GPU memory used", fmt: (v) => bytes(v), unit: "bytes", min: 0, lines: [line("gpu_memory_used_bytes", "GPU memory", (s) => s.gpu_memory)] },
+  { id: "cpu", title: "CPU used (cores)", fmt: (v) => num(v, 2), min: 0, lines: [line("cpu_utilization_ratio", "CPU", (s) => s.cpu)] },
+  { id: "mem", title: "Memory used", fmt: (v) => bytes(v), unit: "bytes", min: 0, lines: [line("memory_used_bytes", "Memory", (s) => s.memory)] },
 ]);
 charts.load(rangePicker($("#range"), init.ranges, (r) => charts.load(r)));
 draw();
