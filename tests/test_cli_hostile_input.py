@@ -185,3 +185,20 @@ def test_a_binary_file_given_by_mistake(run: Run, tmp_path: Path, argv: list[str
     code, out = run(*args)
     assert code == 2 and says.replace("BIN", str(binary)) in out and "Traceback" not in out, out
     assert not (tmp_path / "out").exists()
+
+
+def test_stack_two_services_on_one_host_port(run: Run, tmp_path: Path) -> None:
+    code, out = run("stack", "generate", "--out", str(tmp_path / "s"), "--hub", "http://hub:8080",
+                    "--port", "grafana=9090")
+    assert code == 2 and "prometheus and grafana would both publish host port 9090" in out, out
+    assert not (tmp_path / "s").exists()
+
+
+def test_stack_on_an_ipv6_loopback(run: Run, tmp_path: Path) -> None:
+    # Compose reads '::1:3000:3000' as something else: an IPv6 address goes in brackets.
+    import yaml
+
+    code, out = run("stack", "generate", "--out", str(tmp_path / "s"), "--hub", "http://hub:8080", "--bind", "::1")
+    assert code == 0 and "Grafana on http://[::1]:3000" in out, out
+    compose = yaml.safe_load((tmp_path / "s" / "compose.yaml").read_text())
+    assert compose["services"]["grafana"]["ports"] == ["[::1]:3000:3000"]

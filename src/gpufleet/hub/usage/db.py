@@ -10,6 +10,9 @@
   benchmarks/bench_report.py). Hour rows are kept
   HOUR_ROWS_KEEP_S (exact edges for recent periods); day rows as long as holds.
 - events: GPU taken / released, job started / ended.
+- holds_settled: covers a report's read of holds wholly inside its period (their running
+  totals are their figures there, report.py); an index, so a file of this layout from before
+  it is brought up to date in place when opened (CREATE INDEX IF NOT EXISTS).
 
 Written on change (holds, events) and once per settle step in one transaction (figures and
 `settled` together), so a crash loses nothing it acknowledged and never counts twice.
@@ -43,6 +46,7 @@ CREATE INDEX IF NOT EXISTS holds_job ON holds(job, start);
 CREATE INDEX IF NOT EXISTS holds_unsettled ON holds(node, settled) WHERE end IS NULL OR settled < end;
 CREATE INDEX IF NOT EXISTS holds_end ON holds(end);
 CREATE INDEX IF NOT EXISTS holds_user ON holds(user, start);
+CREATE INDEX IF NOT EXISTS holds_settled ON holds(settled, start, job, user, grp, node, held, idle, busy, energy);
 CREATE TABLE IF NOT EXISTS usage_hour(
   t INTEGER NOT NULL, hold INTEGER NOT NULL, user TEXT NOT NULL, grp TEXT NOT NULL, node TEXT NOT NULL,
   job TEXT NOT NULL, held REAL NOT NULL, idle REAL NOT NULL, busy REAL NOT NULL,

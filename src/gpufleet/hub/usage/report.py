@@ -10,6 +10,7 @@ per hold and day, whatever the sample rate (benchmarks/bench_report.py).
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from collections.abc import Sequence
@@ -35,8 +36,12 @@ class Prices:
 
 
 Sums = dict[str, list[Any]]  # key -> [held, idle, busy, joules] (+ [user, nodes] by job)
-# By job, each piece also says whose job it is and where it ran (no second look-up per job).
+# By job, each piece also says whose job it is and where it ran (no second look-up per job);
+# nodes as "a,b" (group_concat), split once per job at the end.
 JOB_EXTRA = ", MIN(user), group_concat(DISTINCT node)"
+# Restricts the bucket path to the holds across an edge of the period (a JSON list of ids:
+# a read-only connection cannot fill a temporary table).
+IN_HOLDS = " AND {}hold IN (SELECT value FROM json_each(?))"
 
 
 def _where(user: str | None, by: str, prefix: str = "") -> tuple[str, list[Any]]:
@@ -50,28 +55,37 @@ def _where(user: str | None, by: str, prefix: str = "") -> tuple[str, list[Any]]
 
 
 def _add(acc: Sums, rows: list[Any]) -> None:
+    if not acc:  # the first and biggest piece: taken as it comes
+        for key, *vals in rows:
+            acc[key] = [v or 0.0 for v in vals[:4]] + [vals[4] or "", vals[5] or ""] if len(vals) > 4 else \
+                [v or 0.0 for v in vals]
+        return
     for key, *vals in rows:
         a = acc.get(key)
         if a is None:
-            a = acc[key] = [0.0, 0.0, 0.0, 0.0, "", set()]
+            a = acc[key] = [0.0, 0.0, 0.0, 0.0, "", ""]
         for i in range(4):
             a[i] += vals[i] or 0.0
         if len(vals) > 4:
             a[4] = a[4] or vals[4] or ""
-            a[5].update((vals[5] or "").split(","))
+            a[5] = f"{a[5]},{vals[5] or ''}"
 
 
-def _whole(db: sqlite3.Connection, acc: Sums, table: str, lo: int, hi: int, by: str, user: str | None) -> None:
+def _whole(db: sqlite3.Connection, acc: Sums, table: str, lo: int, hi: int, by: str, user: str | None,
+           ids: str | None) -> None:
     if hi <= lo:
         return
     extra, args = _where(user, by)
+    if ids is not None:
+        extra += IN_HOLDS.format("")
+        args.append(ids)
     _add(acc, db.execute(
         f"SELECT {BY[by]}, SUM(held), SUM(idle), SUM(busy), SUM(energy){JOB_EXTRA if by == 'job' else ''} FROM {table} "
         f"WHERE t >= ? AND t < ?{extra} GROUP BY 1", [lo, hi, *args]).fetchall())
 
 
 def _part(db: sqlite3.Connection, acc: Sums, table: str, width: int, a: float, b: float, by: str,
-          user: str | None) -> None:
+          user: str | None, ids: str | None) -> None:
     """The part [a, b) of the one bucket that holds it, shared by each hold's time in it."""
     if b <= a:
         return
@@ -83,6 +97,9 @@ def _part(db: sqlite3.Connection, acc: Sums, table: str, width: int, a: float, b
         named["user"] = user
     if by == "job":
         extra += " AND h.job != ''"
+    if ids is not None:
+        extra += " AND h.hold IN (SELECT value FROM json_each(:ids))"
+        named["ids"] = ids
     # The share of each hold's time in the bucket that falls in [a, b); overlap(x, y) of its
     # settled span is max(0, min(settled, y) - max(start, x)).
     ratio = ("MAX(0.0, MIN(h.settled, :b) - MAX(h.start, :a)) / "
@@ -94,31 +111,65 @@ def _part(db: sqlite3.Connection, acc: Sums, table: str, width: int, a: float, b
     _add(acc, db.execute(sql, named).fetchall())
 
 
-def _edge(db: sqlite3.Connection, acc: Sums, a: float, b: float, by: str, user: str | None, now: float) -> None:
+def _edge(db: sqlite3.Connection, acc: Sums, a: float, b: float, by: str, user: str | None, now: float,
+          ids: str | None) -> None:
     """[a, b) within one UTC day: whole hours, and shared parts at either end."""
     if b <= a:
         return
     if a < now - HOUR_ROWS_KEEP_S + DAY:  # no hour rows that far back: share the day's figures
-        _part(db, acc, "usage_day", DAY, a, b, by, user)
+        _part(db, acc, "usage_day", DAY, a, b, by, user, ids)
         return
     h0, h1 = math.ceil(a / HOUR) * HOUR, math.floor(b / HOUR) * HOUR
     if h0 > h1:
-        _part(db, acc, "usage_hour", HOUR, a, b, by, user)
+        _part(db, acc, "usage_hour", HOUR, a, b, by, user, ids)
         return
-    _part(db, acc, "usage_hour", HOUR, a, h0, by, user)
-    _whole(db, acc, "usage_hour", h0, h1, by, user)
-    _part(db, acc, "usage_hour", HOUR, h1, b, by, user)
+    _part(db, acc, "usage_hour", HOUR, a, h0, by, user, ids)
+    _whole(db, acc, "usage_hour", h0, h1, by, user, ids)
+    _part(db, acc, "usage_hour", HOUR, h1, b, by, user, ids)
+
+
+def _buckets(db: sqlite3.Connection, acc: Sums, since: float, until: float, by: str, user: str | None, now: float,
+             ids: str | None) -> None:
+    """[since, until) from the hour and day rows (of the holds `ids` only, when given)."""
+    d0, d1 = math.ceil(since / DAY) * DAY, math.floor(until / DAY) * DAY
+    if d0 > d1:
+        _edge(db, acc, since, until, by, user, now, ids)
+    else:
+        _edge(db, acc, since, d0, by, user, now, ids)
+        _whole(db, acc, "usage_day", d0, d1, by, user, ids)
+        _edge(db, acc, d1, until, by, user, now, ids)
 
 
 def sums(db: sqlite3.Connection, since: float, until: float, by: str, user: str | None, now: float) -> Sums:
+    """Per key, the figures of [since, until).
+
+    A hold wholly inside the period (start >= since, settled <= until) has all its figures in
+    it: its running totals (holds.held ...) are read, one row per hold (index holds_settled
+    covers the read). Only holds across an edge take the bucket path, restricted to them and
+    to the stretch where they have figures: a 30-day report by job reads ~380,000 holds
+    instead of ~800,000 day rows summed per job (benchmarks/bench_report.py).
+    """
     acc: Sums = {}
-    d0, d1 = math.ceil(since / DAY) * DAY, math.floor(until / DAY) * DAY
-    if d0 > d1:
-        _edge(db, acc, since, until, by, user, now)
-    else:
-        _edge(db, acc, since, d0, by, user, now)
-        _whole(db, acc, "usage_day", d0, d1, by, user)
-        _edge(db, acc, d1, until, by, user, now)
+    if until <= since:
+        return acc
+    extra, args = _where(user, by)
+    _add(acc, db.execute(
+        f"SELECT {BY[by]}, SUM(held), SUM(idle), SUM(busy), SUM(energy){JOB_EXTRA if by == 'job' else ''} "
+        f"FROM holds INDEXED BY holds_settled WHERE settled > ? AND settled <= ? AND start >= ?{extra} GROUP BY 1",
+        [since, until, since, *args]).fetchall())
+    uextra, uargs = _where(user, "")
+    # Across the start (and maybe the end too): figures from `since` to their last settled hour.
+    first = db.execute(f"SELECT id, settled FROM holds INDEXED BY holds_settled WHERE settled > ? AND start < ?{uextra}",
+                       [since, since, *uargs]).fetchall()
+    if first:
+        hi = min(until, math.ceil(max(s for _, s in first) / HOUR) * HOUR)
+        _buckets(db, acc, since, hi, by, user, now, json.dumps([i for i, _ in first]))
+    # Across the end only: figures from their first hour to `until`.
+    last = db.execute(f"SELECT id, start FROM holds INDEXED BY holds_settled WHERE settled > ? AND start >= ? "
+                      f"AND start < ?{uextra}", [until, since, until, *uargs]).fetchall()
+    if last:
+        lo = max(since, math.floor(min(s for _, s in last) / HOUR) * HOUR)
+        _buckets(db, acc, lo, until, by, user, now, json.dumps([i for i, _ in last]))
     return acc
 
 
@@ -162,7 +213,8 @@ def usage(db: sqlite3.Connection, since: float, until: float, by: str, *, now: f
     if by == "job":
         for r in rows:
             extra = acc[r["job"]]
-            r["user"], r["nodes"] = extra[4], sorted(extra[5] - {""})
+            nodes = extra[5]
+            r["user"], r["nodes"] = extra[4], sorted(set(nodes.split(",")) - {""}) if "," in nodes else [nodes] if nodes else []
     rows.sort(key=lambda r: (-r["gpu_hours_in_use"], str(r[by])))
     return rows
 
