@@ -24,7 +24,8 @@ HUB_HELP = "hub URL [env GPUFLEET_HUB]"
 KEY_HELP = "API key (`gpufleet apikey create`) [env GPUFLEET_API_KEY]"
 
 
-def _fail(status: int, body: Any, what: str) -> UserError:
+def refusal(status: int, body: Any, what: str) -> UserError:
+    """The one-line error for a hub that refused to `what` (shared by the commands and usage CLIs)."""
     detail = body.get("detail", body) if isinstance(body, dict) else body
     if status == 401:
         return UserError(f"the hub wants an API key to {what}: pass --api-key KEY or set GPUFLEET_API_KEY "
@@ -99,7 +100,7 @@ def run(hub: str, nodes: str | None, labels: tuple[str, ...], timeout: str, para
         signal.signal(signal.SIGINT, previous)
         if status == 404 and isinstance(reply, dict) and "no node matches" in str(reply.get("detail")):
             raise UserError(str(reply["detail"]))
-        raise _fail(status, reply, "run commands")
+        raise refusal(status, reply, "run commands")
     results = _follow(c, reply["id"], previous, interrupted)
     _summary(results, time.monotonic() - started)
     sys.exit(0 if results and all(x["status"] == "ok" for x in results) else 1)
@@ -135,7 +136,7 @@ def _stream(c: HubClient, run_id: str, results: list[dict[str, Any]], deadline: 
                 detail: Any = json.loads(raw)
             except ValueError:
                 detail = raw.decode(errors="replace")
-            raise _fail(resp.status, detail, "follow the run")
+            raise refusal(resp.status, detail, "follow the run")
         for event, data in events(resp):
             if event == "result" and data["node"] not in seen:
                 seen.add(data["node"])
@@ -200,7 +201,7 @@ def audit(hub: str, since: str, fmt: str, api_key: str | None) -> None:
     status, reply = c.call("GET", c.path("api", "v1", "audit", query={"since": time.time() - seconds,
                                                                       "limit": 100000}))
     if status != 200:
-        raise _fail(status, reply, "read the audit log")
+        raise refusal(status, reply, "read the audit log")
     runs = reply["runs"]
     if fmt == "json":
         click.echo(json.dumps(runs, indent=2))

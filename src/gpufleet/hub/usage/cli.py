@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from ...errors import UserError
-from ..commands.cli import HUB_HELP, KEY_HELP, _fail
+from ..commands.cli import HUB_HELP, KEY_HELP, refusal
 from ..commands.client import HubClient
 from .period import parse_time
 
@@ -106,7 +106,7 @@ def report(hub: str, api_key: str | None, since: str, until: str | None, by: str
     path = ("api", "v1", "usage", "monthly") if monthly else ("api", "v1", "usage")
     status, reply = c.call("GET", c.path(*path, query=query))
     if status != 200:
-        raise _fail(status, reply, "read usage")
+        raise refusal(status, reply, "read usage")
     rows = _rows(reply, "rows", hub)
     if fmt == "json":
         click.echo(json.dumps(reply, indent=2))
@@ -153,7 +153,7 @@ def jobs(hub: str, api_key: str | None, user: str | None, running: bool, since: 
         query["running"] = "true"
     status, reply = c.call("GET", c.path("api", "v1", "jobs", query=query))
     if status != 200:
-        raise _fail(status, reply, "list jobs")
+        raise refusal(status, reply, "list jobs")
     rows = _rows(reply, "jobs", hub)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
