@@ -202,3 +202,12 @@ def test_stack_on_an_ipv6_loopback(run: Run, tmp_path: Path) -> None:
     assert code == 0 and "Grafana on http://[::1]:3000" in out, out
     compose = yaml.safe_load((tmp_path / "s" / "compose.yaml").read_text())
     assert compose["services"]["grafana"]["ports"] == ["[::1]:3000:3000"]
+
+
+@pytest.mark.parametrize("as_json", [[], ["--json"]])
+def test_status_never_prints_a_password_in_the_hub_url(run: Run, not_a_hub: str, as_json: list[str]) -> None:
+    url = not_a_hub.replace("://", "://ops:s3cret@")
+    code, out = run("status", "--hub", url, *as_json)
+    assert "s3cret" not in out and "ops:***@" in out, out
+    code, out = run("status", "--hub", "http://ops:s3cret@127.0.0.1:1", *as_json)
+    assert code == 2 and "s3cret" not in out, out

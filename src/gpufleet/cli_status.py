@@ -98,12 +98,16 @@ def status(hub: str, api_key: str | None, ca: Path | None, as_json: bool, timeou
     """Fleet health: hub, store, agents up/stale/down, alerts firing, remote write.
 
     Exit 0 healthy, 1 degraded, 2 unreachable (or a usage problem, said in one line)."""
+    from .syntax import redact_url
+
+    shown = redact_url(hub)  # a proxy's user:password in the URL stays out of output and logs
     try:
         s = fetch_status(hub, api_key, ca, timeout)
     except Unreachable as e:
         if as_json:
-            click.echo(json.dumps({"hub": hub, "status": "unreachable", "error": str(e)}))
+            click.echo(json.dumps({"hub": shown, "status": "unreachable", "error": str(e)}))
         raise
+    hub = shown
     if as_json:
         click.echo(json.dumps({"hub": hub, **s}, indent=2))
     else:
