@@ -119,7 +119,11 @@ def gpufleet(*args: str) -> list[str]:
 def hub_proc(tmp: Path, data: Path, port: int, *extra: str, name: str = "hub", ok: Sequence[int] = (200,)) -> Proc:
     """A real `gpufleet hub` on 127.0.0.1:port keeping its data in `data`, once /healthz answers one of `ok`."""
     p = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data), *extra), tmp / f"{name}.log")
-    p.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30, ok=ok)
+    try:
+        p.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30, ok=ok)
+    except BaseException:
+        p.stop()  # the caller never gets it to stop
+        raise
     return p
 
 

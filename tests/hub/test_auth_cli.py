@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from access import bearer
-from realparts import Proc, free_port, gpufleet
+from realparts import free_port, gpufleet, hub_proc
 
 
 def _run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -60,9 +60,8 @@ def test_users_and_keys(tmp_path: Path) -> None:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", data), tmp_path / "hub.log")
+    hub = hub_proc(tmp_path, Path(data), port)
     try:
-        hub.wait_http(f"{url}/healthz")
         assert "No accounts yet" not in hub.log()
         assert httpx.get(f"{url}/api/v1/nodes", headers=bearer(key)).status_code == 200
         # the role is the key's, not the user's
@@ -95,9 +94,8 @@ def test_hub_without_accounts_says_how_to_make_one(tmp_path: Path) -> None:
     data = tmp_path / "d"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp_path / "hub.log")
+    hub = hub_proc(tmp_path, data, port)
     try:
-        hub.wait_http(f"{url}/healthz")
         lines = [ln for ln in hub.log().splitlines() if "No accounts yet" in ln]
         assert len(lines) == 1 and f"gpufleet user add NAME --role admin --data {data}" in lines[0]
         assert httpx.get(f"{url}/api/v1/nodes").status_code == 401  # it runs, closed

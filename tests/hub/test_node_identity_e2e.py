@@ -11,7 +11,7 @@ import pytest
 
 from access import bearer, make_api_key
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet
+from realparts import Proc, free_port, gpufleet, hub_proc
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
@@ -52,10 +52,9 @@ def test_takeover_refused_revoke_and_forget(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp_path / "hub.log")
+    hub = hub_proc(tmp_path, data, port)
     agents: list[Proc] = []
     try:
-        hub.wait_http(f"{url}/healthz")
         KEY["key"] = make_api_key(data, "viewer")
         token = _run("token", "create", "--data", str(data), "--uses", "3", "--expires", "1d").stdout.split()[-1]
         real_port = free_port()

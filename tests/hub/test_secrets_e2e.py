@@ -12,7 +12,7 @@ import pytest
 
 from access import bearer, make_api_key
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet, join_token
+from realparts import Proc, free_port, gpufleet, hub_proc, join_token
 
 pytestmark = pytest.mark.realparts  # starts real servers or gpufleet processes
 
@@ -33,10 +33,9 @@ def test_join_token_never_reaches_the_hub(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp_path / "hub.log")
+    hub = hub_proc(tmp_path, data, port)
     agents: list[Proc] = []
     try:
-        hub.wait_http(f"{url}/healthz")
         KEY["key"] = make_api_key(data, "admin")
         token = join_token(data)
         common = ["--hub", url, "--token", token, "--simulate", "2xRTX4090", "--interval", "0.5"]
@@ -78,10 +77,9 @@ def test_token_file_keeps_the_token_off_the_command_line(tmp_path: Path) -> None
     data = tmp_path / "data"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp_path / "hub.log")
+    hub = hub_proc(tmp_path, data, port)
     agent = None
     try:
-        hub.wait_http(f"{url}/healthz")
         KEY["key"] = make_api_key(data, "admin")
         token = join_token(data)
         tf = tmp_path / "token"

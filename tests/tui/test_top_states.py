@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from access import make_api_key
-from realparts import Proc, free_port, gpufleet, join_token
+from realparts import Proc, free_port, gpufleet, hub_proc, join_token
 from gpufleet.tui.app import TopApp
 from gpufleet.tui.fleetview import FleetView
 from gpufleet.tui.screens import GpuScreen
@@ -44,11 +44,9 @@ def test_a_killed_node_goes_stale_then_down_and_its_gpus_are_not_free(tmp_path: 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     data = tmp_path / "d"
-    hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data), "--down-after", "4s"),
-               tmp_path / "hub.log")
+    hub = hub_proc(tmp_path, data, port, "--down-after", "4s")
     agents: list[Proc] = []
     try:
-        hub.wait_http(f"{url}/healthz")
         key = make_api_key(data, "viewer")
         token = join_token(data)
         live, live_url = _agent(tmp_path, url, "live-node", token)
