@@ -78,7 +78,7 @@ def generate(out: Path, hub: str, tsdb: str, api_key_file: Path | None, ca_file:
         click.echo(f"note: --hub {opts.hub.base} is this machine's loopback: Prometheus run here reaches it, "
                    "but not from a container; give the hub's reachable address for compose", err=True)
     click.echo(f"next: GRAFANA_ADMIN_PASSWORD=... docker compose -f {out / 'compose.yaml'} up -d "
-               f"(Grafana on http://{opts.bind}:{opts.host_port('grafana')}); see docs/stack.md")
+               f"(Grafana on http://{opts.bind_host}:{opts.host_port('grafana')}); see docs/stack.md")
 
 
 def _check_url(flag: str, url: str) -> None:

@@ -81,14 +81,14 @@ def config(opts: StackOptions) -> dict[str, Any]:
     services: dict[str, Any] = {}
     for name in opts.services:
         svc = {"image": IMAGES[name], "restart": "unless-stopped", **SERVICE_BUILDERS[name](opts)}
-        svc["ports"] = [f"{opts.bind}:{opts.host_port(name)}:{SERVICE_PORTS[name]}"]
+        svc["ports"] = [f"{opts.bind_host}:{opts.host_port(name)}:{SERVICE_PORTS[name]}"]
         services[name] = svc
     return {"name": "gpufleet-stack", "services": services,
             "volumes": {VOLUMES[n]: {} for n in opts.services if n in VOLUMES}}
 
 
 def files(opts: StackOptions) -> dict[str, str]:
-    ports = ", ".join(f"{n} {opts.bind}:{opts.host_port(n)}" for n in opts.services)
+    ports = ", ".join(f"{n} {opts.bind_host}:{opts.host_port(n)}" for n in opts.services)
     return {"compose.yaml": yaml_file(
         config(opts),
         "Written by `gpufleet stack generate`. Start: GRAFANA_ADMIN_PASSWORD=... docker compose up -d",

@@ -69,6 +69,11 @@ class StackOptions:
         return self.ports.get(service, SERVICE_PORTS[service])
 
     @property
+    def bind_host(self) -> str:
+        """--bind as it goes before ':PORT' (compose's ports, a URL): an IPv6 address in brackets."""
+        return f"[{self.bind}]" if ":" in self.bind else self.bind
+
+    @property
     def query_url(self) -> str:
         """Where Grafana (and vmalert) read series: the store's service in the compose network."""
         if self.datasource_url:
@@ -111,6 +116,13 @@ def parse_ports(items: tuple[str, ...], tsdb: Tsdb) -> dict[str, int]:
         if not value.isdigit() or not 1 <= int(value) <= 65535:
             raise UserError(f"--port {item!r}: the port must be a number from 1 to 65535")
         out[name] = int(value)
+    taken: dict[int, str] = {}
+    for name in SERVICES[tsdb]:
+        port = out.get(name, SERVICE_PORTS[name])
+        if port in taken:  # compose would fail at `up` with "port is already allocated"
+            raise UserError(f"--port: {taken[port]} and {name} would both publish host port {port}: "
+                            f"give one another port, e.g. --port {name}={port + 1}")
+        taken[port] = name
     return out
 
 
