@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..catalogue import name_of
+
 log = logging.getLogger("gpufleet.hub")
 
 BACKOFF_BASE_S = 0.5
@@ -94,8 +96,8 @@ class Jobs:
             delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(st.consecutive - 1, 16))
             st.retry_at = self._clock() + delay
         if first:  # each distinct error once (a bug's with its traceback); repeats are counted only
-            log.error("background job %s failed: %s (retrying with backoff; repeats are counted in "
-                      "gpufleet_hub_background_errors_total)", job, text,
+            log.error("background job %s failed: %s (retrying with backoff; repeats are counted in %s)",
+                      job, text, name_of("hub", "background_errors_total"),
                       exc_info=exc if trace and not isinstance(exc, ENVIRONMENT) else None)
 
     # ---- running ------------------------------------------------------------------------------

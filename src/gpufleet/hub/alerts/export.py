@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ...catalogue import BY_NAME, SCOPE_LABELS
+from ...catalogue import BY_NAME, PREFIX, SCOPE_LABELS, metric
 from ...snapshot import Disk, Gpu, NodeSnapshot, UserUsage
 from ...syntax import format_duration
 from .engine import FIRING, Engine, NodeInput
@@ -173,56 +173,58 @@ def builtin_scenario(steps: int = 126) -> Scenario:
                 vals[k] = v
         return vals
 
-    P = "gpufleet_"
+    def m(name: str) -> str:  # the catalogue's name, so a renamed metric fails here, not in a silent rule
+        return metric(PREFIX + name).name
+
     s: list[Series] = []
     for node in ("gpu-a", "gpu-b"):
         for i in (0, 1):
             lab = gpu(node, i)
             hot = node == "gpu-a" and i == 0
             idle = node == "gpu-a" and i == 1
-            s.append(Series(P + "gpu_temperature_celsius", lab,
+            s.append(Series(m("gpu_temperature_celsius"), lab,
                             ramp(60.0, [(3, 13, 92.0), (13, 20, 87.0)] if hot else [])))
-            s.append(Series(P + "gpu_utilization_ratio", lab, ramp(0.9, [(0, steps, 0.01)] if idle else [])))
-            s.append(Series(P + "gpu_processes", lab, ramp(1.0, [])))
-            s.append(Series(P + "gpu_memory_used_bytes", lab,
+            s.append(Series(m("gpu_utilization_ratio"), lab, ramp(0.9, [(0, steps, 0.01)] if idle else [])))
+            s.append(Series(m("gpu_processes"), lab, ramp(1.0, [])))
+            s.append(Series(m("gpu_memory_used_bytes"), lab,
                             ramp(40e9, [(5, 20, 78e9)] if hot else [])))
-            s.append(Series(P + "gpu_memory_total_bytes", lab, ramp(80e9, [])))
-            s.append(Series(P + "gpu_ecc_uncorrected_errors_total", lab,
+            s.append(Series(m("gpu_memory_total_bytes"), lab, ramp(80e9, [])))
+            s.append(Series(m("gpu_ecc_uncorrected_errors_total"), lab,
                             ramp(0.0, [(12, steps, 2.0)] if idle else [])))
-            s.append(Series(P + "gpu_xid_errors_total", lab, ramp(0.0, [(15, steps, 1.0)] if hot else [])))
-            s.append(Series(P + "gpu_up", lab, ramp(1.0, [(8, 30, 0.0)] if node == "gpu-b" and i == 0 else [])))
+            s.append(Series(m("gpu_xid_errors_total"), lab, ramp(0.0, [(15, steps, 1.0)] if hot else [])))
+            s.append(Series(m("gpu_up"), lab, ramp(1.0, [(8, 30, 0.0)] if node == "gpu-b" and i == 0 else [])))
             # memory repair, links and throttling: each on one GPU of node gpu-b
             bad = node == "gpu-b" and i == 1
-            s.append(Series(P + "gpu_remapped_rows_uncorrectable_total", lab,
+            s.append(Series(m("gpu_remapped_rows_uncorrectable_total"), lab,
                             ramp(0.0, [(6, 18, 1.0), (18, steps, 2.0)] if bad else [])))
-            s.append(Series(P + "gpu_remapped_rows_pending", lab, ramp(0.0, [(6, 25, 1.0)] if bad else [])))
-            s.append(Series(P + "gpu_remapped_rows_failure", lab, ramp(0.0, [(25, steps, 1.0)] if bad else [])))
-            s.append(Series(P + "gpu_retired_pages_pending", lab, ramp(0.0, [(3, 9, 1.0)] if bad else [])))
-            s.append(Series(P + "gpu_nvlink_crc_flit_errors_total", lab, _counter(steps, 14, 24, 7.0, bad)))
-            s.append(Series(P + "gpu_nvlink_recovery_errors_total", lab,
+            s.append(Series(m("gpu_remapped_rows_pending"), lab, ramp(0.0, [(6, 25, 1.0)] if bad else [])))
+            s.append(Series(m("gpu_remapped_rows_failure"), lab, ramp(0.0, [(25, steps, 1.0)] if bad else [])))
+            s.append(Series(m("gpu_retired_pages_pending"), lab, ramp(0.0, [(3, 9, 1.0)] if bad else [])))
+            s.append(Series(m("gpu_nvlink_crc_flit_errors_total"), lab, _counter(steps, 14, 24, 7.0, bad)))
+            s.append(Series(m("gpu_nvlink_recovery_errors_total"), lab,
                             ramp(0.0, [(20, steps, 1.0)] if bad else [])))
             # counters that grow 45 s a minute while throttled: never exactly at the 120 s threshold
-            s.append(Series(P + "gpu_throttle_thermal_seconds_total", lab,
+            s.append(Series(m("gpu_throttle_thermal_seconds_total"), lab,
                             _counter(steps, 12, 26, 45.0, node == "gpu-a" and i == 0)))
-            s.append(Series(P + "gpu_throttle_power_seconds_total", lab, _counter(steps, 2, 14, 45.0, bad)))
+            s.append(Series(m("gpu_throttle_power_seconds_total"), lab, _counter(steps, 2, 14, 45.0, bad)))
         disk = {"node": node, "cluster": "lab", "device": "/dev/nvme0n1p2", "mountpoint": "/", "fstype": "ext4"}
-        s.append(Series(P + "disk_free_bytes", disk, ramp(5e11, [(10, steps, 4e10)] if node == "gpu-b" else [])))
-        s.append(Series(P + "disk_size_bytes", disk, ramp(1e12, [])))
+        s.append(Series(m("disk_free_bytes"), disk, ramp(5e11, [(10, steps, 4e10)] if node == "gpu-b" else [])))
+        s.append(Series(m("disk_size_bytes"), disk, ramp(1e12, [])))
         nlab = {"node": node, "cluster": "lab"}
-        s.append(Series(P + "node_memory_available_bytes", nlab,
+        s.append(Series(m("node_memory_available_bytes"), nlab,
                         ramp(2e11, [(20, 30, 1.5e10)] if node == "gpu-a" else [])))
-        s.append(Series(P + "node_memory_total_bytes", nlab, ramp(5.12e11, [])))
-        s.append(Series(P + "agent_clock_skew_seconds", nlab,
+        s.append(Series(m("node_memory_total_bytes"), nlab, ramp(5.12e11, [])))
+        s.append(Series(m("agent_clock_skew_seconds"), nlab,
                         ramp(0.2, [(5, 12, 95.0)] if node == "gpu-a" else [(22, 30, -130.0)])))
     # Accounting: alice's GPUs on gpu-a idle all along, bob's busy; fleet waste and capacity.
     for user, busy in (("alice", 0.02), ("bob", 0.6)):
-        s.append(Series(P + "user_held_gpu_utilization_ratio", {"node": "gpu-a", "cluster": "lab", "user": user},
+        s.append(Series(m("user_held_gpu_utilization_ratio"), {"node": "gpu-a", "cluster": "lab", "user": user},
                         ramp(busy, [])))
-    s.append(Series(P + "hub_fleet_gpu_equivalents_held", {}, ramp(8.0, [])))
-    s.append(Series(P + "hub_fleet_gpu_equivalents_idle_held", {}, ramp(1.0, [(5, 60, 5.0)])))
-    s.append(Series(P + "hub_fleet_gpu_equivalents_capacity", {}, ramp(16.0, [])))
-    s.append(Series(P + "hub_fleet_gpu_equivalents_free", {}, ramp(8.0, [(40, 80, 2.5), (90, 110, 0.5)])))
-    s.append(Series(P + "hub_ingest_lag_max_seconds", {}, ramp(1.0, [(2, 9, 75.0)])))
-    s.append(Series(P + "hub_store_errors_total", {}, ramp(0.0, [(25, steps, 3.0)])))
-    s.append(Series(P + "hub_storage_paused", {}, ramp(0.0, [(30, 34, 1.0)])))
+    s.append(Series(m("hub_fleet_gpu_equivalents_held"), {}, ramp(8.0, [])))
+    s.append(Series(m("hub_fleet_gpu_equivalents_idle_held"), {}, ramp(1.0, [(5, 60, 5.0)])))
+    s.append(Series(m("hub_fleet_gpu_equivalents_capacity"), {}, ramp(16.0, [])))
+    s.append(Series(m("hub_fleet_gpu_equivalents_free"), {}, ramp(8.0, [(40, 80, 2.5), (90, 110, 0.5)])))
+    s.append(Series(m("hub_ingest_lag_max_seconds"), {}, ramp(1.0, [(2, 9, 75.0)])))
+    s.append(Series(m("hub_store_errors_total"), {}, ramp(0.0, [(25, steps, 3.0)])))
+    s.append(Series(m("hub_storage_paused"), {}, ramp(0.0, [(30, 34, 1.0)])))
     return Scenario(s, steps)
