@@ -1,12 +1,12 @@
 """A 30-day accounting report for 1,000 nodes x 8 GPUs, beside the naive way (from the store).
 
-Goal: <= 2 s per report (`gpufleet report --since 30d --by user|group|node`); --by job is
-printed too: its answer has one row per job, so its time follows the number of jobs.
+Goal: <= 2 s per report (`gpufleet report --since 30d --by user|group|job|node`); by job the
+answer has one row per job (~380,000 here, every hold a one-GPU job).
 
 Ours: the settled figures (hub/usage): usage.db filled as the hub's settle step leaves it
 after 30 days of a busy fleet (jobs of 1-24 h on every GPU, gaps of 0-6 h, 200 users in 20
-groups): holds, hour rows (35 days) and day rows, read by `usage()` for since = now - 30 d
-(not on a day boundary, so both ends take the hour-row path).
+groups): holds with their running totals, job_totals, hour rows (35 days) and day rows, read
+by `usage()` for since = now - 30 d (not on a day boundary, so both ends take the hour-row path).
 
 Peer, the naive way: no settled figures; at report time, read every GPU's utilisation,
 energy counter and power for 30 days at one-minute resolution from the embedded store
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from _common import machine_line, verdict
 
-from gpufleet.hub.usage.db import DAY, HOUR, SCHEMA
+from gpufleet.hub.usage.db import DAY, HOUR, SCHEMA, add_job_totals
 from gpufleet.hub.usage.report import usage
 from gpufleet.hub.usage.settle import ENERGY, POWER, UTIL, Samples, integrate
 from gpufleet.store import Matcher, StoreOptions, TimeSeriesStore
@@ -108,6 +108,7 @@ def build_db(path: Path, nodes: int, now: float, rng: np.random.Generator) -> tu
                                nodes_a[rep].tolist(), jobs[rep].tolist(), held.tolist(), idle.tolist(),
                                busy.tolist(), joules.tolist()))
     db.execute("COMMIT")
+    add_job_totals(db)  # as settle leaves it: one row per job
     print(f"usage.db: {len(holds):,} holds, {counts['usage_hour']:,} hour rows, {counts['usage_day']:,} day rows, "
           f"{path.stat().st_size / 2**20:.0f} MiB")
     return db, per_node
@@ -172,6 +173,7 @@ def main() -> None:
         db, per_node = build_db(tmp / "usage.db", args.nodes, now, rng)
         print(f"built in {time.perf_counter() - t0:.0f} s")
         ours: dict[str, float] = {}  # CPU seconds: on a shared machine wall time measures the neighbours
+        ours_wall: dict[str, float] = {}
         for by in ("user", "group", "job", "node"):
             times, cpu = [], []
             for _ in range(args.rounds):
@@ -180,6 +182,7 @@ def main() -> None:
                 times.append(time.perf_counter() - t)
                 cpu.append(time.process_time() - c)
             ours[by] = statistics.median(cpu)
+            ours_wall[by] = statistics.median(times)
             total = sum(r["gpu_hours_in_use"] for r in rows)
             print(f"ours  --by {by:<5}  {statistics.median(times):6.2f} s wall, {ours[by]:5.2f} s CPU  "
                   f"({len(rows):,} rows, {total:,.0f} GPU-hours)")
@@ -201,13 +204,13 @@ def main() -> None:
         worst = max(abs(mine.get(k, 0.0) - v) for k, v in got.items() if k in inside) if got else 0.0
         print(f"naive (store, 1-minute samples): {naive_wall:6.1f} s wall, {naive_s:6.1f} s CPU for {args.nodes} nodes "
               f"(measured on {len(names)}, scaled); agrees with ours to {worst * 60:.2f} GPU-minutes per job")
-        # By job the answer has a row per job (here every hold is a one-GPU job): its time follows
-        # the number of jobs, not the fleet; it is shown above and not part of the goal.
-        worst_ours = max(ours[by] for by in ("user", "group", "node"))
-        print(f"ratio naive / ours, CPU (--by user): {naive_s / ours['user']:.0f}x; "
-              f"(slowest of user/group/node): {naive_s / worst_ours:.0f}x")
-        verdict(f"30-day report, {args.nodes} nodes x {GPUS} GPUs, <= {GOAL_S:g} s CPU", worst_ours <= GOAL_S,
-                f"slowest of --by user/group/node {worst_ours:.2f} s CPU; naive {naive_s:.0f} s CPU")
+        for by in ours:
+            print(f"ratio naive / ours --by {by:<5}: {naive_s / ours[by]:5.0f}x CPU, "
+                  f"{naive_wall / ours_wall[by]:5.0f}x wall")
+        worst_by = max(ours, key=lambda b: ours[b])
+        verdict(f"30-day report, {args.nodes} nodes x {GPUS} GPUs, <= {GOAL_S:g} s CPU", ours[worst_by] <= GOAL_S,
+                f"slowest --by {worst_by} {ours[worst_by]:.2f} s CPU ({ours_wall[worst_by]:.2f} s wall); "
+                f"naive {naive_s:.0f} s CPU")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -10,6 +10,10 @@
   benchmarks/bench_report.py). Hour rows are kept
   HOUR_ROWS_KEEP_S (exact edges for recent periods); day rows as long as holds.
 - events: GPU taken / released, job started / ended.
+- job_totals: one row per job (not ''): its user, nodes ("a,b"), first start, last settled
+  mark and lifetime sums over its holds, updated in the settle transaction. A report by job
+  reads a job wholly inside its period as one row (report.py). Added in place to a file of
+  this layout from before it, filled from holds in the same transaction (JOB_TOTALS_FILL).
 - holds_settled: covers a report's read of holds wholly inside its period (their running
   totals are their figures there, report.py); an index, so a file of this layout from before
   it is brought up to date in place when opened (CREATE INDEX IF NOT EXISTS).
@@ -61,6 +65,18 @@ CREATE TABLE IF NOT EXISTS events(
 CREATE INDEX IF NOT EXISTS events_t ON events(t);
 """
 
+# Created and filled in one transaction (open_db): a crash between the two would leave an
+# empty table that reports trust.
+JOB_TOTALS = (
+    "CREATE TABLE job_totals(job TEXT PRIMARY KEY, user TEXT NOT NULL, nodes TEXT NOT NULL, start REAL NOT NULL, "
+    "settled REAL NOT NULL, held REAL NOT NULL, idle REAL NOT NULL, busy REAL NOT NULL, energy REAL NOT NULL) "
+    "WITHOUT ROWID",
+    "CREATE INDEX job_totals_settled ON job_totals(settled, start, job, user, nodes, held, idle, busy, energy)",
+)
+JOB_TOTALS_FILL = ("INSERT INTO job_totals SELECT job, MIN(user), group_concat(DISTINCT node), MIN(start), "
+                   "MAX(settled), "
+                   "SUM(held), SUM(idle), SUM(busy), SUM(energy) FROM holds WHERE job != '' GROUP BY job")
+
 EVENT_KINDS = ("gpu_taken", "gpu_released", "job_started", "job_ended")
 LAYOUT = 2  # PRAGMA user_version; 0 with tables is the first (unreleased) layout of 2026-11-30
 LOST = "the GPU occupancy record and accounting figures (reports restart from now; the store's metrics are intact)"
@@ -77,8 +93,25 @@ def open_db(data: Path) -> sqlite3.Connection:
                   "fresh one; lost: %s", data / FILE, version, LAYOUT, aside.name, LOST)
         db = connect(data / FILE, "", lost=LOST)
     db.executescript(SCHEMA)
+    add_job_totals(db)
     db.execute(f"PRAGMA user_version = {LAYOUT}")
     return db
+
+
+def add_job_totals(db: sqlite3.Connection) -> None:
+    """Create job_totals from the holds when the file has none (new, or from earlier today)."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'job_totals'").fetchone():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        # Again under the write lock: another process may have added it meanwhile.
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'job_totals'").fetchone():
+            for sql in (*JOB_TOTALS, JOB_TOTALS_FILL):
+                db.execute(sql)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def open_reader(data: Path) -> sqlite3.Connection:

@@ -10,10 +10,12 @@ per hold and day, whatever the sample rate (benchmarks/bench_report.py).
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +137,23 @@ def _buckets(db: sqlite3.Connection, acc: Sums, since: float, until: float, by: 
         _edge(db, acc, d1, until, by, user, now, ids)
 
 
+def _jobs_inside(db: sqlite3.Connection, acc: Sums, since: float, until: float) -> list[Any]:
+    """By job: jobs wholly inside the period as one row each (db.job_totals, no grouping);
+    the holds inside it of jobs across an edge go into `acc` (their edge holds follow in sums)."""
+    inside = db.execute(
+        "SELECT job, held, idle, busy, energy, user, nodes FROM job_totals INDEXED BY job_totals_settled "
+        "WHERE settled > ? AND settled <= ? AND start >= ?", [since, until, since]).fetchall()
+    across = [r[0] for r in db.execute(
+        "SELECT job FROM job_totals INDEXED BY job_totals_settled WHERE settled > ? AND start < ? "
+        "AND (start < ? OR settled > ?)", [since, until, since, until])]
+    if across:
+        _add(acc, db.execute(
+            f"SELECT job, SUM(held), SUM(idle), SUM(busy), SUM(energy){JOB_EXTRA} FROM holds INDEXED BY holds_job "
+            "WHERE job IN (SELECT value FROM json_each(?)) AND settled > ? AND settled <= ? AND start >= ? GROUP BY 1",
+            [json.dumps(across), since, until, since]).fetchall())
+    return inside
+
+
 @dataclass(slots=True)
 class Columns:
     """Per key (in no order), [held, idle, busy, joules] and, by job, its user and nodes ("a,b")."""
@@ -156,15 +175,19 @@ def sums(db: sqlite3.Connection, since: float, until: float, by: str, user: str 
     """
     if until <= since:
         return Columns([], np.zeros((0, 4)), [], [])
-    extra, args = _where(user, by)
-    inside = db.execute(
-        f"SELECT {BY[by]}, SUM(held), SUM(idle), SUM(busy), SUM(energy){JOB_EXTRA if by == 'job' else ''} "
-        f"FROM holds INDEXED BY holds_settled WHERE settled > ? AND settled <= ? AND start >= ?{extra} GROUP BY 1",
-        [since, until, since, *args]).fetchall()
     acc: Sums = {}
+    if by == "job" and user is None:
+        inside = _jobs_inside(db, acc, since, until)
+    else:
+        extra, args = _where(user, by)
+        inside = db.execute(
+            f"SELECT {BY[by]}, SUM(held), SUM(idle), SUM(busy), SUM(energy){JOB_EXTRA if by == 'job' else ''} "
+            f"FROM holds INDEXED BY holds_settled WHERE settled > ? AND settled <= ? AND start >= ?{extra} GROUP BY 1",
+            [since, until, since, *args]).fetchall()
     uextra, uargs = _where(user, "")
     # Across the start (and maybe the end too): figures from `since` to their last settled hour.
-    first = db.execute(f"SELECT id, settled FROM holds INDEXED BY holds_settled WHERE settled > ? AND start < ?{uextra}",
+    first = db.execute(f"SELECT id, settled FROM holds INDEXED BY holds_settled WHERE settled > ? "
+                       f"AND start < ?{uextra}",
                        [since, since, *uargs]).fetchall()
     if first:
         hi = min(until, math.ceil(max(s for _, s in first) / HOUR) * HOUR)
@@ -214,9 +237,35 @@ def figures(sums: Sequence[float], prices: Prices) -> dict[str, float]:
     return row
 
 
+def _nodes(nodes: str) -> list[str]:
+    """"a,b,a" -> ["a", "b"] (a job's nodes, as group_concat and job_totals keep them)."""
+    if "," not in nodes:
+        return [nodes] if nodes else []
+    return sorted(set(nodes.split(",")) - {""})
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cycle collector paused: a report by job makes 100,000s of acyclic objects (rows), and
+    each allocation burst would start a collection that walks them all (~40% of its CPU)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def usage(db: sqlite3.Connection, since: float, until: float, by: str, *, now: float, user: str | None = None,
           prices: Prices = Prices()) -> list[dict[str, Any]]:
     """One row per `by` key with FIELDS (and cost when priced), most GPU-hours first."""
+    with _no_gc():
+        return _usage(db, since, until, by, now, user, prices)
+
+
+def _usage(db: sqlite3.Connection, since: float, until: float, by: str, now: float, user: str | None,
+           prices: Prices) -> list[dict[str, Any]]:
     c = sums(db, since, until, by, user, now)
     held, idle, busy, joules = c.vals.T
     keep = np.flatnonzero((held > 0) | (joules > 0))
@@ -231,20 +280,24 @@ def usage(db: sqlite3.Connection, since: float, until: float, by: str, *, now: f
     cols = [hours, np.round(busy / HOUR, 4),
             np.round(np.divide(busy, held, out=np.zeros_like(held), where=held > 0), 4),
             np.round(joules / J_PER_KWH, 6), np.round(idle / HOUR, 4)]
-    rows: list[dict[str, Any]] = [
-        {by: k, "gpu_hours_in_use": h, "gpu_hours_busy": b, "mean_utilization": m, "energy_kwh": e,
-         "waste_gpu_hours": w}
-        for k, h, b, m, e, w in zip(keys[order].tolist(), *(col[order].tolist() for col in cols))]
+    at = keep[order].tolist()
+    keys_, *vals = (keys[order].tolist(), *(col[order].tolist() for col in cols))
+    if by == "job" and not prices.any():  # the big one: each row made at once
+        rows: list[dict[str, Any]] = [
+            {"job": k, "gpu_hours_in_use": h, "gpu_hours_busy": b, "mean_utilization": m, "energy_kwh": e,
+             "waste_gpu_hours": w, "user": c.users[i] or "",
+             "nodes": [n] if n and "," not in n else _nodes(n)}  # one node: no call
+            for k, h, b, m, e, w, i, n in zip(keys_, *vals, at, (c.nodes[i] for i in at))]
+        return rows
+    rows = [{by: k, "gpu_hours_in_use": h, "gpu_hours_busy": b, "mean_utilization": m, "energy_kwh": e,
+             "waste_gpu_hours": w} for k, h, b, m, e, w in zip(keys_, *vals)]
     if prices.any():
         cost = (held / HOUR) * (prices.gpu_hour or 0.0) + (joules / J_PER_KWH) * (prices.kwh or 0.0)
         for r, x in zip(rows, np.round(cost, 2)[order].tolist()):
             r["cost"] = x
     if by == "job":
-        at = keep[order].tolist()
         for r, i in zip(rows, at):
-            nodes = c.nodes[i]
-            r["user"] = c.users[i] or ""
-            r["nodes"] = sorted(set(nodes.split(",")) - {""}) if "," in nodes else [nodes] if nodes else []
+            r["user"], r["nodes"] = c.users[i] or "", _nodes(c.nodes[i])
     return rows
 
 

@@ -173,6 +173,19 @@ def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, hor
               "ON CONFLICT(t, hold) DO UPDATE SET held = held + excluded.held, idle = idle + excluded.idle, "
               "busy = busy + excluded.busy, energy = energy + excluded.energy")
     marks = [(b, *totals.get(h.id, [0.0, 0.0, 0.0, 0.0]), h.id) for h, b in todo]
+    # Each job's running totals (db.job_totals), in the same transaction as its holds'.
+    jobs: dict[str, list[Any]] = {}
+    for h, b in todo:
+        if not h.job:
+            continue
+        fig = totals.get(h.id, [0.0, 0.0, 0.0, 0.0])
+        j = jobs.get(h.job)
+        if j is None:
+            jobs[h.job] = [h.job, h.user, node, h.start, b, *fig]
+        else:
+            j[1], j[3], j[4] = min(j[1], h.user), min(j[3], h.start), max(j[4], b)
+            for i in range(4):
+                j[5 + i] += fig[i]
     with lock:
         db.execute("BEGIN")
         try:
@@ -180,11 +193,21 @@ def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, hor
             db.executemany(upsert.format("usage_day"), rows(day_rows))
             db.executemany("UPDATE holds SET settled = ?, held = held + ?, idle = idle + ?, busy = busy + ?, "
                            "energy = energy + ? WHERE id = ?", marks)
+            db.executemany(JOB_UPSERT, list(jobs.values()))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
     return len(marks)
+
+
+# nodes: "a,b", each node once (this step's is one node).
+JOB_UPSERT = (
+    "INSERT INTO job_totals(job, user, nodes, start, settled, held, idle, busy, energy) VALUES (?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT(job) DO UPDATE SET user = MIN(user, excluded.user), start = MIN(start, excluded.start), "
+    "settled = MAX(settled, excluded.settled), held = held + excluded.held, idle = idle + excluded.idle, "
+    "busy = busy + excluded.busy, energy = energy + excluded.energy, nodes = CASE WHEN "
+    "instr(',' || nodes || ',', ',' || excluded.nodes || ',') > 0 THEN nodes ELSE nodes || ',' || excluded.nodes END")
 
 
 def unsettled_nodes(db: sqlite3.Connection) -> list[str]:
