@@ -205,7 +205,8 @@ def sums(db: sqlite3.Connection, since: float, until: float, by: str, user: str 
     users, nodes = (list(cols[5]), list(cols[6])) if by == "job" else ([], [])
     if acc:  # the holds across an edge: added to their key's row, or a row of their own
         vals = np.vstack([vals, np.zeros((len(acc), 4))])
-        index = dict(zip(keys, range(len(keys))))
+        # By job from job_totals, the jobs across an edge are not among those read whole.
+        index = {} if by == "job" and user is None else dict(zip(keys, range(len(keys))))
         for key, a in acc.items():
             i = index.get(key)
             if i is None:
@@ -254,7 +255,11 @@ def _no_gc() -> Iterator[None]:
         yield
     finally:
         if was:
+            # The rows made meanwhile go straight to the oldest generation (freeze, then
+            # unfreeze): enabling alone would make the next allocation walk them all at once.
+            gc.freeze()
             gc.enable()
+            gc.unfreeze()
 
 
 def usage(db: sqlite3.Connection, since: float, until: float, by: str, *, now: float, user: str | None = None,
