@@ -6,12 +6,13 @@ test directories keep no conftest.py of their own, so the name stays unambiguous
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -82,3 +83,13 @@ def hub_key():  # type: ignore[no-untyped-def]
     from access import make_api_key
 
     return make_api_key
+
+
+async def pilot_until(pilot: Any, cond: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+    """`eventually` for a Textual pilot: lets the app run between checks."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)

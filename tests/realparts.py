@@ -7,6 +7,7 @@ and is stopped by its pid when the test ends. Nothing here talks beyond 127.0.0.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -110,6 +111,16 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def json_reply(handler: BaseHTTPRequestHandler, body: object, code: int = 200) -> None:
+    """Answer a request to a test server with `body` as JSON."""
+    data = json.dumps(body).encode()
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 def gpufleet(*args: str) -> list[str]:

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gpufleet.command_wire import MAX_OUTPUT, b64, signed_bytes
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet
+from realparts import Proc, free_port, gpufleet, json_reply
 
 NODE = "cmd-node"
 
@@ -50,14 +50,6 @@ class ScriptedHub:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _reply(self, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
             def do_GET(self) -> None:  # noqa: N802
                 msgs = []
                 try:
@@ -66,21 +58,21 @@ class ScriptedHub:
                         msgs.append(hub.outbox.get_nowait())
                 except queue.Empty:
                     pass
-                self._reply({"messages": msgs})
+                json_reply(self, {"messages": msgs})
 
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
                 if self.path == "/api/v1/register":
-                    self._reply({"node": body["node"], "credential": "gfn_test", "command_key": _pub(hub.key)})
+                    json_reply(self, {"node": body["node"], "credential": "gfn_test", "command_key": _pub(hub.key)})
                 elif self.path == "/api/v1/push":
-                    self._reply({"accepted": 1, "duplicates": 0})
+                    json_reply(self, {"accepted": 1, "duplicates": 0})
                 else:
                     run_id = self.path.split("/")[4]
                     with hub.cond:
                         hub.results.setdefault(run_id, body)
                         hub.results.setdefault(run_id + "#all", []).append(body)  # type: ignore[arg-type]
                         hub.cond.notify_all()
-                    self._reply({"accepted": True})
+                    json_reply(self, {"accepted": True})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

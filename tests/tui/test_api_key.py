@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from realparts import gpufleet, serving
+from realparts import gpufleet, json_reply, serving
 
 KEY = "gfk_test-key"
 
@@ -20,22 +20,14 @@ KEY = "gfk_test-key"
 class KeyedHub(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802  (http.server's name)
         if self.headers.get("Authorization") != f"Bearer {KEY}":
-            self._send(401, {"detail": "API key required"})
+            json_reply(self, {"detail": "API key required"}, 401)
         elif self.path.startswith("/api/v1/snapshots"):
-            self._send(200, {"snapshots": [{"node": "n1", "timestamp": 1.0, "values": {}, "gpus": [
+            json_reply(self, {"snapshots": [{"node": "n1", "timestamp": 1.0, "values": {}, "gpus": [
                 {"index": 0, "model": "X", "values": {"up": 1.0, "utilization_ratio": 0.0}}]}]})
         elif self.path.startswith("/api/v1/nodes"):
-            self._send(200, {"nodes": [{"name": "n1", "status": "up"}]})
+            json_reply(self, {"nodes": [{"name": "n1", "status": "up"}]})
         else:
-            self._send(200, {"alerts": []})
-
-    def _send(self, code: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            json_reply(self, {"alerts": []})
 
     def log_message(self, *args: object) -> None:
         pass

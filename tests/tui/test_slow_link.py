@@ -4,12 +4,12 @@ its keys, and goes back to live when the answer comes. The stand-in server holds
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from gpufleet.tui.app import TopApp
 from gpufleet.tui.source import Source
+from realparts import json_reply
 
 RELEASE = threading.Event()
 SEEN = {"snapshots": 0}
@@ -28,12 +28,7 @@ class SlowHub(BaseHTTPRequestHandler):
             body = {"nodes": [{"name": "n1", "status": "up"}]}
         else:
             body = {"alerts": []}
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        json_reply(self, body)
 
     def log_message(self, *args: object) -> None:
         pass

@@ -9,14 +9,14 @@ import asyncio
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from access import bearer, make_api_key
-from conftest import eventually
+from conftest import eventually, pilot_until
 from realparts import Proc, free_port, gpufleet
 from gpufleet.tui.app import TopApp
 from gpufleet.tui.fleetview import FleetView
@@ -54,13 +54,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 os.environ["GPUFLEET_API_KEY"] = saved
 
 
-async def until(pilot, cond: Callable[[], object], what: str, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def _summary(app: TopApp) -> str:
@@ -72,7 +65,7 @@ def test_keys_and_screens_at_80x24(hub: str) -> None:
         app = TopApp(Source(hub, "hub", api_key=KEY["key"]), interval=1.0)
         async with app.run_test(size=(80, 24)) as pilot:
             view = app.query_one(FleetView)
-            await until(pilot, lambda: len(view.lines) > SIM, "the fleet's lines")
+            await pilot_until(pilot, lambda: len(view.lines) > SIM, "the fleet's lines")
             assert f"{SIM + 1} nodes" in _summary(app) and "sort name" in _summary(app)
             names = [ln.node.name for ln in view.lines if ln.gpu is None]
             assert names == sorted(names)
@@ -102,10 +95,10 @@ def test_keys_and_screens_at_80x24(hub: str) -> None:
             # Drill down: a node, then (back, down one line) one of its GPUs, with the last hour.
             await pilot.press("home", "enter")
             assert isinstance(app.screen, NodeScreen)
-            await until(pilot, lambda: "last hour" in str(app.screen.query_one("#spark").content), "node history")
+            await pilot_until(pilot, lambda: "last hour" in str(app.screen.query_one("#spark").content), "node history")
             await pilot.press("escape", "down", "enter")
             assert isinstance(app.screen, GpuScreen)
-            await until(pilot, lambda: "last hour" in str(app.screen.query_one("#spark").content), "GPU history")
+            await pilot_until(pilot, lambda: "last hour" in str(app.screen.query_one("#spark").content), "GPU history")
             spark = str(app.screen.query_one("#spark").content)
             assert any(c in spark for c in "▁▂▃▄▅▆▇█"), spark
             assert "util" in spark and "power" in spark

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from access import make_api_key
+from conftest import pilot_until
 from realparts import Proc, free_port, gpufleet, hub_proc, join_token
 from gpufleet.tui.app import TopApp
 from gpufleet.tui.fleetview import FleetView
@@ -27,13 +27,6 @@ def _agent(tmp: Path, hub_url: str, node: str, token: str) -> tuple[Proc, str]:
     return p, f"http://127.0.0.1:{port}"
 
 
-async def until(pilot, cond: Callable[[], object], what: str, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def _screen(view: FleetView) -> list[str]:
@@ -57,12 +50,12 @@ def test_a_killed_node_goes_stale_then_down_and_its_gpus_are_not_free(tmp_path: 
             app = TopApp(Source(url, "hub", api_key=key), interval=0.5)
             async with app.run_test(size=(100, 20)) as pilot:
                 view = app.query_one(FleetView)
-                await until(pilot, lambda: sum(1 for ln in view.lines if ln.gpu) == 4, "both nodes' GPUs")
+                await pilot_until(pilot, lambda: sum(1 for ln in view.lines if ln.gpu) == 4, "both nodes' GPUs")
                 dying.stop()
                 # STALE comes first unless the hub's status pass (every few seconds) finds it already down.
-                await until(pilot, lambda: any("dying-node" in t and ("STALE" in t or "DOWN" in t)
+                await pilot_until(pilot, lambda: any("dying-node" in t and ("STALE" in t or "DOWN" in t)
                                                for t in _screen(view)), "dying-node shown STALE or DOWN")
-                await until(pilot, lambda: any("dying-node" in t and "DOWN" in t for t in _screen(view)),
+                await pilot_until(pilot, lambda: any("dying-node" in t and "DOWN" in t for t in _screen(view)),
                             "dying-node shown DOWN: " + "\n".join(_screen(view)))
                 assert "1 down" in str(app.query_one("#summary").content)
                 live_line = next(t for t in _screen(view) if t.startswith("live-node"))
@@ -77,11 +70,11 @@ def test_a_killed_node_goes_stale_then_down_and_its_gpus_are_not_free(tmp_path: 
             app = TopApp(Source(live_url, "agent"), interval=0.5)
             async with app.run_test(size=(80, 24)) as pilot:
                 view = app.query_one(FleetView)
-                await until(pilot, lambda: len(view.lines) == 3, "the agent's node and 2 GPUs")
+                await pilot_until(pilot, lambda: len(view.lines) == 3, "the agent's node and 2 GPUs")
                 assert view.lines[0].node.name == "live-node"
                 await pilot.press("down", "enter")
                 assert isinstance(app.screen, GpuScreen)
-                await until(pilot, lambda: "no history" in str(app.screen.query_one("#spark").content),
+                await pilot_until(pilot, lambda: "no history" in str(app.screen.query_one("#spark").content),
                             "the agent's no-history line")
                 await pilot.press("escape", "q")
 
