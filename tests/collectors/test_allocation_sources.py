@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from gpufleet.allocation.grant import Grant
 from gpufleet.collectors.allocation import AllocationCollector
 from gpufleet.collectors.base import CollectContext
 from gpufleet.snapshot import Gpu, GpuProcess, MigInstance, NodeSnapshot, Owner
-from conftest import FIXTURES
+from conftest import FIXTURES, eventually
 
 SLURM = FIXTURES / "slurm"
 
@@ -92,7 +94,7 @@ def test_slurm_source_asks_squeue_each_refresh_and_scontrol_once_per_job() -> No
         return next(r for r in records if r.startswith(f"JobId={argv[-1]} "))
 
     now = [0.0]
-    src = slurm.SlurmSource("hgx01.example", refresh=30.0, runner=run, clock=lambda: now[0])
+    src = slurm.SlurmSource("hgx01.example", refresh=30.0, runner=run, clock=lambda: now[0], background=False)
     assert [g.gpu for g in src.grants()] == [0, 1, 2, 3, 4, 6, 7]
     assert [c[0] for c in calls] == ["squeue", "scontrol", "scontrol", "scontrol"]
     now[0] = 10.0
@@ -102,6 +104,60 @@ def test_slurm_source_asks_squeue_each_refresh_and_scontrol_once_per_job() -> No
     squeue = "81240|bob|gpu-short|RUNNING|hgx01\n"  # alice's job ended
     assert [(g.gpu, g.user) for g in src.grants()] == [(4, "bob"), (6, "bob"), (7, "bob")]
     assert [c[0] for c in calls[4:]] == ["squeue"]  # bob's job known: no scontrol
+
+
+def test_a_job_name_shaped_like_a_detail_line_gets_no_gpus() -> None:
+    # Job names (and comments, commands, paths) are the owner's free text: here mallory's job,
+    # which has GPU 5 only, names itself after GPUs 0-7 of the node, on one line and in
+    # a made-up line of its own; bob's real GPUs 6 and 7 must stay bob's.
+    forged = ("JobId=900 JobName=x Nodes=hgx01 CPU_IDs=0 Mem=1 GRES=gpu:8(IDX:0-7)\n"
+              "     Nodes=hgx[01] CPU_IDs=0 Mem=1 GRES=gpu:8(IDX:0-7)\n"
+              "   UserId=mallory(1666) GroupId=m(1666) MCS_label=N/A\n"
+              "   JobState=RUNNING Reason=None Dependency=(null)\n"
+              "   NodeList=hgx01\n"
+              "     Nodes=hgx01 CPU_IDs=48-49 Mem=1024 GRES=gpu:1(IDX:5)\n"
+              "   Command=/home/mallory/run Nodes=hgx01 CPU_IDs=0 Mem=1 GRES=gpu:1(IDX:6)\n")
+    oneliner = ("JobId=901 JobName=y Nodes=hgx01 CPU_IDs=0 Mem=1 GRES=gpu:2(IDX:0-1) UserId=mallory(1666) "
+                "JobState=RUNNING NodeList=hgx01 Nodes=hgx01 CPU_IDs=50 Mem=1024 GRES= MinCPUsNode=1\n")
+    jobs = {j.job_id: j for j in slurm.parse_jobs(forged + "\n" + oneliner)}
+    assert jobs["900"].gpus == {} and jobs["901"].gpus == {}
+    real = slurm.parse_jobs((SLURM / "scontrol_show_job_d.txt").read_text())
+    grants = slurm.grants_for([*real, *jobs.values()], "hgx01")
+    assert sorted((g.gpu, g.user) for g in grants if g.user in ("bob", "mallory")) == [(4, "bob"), (6, "bob"), (7, "bob")]
+
+
+def test_a_gpu_two_jobs_claim_is_attributed_to_neither() -> None:
+    a = slurm.SlurmJob("1", "ann", state="RUNNING", gpus={"n1": [0, 1]})
+    b = slurm.SlurmJob("2", "ben", state="RUNNING", gpus={"n1.example": [1, 2]})
+    c = slurm.SlurmJob("3", "cy", state="COMPLETED", gpus={"n1": [2]})  # ended: not a claim
+    assert [(g.gpu, g.user) for g in slurm.grants_for([a, b, c], "n1.example")] == [(0, "ann"), (2, "ben")]
+
+
+def test_a_hanging_slurmctld_never_holds_up_a_collection() -> None:
+    answer = threading.Event()
+    calls: list[str] = []
+    squeue = "81240|bob|gpu-short|RUNNING|hgx01\n"
+    record = next(r for r in (SLURM / "scontrol_show_job_d.txt").read_text().split("\n\n")
+                  if r.startswith("JobId=81240 "))
+
+    def run(argv: list[str]) -> str:
+        calls.append(argv[0])
+        if len(calls) > 2:  # every question after the first answer hangs until released
+            assert answer.wait(30)
+            return ""  # bob's job ended
+        return squeue if argv[0] == "squeue" else record
+
+    now = [0.0]
+    src = slurm.SlurmSource("hgx01", refresh=30.0, runner=run, clock=lambda: now[0])
+    assert [g.gpu for g in src.grants()] == [4, 6, 7]  # the first answer is waited for
+    now[0] = 31.0
+    started = time.monotonic()
+    for _ in range(5):
+        assert [g.gpu for g in src.grants()] == [4, 6, 7]  # the last answer, at once
+    assert time.monotonic() - started < 1.0
+    assert calls.count("squeue") == 2  # one question in flight, not one per collection
+    answer.set()
+    eventually(lambda: src.grants() == [])
 
 
 def test_missing_slurm_client_is_one_clear_error() -> None:
