@@ -83,6 +83,9 @@ def _agent_options(f: Any) -> Any:
         if opt.name == "labels":
             f = click.option(flag, dest, multiple=True, metavar="NAME=VALUE",
                              help=f"{opt.help} [env {opt.env}]")(f)
+        elif opt.name == "hub":  # repeatable: several hubs share the fleet (agent/hubs.py)
+            f = click.option(flag, dest, multiple=True, metavar="URL",
+                             help=f"{opt.help} [env {opt.env}, comma-separated]")(f)
         elif opt.name == "allow_commands":
             f = click.option(flag, dest, multiple=True, metavar="PATTERN",
                              help=f"{opt.help} [env {opt.env}, one per line]")(f)
@@ -102,6 +105,7 @@ def agent(config_file: Path | None, **raw: Any) -> None:
 
     raw["labels"] = ",".join(raw["labels"]) if raw.get("labels") else None
     raw["allow_commands"] = list(raw["allow_commands"]) if raw.get("allow_commands") else None
+    raw["hub"] = ",".join(raw["hub"]) if raw.get("hub") else None
     raw["allow_root_commands"] = True if raw.get("allow_root_commands") else None
     if config_file is None and os.environ.get("GPUFLEET_CONFIG"):
         config_file = Path(os.environ["GPUFLEET_CONFIG"])
@@ -399,10 +403,22 @@ def _state(data: Path, *, new: bool = False) -> Any:
               help="registrations it allows (default: any number until revoked)")
 @click.option("--expires", default=None, metavar="DURATION",
               help="stop accepting it after this long, e.g. 30d or 12h (default: never)")
-def token_create(data: Path, note: str, new: bool, uses: int | None, expires: str | None) -> None:
+@click.option("--from-file", "from_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="accept the join token in FILE (made on another hub) instead of a new one: "
+                                   "agents join several hubs with one token (docs/scale.md)")
+def token_create(data: Path, note: str, new: bool, uses: int | None, expires: str | None,
+                 from_file: Path | None) -> None:
     """Print a new join token (the last word of the output)."""
     import time
 
+    value = None
+    if from_file is not None:
+        from .config import read_token_file
+
+        try:
+            value = read_token_file(from_file)
+        except UserError as e:
+            raise UserError(str(e).replace("--token-file", "--from-file", 1)) from None
     if uses is not None and uses < 1:
         raise UserError("--uses must be at least 1 (or left out for a token without a use limit)")
     until = None
@@ -410,9 +426,16 @@ def token_create(data: Path, note: str, new: bool, uses: int | None, expires: st
         until = time.time() + _duration({"expires": expires}, "expires")
     st = _state(data, new=new)
     try:
-        t = st.create_token(note, uses=uses, expires=until)
+        t = st.create_token(note, uses=uses, expires=until, value=value)
+    except ValueError as e:
+        raise UserError(f"--from-file {from_file}: {e}") from None
     finally:
         st.close()
+    if value is not None:  # the operator has the secret already: not echoed into a terminal log
+        from .hub.state import PREFIX_LEN
+
+        click.echo(f"join token {t[:PREFIX_LEN]}... from {from_file} now accepted by this hub")
+        return
     click.echo(f"new join token: {t}")
 
 

@@ -88,6 +88,15 @@ def parse_str(raw: Any) -> str:
     return str(raw).strip()
 
 
+def parse_hub_list(raw: Any) -> str:
+    """--hub: one URL, several comma-separated, or a YAML list; kept as one comma-separated string
+    (agent/hubs.py splits and checks it where pushing starts)."""
+    if isinstance(raw, dict):
+        raise ValueError("expected a URL or a list of URLs")
+    items = raw if isinstance(raw, list) else [raw]
+    return ",".join(str(x).strip() for x in items if str(x).strip())
+
+
 def parse_list(raw: Any) -> list[str]:
     if isinstance(raw, list):
         return [str(x).strip() for x in raw if str(x).strip()]
@@ -266,7 +275,8 @@ AGENT_OPTIONS: list[Option] = [
            "groups file"),
     Option("procfs", parse_path, "procfs root (for containers and tests)"),
     Option("sysfs", parse_path, "sysfs root"),
-    Option("hub", parse_str, "hub URL to push snapshots to"),
+    Option("hub", parse_hub_list, "hub URL to push snapshots to; several (repeat --hub, or comma-separated) "
+           "share the fleet and take over from one another (docs/scale.md)"),
     Option("token", parse_str, "join token for the hub (prefer --token-file: a --token is in the process table)"),
     Option("token_file", parse_path, "file holding the join token (mode 0600)"),
     Option("tls_cert", parse_path, "serve HTTPS with this PEM certificate (chain); needs --tls-key"),
@@ -334,6 +344,11 @@ def load_agent_config(
         raise UserError("node name is empty: pass --node NAME")
     if cfg.allow_commands and not cfg.hub:
         raise UserError("--allow-commands needs --hub: agents fetch commands from their hub")
+    if cfg.allow_commands and "," in (cfg.hub or ""):
+        # Commands are signed by one hub whose key the agent pins; following a failover would
+        # mean trusting every hub's key for commands: not done without a design of its own.
+        raise UserError("--allow-commands works with one --hub only: remote commands come from the hub "
+                        "whose signing key the agent pins")
     from .tls import client_verify, server_tls
 
     server_tls(cfg.tls_cert, cfg.tls_key)  # a bad file or a lone flag is one line, before anything starts

@@ -10,6 +10,9 @@ write per interval. Backfill after an outage is then not a special mode, just a 
 same loop drains it oldest first, so the hub sees no gap and no reordering. The hub is idempotent
 per (node, timestamp), so a batch resent after a crash or a lost reply is harmless.
 
+With several hubs (`--hub A,B`) one is used at a time and the next when it is down; the spool is
+shared, so a snapshot is acknowledged by exactly one hub (hubs.py).
+
 Hub contract (see docs/agent.md, "Pushing to a hub"):
   POST /api/v1/register  Bearer <join token>       -> {"node", "credential"}
   POST /api/v1/push      Bearer <node credential>  {"snapshots": [...]} -> {"accepted", "duplicates"}
@@ -26,7 +29,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +42,7 @@ from ..syntax import normalize_hub_url, redact_url
 from ..tls import client_verify, describe_tls_error
 from .credentials import FILENAME as CREDENTIAL_FILENAME
 from .credentials import CredentialStore
+from .hubs import HubChoice, parse_hubs
 from .spool import Entry, Spool
 
 if TYPE_CHECKING:
@@ -94,7 +98,7 @@ class Pusher:
 
     def __init__(
         self,
-        hub: str,
+        hub: str | Sequence[str],
         node: str,
         spool: Spool,
         credentials: CredentialStore,
@@ -111,7 +115,9 @@ class Pusher:
         idle_wait: float = 5.0,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
-        self.hub = normalize_hub_url(hub)
+        # Several hubs: one is used at a time, the next when it is down (hubs.py says which and why).
+        self._hubs = HubChoice([normalize_hub_url(h) for h in ([hub] if isinstance(hub, str) else hub)], node)
+        self._skip_backoff = False  # moved to an untried hub: push there without waiting
         self.node = node
         self.spool = spool
         self.credentials = credentials
@@ -127,7 +133,6 @@ class Pusher:
         # The credential the hub last refused: sent along when registering again, because a
         # registered name is given back only to an agent that proves it held it.
         self._previous: str | None = None
-        self._display = redact_url(self.hub)
         # Redirects are not followed: one is a misconfigured --hub, said so, and secrets stay here.
         self._client = Client(
             timeout=timeout, connect_timeout=5.0,
@@ -155,6 +160,19 @@ class Pusher:
         self.rejected = 0
         self.registrations = 0
         self.last_push = 0.0
+
+    @property
+    def hub(self) -> str:
+        """The hub pushed to now (one of --hub's)."""
+        return self._hubs.current
+
+    @property
+    def _display(self) -> str:
+        return redact_url(self._hubs.current)
+
+    @property
+    def failovers(self) -> int:
+        return self._hubs.moves
 
     @property
     def credential(self) -> str | None:
@@ -271,6 +289,7 @@ class Pusher:
             self._attempts = 0
             self._fresh_registration = False
             self._limit = self.batch_size  # a bisected region got through: back to full batches
+            self._hubs.succeeded()
             self._set_up()
             return 0.0
 
@@ -400,6 +419,9 @@ class Pusher:
 
     def _backoff(self) -> float:
         """Capped exponential backoff with jitter, so a fleet does not retry in lockstep."""
+        if self._skip_backoff:  # just moved to another hub not tried in this round: try it now
+            self._skip_backoff = False
+            return 0.0
         self._attempts += 1
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** min(self._attempts - 1, 30))
         return float(max(self.backoff_base, ceiling * random.uniform(0.75, 1.0)))
@@ -424,16 +446,38 @@ class Pusher:
 
     def _set_down(self, reason: str) -> None:
         self.failed += 1
+        if not self._hubs.several:
+            self._set_state("down", logging.WARNING,
+                            "hub %s unreachable (%s): spooling snapshots in %s and retrying with backoff",
+                            self._display, reason, self.spool.path)
+            return
+        was, old = self._state, self._display
         self._set_state("down", logging.WARNING,
-                        "hub %s unreachable (%s): spooling snapshots in %s and retrying with backoff",
-                        self._display, reason, self.spool.path)
+                        "hub %s unreachable (%s): spooling snapshots in %s and trying the other hubs",
+                        old, reason, self.spool.path)
+        self._skip_backoff = self._hubs.fail_over()
+        self._use_current_hub()
+        # Every move is said (at INFO once the first one was a WARNING): an operator follows a node.
+        log.log(logging.WARNING if was != "down" else logging.INFO, "hub %s unreachable (%s): pushing to hub %s%s",
+                old, reason, self._display, "" if self._skip_backoff else " after a backoff (every hub failed)")
+
+    def _use_current_hub(self) -> None:
+        """After a move: this hub's own credential (each hub issues its own at registration)."""
+        self._credential = self.credentials.load(self.hub, self.node)
+        self._previous = None
+        self._fresh_registration = False
+        self._limit = self.batch_size
 
     def _set_up(self) -> None:
         if self._state != "up":
             if self._down_since is not None:
                 waited = time.monotonic() - self._down_since
-                log.info("hub %s is back after %.0f s; backfilling %d spooled snapshots",
-                         self._display, waited, len(self.spool))
+                if self._hubs.several:
+                    log.info("pushing to hub %s after %.0f s of failures; backfilling %d spooled snapshots",
+                             self._display, waited, len(self.spool))
+                else:
+                    log.info("hub %s is back after %.0f s; backfilling %d spooled snapshots",
+                             self._display, waited, len(self.spool))
                 self._backfilling = True
             elif self._state == "starting":
                 log.info("pushing snapshots to hub %s", self._display)
@@ -486,14 +530,16 @@ def attach_pusher(service: AgentService, cfg: AgentConfig, **kwargs: object) -> 
     """
     if not cfg.hub:
         return None
-    hub = normalize_hub_url(cfg.hub)
-    spool_dir = Path(cfg.spool) if cfg.spool else default_spool_dir(hub, cfg.node)
+    hubs = parse_hubs(cfg.hub)
+    # One spool for all hubs (a snapshot is sent to exactly one), named after the first: with one
+    # hub the same directory as ever, and adding hubs after it keeps the queue.
+    spool_dir = Path(cfg.spool) if cfg.spool else default_spool_dir(hubs[0], cfg.node)
     credentials = CredentialStore(spool_dir / CREDENTIAL_FILENAME)
-    if not cfg.token and credentials.load(hub, cfg.node) is None:
+    if not cfg.token and any(credentials.load(h, cfg.node) is None for h in hubs):
         raise UserError(MISSING_TOKEN)
     spool = Spool(spool_dir)
     scheme = "https" if cfg.tls_cert else "http"
-    pusher = Pusher(hub, cfg.node, spool, credentials, token=cfg.token, labels=cfg.labels,
+    pusher = Pusher(hubs, cfg.node, spool, credentials, token=cfg.token, labels=cfg.labels,
                     agent_url=agent_url_for(cfg.listen, scheme, cfg.advertise),
                     advertised=cfg.advertise is not None, verify=client_verify(cfg.ca),
                     **kwargs)  # type: ignore[arg-type]

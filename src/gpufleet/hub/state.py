@@ -70,6 +70,8 @@ def new_secret(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(32)}"
 
 
+JOIN_TOKEN = re.compile(r"gft_[A-Za-z0-9_-]{43}")  # new_secret("gft"): 32 random bytes, URL-safe base64
+
 # The hub's own secrets as they appear in text: token_urlsafe's alphabet needs no JSON escape.
 _OWN_SECRET = re.compile(rb"(gf[tn])_[A-Za-z0-9_-]{16,}")
 
@@ -141,9 +143,19 @@ class HubState:
 
     # ---- join tokens ------------------------------------------------------------------------
 
-    def create_token(self, note: str = "", uses: int | None = None, expires: float | None = None) -> str:
-        """A new join token: `uses` registrations at most (None: any), valid until `expires` (Unix)."""
-        token = new_secret("gft")
+    def create_token(self, note: str = "", uses: int | None = None, expires: float | None = None,
+                     value: str | None = None) -> str:
+        """A new join token: `uses` registrations at most (None: any), valid until `expires` (Unix).
+
+        `value`: accept a token another hub made (several hubs sharing a fleet: an agent joins any
+        of them with one secret). It must look like one of ours, so a weak password never becomes one.
+        """
+        token = new_secret("gft") if value is None else value
+        if value is not None:
+            if not JOIN_TOKEN.fullmatch(value):
+                raise ValueError("not a join token: expected gft_ and 43 characters, as `gpufleet token create` prints")
+            if self._exec("SELECT 1 FROM tokens WHERE hash=?", (_hash(value),)):
+                raise ValueError("this hub knows that join token already (see `gpufleet token list`)")
         self._exec("INSERT INTO tokens(hash, prefix, created, note, uses_left, expires) VALUES (?,?,?,?,?,?)",
                    (_hash(token), token[:PREFIX_LEN], time.time(), note, uses, expires))
         return token
