@@ -71,10 +71,12 @@ def render(hub: str, s: dict[str, Any]) -> list[str]:
     if not al["enabled"]:
         lines.append("alerts: not evaluated by this hub")
     else:
+        # Firing alerts that count are listed once, under the problems below; the silenced
+        # ones (which do not make the hub degraded) are named here.
         firing = al["firing"]
-        lines.append(f"alerts: {len(firing)} firing" + (": " + ", ".join(
-            f"{f['alertname']}{' on ' + f['node'] if f.get('node') else ''} ({f['severity']}"
-            f"{', silenced' if f.get('silenced') else ''})" for f in firing[:10]) if firing else ""))
+        silenced = [f"{f['alertname']}{' on ' + f['node'] if f.get('node') else ''}" for f in firing if f.get("silenced")]
+        lines.append(f"alerts: {len(firing)} firing" + (f", {len(silenced)} silenced: " + ", ".join(silenced[:10])
+                                                        + (" …" if len(silenced) > 10 else "") if silenced else ""))
     if rw["configured"]:
         lines.append(f"remote write: {rw['url']} " + ("ok" if rw["ok"] else f"failing: {rw['last_error']}")
                      + f", {rw['queue_samples']} samples queued")

@@ -58,6 +58,7 @@ def test_status_healthy_degraded_unreachable(tmp_path: Path) -> None:
                          "    severity: warning\n")
         firing = eventually(lambda: (r := _status(url, key)).returncode == 1 and r, timeout=60, what="degraded")
         assert "alert AlwaysOn is firing on n1 (warning)" in firing.stdout
+        assert firing.stdout.count("AlwaysOn") == 1 and "alerts: 1 firing\n" in firing.stdout  # listed once
         report = json.loads(_status(url, key, "--json").stdout)
         assert report["status"] == "degraded" and report["alerts"]["firing"][0]["alertname"] == "AlwaysOn"
         assert report["agents"]["up"] == 1 and report["hub"] == url
