@@ -198,9 +198,6 @@ class HubState:
         return [{"prefix": p, "created": c, "note": n, "revoked": r, "uses_left": u, "expires": e, "used": d}
                 for p, c, n, r, u, e, d in rows]
 
-    def count_tokens(self) -> int:
-        return int(self._exec("SELECT count(*) FROM tokens")[0][0])
-
     # ---- nodes -----------------------------------------------------------------------------
 
     def register(self, name: str, labels: dict[str, str], agent_url: str | None, *,
@@ -287,9 +284,6 @@ class HubState:
 
     def node_names(self) -> set[str]:
         return {r[0] for r in self._exec("SELECT name FROM nodes")}
-
-    def revoked_nodes(self) -> set[str]:
-        return {r[0] for r in self._exec("SELECT name FROM nodes WHERE revoked IS NOT NULL")}
 
     def nodes(self) -> list[NodeRecord]:
         rows = self._exec("SELECT name, labels, agent_url, source, registered, status, status_since, last_seen,"

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .rollup import _group_starts
+from .rollup import group_starts
 from .types import AGGS, RAW
 
 
@@ -42,7 +42,7 @@ def aggregate(ts: np.ndarray, cols: list[np.ndarray], res: int, start: float, st
         cols = [c[sel] for c in cols]
     if idx.size == 0:
         return np.zeros(0), np.zeros(0)
-    starts = _group_starts(idx)
+    starts = group_starts(idx)
     out_ts = start + idx[starts].astype(np.float64) * step
     if res == RAW:
         v = cols[0]

@@ -24,7 +24,7 @@ def _clean_sum(s: np.ndarray) -> np.ndarray:
     return np.where(small, np.round(s, _SUM_DECIMALS), s)
 
 
-def _group_starts(keys: np.ndarray) -> np.ndarray:
+def group_starts(keys: np.ndarray) -> np.ndarray:
     """Start index of each run of equal values in a sorted 1-D array."""
     if keys.size == 0:
         return np.zeros(0, np.intp)
@@ -45,7 +45,7 @@ def _last_valid(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
 def rollup_grid(ts: np.ndarray, grid: np.ndarray, width: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """Raw grid (rows x n) -> bucket start times and [min, max, sum, count, last]."""
     buckets = np.floor(ts / width) * width
-    starts = _group_starts(buckets)
+    starts = group_starts(buckets)
     valid = ~np.isnan(grid)
     with np.errstate(invalid="ignore"):
         mn = np.fmin.reduceat(grid, starts, axis=0)
@@ -64,7 +64,7 @@ def merge_rollup_rows(ts: np.ndarray, cols: list[np.ndarray]) -> tuple[np.ndarra
     order = np.argsort(ts, kind="stable")
     ts = ts[order]
     cols = [c[order] for c in cols]
-    starts = _group_starts(ts)
+    starts = group_starts(ts)
     if starts.size == ts.size:
         return ts, cols
     mn, mx, sm, ct, last = cols
