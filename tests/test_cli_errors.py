@@ -56,6 +56,7 @@ def test_token_create_refuses_a_directory_that_is_not_the_hubs(tmp_path: Path) -
 
 def test_click_usage_errors_are_one_line() -> None:
     one_line_error(run("hub", "--bogus"), "No such option '--bogus'", "gpufleet hub --help")
+    one_line_error(run("hub", "--compat", "dcgm"), "--compat", "'dcgm' is not 'ds01'")  # the agent's, not the hub's
     one_line_error(run("top", "--interval", "x"), "--interval", "gpufleet top --help")
     one_line_error(run("rules", "test-notify"), "give --notify FILE")
 

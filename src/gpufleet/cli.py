@@ -130,6 +130,9 @@ def _duration(kw: dict[str, Any], key: str) -> float:
     return seconds
 
 
+HUB_COMPAT = ["ds01"]  # compat modes with hub-kept series (the agent renders the rest per node)
+
+
 def _hub_options(f: Any) -> Any:
     opts = [
         click.option("--listen", default="127.0.0.1:8080", show_default=True, envvar="GPUFLEET_HUB_LISTEN",
@@ -183,6 +186,9 @@ def _hub_options(f: Any) -> Any:
                      envvar="GPUFLEET_USAGE_VISIBILITY",
                      help="who reads usage reports and jobs: all (every reader sees everyone's) or own "
                           "(admins see all, others only their own)"),
+        click.option("--compat", type=click.Choice(HUB_COMPAT), multiple=True, envvar="GPUFLEET_HUB_COMPAT",
+                     help="also answer /metrics with another exporter's names for what only the hub keeps: "
+                          "ds01 (ds01_events_24h_total); repeatable"),
         click.option("--log-level", default="info", envvar="GPUFLEET_LOG_LEVEL",
                      type=click.Choice(["debug", "info", "warning", "error"])),
     ]
@@ -225,7 +231,7 @@ def _hub_setup(kw: dict[str, Any]) -> tuple[Hub, socket.socket]:
         data=kw["data"], targets=kw["targets"], remote_write=kw["remote_write"], history=kw["history"],
         rules=kw["rules"], notify=kw["notify"], show_command_lines=kw["show_command_lines"],
         price_gpu_hour=kw["price_gpu_hour"], price_kwh=kw["price_kwh"], usage_visibility=kw["usage_visibility"],
-        down_after=_duration(kw, "down_after"), groups_file=kw["groups_file"],
+        down_after=_duration(kw, "down_after"), groups_file=kw["groups_file"], compat=tuple(kw["compat"]),
         retention={"raw": _duration(kw, "retention_raw"), "1m": _duration(kw, "retention_1m"),
                    "1h": _duration(kw, "retention_1h")},
     )

@@ -55,11 +55,12 @@ def test_settle_in_steps_keeps_job_totals_equal_to_holds_and_an_old_file_is_migr
     ext.close()
     hub.close()
 
-    # The same file as today's earlier layout left it: no job_totals, no holds_settled.
+    # The same file as today's earlier layout left it: no job_totals, no holds_settled, no holds.mig.
     old = sqlite3.connect(tmp_path / "data" / FILE)
-    old.executescript("DROP TABLE job_totals; DROP INDEX holds_settled;")
+    old.executescript("DROP TABLE job_totals; DROP INDEX holds_settled; ALTER TABLE holds DROP COLUMN mig;")
     old.close()
     db = open_db(tmp_path / "data")
+    assert db.execute("SELECT COUNT(*), MAX(mig) FROM holds").fetchone() == (4, "")  # whole GPUs, as before
     assert [p.name for p in (tmp_path / "data").iterdir() if ".corrupt" in p.name or "aside" in p.name] == []
     near(db.execute(TOTALS).fetchall(), db.execute(SUMS).fetchall())
     assert [usage(db, a, b, "job", now=until + 86400) for a, b in periods] == before

@@ -13,7 +13,7 @@ import pytest
 from gpufleet.hub.service import Hub, HubOptions
 from gpufleet.hub.usage.extension import UsageExtension
 from gpufleet.hub.usage.report import usage
-from simfleet import HOUR, MIN, Fleet, known_fleet
+from simfleet import HOUR, MIN, Fleet, known_fleet, mig_fleet
 
 MINUTE_H = 1 / 60  # "to the minute", in hours
 
@@ -88,6 +88,35 @@ def test_allocations_with_groups_equal_the_schedule(tmp_path: Path) -> None:
         for by in ("group", "user", "job"):
             close(rows(ext, by, fleet.t0, end), fleet.expected(by))
         assert ext.db.execute("SELECT COUNT(*) FROM holds").fetchone()[0] == 4  # one per GPU and holder
+    finally:
+        ext.close()
+        hub.close()
+
+
+def test_mig_holders_busy_by_their_slices(tmp_path: Path) -> None:
+    """A MIG GPU reports no whole-GPU utilisation (NVML): each holder's busy and idle hours come
+    from its own slices' activity, busy periods and all, to the minute; a whole GPU beside it as before."""
+    fleet = mig_fleet()
+    hub, ext = fill(tmp_path, fleet)
+    try:
+        end = fleet.t0 + fleet.length
+        for by in ("user", "job", "group"):
+            close(rows(ext, by, fleet.t0, end), fleet.expected(by))
+        # Periods whose edges cut hours where nothing changes (a part of an hour shares that hour's
+        # figures by time held, docs/accounting.md), and whole hours around carol's idle 40 minutes.
+        for since_m, until_m in ((50, 130), (60, 180), (130, 250), (140, 170)):
+            since, until = fleet.t0 + since_m * MIN, fleet.t0 + until_m * MIN
+            close(rows(ext, "user", since, until), fleet.expected("user", since, until))
+        r = rows(ext, "user", fleet.t0, end)
+        # carol's 3g slice (3/7): 1 h at 90 %, 40 min idle, 1 h 20 min at 60 %
+        assert r["carol"]["gpu_hours_busy"] == pytest.approx(3 / 7 * (0.9 + 0.6 * 80 / 60), abs=MINUTE_H)
+        assert r["carol"]["waste_gpu_hours"] == pytest.approx(3 / 7 * 40 / 60, abs=MINUTE_H)
+        # dave: 2g at 30 % and an idle 1g in one hold of 3/7; the idle slice is waste, the busy one is not
+        assert r["dave"]["mean_utilization"] == pytest.approx(0.3 * 2 / 3, abs=1e-3)
+        assert r["dave"]["waste_gpu_hours"] == pytest.approx(3 * 1 / 7, abs=MINUTE_H)
+        holds = ext.db.execute("SELECT user, eq, mig FROM holds ORDER BY user").fetchall()
+        assert holds == [("carol", round(3 / 7, 6), f"1:{round(3 / 7, 6)}"),
+                         ("dave", round(3 / 7, 6), f"2:{round(2 / 7, 6)},3:{round(1 / 7, 6)}"), ("erin", 1.0, "")]
     finally:
         ext.close()
         hub.close()

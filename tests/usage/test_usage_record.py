@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from gpufleet.hub.service import Hub, HubOptions
 from gpufleet.hub.usage.extension import UsageExtension
 from gpufleet.hub.usage.holders import Holder, node_holders
@@ -36,7 +38,7 @@ def test_holders_from_allocations_add_mig_slices_and_ignore_state() -> None:
                    namespace="ns"),
     ]
     sig = node_holders(snap(T, allocs))
-    assert sig == ((0, (Holder("ana", "ml", "slurm:77", "77", "", "", round(5 / 7, 6)),)),
+    assert sig == ((0, (Holder("ana", "ml", "slurm:77", "77", "", "", round(5 / 7, 6), mig="1:0.428571,2:0.285714"),)),
                    (1, (Holder("ben", "", "pod:ns/p", "", "ns/p", "c0ffee", 1.0),)))
     flipped = [Allocation(**{**{f: getattr(a, f) for f in a.__struct_fields__},
                              "state": "in_use" if a.state == "idle_held" else a.state}) for a in allocs]
@@ -149,7 +151,7 @@ def test_events_api_and_24h_counts(tmp_path: Path) -> None:
     from access import authed_client
 
     now = time.time()
-    hub = Hub(HubOptions(data=tmp_path / "d"))
+    hub = Hub(HubOptions(data=tmp_path / "d", compat=("ds01",)))
     ext = UsageExtension(hub)
     try:
         job = [Allocation(gpu=0, state="in_use", gpu_equivalents=1.0, user="ana", slurm_job="5"),
@@ -165,7 +167,15 @@ def test_events_api_and_24h_counts(tmp_path: Path) -> None:
                                                          "job_ended", "job_started"]
             assert c.get("/api/v1/usage/events", params={"kind": "nope"}).status_code == 400
             metrics = c.get("/metrics").text
-            assert "gpufleet_hub_jobs_started_24h 1" in metrics and "gpufleet_hub_gpus_taken_24h 2" in metrics
+            families = {f.name: f for f in text_string_to_metric_families(metrics)}  # prometheus_client's parser
+            got = {s.name: s.value for f in families.values() for s in f.samples if s.name.startswith("gpufleet_hub_")}
+            assert (got["gpufleet_hub_gpus_taken_24h"], got["gpufleet_hub_gpus_released_24h"],
+                    got["gpufleet_hub_jobs_started_24h"], got["gpufleet_hub_jobs_ended_24h"]) == (2, 2, 1, 1)
+            # --compat ds01: DS01's name, type and label for the same counts
+            ds01 = families["ds01_events_24h_total"]
+            assert ds01.type == "gauge"
+            assert {s.labels["event_type"]: s.value for s in ds01.samples} == {
+                "gpu.allocated": 2, "gpu.released": 2, "container.started": 1, "container.stopped": 1}
     finally:
         ext.close()
         hub.close()

@@ -12,14 +12,16 @@ label names are DS01's exactly (docs/allocation.md lists the differences in valu
   kubernetes); DS01 writes how the container was made (orchestration, atomic, other).
 - `container` is the container (name from a source, else short id), else namespace/pod,
   else `slurm-<job>`; empty for a bare process, which DS01 would warn about.
-- Not produced: ds01_events_24h_total (events are kept by the hub), ds01_state_disk_bytes
-  and ds01_user_cpu_usage_seconds_total (DS01's own state directory and user cgroups).
+- ds01_events_24h_total is the hub's (`gpufleet hub --compat ds01`, render_events_24h): the
+  agent sees one node at one moment, the hub keeps the events.
+- Not produced: ds01_state_disk_bytes and ds01_user_cpu_usage_seconds_total (DS01's own state
+  directory and user cgroups).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from .. import __version__
 from ..snapshot import Allocation, NodeSnapshot
@@ -52,6 +54,12 @@ FAMILIES: dict[str, str] = {
 LIFECYCLE_ACTIONS = ("idle_kill", "runtime_kill", "oom_kill", "gpu_warning", "memory_warning",
                      "container_warning", "bare_metal_warning")
 EXPORTER_TYPE = "gpufleet"
+# The hub's events (hub/usage) under DS01's event types: DS01 logs a GPU allocated or released
+# and a container started or stopped; a gpufleet job (Slurm job, pod or container) is what
+# DS01's container is, as container_of names it.
+EVENTS_24H = ("ds01_events_24h_total", "Events in last 24 hours by type")
+EVENT_TYPES = {"gpu_taken": "gpu.allocated", "gpu_released": "gpu.released", "job_started": "container.started",
+               "job_ended": "container.stopped"}
 
 
 def _lbl(**labels: str) -> str:
@@ -192,6 +200,16 @@ def render(snap: NodeSnapshot, openmetrics: bool, out: list[str]) -> None:
         else:
             header(out, name, help_text, "gauge", openmetrics)
         out.extend(lines)
+
+
+def render_events_24h(counts: Mapping[str, int], out: list[str]) -> None:
+    """The hub's last-24-h event counts (keyed by our kinds) as DS01's ds01_events_24h_total.
+    Every type is written, 0 when none happened (DS01 writes only those it saw: a dashboard
+    summing them reads the same)."""
+    name, help_text = EVENTS_24H
+    header(out, name, help_text, "gauge", False)
+    for kind, event_type in EVENT_TYPES.items():
+        out.append(f"{name}{{{_lbl(event_type=event_type)}}} {counts.get(kind, 0)}")
 
 
 MODE = CompatMode("DS01's ds01_* allocation names (who holds which GPU slot, per-user counts, unmanaged containers)",

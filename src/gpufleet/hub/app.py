@@ -306,6 +306,10 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
             if records is not None:
                 for scope, recs in records().items():
                     render_scope(scope, recs, False, out)
+        for ext in hub.extensions:  # another exporter's names for what an extension keeps (--compat)
+            compat = getattr(ext, "compat_lines", None)
+            if compat is not None and hub.opts.compat:
+                compat(hub.opts.compat, out)
         out.append("")
         return Response("\n".join(out), media_type=TEXT_CONTENT_TYPE)
 

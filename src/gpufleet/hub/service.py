@@ -109,6 +109,7 @@ class HubOptions:
     price_kwh: float | None = None
     usage_visibility: str = "all"
     groups_file: Path | None = None  # users' groups (YAML/CSV, allocation/groups.py); rolls figures up by group
+    compat: tuple[str, ...] = ()  # other exporters' names on the hub's /metrics (--compat ds01)
 
 
 @dataclass(slots=True)

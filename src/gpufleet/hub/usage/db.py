@@ -3,6 +3,8 @@
 - holds: one row per (node, GPU, holder) interval [start, end); `end` is NULL while held.
   `settled` is how far its figures (below) are computed, from the store's samples; its
   held / idle / busy / energy columns are the sums of its rows below (a job's totals).
+  `mig` lists the MIG slices held ("GI:EQ,..."; '' for a whole GPU), whose own activity
+  settles its busy and idle hours; added in place to a file from before it.
 - usage_hour / usage_day: per hold and hour / UTC day, GPU-seconds held, idle-held and busy
   (utilisation-weighted), and joules; every figure already multiplied by the hold's
   GPU-equivalents. Keyed (t, hold) so a period is one range scan, with the hold's user,
@@ -44,7 +46,7 @@ CREATE TABLE IF NOT EXISTS holds(
   slurm_job TEXT NOT NULL DEFAULT '', pod TEXT NOT NULL DEFAULT '', container TEXT NOT NULL DEFAULT '',
   eq REAL NOT NULL DEFAULT 1, start REAL NOT NULL, end REAL, settled REAL NOT NULL,
   held REAL NOT NULL DEFAULT 0, idle REAL NOT NULL DEFAULT 0, busy REAL NOT NULL DEFAULT 0,
-  energy REAL NOT NULL DEFAULT 0);
+  energy REAL NOT NULL DEFAULT 0, mig TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS holds_open ON holds(node) WHERE end IS NULL;
 CREATE INDEX IF NOT EXISTS holds_job ON holds(job, start);
 CREATE INDEX IF NOT EXISTS holds_unsettled ON holds(node, settled) WHERE end IS NULL OR settled < end;
@@ -93,9 +95,21 @@ def open_db(data: Path) -> sqlite3.Connection:
                   "fresh one; lost: %s", data / FILE, version, LAYOUT, aside.name, LOST)
         db = connect(data / FILE, "", lost=LOST)
     db.executescript(SCHEMA)
+    add_mig_column(db)
     add_job_totals(db)
     db.execute(f"PRAGMA user_version = {LAYOUT}")
     return db
+
+
+def add_mig_column(db: sqlite3.Connection) -> None:
+    """holds.mig (the MIG slices a hold covers) for a file from before it: its holds are whole
+    GPUs or slices read as before (the column's default, '')."""
+    if not any(r[1] == "mig" for r in db.execute("PRAGMA table_info(holds)")):
+        try:
+            db.execute("ALTER TABLE holds ADD COLUMN mig TEXT NOT NULL DEFAULT ''")
+        except sqlite3.OperationalError as e:
+            if "duplicate column" not in str(e):  # another process added it meanwhile
+                raise
 
 
 def add_job_totals(db: sqlite3.Connection) -> None:

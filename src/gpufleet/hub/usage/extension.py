@@ -98,6 +98,13 @@ class UsageExtension:
         with self.record.lock:
             self.db.close()
 
+    def compat_lines(self, modes: tuple[str, ...], out: list[str]) -> None:
+        """--compat ds01: the last 24 h's events as DS01's ds01_events_24h_total."""
+        if "ds01" in modes:
+            from ...compat.ds01 import render_events_24h
+
+            render_events_24h(self.record.counts_24h(time.time()), out)
+
     def values(self) -> dict[str, float]:
         counts = self.record.counts_24h(time.time())
         return {"gpus_taken_24h": counts["gpu_taken"], "gpus_released_24h": counts["gpu_released"],

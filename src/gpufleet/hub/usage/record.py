@@ -46,7 +46,7 @@ class OccupancyRecord:
 
     def _load(self, last_seen: Mapping[str, float]) -> None:
         rows = self.db.execute(
-            "SELECT id, node, gpu, user, grp, job, slurm_job, pod, container, eq, start, settled "
+            "SELECT id, node, gpu, user, grp, job, slurm_job, pod, container, eq, mig, start, settled "
             "FROM holds WHERE end IS NULL ORDER BY node, gpu").fetchall()
         per_node: dict[str, dict[int, list[Holder]]] = {}
         for hid, node, gpu, *fields, start, settled in rows:
@@ -129,8 +129,8 @@ class OccupancyRecord:
                             events.append((t, "job_ended", node, gpu, h.user, h.job))
                 else:
                     cur = db.execute(
-                        "INSERT INTO holds(node, gpu, uuid, user, grp, job, slurm_job, pod, container, eq, "
-                        "start, settled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        "INSERT INTO holds(node, gpu, uuid, user, grp, job, slurm_job, pod, container, eq, mig, "
+                        "start, settled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (node, gpu, uuids.get(gpu, ""), *h, t, t))
                     assert cur.lastrowid is not None
                     opened.append((gpu, h, cur.lastrowid))

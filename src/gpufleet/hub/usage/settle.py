@@ -7,7 +7,9 @@ store and --history alike) and integrates them over each hold, sample-and-hold: 
 stands for the time until the next one. Energy is the counter's increase (a counter that
 went down was reset: its new value is the increase, as Prometheus' increase() counts it),
 or power x time where the counter is missing. Idle: utilisation under IDLE_RATIO (the agent's
-idle_held line). Figures and each hold's `settled` mark are written in one
+idle_held line). A hold of MIG slices is busy and idle by each slice's own activity (the
+`mig` scope's engine activity, weighted by the slice's share): NVML reports no whole-GPU
+utilisation with MIG on. Energy stays the whole GPU's counter, shared by GPU-equivalents. Figures and each hold's `settled` mark are written in one
 transaction; a crash repeats a step, never counts it twice.
 """
 
@@ -17,7 +19,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +29,7 @@ import numpy as np
 from ...catalogue import name_of
 from ...syntax import Matcher
 from .db import DAY, HOUR, HOUR_ROWS_KEEP_S
+from .holders import parse_mig
 
 log = logging.getLogger("gpufleet.hub.usage")
 
@@ -36,6 +39,8 @@ MAX_WINDOW_S = 3 * HOUR  # one read per metric at most this long (10,800 one-sec
 UTIL = name_of("gpu", "utilization_ratio")
 ENERGY = name_of("gpu", "energy_joules_total")
 POWER = name_of("gpu", "power_watts")
+# A MIG instance's activity: NVML gives no whole-GPU utilisation with MIG on (docs/accounting.md).
+MIG_ACTIVE = name_of("mig", "graphics_engine_active_ratio")
 
 # query_range(metric, matchers, start, end, step, agg) -> [(labels, timestamps, values)]
 Lock = AbstractContextManager[object]
@@ -50,35 +55,73 @@ class Samples:
     util: np.ndarray
     energy: np.ndarray
     power: np.ndarray
+    mig: dict[str, np.ndarray]  # GPU instance (label `gpu_instance`) -> its activity at ts
+
+    def held_share(self, mig: Mapping[str, float], eq: float) -> tuple[np.ndarray, np.ndarray]:
+        """(busy share, idle share) of a hold at each sample: the GPU's utilisation for a whole
+        GPU; for MIG slices ({GPU instance: share}), each slice's activity weighted by its share
+        of the hold. A reading missing is neither busy nor idle (NaN util: not idle)."""
+        if not mig:
+            return self.util, np.where(self.util < IDLE_RATIO, 1.0, 0.0)
+        busy = np.zeros(self.ts.size)
+        idle = np.zeros(self.ts.size)
+        known = np.zeros(self.ts.size, dtype=bool)
+        for gi, share in mig.items():
+            act = self.mig.get(gi)
+            if act is None:
+                continue
+            ok = ~np.isnan(act)
+            known |= ok
+            busy += np.where(ok, act, 0.0) * share
+            idle += np.where(act < IDLE_RATIO, share, 0.0)
+        w = eq if eq > 0 else 1.0
+        return np.where(known, busy / w, math.nan), idle / w
 
 
-def read_node(query: Query, node: str, lo: float, hi: float) -> dict[str, Samples]:
-    """Per GPU index (label `gpu`), the samples of [lo - LOOKBACK_S, hi] at one-second steps."""
+def read_node(query: Query, node: str, lo: float, hi: float, mig: bool = False) -> dict[str, Samples]:
+    """Per GPU index (label `gpu`), the samples of [lo - LOOKBACK_S, hi] at one-second steps;
+    with `mig`, its MIG instances' activity too (the busiest compute instance of each GPU
+    instance, as the agent's allocation collector counts a slot busy)."""
     start = math.floor(lo - LOOKBACK_S)
     match = [Matcher("node", "=", node)]
     cols: dict[str, dict[str, dict[float, float]]] = {}
-    for key, metric, agg in (("util", UTIL, "avg"), ("energy", ENERGY, "last"), ("power", POWER, "avg")):
+    reads = [("util", UTIL, "avg"), ("energy", ENERGY, "last"), ("power", POWER, "avg")]
+    if mig:
+        reads.append(("mig", MIG_ACTIVE, "avg"))
+    for key, metric, agg in reads:
         for labels, ts, values in query(metric, match, float(start), float(hi), 1.0, agg):
             gpu = labels.get("gpu", "")
+            if key == "mig":
+                col = cols.setdefault(gpu, {}).setdefault("mig:" + labels.get("gpu_instance", ""), {})
+                for t, v in zip((float(t) for t in ts), values):
+                    old = col.get(t)
+                    col[t] = v if old is None or math.isnan(old) or v > old else old
+                continue
             col = cols.setdefault(gpu, {}).setdefault(key, {})
             col.update(zip((float(t) for t in ts), values))
     out = {}
     for gpu, c in cols.items():
         times = sorted(set().union(*(d.keys() for d in c.values())))
-        out[gpu] = Samples(np.array(times, dtype=np.float64), *(
-            np.array([c.get(k, {}).get(t, math.nan) for t in times], dtype=np.float64)
-            for k in ("util", "energy", "power")))
+
+        def column(k: str) -> np.ndarray:
+            d = c.get(k, {})
+            return np.array([d.get(t, math.nan) for t in times], dtype=np.float64)
+
+        out[gpu] = Samples(np.array(times, dtype=np.float64), column("util"), column("energy"), column("power"),
+                           {k[4:]: column(k) for k in c if k.startswith("mig:")})
     return out
 
 
 Figures = dict[int, list[float]]  # bucket start -> [held, idle, busy, joules] (GPU-seconds, joules)
 
 
-def integrate(s: Samples, a: float, b: float, eq: float) -> Figures:
-    """One hold's figures over [a, b), per hour bucket (days are sums of their hours)."""
+def integrate(s: Samples, a: float, b: float, eq: float, mig: Mapping[str, float] | None = None) -> Figures:
+    """One hold's figures over [a, b), per hour bucket (days are sums of their hours); `mig`:
+    the MIG slices it holds ({GPU instance: share}), busy and idle by their own activity."""
     out: Figures = {}
     if b <= a or s.ts.size < 2:
         return out
+    share_busy, share_idle = s.held_share(mig or {}, eq)
     ts = s.ts
     # Pieces: between consecutive cut points (samples, hour boundaries, a and b) inside [a, b).
     hours = np.arange(math.ceil(a / HOUR) * HOUR, b, HOUR, dtype=np.float64)
@@ -92,14 +135,14 @@ def integrate(s: Samples, a: float, b: float, eq: float) -> Figures:
         return out
     dur = p1 - p0
     gap = ts[k + 1] - ts[k]
-    util = s.util[k]
+    util = share_busy[k]
     e0, e1 = s.energy[k], s.energy[k + 1]
     inc = np.where(e1 >= e0, e1 - e0, e1)  # a reset: the new reading is what was used since
     inc = np.where(np.isnan(inc), s.power[k] * gap, inc)
     inc = np.where(np.isnan(inc), 0.0, inc)
     joules = inc * dur / gap
     busy = np.where(np.isnan(util), 0.0, util) * dur
-    idle = np.where(util < IDLE_RATIO, dur, 0.0)  # NaN (no reading) compares False: not idle
+    idle = share_idle[k] * dur  # NaN (no reading) compared False: not idle
     bucket = (np.floor(p0 / HOUR) * HOUR).astype(np.int64)
     keys, inv = np.unique(bucket, return_inverse=True)
     sums = [np.bincount(inv, weights=w * eq, minlength=keys.size) for w in (dur, idle, busy, joules)]
@@ -119,12 +162,13 @@ class Hold:
     start: float
     end: float | None
     settled: float
+    mig: str
 
 
 def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, horizon: float | None) -> int:
     """Settle `node`'s unsettled holds up to `horizon` (its newest snapshot); returns holds advanced."""
     with lock:  # one connection serves the ingest hook, the API and this loop: one user at a time
-        holds = [Hold(*r) for r in db.execute("SELECT id, gpu, user, grp, job, eq, start, end, settled FROM holds "
+        holds = [Hold(*r) for r in db.execute("SELECT id, gpu, user, grp, job, eq, start, end, settled, mig FROM holds "
                                               "WHERE node = ? AND (end IS NULL OR settled < end)", (node,))]
     todo = []
     for h in holds:
@@ -138,17 +182,18 @@ def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, hor
     lo = min(h.settled for h, _ in todo)
     hi = max(b for _, b in todo)
     hour_rows: dict[tuple[int, int], list[float]] = {}
+    slices = {h.id: parse_mig(h.mig) for h, _ in todo if h.mig}
     t = lo
     while t < hi:  # bounded reads: a long backlog (a hub restarted after days) goes in slices
         w_hi = min(hi, t + MAX_WINDOW_S)
         # Read past the slice's end: the piece from its last sample on needs the next one.
-        samples = read_node(query, node, t, min(hi, w_hi + LOOKBACK_S))
+        samples = read_node(query, node, t, min(hi, w_hi + LOOKBACK_S), mig=bool(slices))
         for h, b in todo:
             a, e = max(h.settled, t), min(b, w_hi)
             s = samples.get(str(h.gpu))
             if s is None or e <= a:
                 continue
-            for bucket, fig in integrate(s, a, e, h.eq).items():
+            for bucket, fig in integrate(s, a, e, h.eq, slices.get(h.id)).items():
                 acc = hour_rows.setdefault((bucket, h.id), [0.0, 0.0, 0.0, 0.0])
                 for i in range(4):
                     acc[i] += fig[i]
