@@ -211,3 +211,29 @@ def test_status_never_prints_a_password_in_the_hub_url(run: Run, not_a_hub: str,
     assert "s3cret" not in out and "ops:***@" in out, out
     code, out = run("status", "--hub", "http://ops:s3cret@127.0.0.1:1", *as_json)
     assert code == 2 and "s3cret" not in out, out
+
+
+# Eight lines of nested YAML aliases that spell out 9**8 (43 million) values once expanded.
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefg", "bcdefgh"))
+
+
+@pytest.mark.parametrize("argv", [["rules", "check", "FILE"], ["rules", "export", "--out", "OUT", "--rules", "FILE"],
+                                  ["rules", "test-notify", "--notify", "FILE"],
+                                  ["agent", "--config", "FILE"]])
+def test_a_yaml_alias_bomb_is_refused_at_once(run: Run, tmp_path: Path, argv: list[str]) -> None:
+    # Building every expanded value (each with its line) would take hours and all memory.
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(ALIAS_BOMB)
+    code, out = run(*[str(bomb) if a == "FILE" else str(tmp_path / "out") if a == "OUT" else a for a in argv])
+    assert code in (1, 2) and "Traceback" not in out, out
+    assert "expands to more than 200,000 values through its aliases" in out and str(bomb) in out, out
+
+
+def test_a_groups_file_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    from gpufleet.allocation import groups
+
+    bomb = tmp_path / "groups.yaml"
+    bomb.write_text(ALIAS_BOMB)
+    with pytest.raises(groups.GroupsError, match="expands to more than 200,000 values"):
+        groups.load(bomb)

@@ -239,13 +239,41 @@ def compose_yaml(text: str, path: str) -> tuple[yaml.Node | None, yaml.SafeLoade
     its values; for readers that check a file node by node. ConfigError on a syntax error."""
     loader = yaml.SafeLoader(text)
     try:
-        return loader.get_single_node(), loader
+        root = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else 0
         raise ConfigError(path, line, f"not valid YAML: {e.problem or e.context or e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(path, 0, f"not valid YAML: {e}") from None
+    if root is not None:
+        _check_expanded_size(root, path)
+    return root, loader
+
+
+# Values a YAML document may hold once its aliases are expanded. An alias is a reference, so
+# a few lines of nested aliases spell out billions of values ("billion laughs"), which building
+# the result (one object per use, with its line) would take hours and all memory to do.
+MAX_YAML_VALUES = 200_000
+
+
+def _check_expanded_size(root: yaml.Node, path: str) -> None:
+    """ConfigError when the document expands to more than MAX_YAML_VALUES values; stops counting there."""
+    stack: list[yaml.Node] = [root]
+    count = 0
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_YAML_VALUES:
+            raise ConfigError(path, 0,
+                              f"the YAML expands to more than {MAX_YAML_VALUES:,} values through its aliases "
+                              "(&name / *name): write the values out or use fewer aliases")
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append(key)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 def _construct(loader: yaml.SafeLoader, node: yaml.Node) -> Any:

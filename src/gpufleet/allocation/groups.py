@@ -24,7 +24,7 @@ import pwd
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ..syntax import ConfigError, load_yaml
 
 
 class GroupsError(ValueError):
@@ -67,9 +67,9 @@ def parse(text: str, name: str = "groups file") -> dict[str, str]:
             out.setdefault(cells[0], cells[1])
         return out
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise GroupsError(f"{name}: not YAML or CSV: {str(e).splitlines()[0]}") from None
+        doc = load_yaml(text, name)
+    except ConfigError as e:
+        raise GroupsError(f"{name}: not YAML or CSV: {e.message}") from None
     if isinstance(doc, dict) and "groups" in doc:
         doc = doc["groups"]
     if not isinstance(doc, dict):
