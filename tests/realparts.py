@@ -198,11 +198,11 @@ def node_exporter(tmp: Path) -> Iterator[tuple[Proc, str]]:
 
 
 @contextlib.contextmanager
-def victoria_metrics(tmp: Path) -> Iterator[tuple[Proc, str]]:
+def victoria_metrics(tmp: Path, *extra: str) -> Iterator[tuple[Proc, str]]:
     port = free_port()
     data = tmp / "vm-data"
     cmd = [require("victoria-metrics"), f"-storageDataPath={data}", f"-httpListenAddr=127.0.0.1:{port}",
-           "-retentionPeriod=100y"]
+           "-retentionPeriod=100y", *extra]
     url = f"http://127.0.0.1:{port}"
     with running(cmd, tmp / "vm.log", f"{url}/health", timeout=60) as proc:
         yield proc, url

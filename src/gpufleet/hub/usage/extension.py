@@ -73,8 +73,9 @@ class UsageExtension:
         """One step: close silent nodes' holds, then settle figures up to each node's newest data."""
         now = time.time() if now is None else now
         self.record.close_silent(now)
+        # With --history there is no store: the remote may lag behind what this hub has seen.
         done, self._next = settle_all(self.db, self.record.lock, self._query, self.record.horizon,
-                                      budget_s, self._next)
+                                      budget_s, self._next, remote=self.hub.store is None, now=now)
         if now - self._dropped_at > 3600:
             self._dropped_at = now
             drop_old_hours(self.db, self.record.lock, now)

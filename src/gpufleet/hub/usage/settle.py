@@ -36,6 +36,11 @@ log = logging.getLogger("gpufleet.hub.usage")
 IDLE_RATIO = 0.05  # a held GPU busier than this is used (jobstats and DS01 draw the line near here)
 LOOKBACK_S = 900.0  # read this far before a window: the sample that covers its start
 MAX_WINDOW_S = 3 * HOUR  # one read per metric at most this long (10,800 one-second points)
+# A remote history (--history) may not have a node's newest samples yet: the hub's remote write is
+# still sending them, or the remote hides its newest data from queries (VictoriaMetrics: the last
+# 30 s, -search.latencyOffset). Settling stops at the newest sample it returned and takes the rest
+# next time; after this long it gives up waiting, and what the remote never got stays uncounted.
+HISTORY_WAIT_S = 900.0
 UTIL = name_of("gpu", "utilization_ratio")
 ENERGY = name_of("gpu", "energy_joules_total")
 POWER = name_of("gpu", "power_watts")
@@ -165,8 +170,10 @@ class Hold:
     mig: str
 
 
-def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, horizon: float | None) -> int:
-    """Settle `node`'s unsettled holds up to `horizon` (its newest snapshot); returns holds advanced."""
+def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, horizon: float | None,
+                remote: bool = False, now: float | None = None) -> int:
+    """Settle `node`'s unsettled holds up to `horizon` (its newest snapshot); returns holds advanced.
+    `remote`: the history may lag behind the hub (HISTORY_WAIT_S)."""
     with lock:  # one connection serves the ingest hook, the API and this loop: one user at a time
         holds = [Hold(*r) for r in db.execute("SELECT id, gpu, user, grp, job, eq, start, end, settled, mig FROM holds "
                                               "WHERE node = ? AND (end IS NULL OR settled < end)", (node,))]
@@ -183,11 +190,15 @@ def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, hor
     hi = max(b for _, b in todo)
     hour_rows: dict[tuple[int, int], list[float]] = {}
     slices = {h.id: parse_mig(h.mig) for h, _ in todo if h.mig}
+    newest: float | None = None  # the newest sample time the history returned for the node
     t = lo
     while t < hi:  # bounded reads: a long backlog (a hub restarted after days) goes in slices
         w_hi = min(hi, t + MAX_WINDOW_S)
         # Read past the slice's end: the piece from its last sample on needs the next one.
         samples = read_node(query, node, t, min(hi, w_hi + LOOKBACK_S), mig=bool(slices))
+        for smp in samples.values():
+            if smp.ts.size:
+                newest = max(newest or -math.inf, float(smp.ts[-1]))
         for h, b in todo:
             a, e = max(h.settled, t), min(b, w_hi)
             s = samples.get(str(h.gpu))
@@ -198,6 +209,22 @@ def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, hor
                 for i in range(4):
                     acc[i] += fig[i]
         t = w_hi
+    if remote:
+        # Up to the newest sample only: the pieces after it need samples the remote has not given
+        # yet, and were not counted above. A sample in b's one-second bin means the remote has all.
+        wait_from = (time.time() if now is None else now) - HISTORY_WAIT_S
+
+        def reach(h: Hold, b: float) -> float:
+            if b < wait_from or (newest is not None and newest + 1.0 >= b):
+                return b
+            return max(h.settled, newest) if newest is not None else h.settled
+
+        todo = [(h, reach(h, b)) for h, b in todo]
+        todo = [(h, b) for h, b in todo if b > h.settled]
+        if not todo:
+            return 0
+        kept = {h.id for h, _ in todo}  # a hold left where it was has no pieces counted; to be sure
+        hour_rows = {k: v for k, v in hour_rows.items() if k[1] in kept}
     by_id = {h.id: h for h, _ in todo}
     totals: dict[int, list[float]] = {}
     day_rows: dict[tuple[int, int], list[float]] = {}
@@ -265,15 +292,17 @@ def drop_old_hours(db: sqlite3.Connection, lock: Lock, now: float) -> None:
 
 
 def settle_all(db: sqlite3.Connection, lock: Lock, query: Query, horizon: Callable[[str], float | None],
-               budget_s: float | None = None, start_at: int = 0) -> tuple[int, int]:
-    """Settle every node with work, from the `start_at`-th; returns (holds advanced, next start)."""
+               budget_s: float | None = None, start_at: int = 0, remote: bool = False,
+               now: float | None = None) -> tuple[int, int]:
+    """Settle every node with work, from the `start_at`-th; returns (holds advanced, next start).
+    `remote`: the history is a remote one that may lag (settle_node)."""
     with lock:
         nodes = unsettled_nodes(db)
     done = 0
     t0 = time.monotonic()
     for i in range(len(nodes)):
         node = nodes[(start_at + i) % len(nodes)]
-        done += settle_node(db, lock, query, node, horizon(node))
+        done += settle_node(db, lock, query, node, horizon(node), remote, now)
         if budget_s is not None and time.monotonic() - t0 > budget_s:
             return done, start_at + i + 1
     return done, 0
