@@ -11,7 +11,7 @@ import pytest
 from access import authed_client
 from gpufleet.hub.service import Hub, HubOptions
 from conftest import eventually
-from realparts import victoria_metrics
+from realparts import free_port, victoria_metrics
 from sample_snapshot import sample_snapshot
 
 pytestmark = pytest.mark.realparts
@@ -47,3 +47,28 @@ def test_remote_write_then_history_from_victoriametrics(tmp_path: Path) -> None:
                 assert client.get("/healthz").json()["storage"] == "external"
         finally:
             reader.close()
+
+
+def test_storeless_hub_refuses_pushes_while_remote_write_is_behind(tmp_path: Path) -> None:
+    """Without a store the remote TSDB is the only copy: a half-full queue means 503 (agents spool),
+    never samples dropped from the queue."""
+    from gpufleet.hub.service import IngestError
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: every remote write fails
+    hub = Hub(HubOptions(data=tmp_path / "h", remote_write=f"{dead}/api/v1/write", history=f"prometheus+{dead}"))
+    try:
+        assert hub.store is None and hub.remote is not None
+        hub.remote.max_queue_samples = 100
+        now = float(int(time.time()))
+        accepted = 0
+        with pytest.raises(IngestError) as refused:
+            for i in range(20):
+                s = sample_snapshot("n1")
+                s.timestamp = now + i
+                accepted += hub.ingest([s])[0]
+        assert refused.value.status == 503 and "remote write" in str(refused.value)
+        assert refused.value.retry_after is not None and "Traceback" not in str(refused.value)
+        assert 1 <= accepted < 20
+        assert hub.remote.stats().samples_dropped == 0  # all that was acknowledged is still queued
+    finally:
+        hub.close()

@@ -226,6 +226,17 @@ class RemoteWriter:
             self._trim_locked()
             self._cond.notify()
 
+    def behind(self) -> str:
+        """Why new samples should wait (the queue is half full: the receiver is slow or down), or "".
+
+        A hub without its own store acknowledges a push only while this is "": past it, the agents'
+        spools hold the data instead of this queue, which would drop its oldest samples when full.
+        """
+        waiting = self._queued + self._in_flight  # two int reads: no lock on the ingest path
+        if waiting * 2 < self.max_queue_samples:
+            return ""
+        return f"remote write to {self.safe_url} is behind ({waiting} samples waiting)"
+
     def _trim_locked(self) -> None:
         # Drop the oldest samples first; trim the oldest chunk partially so the bound is exact.
         while self._queued > self.max_queue_samples:

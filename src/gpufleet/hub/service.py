@@ -78,6 +78,7 @@ class IngestError(Exception):
 
 
 RETRY_AFTER_S = 30
+REMOTE_BEHIND_RETRY_S = 5  # a remote-write backlog drains in seconds once the receiver answers
 # An agent's spool holds 100,000 snapshots by default: 5.8 days at the default 5 s interval. A
 # week lets any default spool drain after an outage; older data is refused, not stored.
 MAX_SAMPLE_AGE_S = 7 * 86400.0
@@ -399,6 +400,13 @@ class Hub:
             raise IngestError(503, f"the hub's store could not be opened ({self.store_broken}): snapshots are "
                                    f"not stored until it is repaired; retry after {RETRY_AFTER_S} s", RETRY_AFTER_S)
         if self.store is None:
+            # Without a store the remote TSDB is the only copy: when it falls behind, refuse, so the
+            # agents keep the snapshots in their spools (or move to another hub) instead of the
+            # queue dropping them once full.
+            behind = self.remote.behind() if self.remote is not None else ""
+            if behind:
+                raise IngestError(503, f"{behind}; snapshots are not taken meanwhile (the agent keeps them): "
+                                       f"retry after {REMOTE_BEHIND_RETRY_S} s", REMOTE_BEHIND_RETRY_S)
             return
         reason = self.free_space.below_floor()
         if not reason and time.monotonic() < self._disk_full_until:

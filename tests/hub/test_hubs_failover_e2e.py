@@ -1,0 +1,129 @@
+"""Past one machine: two store-less hubs (--remote-write + --history to a real VictoriaMetrics), real
+agents listing both, one hub stopped: its nodes move to the other with no gap in VictoriaMetrics,
+both hubs read history back from it, alerts go on firing, one join token enrols on both."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from access import bearer, make_api_key
+from conftest import eventually
+from gpufleet.agent.hubs import preferred_index
+from realparts import Proc, free_port, gpufleet, hub_proc, join_token, victoria_metrics
+
+pytestmark = pytest.mark.realparts
+
+METRIC = "gpufleet_node_memory_total_bytes"  # one series per node, every snapshot
+INTERVAL = 0.5
+
+
+def _names(prefer: int, count: int) -> list[str]:
+    return [n for n in (f"gpu-{i:02d}" for i in range(50)) if preferred_index(n, 2) == prefer][:count]
+
+
+def _nodes(url: str, h: dict[str, str]) -> dict[str, dict]:
+    try:
+        return {n["name"]: n for n in httpx.get(f"{url}/api/v1/nodes", headers=h, timeout=5).json()["nodes"]}
+    except (httpx.HTTPError, ValueError, KeyError):
+        return {}
+
+
+def _vm_timestamps(vm: str, node: str, start: float) -> list[float]:
+    """Every raw sample VictoriaMetrics holds for the node's series (export: no step, no lookback)."""
+    httpx.get(f"{vm}/internal/force_flush", timeout=10)
+    r = httpx.get(f"{vm}/api/v1/export", params={"match[]": f'{METRIC}{{node="{node}"}}', "start": int(start)},
+                  timeout=10)
+    ts: list[float] = []
+    for line in r.text.splitlines():
+        ts += [t / 1000 for t in json.loads(line)["timestamps"]]
+    return sorted(ts)
+
+
+def test_two_storeless_hubs_failover_without_gaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUFLEET_ALERT_INTERVAL", "0.5")  # the hubs evaluate rules twice a second
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text(f"rules:\n  - alert: AlwaysOn\n    expr: {METRIC} > 0\n    severity: info\n")
+    # as docs/scale.md says to run it: recent points visible after 1 s, not VictoriaMetrics' default 30 s
+    with victoria_metrics(tmp_path, "-search.latencyOffset=1s") as (_, vm):
+        store_less = ("--remote-write", f"{vm}/api/v1/write", "--history", f"prometheus+{vm}", "--rules", str(rules))
+        ports = [free_port(), free_port()]
+        urls = [f"http://127.0.0.1:{p}" for p in ports]
+        datas = [tmp_path / "hub-a", tmp_path / "hub-b"]
+        procs: list[Proc] = []
+        agents: list[Proc] = []
+        try:
+            procs.append(hub_proc(tmp_path, datas[0], ports[0], *store_less, name="hub-a"))
+            # one join token for both hubs: made on a, accepted by b
+            token_file = tmp_path / "token"
+            token_file.write_text(join_token(datas[0]) + "\n")
+            token_file.chmod(0o600)
+            out = subprocess.run(gpufleet("token", "create", "--data", str(datas[1]), "--new", "--from-file",
+                                          str(token_file)), capture_output=True, text=True, check=True).stdout
+            assert "now accepted by this hub" in out and token_file.read_text().strip() not in out
+            procs.append(hub_proc(tmp_path, datas[1], ports[1], *store_less, name="hub-b"))
+            keys = [bearer(make_api_key(d, "viewer")) for d in datas]
+            on_a, on_b = _names(0, 2), _names(1, 2)
+            for node in on_a + on_b:
+                agents.append(Proc(gpufleet("agent", "--hub", urls[0], "--hub", urls[1], "--token-file", str(token_file),
+                                            "--node", node, "--simulate", "2xRTX4090", "--interval", str(INTERVAL),
+                                            "--spool", str(tmp_path / f"spool-{node}"),
+                                            "--listen", f"127.0.0.1:{free_port()}"),
+                                   tmp_path / f"agent-{node}.log"))
+            t0 = time.time()
+            # each hub lists the nodes it hears from, and only those
+            eventually(lambda: set(_nodes(urls[0], keys[0])) == set(on_a) and set(_nodes(urls[1], keys[1])) == set(on_b),
+                       timeout=60, what="each hub to hear from its half of the fleet")
+            time.sleep(3)  # history from before the outage
+
+            t_stop = time.time()
+            assert procs[0].stop() is not None  # hub a goes away: its nodes move to b
+
+            def all_on_b() -> bool:
+                nodes = _nodes(urls[1], keys[1])
+                return set(nodes) == set(on_a + on_b) and all((n.get("timestamp") or 0) > t_stop + 2 for n in nodes.values())
+
+            eventually(all_on_b, timeout=60, what="hub b to take over hub a's nodes")
+            t_end = time.time() - 1
+            for node in on_a + on_b:
+                ts = _vm_timestamps(vm, node, t0 - 5)
+                window = [t for t in ts if t_stop - 2 <= t <= t_end]
+                assert window and window[0] <= t_stop - 1.5 and window[-1] >= t_end - 1.5, (node, window[:3], window[-3:])
+                gaps = [b - a for a, b in zip(window, window[1:])]
+                assert max(gaps) <= 1.5, f"{node}: gap of {max(gaps):.2f} s across the failover"
+                assert len(ts) == len(set(ts)), f"{node}: a sample written twice"
+
+            # hub b reads history from VictoriaMetrics, a's moved node included: before and after the move
+            moved = on_a[0]
+            q = httpx.get(f"{urls[1]}/api/v1/query_range", headers=keys[1], params={
+                "metric": METRIC, "match": [f'node="{moved}"'], "start": t_stop - 3, "end": t_end,
+                "step": 1, "agg": "last"}, timeout=10).json()
+            got = q["series"][0]["timestamps"]
+            assert got[0] <= t_stop - 2 and got[-1] >= t_end - 1.5
+            health = httpx.get(f"{urls[1]}/healthz", timeout=5).json()
+            assert health["storage"] == "external"
+
+            # alerts evaluate on the store-less hub for every node it now hears from
+            def firing() -> set[str]:
+                body = httpx.get(f"{urls[1]}/api/v1/alerts", headers=keys[1], params={"state": "firing"}, timeout=5).json()
+                return {a["labels"].get("node", "") for a in body["alerts"] if a["labels"].get("alertname") == "AlwaysOn"}
+
+            eventually(lambda: firing() >= set(on_a + on_b), timeout=30, what="AlwaysOn firing for all four nodes on b")
+
+            # hub a back: it reads the same history from VictoriaMetrics, including what b wrote
+            procs[0] = hub_proc(tmp_path, datas[0], ports[0], *store_less, name="hub-a2")
+            q = httpx.get(f"{urls[0]}/api/v1/query_range", headers=keys[0], params={
+                "metric": METRIC, "match": [f'node="{moved}"'], "start": t_stop + 1, "end": t_end,
+                "step": 1, "agg": "last"}, timeout=10).json()
+            assert q["series"] and q["series"][0]["timestamps"][-1] >= t_end - 1.5
+        finally:
+            for p in agents + procs:
+                p.stop()
+        logs = [p.log_path.read_text(errors="replace") for p in agents]
+        assert not any("Traceback" in text for text in logs)
+        assert sum(f"pushing to hub {urls[1]}" in text for text in logs) == len(on_a)  # a's nodes moved, b's stayed
