@@ -30,14 +30,14 @@ def test_disk_full_in_save_latest_does_not_stop_node_status(tmp_path: Path, capl
     """The finding: SQLite "disk is full" in save_latest ended the background loop; a dead node stayed up."""
     hub = Hub(HubOptions(data=tmp_path / "data", down_after=1.5))
     full = {"on": True}
-    real_save = hub.state.save_latest
+    real_save = hub.state.save_nodes
 
-    def save(items: list[tuple[str, float, bytes]]) -> None:
+    def save(statuses: list[tuple[str, str, float, float | None]], items: list[tuple[str, float, bytes]]) -> None:
         if full["on"]:
             raise sqlite3.OperationalError("database or disk is full")
-        real_save(items)
+        real_save(statuses, items)
 
-    hub.state.save_latest = save  # type: ignore[method-assign]
+    hub.state.save_nodes = save  # type: ignore[method-assign]
     hub.register(hub.state.create_token(), "n1", {}, None)
     snap = sample_snapshot("n1")
     snap.timestamp = time.time()

@@ -8,14 +8,18 @@ The interval is learned from the gap between a node's consecutive snapshots.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import msgspec
 
-from ..snapshot import NodeSnapshot, to_json
+from ..snapshot import NodeSnapshot, from_json, to_json
 from .sd import sd_problem
 
 DEFAULT_INTERVAL = 5.0
+WHOLE_CACHE = 16  # whole decoded snapshots kept (~200 KB each for an 8-GPU, 224-CPU node)
+# Record scopes (scopes.py) a lean snapshot has none of: a reader of those asks Fleet.snapshot().
+LEAN_LACKS = frozenset({"cpu", "gpu_link"})
 
 
 @dataclass(slots=True)
@@ -25,12 +29,12 @@ class NodeView:
     source: str = "push"
     agent_url: str | None = None
     advertised: bool = False  # agent_url came from the agent's --advertise
+    # The latest snapshot, lean (see lean()): without the per-CPU records, the host process table
+    # and the GPU links. What readers of the whole fleet use (overview, users, capacity, alerts);
+    # Fleet.snapshot() decodes the whole one from `json` when needed.
     snapshot: NodeSnapshot | None = None
-    json: bytes | None = None  # the latest snapshot as JSON, as pushed or encoded once on demand
-    summary_json: bytes | None = None  # the same without the host process table
-    bare_of: NodeSnapshot | None = None  # the snapshot bare_json/bare_summary were made from
-    bare_json: bytes | None = None  # full and summary JSON without command lines (cmdlines.py)
-    bare_summary: bytes | None = None
+    json: bytes | None = None  # the latest snapshot's JSON, as pushed (or encoded once): the one full copy
+    seq: int = 0  # counts snapshots: a reader's cache of something derived from one is keyed by it
     last_seen: float | None = None  # hub clock: when data last arrived
     interval: float = DEFAULT_INTERVAL
     status: str = "down"
@@ -57,6 +61,10 @@ class Fleet:
         self.nodes: dict[str, NodeView] = {}
         self.down_after = down_after
         self._lock = threading.Lock()
+        # Whole snapshots decoded on demand (a node page, a rule on CPU cores or links): the few
+        # most recent, keyed by node, each with the seq it was decoded at.
+        self._whole: OrderedDict[str, tuple[int, NodeSnapshot]] = OrderedDict()
+        self._whole_lock = threading.Lock()
 
     def view(self, name: str) -> NodeView:
         v = self.nodes.get(name)
@@ -66,7 +74,11 @@ class Fleet:
         return v
 
     def update(self, snap: NodeSnapshot, now: float, raw: bytes | None = None) -> None:
-        """Record a newly stored snapshot (the newest one of a batch); `raw` is its JSON if known."""
+        """Record a newly stored snapshot (the newest one of a batch); `raw` is its JSON if known.
+
+        Keeps the JSON (encoded here when not given) and the lean snapshot; `snap` itself is
+        not kept, so its per-CPU records and links are freed once ingest is done with them.
+        """
         v = self.view(snap.node)
         prev = v.snapshot
         if prev is not None and snap.timestamp <= prev.timestamp:
@@ -75,18 +87,15 @@ class Fleet:
             gap = snap.timestamp - prev.timestamp
             if 0.2 <= gap <= 600:
                 # Smooth, so one late push does not flip the node to stale.
-                v.interval = gap if v.snapshot is None else 0.8 * v.interval + 0.2 * gap
-        v.snapshot = snap
-        v.json = raw  # encoded on first demand when not given
-        # Overview pages read every node's summary at once: build it now, not 1,000 at a time
-        # on the first request after a round of pushes.
-        v.summary_json = raw if raw is not None and not snap.processes else None
-        if v.summary_json is None:
-            v.summary_json = to_json(msgspec.structs.replace(snap, processes=[]) if snap.processes else snap)
+                v.interval = 0.8 * v.interval + 0.2 * gap
+        self._set(v, snap, raw if raw is not None else to_json(snap))
         v.last_seen = now
         v.error = ""
         if v.status != "up":
             v.status, v.since = "up", now
+
+    def _set(self, v: NodeView, snap: NodeSnapshot, data: bytes) -> None:
+        v.snapshot, v.json, v.seq = lean(snap), data, v.seq + 1
 
     def heard(self, name: str, now: float) -> None:
         """The node sent data the hub could not store (disk full): it is alive all the same."""
@@ -98,13 +107,16 @@ class Fleet:
             v.status, v.since = "up", now
 
     def forget(self, name: str) -> bool:
+        with self._whole_lock:
+            self._whole.pop(name, None)
         with self._lock:
             return self.nodes.pop(name, None) is not None
 
     def restore(self, snap: NodeSnapshot, data: bytes) -> None:
         """Put back a snapshot saved before a restart; its status starts from its age."""
         v = self.view(snap.node)
-        v.snapshot, v.json, v.last_seen = snap, data, snap.timestamp
+        self._set(v, snap, data)
+        v.last_seen = snap.timestamp
         v.status, v.since = "up", snap.timestamp
 
     def mark_failed(self, name: str, error: str, now: float) -> None:
@@ -141,36 +153,80 @@ class Fleet:
             out[v.status] = out.get(v.status, 0) + 1
         return out
 
-    def summary_json(self, v: NodeView, commands: bool = True) -> bytes | None:
-        """The snapshot without the host process table: what overview pages need."""
-        if v.snapshot is None:
+    # ---- the latest snapshot in its forms ---------------------------------------------------------
+
+    def snapshot(self, v: NodeView) -> NodeSnapshot | None:
+        """The whole latest snapshot, decoded from its JSON (the few most recent are cached)."""
+        data, seq = v.json, v.seq
+        if data is None:
             return None
-        if not commands:
-            return self._bare(v)[1]
-        if v.summary_json is None:
-            snap = v.snapshot
-            v.summary_json = to_json(msgspec.structs.replace(snap, processes=[]) if snap.processes else snap)
-        return v.summary_json
+        with self._whole_lock:
+            hit = self._whole.get(v.name)
+            if hit is not None and hit[0] == seq:
+                self._whole.move_to_end(v.name)
+                return hit[1]
+        snap = from_json(data)
+        with self._whole_lock:
+            self._whole[v.name] = (seq, snap)
+            self._whole.move_to_end(v.name)
+            while len(self._whole) > WHOLE_CACHE:
+                self._whole.popitem(last=False)
+        return snap
 
     def full_json(self, v: NodeView, commands: bool = True) -> bytes | None:
         """The whole snapshot; with `commands=False`, every command line emptied (cmdlines.py)."""
-        if v.snapshot is None:
-            return None
         if not commands:
-            return self._bare(v)[0]
-        if v.json is None:
-            v.json = to_json(v.snapshot)
+            snap = self.snapshot(v)
+            return None if snap is None else to_json(_without_commands(snap))
         return v.json
 
-    def _bare(self, v: NodeView) -> tuple[bytes, bytes]:
-        """Made once per snapshot, on the first request that needs it."""
-        from .cmdlines import without_commands
+    def summary_json(self, v: NodeView, commands: bool = True) -> bytes | None:
+        """The snapshot without the host process table: what `/api/v1/snapshots` serves by default."""
+        data = v.json
+        if data is None:
+            return None
+        if not commands:
+            snap = self.snapshot(v)
+            assert snap is not None  # it has JSON
+            return to_json(_without_commands(msgspec.structs.replace(snap, processes=[])))
+        if b'"processes":' not in data:
+            return data  # nothing to leave out: no host process table, no per-GPU process count
+        # Top-level members kept as they are (msgspec.Raw): one scan of the text, no decode of
+        # the records, and the same bytes as before for everything but the process table.
+        parts = _members.decode(data)
+        if parts.pop("processes", None) is None:
+            return data
+        return _enc.encode(parts)
 
+    def lean_json(self, v: NodeView, commands: bool = True) -> bytes | None:
+        """The lean snapshot (what overview readers need: no per-CPU records, host process table or
+        GPU links), for `/api/v1/snapshots?lean=true` (`gpufleet top`)."""
         snap = v.snapshot
-        assert snap is not None
-        if v.bare_of is not snap or v.bare_json is None or v.bare_summary is None:
-            bare = without_commands(snap)
-            full, summary = to_json(bare), to_json(msgspec.structs.replace(bare, processes=[]))
-            v.bare_json, v.bare_summary, v.bare_of = full, summary, snap
-            return full, summary
-        return v.bare_json, v.bare_summary
+        if snap is None:
+            return None
+        return to_json(snap if commands else _without_commands(snap))
+
+
+def lean(snap: NodeSnapshot) -> NodeSnapshot:
+    """`snap` without the per-CPU records, the host process table and the GPU links.
+
+    At 224 CPUs and 8 GPUs x 18 NVLinks these are ~3/4 of a decoded snapshot; no reader of the
+    whole fleet needs them (LEAN_LACKS names the record scopes they hold). Shallow: shares the rest.
+    """
+    replace = msgspec.structs.replace
+    gpus = snap.gpus
+    if any(g.links for g in gpus):
+        gpus = [replace(g, links=[]) if g.links else g for g in gpus]
+    if not snap.cpus and not snap.processes and gpus is snap.gpus:
+        return snap
+    return replace(snap, cpus=[], processes=[], gpus=gpus)
+
+
+def _without_commands(snap: NodeSnapshot) -> NodeSnapshot:
+    from .cmdlines import without_commands
+
+    return without_commands(snap)
+
+
+_members = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_enc = msgspec.json.Encoder()

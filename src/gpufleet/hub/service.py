@@ -84,6 +84,7 @@ REMOTE_BEHIND_RETRY_S = 5  # a remote-write backlog drains in seconds once the r
 MAX_SAMPLE_AGE_S = 7 * 86400.0
 MAX_CLOCK_AHEAD_S = 300.0
 SKEW_ALERT_S = 60.0
+LATEST_SAVE_S = 60.0  # how old the latest snapshots a restarted hub shows may be, at most
 DISK_FULL_HOLD_S = 5.0  # after ENOSPC, refuse pushes this long before trying to write again
 
 
@@ -170,6 +171,7 @@ class Hub:
         for job in JOBS:
             self.jobs.add(job)
         self._status_dirty: set[str] = set()
+        self._latest_saved_at = float("-inf")  # monotonic; the first round saves snapshots at once
         self.free_space = FreeSpace(opts.data, opts.min_free_space)
         self._disk_full_until = 0.0  # monotonic; set when a write met ENOSPC
         self._disk_full = False  # the last write met ENOSPC and none has succeeded since
@@ -518,22 +520,35 @@ class Hub:
                 log.info("node %s was forgotten by an admin", name)
         self._registered = names
 
-    def save_latest(self) -> None:
-        """Save each changed node's status and latest snapshot; on failure they are kept to retry."""
+    def save_latest(self, force: bool = False) -> None:
+        """Save changed statuses now, and changed nodes' latest snapshots every LATEST_SAVE_S (or
+        when `force`d, at exit), in one transaction; on failure they are kept to retry.
+
+        A snapshot is saved only so that a restarted hub shows every node at once; each node's
+        next push replaces it within seconds, so a minute-old one does: rewriting 1,000 nodes'
+        ~90 KB snapshots every 5 s wrote ~17 MB/s to hub.db.
+        """
         self.sync_state()
-        dirty, self._dirty = self._dirty, set()
+        now_m = time.monotonic()
+        due = force or now_m - self._latest_saved_at >= LATEST_SAVE_S
         status_dirty, self._status_dirty = self._status_dirty, set()
+        dirty: set[str] = set()
+        if due:
+            dirty, self._dirty = self._dirty, set()
         try:
-            items = []
+            statuses: list[tuple[str, str, float, float | None]] = []
+            items: list[tuple[str, float, bytes]] = []
             for name in dirty | status_dirty:
                 v = self.fleet.nodes.get(name)
                 if v is None:
                     continue
-                self.state.set_status(name, v.status, v.since, v.last_seen)
-                data = self.fleet.full_json(v) if name in dirty else None
-                if v.snapshot is not None and data is not None:
-                    items.append((name, v.snapshot.timestamp, data))
-            self.state.save_latest(items)
+                statuses.append((name, v.status, v.since, v.last_seen))
+                snap, data = v.snapshot, v.json
+                if name in dirty and snap is not None and data is not None:
+                    items.append((name, snap.timestamp, data))
+            self.state.save_nodes(statuses, items)
+            if due:
+                self._latest_saved_at = now_m
         except BaseException:
             self._dirty |= dirty
             self._status_dirty |= status_dirty
@@ -639,7 +654,7 @@ class Hub:
         if self.remote is not None:
             self.remote.stop()
         try:
-            self.save_latest()
+            self.save_latest(force=True)
         except Exception as e:  # disk full at exit: the next start restores from the store's data
             log.error("could not save the fleet's latest state at exit: %s", e)
         if self.store is not None:

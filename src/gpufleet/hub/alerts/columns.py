@@ -14,6 +14,7 @@ import numpy as np
 from ...scopes import records
 from ...snapshot import NodeSnapshot
 from ...syntax import Matcher
+from ..fleet import LEAN_LACKS
 
 if TYPE_CHECKING:
     from .engine import NodeInput
@@ -48,7 +49,7 @@ class Counter:
 
 @dataclass(slots=True)
 class NodeCols:
-    snap: Any
+    snap: Any  # the snapshot object (NodeInput.snapshot) these columns were read for: the cache key
     labels_key: tuple[tuple[str, str], ...]
     base: dict[str, str]
     ids: dict[str, list[tuple[str, ...]]]  # scope -> record identities
@@ -101,6 +102,9 @@ class ColumnReader:
         if c is not None and c.snap is snap and c.labels_key == labels_key:
             return c
         base = {"node": n.name, **n.labels}
+        read = snap
+        if n.whole is not None and not LEAN_LACKS.isdisjoint(self._need):
+            read = n.whole() or snap  # a rule reads CPU cores or links: decoded once per new snapshot
         ids: dict[str, list[tuple[str, ...]]] = {}
         rows: dict[str, list[tuple[float, ...]]] = {}
         for scope, keys in self._need.items():
@@ -109,7 +113,7 @@ class ColumnReader:
             nans = [NAN] * len(keys)
             sid: list[tuple[str, ...]] = []
             srows: list[tuple[float, ...]] = []
-            for rid, vals in _records(snap, scope):  # type: ignore[arg-type]
+            for rid, vals in _records(read, scope):  # type: ignore[arg-type]
                 sid.append(rid)
                 srows.append(tuple(map(vals.get, keys, nans)))  # one C-level pass per record
             ids[scope], rows[scope] = sid, srows

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +43,11 @@ class NodeInput:
 
     name: str
     labels: dict[str, str]
-    snapshot: NodeSnapshot | None
+    snapshot: NodeSnapshot | None  # the hub's lean one will do (hub/fleet.py), with `whole` given
     status: str = "up"
     since: float = 0.0
+    # The whole snapshot, decoded on demand: for rules on records a lean one lacks (CPU cores, links).
+    whole: Callable[[], NodeSnapshot | None] | None = None
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -78,11 +79,12 @@ class AlertsExtension:
 
     def nodes(self) -> list[NodeInput]:
         out = []
+        whole = self.hub.fleet.snapshot
         for v in list(self.hub.fleet.nodes.values()):
             snap = v.snapshot
             # The same labels the hub stores series with (hub/service.py ingest()).
             labels = {**snap.labels, **v.labels} if snap is not None else dict(v.labels)
-            out.append(NodeInput(v.name, labels, snap, v.status, v.since))
+            out.append(NodeInput(v.name, labels, snap, v.status, v.since, functools.partial(whole, v)))
         return out
 
     def evaluate(self, now: float | None = None) -> list[Alert]:

@@ -84,7 +84,7 @@ class Broker:
         new_status: set[str] = set()
         nodes = self.hub.fleet.nodes
         for name, v in list(nodes.items()):
-            key = (id(v.snapshot), v.status, id(v.labels))
+            key = (v.seq, v.status, id(v.labels))
             old_key = self._seen.get(name)
             if old_key == key:
                 continue

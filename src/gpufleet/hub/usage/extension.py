@@ -45,7 +45,7 @@ class UsageExtension:
         """Each node's newest snapshot stored before this start: its open holds ran until then.
 
         The store has every acknowledged push (its WAL survives kill -9); the fleet's saved
-        latest snapshots (hub.db, every few seconds) stand in when the history is remote.
+        latest snapshots (hub.db, every minute and at exit) stand in when the history is remote.
         """
         seen = {name: v.snapshot.timestamp for name, v in self.hub.fleet.nodes.items() if v.snapshot is not None}
         store = self.hub.store
