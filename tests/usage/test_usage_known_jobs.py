@@ -120,3 +120,25 @@ def test_mig_holders_busy_by_their_slices(tmp_path: Path) -> None:
     finally:
         ext.close()
         hub.close()
+
+
+def test_settling_as_it_goes_with_sub_second_times(tmp_path: Path) -> None:
+    """A live hub settles every 30 s up to each node's newest snapshot, whose time is rarely a
+    whole second (the store answers in one-second bins): step after step, nothing is lost or
+    counted twice, and the report still equals the schedule to the minute."""
+    base = known_fleet(groups={"alice": "ml", "bob": "vision"})
+    fleet = Fleet(t0=base.t0 + 0.37, nodes=base.nodes, jobs=base.jobs, length=base.length, groups=base.groups)
+    hub = Hub(HubOptions(data=tmp_path / "data"))
+    ext = UsageExtension(hub)
+    try:
+        snaps = fleet.snapshots()
+        for i in range(0, len(snaps["n1"]), 7):  # a settle step after every 7 snapshots of each node
+            for s in snaps.values():
+                hub.ingest(s[i:i + 7])
+            ext.settle(now=fleet.t0 + (i + 7) * fleet.step)
+        end = fleet.t0 + fleet.length
+        for by in ("user", "job"):
+            close(rows(ext, by, fleet.t0, end), fleet.expected(by))
+    finally:
+        ext.close()
+        hub.close()

@@ -36,10 +36,15 @@ log = logging.getLogger("gpufleet.hub.usage")
 IDLE_RATIO = 0.05  # a held GPU busier than this is used (jobstats and DS01 draw the line near here)
 LOOKBACK_S = 900.0  # read this far before a window: the sample that covers its start
 MAX_WINDOW_S = 3 * HOUR  # one read per metric at most this long (10,800 one-second points)
-# A remote history (--history) may not have a node's newest samples yet: the hub's remote write is
-# still sending them, or the remote hides its newest data from queries (VictoriaMetrics: the last
-# 30 s, -search.latencyOffset). Settling stops at the newest sample it returned and takes the rest
-# next time; after this long it gives up waiting, and what the remote never got stays uncounted.
+STEP_S = 1.0  # samples are read in bins this long (the bin's start is the sample's time)
+# A remote history (--history) may not have a node's newest samples yet. VictoriaMetrics answers
+# for its last 30 s (-search.latencyOffset) with the last sample before them repeated in place of
+# the real ones (a counter standing still: energy lost): settling never reads the last
+# HISTORY_DELAY_S. Samples still in the hub's remote write queue are simply absent: settling stops
+# at the newest sample of the hold's GPU and takes the rest next time; after HISTORY_WAIT_S it
+# gives up waiting, and what the remote never got is counted as the store would (sample and
+# hold across a gap) or not at all.
+HISTORY_DELAY_S = 60.0
 HISTORY_WAIT_S = 900.0
 UTIL = name_of("gpu", "utilization_ratio")
 ENERGY = name_of("gpu", "energy_joules_total")
@@ -94,7 +99,7 @@ def read_node(query: Query, node: str, lo: float, hi: float, mig: bool = False) 
     if mig:
         reads.append(("mig", MIG_ACTIVE, "avg"))
     for key, metric, agg in reads:
-        for labels, ts, values in query(metric, match, float(start), float(hi), 1.0, agg):
+        for labels, ts, values in query(metric, match, float(start), float(hi), STEP_S, agg):
             gpu = labels.get("gpu", "")
             if key == "mig":
                 col = cols.setdefault(gpu, {}).setdefault("mig:" + labels.get("gpu_instance", ""), {})
@@ -134,14 +139,21 @@ def integrate(s: Samples, a: float, b: float, eq: float, mig: Mapping[str, float
     cuts = np.unique(np.concatenate(([a], inner, hours, [b])))
     p0, p1 = cuts[:-1], cuts[1:]
     k = np.searchsorted(ts, p0, side="right") - 1  # the sample each piece follows
-    ok = (k >= 0) & (k + 1 < ts.size)
-    p0, p1, k = p0[ok], p1[ok], k[ok]
+    keep = k >= 0
+    p0, p1, k = p0[keep], p1[keep], k[keep]
+    # A piece needs the next sample (energy is the counter's increase up to it), except inside its
+    # own sample's bin: samples come in STEP_S bins, so a hold settled up to a snapshot at 12.7 s
+    # has that snapshot's sample at 12 s, and [12, 12.7) is counted now, by its power, not lost.
+    nxt = k + 1 < ts.size
+    keep = nxt | (p1 <= ts[k] + STEP_S)
+    p0, p1, k, nxt = p0[keep], p1[keep], k[keep], nxt[keep]
     if not k.size:
         return out
     dur = p1 - p0
-    gap = ts[k + 1] - ts[k]
+    k1 = np.minimum(k + 1, ts.size - 1)
+    gap = np.where(nxt, ts[k1] - ts[k], 1.0)
     util = share_busy[k]
-    e0, e1 = s.energy[k], s.energy[k + 1]
+    e0, e1 = s.energy[k], np.where(nxt, s.energy[k1], math.nan)
     inc = np.where(e1 >= e0, e1 - e0, e1)  # a reset: the new reading is what was used since
     inc = np.where(np.isnan(inc), s.power[k] * gap, inc)
     inc = np.where(np.isnan(inc), 0.0, inc)
@@ -177,11 +189,14 @@ def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, hor
     with lock:  # one connection serves the ingest hook, the API and this loop: one user at a time
         holds = [Hold(*r) for r in db.execute("SELECT id, gpu, user, grp, job, eq, start, end, settled, mig FROM holds "
                                               "WHERE node = ? AND (end IS NULL OR settled < end)", (node,))]
+    now = time.time() if now is None else now
     todo = []
     for h in holds:
         b = h.end if h.end is not None else horizon
         if b is not None and horizon is not None:
             b = min(b, horizon)
+        if b is not None and remote:
+            b = min(b, now - HISTORY_DELAY_S)
         if b is not None and b > h.settled:
             todo.append((h, b))
     if not todo:
@@ -190,41 +205,40 @@ def settle_node(db: sqlite3.Connection, lock: Lock, query: Query, node: str, hor
     hi = max(b for _, b in todo)
     hour_rows: dict[tuple[int, int], list[float]] = {}
     slices = {h.id: parse_mig(h.mig) for h, _ in todo if h.mig}
-    newest: float | None = None  # the newest sample time the history returned for the node
+    # With a remote history, a hold not older than HISTORY_WAIT_S waits for samples the remote
+    # lacks: it is settled only as far as its GPU's newest sample (`reached`), and no further
+    # this step (a later window of a gap would skip the gap).
+    patient = {h.id for h, b in todo if remote and b >= now - HISTORY_WAIT_S}
+    reached: dict[int, float] = {}
+    stopped: set[int] = set()
     t = lo
     while t < hi:  # bounded reads: a long backlog (a hub restarted after days) goes in slices
         w_hi = min(hi, t + MAX_WINDOW_S)
         # Read past the slice's end: the piece from its last sample on needs the next one.
         samples = read_node(query, node, t, min(hi, w_hi + LOOKBACK_S), mig=bool(slices))
-        for smp in samples.values():
-            if smp.ts.size:
-                newest = max(newest or -math.inf, float(smp.ts[-1]))
         for h, b in todo:
             a, e = max(h.settled, t), min(b, w_hi)
             s = samples.get(str(h.gpu))
-            if s is None or e <= a:
+            if s is None or e <= a or h.id in stopped:
                 continue
+            if h.id in patient:
+                last = float(s.ts[-1]) if s.ts.size else -math.inf
+                if last + STEP_S < e:  # the remote has not got this far: up to its newest sample
+                    e = last
+                    stopped.add(h.id)
+                if e <= a:
+                    continue
+                reached[h.id] = e
             for bucket, fig in integrate(s, a, e, h.eq, slices.get(h.id)).items():
                 acc = hour_rows.setdefault((bucket, h.id), [0.0, 0.0, 0.0, 0.0])
                 for i in range(4):
                     acc[i] += fig[i]
         t = w_hi
-    if remote:
-        # Up to the newest sample only: the pieces after it need samples the remote has not given
-        # yet, and were not counted above. A sample in b's one-second bin means the remote has all.
-        wait_from = (time.time() if now is None else now) - HISTORY_WAIT_S
-
-        def reach(h: Hold, b: float) -> float:
-            if b < wait_from or (newest is not None and newest + 1.0 >= b):
-                return b
-            return max(h.settled, newest) if newest is not None else h.settled
-
-        todo = [(h, reach(h, b)) for h, b in todo]
+    if patient:
+        todo = [(h, reached.get(h.id, h.settled) if h.id in patient else b) for h, b in todo]
         todo = [(h, b) for h, b in todo if b > h.settled]
         if not todo:
             return 0
-        kept = {h.id for h, _ in todo}  # a hold left where it was has no pieces counted; to be sure
-        hour_rows = {k: v for k, v in hour_rows.items() if k[1] in kept}
     by_id = {h.id: h for h, _ in todo}
     totals: dict[int, list[float]] = {}
     day_rows: dict[tuple[int, int], list[float]] = {}
