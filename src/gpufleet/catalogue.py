@@ -453,6 +453,8 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("hub", "fleet_unmanaged_containers", "gauge",
            "Containers or pods using accelerators outside every allocation, fleet-wide.", display="count"),
     Metric("hub", "alerts_firing", "gauge", "Alerts firing now.", display="count"),
+    Metric("hub", "ui_streams_open", "gauge", "Live-update streams (GET /api/v1/events) open now: pages and other clients.",
+           display="count"),
     Metric("hub", "alerts_evaluation_errors_total", "counter", "Alert evaluations that failed."),
     Metric("hub", "gpus_taken_24h", "gauge", "GPUs taken by a user (holds begun) in the last 24 h.", display="count"),
     Metric("hub", "gpus_released_24h", "gauge", "GPUs released (holds ended) in the last 24 h.", display="count"),

@@ -59,4 +59,4 @@ class UiExtension:
         self.broker.close_all()
 
     def values(self) -> dict[str, float]:
-        return {}
+        return {"ui_streams_open": float(len(self.broker.subs))}

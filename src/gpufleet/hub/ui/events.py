@@ -72,6 +72,7 @@ class Broker:
         self._seen: dict[str, tuple[int, str, int]] = {}
         self._recent: deque[tuple[int, bytes]] = deque(maxlen=REPLAY)
         self.subs: set[Subscriber] = set()
+        self._full: tuple[int, bytes] | None = None
         self.last_delta_bytes = 0
         self.events = 0
 
@@ -105,8 +106,13 @@ class Broker:
         return deltas, removed, new_data, new_status
 
     def full_message(self) -> bytes:
-        body = _enc.encode({"t": time.time(), "seq": self.seq, "full": self.state})
-        return sse("fleet", body, f"{self.epoch}.{self.seq}")
+        """The whole fleet state (~0.4 KB a node): made once per seq and shared by every page that
+        (re)connects in it, not one copy each (a thousand pages opening at once held hundreds of MB)."""
+        cached = self._full
+        if cached is None or cached[0] != self.seq:
+            body = _enc.encode({"t": time.time(), "seq": self.seq, "full": self.state})
+            cached = self._full = (self.seq, sse("fleet", body, f"{self.epoch}.{self.seq}"))
+        return cached[1]
 
     def initial(self, last_id: str | None) -> list[bytes]:
         """What a (re)connecting page needs: the deltas it missed, or the full state."""
