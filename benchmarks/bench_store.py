@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python benchmarks/bench_store.py [--quick]
      .venv/bin/python benchmarks/bench_store.py --cut    # head cut: one-shot vs budgeted cycle only
+     .venv/bin/python benchmarks/bench_store.py --head   # head memory, push and cut CPU, simulated nodes
 
 Generates realistic GPU-node telemetry (default 2,000 series x 1 h at 1 s =
 7.2M samples), stores it, compacts, and prints bytes/sample beside the peers
@@ -496,13 +497,117 @@ def bench_cut(work: str, nodes: int, series: int = 730, rows: int = 60, budget: 
           f"max {np.max(idle) * 1e6:.1f} us")
 
 
+def _sim_rows(rows: int) -> tuple[list, np.ndarray]:
+    """`rows` pushes 5 s apart of one simulated 8xH100 node (+ 224-CPU host): its keys and values."""
+    from gpufleet.agent.collect import Collection
+    from gpufleet.backends.sim import SimBackend
+    from gpufleet.collectors import SIMULATED_NODE, build
+    from gpufleet.collectors.base import CollectContext
+    from gpufleet.series import snapshot_series
+
+    clock = [float(BASE_TS)]
+    backend = SimBackend("8xH100", seed=1, node="sim", clock=lambda: clock[0])
+    ctx = CollectContext(backend=backend, options={"node": "sim"})
+    c = Collection("sim", build(ctx, SIMULATED_NODE), labels={"cluster": "bench"}, backend="sim")
+    c.run(clock[0])
+    keys0: list = []
+    out = []
+    for _ in range(rows):
+        clock[0] += 5.0
+        snap = c.run(clock[0])
+        keys, values = snapshot_series(snap, dict(snap.labels))
+        if not keys0:
+            keys0 = list(keys)
+        got = dict(zip(keys, values))
+        out.append([got.get(k, float("nan")) for k in keys0])
+    return keys0, np.array(out, np.float64)
+
+
+def bench_head(work: str, nodes: int, rows: int = 60) -> dict[str, float]:
+    """The head at steady state: bytes per sample, CPU per push and per node cut, a head query.
+
+    Every node pushes the simulator's series (~1,000 with per-link NVLink and the host's
+    CPUs), `rows` pushes 5 s apart (a full 5-minute head), each node starting at another
+    row of a longer simulated run so nodes differ. Memory is what the pushes after each
+    node's first one add (tracemalloc), so the series index's registration is left out.
+    """
+    import tracemalloc
+
+    keys, sim = _sim_rows(rows + 60)
+    series = len(keys)
+    fleet = []
+    for k in range(nodes):
+        node = f"n{k:05d}"
+        fleet.append((node, [(m, tuple(sorted(dict(lab, node=node).items()))) for m, lab in keys], k % 60))
+    store = TimeSeriesStore(os.path.join(work, "head"))
+    for node, nkeys, off in fleet:  # the join: registration, not measured
+        store.append(node, BASE_TS + 0.001 * off, nkeys, sim[off])
+    tracemalloc.start()
+    m0 = tracemalloc.get_traced_memory()[0]
+    cpu = time.process_time()
+    for r in range(1, rows):
+        for node, nkeys, off in fleet:
+            store.append(node, BASE_TS + 5.0 * r + 0.001 * off, nkeys, sim[off + r])
+    push_cpu = time.process_time() - cpu
+    head_bytes = tracemalloc.get_traced_memory()[0] - m0
+    tracemalloc.stop()
+    samples = (rows - 1) * series * nodes
+    # the same pushes without tracemalloc, for CPU: a second store
+    store.close()
+    store = TimeSeriesStore(os.path.join(work, "head2"))
+    for node, nkeys, off in fleet:
+        store.append(node, BASE_TS + 0.001 * off, nkeys, sim[off])
+    cpu = time.process_time()
+    for r in range(1, rows):
+        for node, nkeys, off in fleet:
+            store.append(node, BASE_TS + 5.0 * r + 0.001 * off, nkeys, sim[off + r])
+    push_cpu = time.process_time() - cpu
+    metric, labels = fleet[0][1][0]
+    matchers = [Matcher(k, "=", v) for k, v in labels]
+    end = BASE_TS + 5.0 * rows
+    q = []
+    for _ in range(20):
+        t = time.perf_counter()
+        got = store.query_range(metric, matchers, end - 7 * 86400, end, 7 * 86400 / 1000, "avg")
+        q.append(time.perf_counter() - t)
+    assert got and len(got[0].values) >= 1
+    cpu = time.process_time()
+    store.maintain(end + 1, budget_s=None)
+    cut_cpu = time.process_time() - cpu
+    assert store.stats()["samples_in_head"] == 0
+    store.close()
+    out = {"nodes": nodes, "series": series, "rows": rows,
+           "head_bytes_per_sample": head_bytes / samples, "head_mib": head_bytes / MiB,
+           "head_mib_per_1000_nodes_5min": head_bytes / samples * series * 60 * 1000 / MiB,
+           "push_ms_cpu": push_cpu / ((rows - 1) * nodes) * 1e3,
+           "cut_ms_cpu_per_node": cut_cpu / nodes * 1e3,
+           "query_ms_median": float(np.median(q)) * 1e3}
+    print(f"head           : {nodes} nodes x {series} series x {rows} pushes 5 s apart (simulated 8xH100 nodes)")
+    print(f"  memory       : {out['head_bytes_per_sample']:.2f} bytes per sample in the head "
+          f"({out['head_mib']:.1f} MiB; {out['head_mib_per_1000_nodes_5min']:.0f} MiB for 1,000 such nodes over 5 min)")
+    print(f"  push         : {out['push_ms_cpu']:.3f} ms CPU per push (append, WAL included)")
+    print(f"  cut          : {out['cut_ms_cpu_per_node']:.1f} ms CPU per node (raw + 1m + 1h blocks of its head)")
+    print(f"  query        : 7 days of one series at 1,000 points, head included: {out['query_ms_median']:.2f} ms median")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="199 series x 10 min, 100-node fleet, shorter week build")
     ap.add_argument("--no-peers", action="store_true", help="skip VictoriaMetrics / Prometheus")
     ap.add_argument("--cut", action="store_true",
                     help="only the head-cut benchmark: 1,000 nodes x 730 series x 60 rows, one-shot vs budgeted")
+    ap.add_argument("--head", action="store_true",
+                    help="only the head benchmark: bytes per sample, push and cut CPU (200 nodes; --quick 20)")
+    ap.add_argument("--nodes", type=int, help="nodes for --head (default 200, --quick 20)")
     args = ap.parse_args()
+    if args.head:
+        work = tempfile.mkdtemp(prefix="bench-store-")
+        try:
+            bench_head(work, args.nodes or (20 if args.quick else 200))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.cut:
         work = tempfile.mkdtemp(prefix="bench-store-")
         try:

@@ -101,7 +101,7 @@ def test_schema_reused_by_equal_keys_and_union_filled_with_nan(tmp_path):
     assert seg is not None and seg.n == 3
     extra = seg.column(s.series_index.sids_for(st.nid, [B[3]])[0])
     assert extra is not None
-    col = seg.buf[: seg.n, extra]
+    col = seg.values()[:, extra]
     assert math.isnan(col[0]) and col[1] == 7.0 and math.isnan(col[2])
     assert np.array_equal(seg.ts[: seg.n], [T0, T0 + 5, T0 + 10])
     s.close()

@@ -1,14 +1,19 @@
 """The in-memory head: recent samples of each node, not yet in a block.
 
 A node's pushes usually carry the same series list every time, so the head
-keeps, per node, "segments": a fixed series list (the schema) and a growing
-rows x series float64 matrix plus a timestamp vector.  Appending a push is one
-row copy; a new segment starts only when the node's series list changes.
+keeps, per node, one segment: the union of its series lists since the last cut
+(the columns), a timestamp vector and its rows x columns values, sealed in
+compressed chunks (``headchunk``: ~1 byte a sample instead of float64's 8).
+Queries and the cut decode a node's head whole; a few decoded heads are kept
+for queries, which read a node's series one after another.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
+from . import headchunk
 from .rollup import Grid
 
 
@@ -36,31 +41,40 @@ class Schema:
 
 
 class Segment:
-    """The head of one node: rows x series float64 (NaN = absent) and a timestamp vector.
+    """The head of one node: its push times and rows x series values (NaN = absent), sealed.
 
     Its columns are the union of every series list pushed since the last cut (new series
     add a column, earlier rows NaN), so switching between shapes costs no new buffer.
+
+    Values are kept as sealed bytes (``headchunk``), not as float64: each push is sealed
+    on its own against the row before it (``singles``), and every CHUNK_ROWS singles are
+    sealed again as one chunk (``chunks``), which compresses better.  Only the last row
+    (the next push's reference, and ``latest()``) and the row before the open singles stay
+    as floats.  A chunk or single may have fewer columns than the segment: it was sealed
+    before those columns existed, and they read as NaN.
     """
 
-    __slots__ = ("sids", "ts", "buf", "n", "_col")
+    __slots__ = ("sids", "ts", "n", "chunks", "singles", "last", "open_ref", "dec", "_col")
 
-    def __init__(self, sids: np.ndarray, capacity: int = 12) -> None:
+    CHUNK_ROWS = 12  # a minute of 5 s pushes
+
+    def __init__(self, sids: np.ndarray) -> None:
         self.sids = sids
-        self.ts = np.empty(capacity, np.float64)
-        self.buf = np.empty((capacity, sids.size), np.float64)
+        self.ts = np.empty(self.CHUNK_ROWS, np.float64)
         self.n = 0
+        self.chunks: list[bytes] = []
+        self.singles: list[bytes] = []
+        self.last: np.ndarray | None = None  # the newest row (None: no row yet)
+        self.open_ref: np.ndarray | None = None  # the row before the singles (None: none)
+        self.dec: np.ndarray | None = None  # the columns' precisions at the last seal (a hint)
         self._col: dict[int, int] | None = None
 
-    def _grow(self, need: int) -> None:
-        # A quarter more (at least a minute of 5 s pushes), not double: the head of 1,000
-        # nodes is hundreds of MB, and doubling left up to half of it allocated but unused.
-        # Still amortised O(1) per row; a bulk append takes what it needs.
+    def _grow_ts(self, need: int) -> None:
+        # A quarter more (at least a minute of 5 s pushes), not double; a bulk append takes what it needs.
         cap = max(need, self.ts.size + max(12, self.ts.size // 4))
         ts = np.empty(cap, np.float64)
         ts[: self.n] = self.ts[: self.n]
-        buf = np.empty((cap, self.sids.size), np.float64)
-        buf[: self.n] = self.buf[: self.n]
-        self.ts, self.buf = ts, buf
+        self.ts = ts
 
     def columns_for(self, sids: np.ndarray) -> np.ndarray | None:
         """Columns of `sids` here (None: they are the first len(sids)), adding missing ones."""
@@ -70,51 +84,116 @@ class Segment:
         col = self._colmap()
         missing = [s for s in sids.tolist() if s not in col]
         if missing:
-            old = have.size
             self.sids = np.concatenate([have, np.array(missing, np.int64)])
-            buf = np.empty((self.ts.size, self.sids.size), np.float64)
-            buf[: self.n, :old] = self.buf[: self.n]
-            buf[: self.n, old:] = np.nan  # absent before this push
-            self.buf = buf
+            # sealed rows keep their width (the new columns read as NaN there); the float rows
+            # are padded the same way now, so the next seal codes against what a reader sees
+            if self.last is not None:
+                self.last = headchunk.pad(self.last, self.sids.size)
+            if self.open_ref is not None:
+                self.open_ref = headchunk.pad(self.open_ref, self.sids.size)
             self._col = None
             col = self._colmap()
             if np.array_equal(sids, self.sids[: sids.size]):
                 return None
         return np.array([col[s] for s in sids.tolist()], np.intp)
 
+    def _row(self, values: np.ndarray, cols: np.ndarray | None) -> np.ndarray:
+        width = self.sids.size
+        if cols is None:
+            if values.size == width:
+                return np.array(values, np.float64)  # a copy: the caller's array may change
+            row = np.full(width, np.nan)
+            row[: values.size] = values
+            return row
+        row = np.full(width, np.nan)
+        row[cols] = values
+        return row
+
     def append(self, ts: float, values: np.ndarray, cols: np.ndarray | None = None) -> None:
         n = self.n
         if n == self.ts.size:
-            self._grow(n + 1)
+            self._grow_ts(n + 1)
         self.ts[n] = ts
-        row = self.buf[n]
-        if cols is None:
-            k = values.size
-            row[:k] = values
-            if k < row.size:
-                row[k:] = np.nan
-        else:
-            if cols.size < row.size:
-                row[:] = np.nan
-            row[cols] = values
+        self._seal_row(self._row(values, cols))
         self.n = n + 1
+        if len(self.singles) >= self.CHUNK_ROWS:
+            self._seal_singles()
 
     def append_rows(self, ts: np.ndarray, rows: np.ndarray, cols: np.ndarray | None = None) -> None:
         n, m = self.n, ts.size
         if n + m > self.ts.size:
-            self._grow(n + m)
+            self._grow_ts(n + m)
         self.ts[n : n + m] = ts
-        block = self.buf[n : n + m]
-        if cols is None:
-            k = rows.shape[1]
-            block[:, :k] = rows
-            if k < block.shape[1]:
-                block[:, k:] = np.nan
+        i = 0
+        k = self.CHUNK_ROWS
+        while i < m:
+            if not self.singles and m - i >= k:  # a whole chunk at once (bulk loads, replay)
+                block = np.full((k, self.sids.size), np.nan)
+                if cols is None:
+                    block[:, : rows.shape[1]] = rows[i : i + k]
+                else:
+                    block[:, cols] = rows[i : i + k]
+                self._seal_chunk(block)
+                i += k
+                self.n += k
+                continue
+            self.n += 1
+            self._seal_row(self._row(rows[i], cols))
+            i += 1
+            if len(self.singles) >= k:
+                self._seal_singles()
+
+    def _seal_row(self, row: np.ndarray) -> None:
+        m = row[None, :]
+        self.dec = headchunk.decimals(m, self.dec)
+        self.singles.append(headchunk.seal(self.last, m, self.dec))
+        self.last = row
+
+    def _seal_singles(self) -> None:
+        """The open singles become one chunk (coded against the row before them)."""
+        chunk = headchunk.restack(self.singles)
+        if chunk is None:  # the width or a precision changed among them: decode, seal anew
+            self._seal_chunk(self._decode_singles(self.sids.size))
         else:
-            if cols.size < block.shape[1]:
-                block[:] = np.nan
-            block[:, cols] = rows
-        self.n = n + m
+            self.chunks.append(chunk)
+            self.open_ref = self.last
+            if self.dec is not None and self.last is not None:
+                self.dec = headchunk.recheck(self.last, self.dec)
+        self.singles = []
+
+    def _seal_chunk(self, block: np.ndarray) -> None:
+        self.dec = headchunk.decimals(block)  # a full look
+        self.chunks.append(headchunk.seal(self.open_ref, block, self.dec))
+        self.last = self.open_ref = block[-1].copy()
+
+    def _decode_singles(self, width: int) -> np.ndarray:
+        out = np.full((len(self.singles), width), np.nan)
+        chunk = headchunk.restack(self.singles) if len(self.singles) > 1 else None
+        if chunk is not None:
+            m = headchunk.unseal(chunk, self.open_ref)
+            out[:, : m.shape[1]] = m
+            return out
+        ref = self.open_ref
+        for i, buf in enumerate(self.singles):
+            row = headchunk.unseal(buf, ref)[0]
+            out[i, : row.size] = row
+            ref = row
+        return out
+
+    def values(self) -> np.ndarray:
+        """Every row as n x series float64 (NaN = absent)."""
+        width = self.sids.size
+        out = np.full((self.n, width), np.nan)
+        ref: np.ndarray | None = None
+        r = 0
+        for buf in self.chunks:
+            m = headchunk.unseal(buf, ref)
+            out[r : r + m.shape[0], : m.shape[1]] = m
+            r += m.shape[0]
+            ref = m[-1]
+        if self.singles:
+            out[r:] = self._decode_singles(width)
+        return out
 
     def _colmap(self) -> dict[int, int]:
         if self._col is None:
@@ -124,11 +203,16 @@ class Segment:
     def column(self, sid: int) -> int | None:
         return self._colmap().get(sid)
 
+    def nbytes(self) -> int:
+        """Bytes its values take (sealed bytes and float rows), for stats and benchmarks."""
+        total = sum(len(b) for b in self.chunks) + sum(len(b) for b in self.singles) + self.ts.nbytes
+        return total + sum(r.nbytes for r in (self.last, self.open_ref) if r is not None)
+
 
 class NodeState:
     """Per-node ingest state: dedup clock, head segments, last push."""
 
-    __slots__ = ("nid", "name", "last_ts", "segments", "cur", "samples", "schemas", "sch")
+    __slots__ = ("nid", "name", "last_ts", "segments", "cur", "samples", "schemas", "sch", "dec_hint")
 
     MAX_SCHEMAS = 16  # series lists remembered per node (older ones are declared again if back)
 
@@ -141,6 +225,9 @@ class NodeState:
         self.samples = 0
         self.schemas: list[Schema] = []  # most recently used first
         self.sch: Schema | None = None  # the last one used
+        # the cut head's columns and precisions: the next head, usually of the same columns,
+        # starts from them instead of finding them again over its first minute
+        self.dec_hint: tuple[np.ndarray, np.ndarray] | None = None
 
     def find_schema(self, keys: tuple[object, ...]) -> Schema | None:
         for sch in self.schemas:  # identity first: the hub hands back the same tuples
@@ -172,11 +259,18 @@ class NodeState:
         if seg is None:
             seg = self.cur = Segment(sch.sids)
             self.segments.append(seg)
+            hint = self.dec_hint
+            if hint is not None and (hint[0] is sch.sids or np.array_equal(hint[0], sch.sids)):
+                seg.dec = hint[1]
+            self.dec_hint = None
         if sch.seg is not seg:  # columns only ever get added, so `cols` stays right for `seg`
             sch.seg, sch.cols = seg, seg.columns_for(sch.sids)
         return seg, sch.cols
 
     def clear_head(self) -> None:
+        seg = self.cur
+        if seg is not None and seg.dec is not None and seg.dec.size == seg.sids.size:
+            self.dec_hint = (seg.sids, seg.dec)
         self.segments = []
         self.cur = None
         self.samples = 0
@@ -188,37 +282,48 @@ class NodeState:
         return None
 
     def grid(self) -> Grid | None:
-        segs = [s for s in self.segments if s.n]
-        if not segs:
+        """The whole head as one grid, sids sorted (for the cut)."""
+        got = self._values(remember=False)
+        if got is None:
             return None
-        if len(segs) == 1:
-            s = segs[0]
-            order = np.argsort(s.sids)
-            return s.ts[: s.n].copy(), s.sids[order], [s.buf[: s.n][:, order]]
-        sids = np.unique(np.concatenate([s.sids for s in segs]))
-        total = sum(s.n for s in segs)
-        ts = np.concatenate([s.ts[: s.n] for s in segs])
-        out = np.full((total, sids.size), np.nan)
-        row = 0
-        for s in segs:
-            out[row : row + s.n, np.searchsorted(sids, s.sids)] = s.buf[: s.n]
-            row += s.n
-        return ts, sids, [out]
+        sids, ts, vals = got
+        order = np.argsort(sids)
+        return ts, sids[order], [vals[:, order]]
 
     def series(self, sid: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Head samples of one series (NaN = absent are dropped)."""
-        ts_parts, v_parts = [], []
-        for s in self.segments:
-            if not s.n:
-                continue
-            col = s.column(sid)
-            if col is None:
-                continue
-            ts_parts.append(s.ts[: s.n])
-            v_parts.append(s.buf[: s.n, col])
-        if not ts_parts:
+        seg = self.cur
+        if seg is None or not seg.n:
             return None
-        ts = np.concatenate(ts_parts)
-        v = np.concatenate(v_parts)
+        col = seg.column(sid)
+        if col is None:
+            return None
+        got = self._values(remember=True)
+        assert got is not None
+        _sids, ts, vals = got
+        v = vals[:, col]
         keep = ~np.isnan(v)
         return ts[keep], v[keep]
+
+    def _values(self, remember: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(sids, ts, n x sids values) of the head; decoded once per push for queries."""
+        seg = self.cur
+        if seg is None or not seg.n:
+            return None
+        key = (seg.n, seg.sids.size)
+        hit = _decoded.get(id(seg))
+        if hit is not None and hit[0] is seg and hit[1] == key:
+            _decoded.move_to_end(id(seg))
+            return hit[2]
+        got = (seg.sids, seg.ts[: seg.n].copy(), seg.values())
+        if remember:
+            # a query reads a node's series one at a time: keep a few nodes decoded
+            _decoded[id(seg)] = (seg, key, got)
+            while len(_decoded) > _DECODED_NODES:
+                _decoded.popitem(last=False)
+        return got
+
+
+# Heads decoded for queries, most recent last: (segment, (rows, columns) then, its values).
+_DECODED_NODES = 4
+_decoded: OrderedDict[int, tuple[Segment, tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]]] = OrderedDict()

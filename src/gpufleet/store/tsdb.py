@@ -301,9 +301,9 @@ class TimeSeriesStore(Recovery, Compaction):
         st = self._nodes.get(node)
         if st is None:
             return None
-        if st.cur is not None and st.cur.n:
-            seg = st.cur
-            row = seg.buf[seg.n - 1]
+        seg = st.cur
+        row = seg.last if seg is not None else None
+        if seg is not None and row is not None:
             index = self.series_index
             return float(seg.ts[seg.n - 1]), {  # NaN = absent, as from a block
                 index.key(int(s)): float(v) for s, v in zip(seg.sids, row) if not math.isnan(v) and index.known(int(s))}
