@@ -60,6 +60,19 @@ def test_seal_round_trips_every_kind_of_column_bit_for_bit():
         assert _same(headchunk.unseal(headchunk.seal(ref, m, dec), ref), m), case
 
 
+def test_a_push_row_seals_to_the_same_bytes_as_a_one_row_chunk():
+    rng = np.random.default_rng(5)
+    m = _mixed(rng, 40, 120)
+    hint = None
+    for i in range(1, m.shape[0]):
+        want_dec = headchunk.decimals(m[i : i + 1], hint)
+        got, dec = headchunk.seal_row(m[i - 1], m[i], hint)
+        assert np.array_equal(dec, want_dec)
+        assert got == headchunk.seal(m[i - 1], m[i : i + 1], want_dec), i
+        assert _same(headchunk.unseal(got, m[i - 1])[0], m[i])
+        hint = dec
+
+
 def test_rows_sealed_one_by_one_restack_into_the_same_values():
     rng = np.random.default_rng(2)
     m = np.cumsum(rng.integers(-2, 3, (12, 40)), axis=0) / 10.0

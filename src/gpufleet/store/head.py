@@ -144,9 +144,8 @@ class Segment:
                 self._seal_singles()
 
     def _seal_row(self, row: np.ndarray) -> None:
-        m = row[None, :]
-        self.dec = headchunk.decimals(m, self.dec)
-        self.singles.append(headchunk.seal(self.last, m, self.dec))
+        single, self.dec = headchunk.seal_row(self.last, row, self.dec)
+        self.singles.append(single)
         self.last = row
 
     def _seal_singles(self) -> None:
