@@ -32,6 +32,7 @@ import _hubload  # noqa: E402
 from _common import machine_line  # noqa: E402
 from gpufleet.hub.alerts.engine import Engine, NodeInput  # noqa: E402
 from gpufleet.hub.alerts.rules import load_rules, load_rules_text  # noqa: E402
+from gpufleet.hub.cmdlines import without_commands  # noqa: E402
 from gpufleet.hub.fleet import Fleet  # noqa: E402
 from gpufleet.snapshot import NodeSnapshot, from_json, to_json  # noqa: E402
 
@@ -131,6 +132,14 @@ def main() -> int:
     rows.append(("/api/v1/snapshots?lean=true, MiB gzip (level 1)", len(zlib.compress(lean, 1)) / MiB,
                  len(zlib.compress(want, 1)) / MiB))
     rows.append(("/api/v1/snapshots default, ms CPU to build", t_default * 1e3, t_peer * 1e3))
+    # A viewer (no command lines): the peer made it from the decoded snapshot, once per push.
+    t_bare = statistics.median(cpu(lambda: answer(lambda v: fleet.summary_json(v, False))) for _ in range(3))
+    t_bare_peer = statistics.median(cpu(lambda: [to_json(msgspec.structs.replace(without_commands(p[0]), processes=[]))
+                                                 for p in peer.values()]) for _ in range(3))
+    bare = answer(lambda v: fleet.summary_json(v, False))
+    assert bare == b'{"snapshots":[' + b",".join(to_json(msgspec.structs.replace(without_commands(peer[n][0]),
+                                                                                  processes=[])) for n, _ in ordered) + b"]}"
+    rows.append(("/api/v1/snapshots default for a viewer, ms CPU", t_bare * 1e3, t_bare_peer * 1e3))
     rows.append(("/api/v1/snapshots?lean=true, ms CPU to build", t_lean * 1e3, t_peer * 1e3))
     rows.append(("alert evaluation, built-in rules, ms CPU", statistics.median(ours_eval) * 1e3,
                  statistics.median(peer_eval) * 1e3))

@@ -175,10 +175,12 @@ class Fleet:
 
     def full_json(self, v: NodeView, commands: bool = True) -> bytes | None:
         """The whole snapshot; with `commands=False`, every command line emptied (cmdlines.py)."""
-        if not commands:
-            snap = self.snapshot(v)
-            return None if snap is None else to_json(_without_commands(snap))
-        return v.json
+        data = v.json
+        if data is None or commands:
+            return data
+        from .cmdlines import without_commands_json
+
+        return without_commands_json(data)
 
     def summary_json(self, v: NodeView, commands: bool = True) -> bytes | None:
         """The snapshot without the host process table: what `/api/v1/snapshots` serves by default."""
@@ -186,9 +188,9 @@ class Fleet:
         if data is None:
             return None
         if not commands:
-            snap = self.snapshot(v)
-            assert snap is not None  # it has JSON
-            return to_json(_without_commands(msgspec.structs.replace(snap, processes=[])))
+            from .cmdlines import without_commands_json
+
+            return without_commands_json(data, processes=False)
         if b'"processes":' not in data:
             return data  # nothing to leave out: no host process table, no per-GPU process count
         # Top-level members kept as they are (msgspec.Raw): one scan of the text, no decode of
