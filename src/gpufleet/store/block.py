@@ -111,64 +111,32 @@ class BlockWriter:
         self._seen.add(nid)
         present = ~np.isnan(cols[0])
         counts = present.sum(axis=0)
-        s_lo = self._nseries
         node_row = len(self._nodes)
+        s_lo = self._nseries
         ts_off, ts_len = self._put(codec.encode(ts))
-        # Always-present series (the common case) are encoded in one vectorised pass.
-        full = np.flatnonzero(counts == rows)
-        encoded: dict[int, list[bytes]] = {}
-        if full.size:
-            per_col = [codec.encode_columns(c[:, full]) for c in cols]
-            for i, j in enumerate(full.tolist()):
-                encoded[j] = [pc[i] for pc in per_col]
-        group: list[bytes] = []
-        group_len = 0
-        # per series of this node: sid, inner offset, inner length, count; group offset/length
-        r_sid: list[int] = []
-        r_inner: list[int] = []
-        r_inner_len: list[int] = []
-        r_cnt: list[int] = []
-        r_off: list[int] = []
-        r_len: list[int] = []
-
-        def flush_group() -> None:
-            nonlocal group, group_len
-            if not group:
-                return
-            off, ln = self._put(b"".join(group))
-            k = len(r_sid) - len(r_off)
-            r_off.extend([off] * k)
-            r_len.extend([ln] * k)
-            group, group_len = [], 0
-
-        for j in range(sids.size):
-            cnt = int(counts[j])
-            if cnt == 0:
-                continue
-            if cnt == rows:
-                parts = [b"\x00"]
-                encs = encoded[j]
-            else:
-                mask = present[:, j]
-                parts = [b"\x01", np.packbits(mask).tobytes()]
-                encs = [codec.encode(c[mask, j]) for c in cols]
-            for enc in encs:
-                parts.append(_U32.pack(len(enc)))
-                parts.append(enc)
-            payload = b"".join(parts)
-            r_sid.append(int(sids[j]))
-            r_inner.append(group_len)
-            r_inner_len.append(len(payload))
-            r_cnt.append(cnt)
-            group.append(payload)
-            group_len += len(payload)
-            self.samples += cnt
-            if group_len >= GROUP_BYTES:
-                flush_group()
-        flush_group()
-        chunk = np.empty(len(r_sid), SERIES_DT)
-        chunk["sid"], chunk["node"], chunk["off"], chunk["len"] = r_sid, node_row, r_off, r_len
-        chunk["inner"], chunk["inner_len"], chunk["count"] = r_inner, r_inner_len, r_cnt
+        payload, starts, lens, kept = _payloads(cols, present, counts, rows)
+        # series of this node packed into frames of about GROUP_BYTES, in order: a frame
+        # ends after the series that takes it to GROUP_BYTES or more
+        n = kept.size
+        r_off = np.empty(n, np.uint64)
+        r_len = np.empty(n, np.uint32)
+        inner = np.empty(n, np.uint32)
+        lo = 0
+        acc = 0
+        lens_l = lens.tolist()
+        for i in range(n):
+            acc += lens_l[i]
+            if acc >= GROUP_BYTES or i == n - 1:
+                a, b = int(starts[lo]), int(starts[i]) + lens_l[i]
+                off, ln = self._put(payload[a:b].tobytes())
+                r_off[lo : i + 1] = off
+                r_len[lo : i + 1] = ln
+                inner[lo : i + 1] = starts[lo : i + 1] - a
+                lo, acc = i + 1, 0
+        chunk = np.empty(n, SERIES_DT)
+        chunk["sid"], chunk["node"], chunk["off"], chunk["len"] = sids[kept], node_row, r_off, r_len
+        chunk["inner"], chunk["inner_len"], chunk["count"] = inner, lens, counts[kept]
+        self.samples += int(counts[kept].sum())
         self._add_series(chunk)
         self._nodes.append((nid, rows, ts_off, ts_len, s_lo, self._nseries,
                             float(ts[0]), float(ts[-1])))
@@ -437,3 +405,49 @@ class Block:
             for g, bufs in zip(grids, full_bufs):
                 g[:, full_js] = codec.decode_columns(bufs, rows)
         return ts, sids, grids
+
+
+def _payloads(cols: list[np.ndarray], present: np.ndarray, counts: np.ndarray,
+              rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A node's series frames' contents, laid out with numpy, not series by series.
+
+    Per series with a sample: ``\x00`` (always present) or ``\x01`` + its presence bitmap,
+    then per value column a u32 length and ``codec.encode`` of its present values.
+    Returns (all payloads back to back as uint8, each one's start, its length, the
+    columns they belong to): always-present series, the common case, are encoded for
+    all columns at once (``codec.encode_columns_packed``) and scattered in place.
+    """
+    kept = np.flatnonzero(counts > 0)
+    full = np.flatnonzero(counts == rows)
+    lens = np.zeros(counts.size, np.int64)
+    packs = [codec.encode_columns_packed(c[:, full]) for c in cols] if full.size else []
+    if full.size:
+        lens[full] = 1 + sum(4 + p[0] for p in packs)
+    gaps: dict[int, bytes] = {}
+    for j in np.flatnonzero((counts > 0) & (counts < rows)).tolist():  # series with gaps: few
+        mask = present[:, j]
+        parts = [b"\x01", np.packbits(mask).tobytes()]
+        for c in cols:
+            enc = codec.encode(c[mask, j])
+            parts += [_U32.pack(len(enc)), enc]
+        gaps[j] = b"".join(parts)
+        lens[j] = len(gaps[j])
+    klens = lens[kept]
+    starts = np.zeros(kept.size, np.int64)
+    if kept.size:
+        np.cumsum(klens[:-1], out=starts[1:])
+    buf = np.empty(int(klens.sum()), np.uint8)
+    at = np.zeros(counts.size, np.int64)
+    at[kept] = starts
+    if full.size:
+        buf[at[full]] = 0
+        piece = at[full] + 1
+        four = np.arange(4)
+        for lengths, blocks in packs:
+            buf[piece[:, None] + four] = lengths.astype("<u4").view(np.uint8).reshape(-1, 4)
+            for local, mat in blocks:
+                buf[(piece[local] + 4)[:, None] + np.arange(mat.shape[1])] = mat
+            piece = piece + 4 + lengths
+    for j, payload in gaps.items():
+        buf[at[j] : at[j] + len(payload)] = np.frombuffer(payload, np.uint8)
+    return buf, starts, klens, kept

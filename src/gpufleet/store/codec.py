@@ -159,16 +159,36 @@ def _bitcost_cols(x: np.ndarray) -> np.ndarray:
 
 
 def encode_columns(m: np.ndarray) -> list[bytes]:
-    """Encode every column of a rows x n matrix (no NaN); same bytes as encode() per column.
+    """Encode every column of a rows x n matrix (no NaN); same bytes as encode() per column."""
+    lengths, blocks = encode_columns_packed(m)
+    out: list[bytes] = [b""] * lengths.size
+    for cols, mat in blocks:
+        for j, row in zip(cols.tolist(), mat):
+            out[j] = row.tobytes()
+    return out
 
-    Vectorised across columns: a block holds hundreds of thousands of short
-    series, so per-column Python overhead, not arithmetic, is what costs.
+
+# Columns whose encodings share a length, as (column indices, count x length uint8 matrix).
+Packed = list[tuple[np.ndarray, np.ndarray]]
+
+
+def encode_columns_packed(m: np.ndarray) -> tuple[np.ndarray, Packed]:
+    """Every column's encode() bytes, as their lengths and matrices of equal-length ones.
+
+    Vectorised across columns: a block holds hundreds of thousands of short series,
+    so per-column Python work, not arithmetic, is what costs; the block writer lays
+    these matrices into its frames without a Python step per series.
     """
     m = np.asarray(m, dtype=np.float64)
     rows, n = m.shape
+    lengths = np.zeros(n, np.int64)
+    blocks: Packed = []
     if rows == 0 or n == 0:
-        return [encode(m[:, j]) for j in range(n)]
-    out: list[bytes | None] = [None] * n
+        for j in range(n):
+            enc = encode(m[:, j])
+            lengths[j] = len(enc)
+            blocks.append((np.array([j]), np.frombuffer(enc, np.uint8)[None, :]))
+        return lengths, blocks
     dec = np.full(n, -1, np.int64)
     ints = np.empty((rows, n), np.int64)
     negzero = ((m == 0.0) & np.signbit(m)).any(axis=0)
@@ -187,8 +207,17 @@ def encode_columns(m: np.ndarray) -> list[bytes]:
         dec[good] = d
         ints[:, good] = r[:, ok].astype(np.int64)
         und = und[~ok]
-    for k in np.flatnonzero(dec < 0).tolist():
-        out[k] = encode(m[:, k])  # XOR fallback, rare
+    xcols = np.flatnonzero(dec < 0)
+    if xcols.size:  # XOR of successive IEEE bit patterns, as encode() falls back to
+        bits = np.ascontiguousarray(m[:, xcols]).view(np.uint64)
+        x = bits.copy()
+        x[1:] ^= bits[:-1]
+        k = xcols.size
+        mat = np.empty((k, _HDR.size + 8 * rows), np.uint8)
+        mat[:, : _HDR.size] = np.frombuffer(_HDR.pack(_KIND_XOR, 0, 8, 0), np.uint8)
+        mat[:, _HDR.size :] = np.ascontiguousarray(x.T).view(np.uint8).reshape(k, rows, 8).transpose(0, 2, 1).reshape(k, 8 * rows)
+        lengths[xcols] = mat.shape[1]
+        blocks.append((xcols, mat))
     icols = np.flatnonzero(dec >= 0)
     if icols.size:
         iv = ints[:, icols]
@@ -207,22 +236,29 @@ def encode_columns(m: np.ndarray) -> list[bytes]:
             nb = z.shape[0]
             top = z.max(axis=0) if nb else np.zeros(sel.size, np.uint64)
             widths = np.where(top < 256, 1, np.where(top < 65536, 2, np.where(top < 2**32, 4, 8)))
-            firsts = iv[0, sel].tolist()
-            seconds = d1[0, sel].tolist() if o == 2 else None
             for w in (1, 2, 4, 8):
                 wsel = np.flatnonzero(widths == w)
                 if wsel.size == 0:
                     continue
+                cols = icols[sel[wsel]]
+                k = cols.size
+                size = _HDR.size + 8 * o + nb * w
+                mat = np.empty((k, size), np.uint8)
+                mat[:, 0] = _KIND_INT
+                mat[:, 1] = dec[cols]
+                mat[:, 2] = w
+                mat[:, 3] = o
+                heads = np.empty((k, o), "<i8")
+                heads[:, 0] = iv[0, sel[wsel]]
+                if o == 2:
+                    heads[:, 1] = d1[0, sel[wsel]]
+                mat[:, _HDR.size : _HDR.size + 8 * o] = heads.view(np.uint8)
                 narrow = np.ascontiguousarray(z[:, wsel].astype(_UINT[w]).T)  # k x nb
-                planes = narrow.view(np.uint8).reshape(wsel.size, nb, w).transpose(0, 2, 1).tobytes()
-                span = nb * w
-                for c, local in enumerate(wsel.tolist()):
-                    j = int(icols[sel[local]])
-                    heads = _I64.pack(firsts[local])
-                    if o == 2:
-                        heads += _I64.pack(seconds[local])  # type: ignore[index]
-                    out[j] = _HDR.pack(_KIND_INT, int(dec[j]), w, o) + heads + planes[c * span : (c + 1) * span]
-    return out  # type: ignore[return-value]
+                planes = narrow.view(np.uint8).reshape(k, nb, w).transpose(0, 2, 1).reshape(k, nb * w)
+                mat[:, _HDR.size + 8 * o :] = planes
+                lengths[cols] = size
+                blocks.append((cols, mat))
+    return lengths, blocks
 
 
 def decode_columns(bufs: Sequence[bytes | memoryview], n: int) -> np.ndarray:
