@@ -21,7 +21,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -65,7 +65,7 @@ class Samples:
     util: np.ndarray
     energy: np.ndarray
     power: np.ndarray
-    mig: dict[str, np.ndarray]  # GPU instance (label `gpu_instance`) -> its activity at ts
+    mig: dict[str, np.ndarray] = field(default_factory=dict)  # GPU instance (label `gpu_instance`) -> activity at ts
 
     def held_share(self, mig: Mapping[str, float], eq: float) -> tuple[np.ndarray, np.ndarray]:
         """(busy share, idle share) of a hold at each sample: the GPU's utilisation for a whole
