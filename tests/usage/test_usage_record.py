@@ -38,7 +38,8 @@ def test_holders_from_allocations_add_mig_slices_and_ignore_state() -> None:
                    namespace="ns"),
     ]
     sig = node_holders(snap(T, allocs))
-    assert sig == ((0, (Holder("ana", "ml", "slurm:77", "77", "", "", round(5 / 7, 6), mig="1:0.428571,2:0.285714"),)),
+    assert sig == ((0, (Holder("ana", "ml", "slurm:77", "77", "", "", round(5 / 7, 6),
+                               mig="1:0.428571,2:0.285714"),)),
                    (1, (Holder("ben", "", "pod:ns/p", "", "ns/p", "c0ffee", 1.0),)))
     flipped = [Allocation(**{**{f: getattr(a, f) for f in a.__struct_fields__},
                              "state": "in_use" if a.state == "idle_held" else a.state}) for a in allocs]

@@ -3,9 +3,9 @@
 A holder is (user, group, job key, Slurm job, pod, container, GPU-equivalents, MIG slices).
 They come from the snapshot's `allocations` (the agent's allocation collector: processes and
 allocation sources, MIG slices as fractions): each non-free entry of a GPU is a holder, and
-one holder's entries on one GPU (several MIG slices) add up, each slice kept with its share. A snapshot without allocations
-(an agent before them) falls back to the GPU's processes: each distinct (user, job) among
-them holds an equal share. A GPU with no holder is free.
+one holder's entries on one GPU (several MIG slices) add up, each slice kept with its share.
+A snapshot without allocations (an agent before them) falls back to the GPU's processes:
+each distinct (user, job) among them holds an equal share. A GPU with no holder is free.
 
 Whether a held GPU is busy or idle is not part of a holder: it changes from one collection to
 the next, and is measured over time when figures are settled (settle.py), so a dip in

@@ -9,8 +9,9 @@ went down was reset: its new value is the increase, as Prometheus' increase() co
 or power x time where the counter is missing. Idle: utilisation under IDLE_RATIO (the agent's
 idle_held line). A hold of MIG slices is busy and idle by each slice's own activity (the
 `mig` scope's engine activity, weighted by the slice's share): NVML reports no whole-GPU
-utilisation with MIG on. Energy stays the whole GPU's counter, shared by GPU-equivalents. Figures and each hold's `settled` mark are written in one
-transaction; a crash repeats a step, never counts it twice.
+utilisation with MIG on. Energy stays the whole GPU's counter, shared by GPU-equivalents.
+Figures and each hold's `settled` mark are written in one transaction; a crash repeats a
+step, never counts it twice.
 """
 
 from __future__ import annotations
