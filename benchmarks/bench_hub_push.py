@@ -1,6 +1,7 @@
 """Hub CPU per push over HTTP and RSS, for A/B comparisons of hub code at 1,000 nodes.
 
 Run: .venv/bin/python benchmarks/bench_hub_push.py [--nodes 1000] [--rounds 6] [--connections 4]
+     [--encoding json|compact|both]
 
 A real `gpufleet hub` process; the load generator's snapshots (benchmarks/_hubload.py, 8 GPUs +
 a 224-CPU host each, gzip level 1). Round 0 is the join: every node's first push, sent as fast as
@@ -12,6 +13,10 @@ Unlike bench_hub.py this does not pace pushes in time and runs no peer: it is fo
 versions of the hub on the same machine back to back, e.g. an older tree with
 `PYTHONPATH=/path/to/old/src` (the hub process inherits it), where bench_hub.py gives the
 figures against VictoriaMetrics.
+
+`--encoding compact` sends the agent's compact push (gpufleet/compact.py: series shape once per
+node and shape, then the rest of the snapshot and packed values) to /api/v1/push/compact; `both`
+runs a fresh hub for each encoding, JSON first, and prints them side by side.
 """
 
 from __future__ import annotations
@@ -42,9 +47,51 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--encoding", choices=("json", "compact", "both"), default="both")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args()
     print(f"# bench_hub_push: {machine_line()}")
+    results = {}
+    for enc in (("json", "compact") if a.encoding == "both" else (a.encoding,)):
+        results[enc] = run(a, enc)
+    if len(results) == 2:
+        j, c = results["json"], results["compact"]
+        print(f"# compact / json: steady CPU per push {c['steady_ms_cpu_per_push']:.2f} / "
+              f"{j['steady_ms_cpu_per_push']:.2f} ms ({c['steady_ms_cpu_per_push'] / j['steady_ms_cpu_per_push']:.2f}x), "
+              f"join {c['join_ms_cpu_per_first_push']:.2f} / {j['join_ms_cpu_per_first_push']:.2f} ms, "
+              f"RSS at the end {c['rss_end_mib']:.0f} / {j['rss_end_mib']:.0f} MiB")
+    if a.json:
+        Path(a.json).write_text(json.dumps(results if len(results) > 1 else next(iter(results.values())),
+                                           indent=1) + "\n")
+    return 0
+
+
+def compact_templates(variants: int) -> dict[str, list[tuple[list[bytes], list[bytes], bytes, str]]]:
+    """Per profile and variant: the frame's JSON head with and without its shape (template parts
+    with node and timestamp marks), the packed values, and the shape id."""
+    from gpufleet import compact
+    from gpufleet.snapshot import from_json, to_json
+
+    out: dict[str, list[tuple[list[bytes], list[bytes], bytes, str]]] = {}
+    for profile, snaps in _hubload.build_snapshots(variants).items():
+        rows = []
+        for snap in snaps:
+            rest = from_json(to_json(snap))
+            shape, values = compact.split(rest)
+            sid = compact.shape_id(shape)
+            frames = []
+            for with_shape in (True, False):
+                frame = compact.encode_frame(sid, rest, values, shape if with_shape else None)
+                (hlen,) = compact.LENGTH.unpack_from(frame, 0)
+                head = frame[4:4 + hlen].replace(repr(snap.timestamp).encode(), _hubload.TS_MARK)
+                frames.append(_hubload._split(head.replace(_hubload.NODE_MARK.encode(), _hubload.NODE_BMARK)))
+            rows.append((frames[0], frames[1], frame[4 + hlen:], sid))
+        out[profile] = rows
+    return out
+
+
+def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
+    print(f"# encoding: {encoding}")
     work = Path(tempfile.mkdtemp(prefix="bench-hub-push-"))
     port = free_port()
     hub = subprocess.Popen([PY, "-m", "gpufleet", "hub", "--listen", f"127.0.0.1:{port}", "--data", str(work),
@@ -55,19 +102,34 @@ def main() -> int:
         tok = subprocess.run([PY, "-m", "gpufleet", "token", "create", "--data", str(work)],
                              capture_output=True, text=True, check=True).stdout.split()[-1]
         creds = register(Http(port, bench_key(work)), tok, a.nodes)
-        tmpl = _hubload.build_templates(4, "hub")
+        tmpl = _hubload.build_templates(4, "hub") if encoding == "json" else {}
+        ctmpl = compact_templates(4) if encoding == "compact" else {}
+        sent: set[tuple[str, str]] = set()  # (node, shape id) the hub was sent, as the agent keeps it
         base = time.time() - a.rounds * 5 - 10
 
         def bodies(k: int) -> list[tuple[str, bytes]]:
+            from gpufleet import compact
+
             out = []
             for i in range(a.nodes):
                 name = _hubload.node_name(i)
                 ts = repr(round(base + 5 * k + i * 0.001, 3)).encode()
-                body = _hubload.stamp(tmpl[_hubload.profile_of(i)][k % 4], name.encode(), ts)
+                if encoding == "json":
+                    body = _hubload.stamp(tmpl[_hubload.profile_of(i)][k % 4], name.encode(), ts)
+                else:
+                    full, bare, values, sid = ctmpl[_hubload.profile_of(i)][k % 4]
+                    head = _hubload.stamp(bare if (name, sid) in sent else full, name.encode(), ts)
+                    sent.add((name, sid))
+                    body = (compact.MAGIC + compact.LENGTH.pack(len(head)) + head + values)
                 out.append((name, gzip.compress(body, 1, mtime=0)))
             return out
 
         samples_per_push = [0.0]
+        path, ctype = "/api/v1/push", "application/json"
+        if encoding == "compact":
+            from gpufleet import compact
+
+            path, ctype = compact.PATH, compact.CONTENT_TYPE
 
         def send(batch: list[tuple[str, bytes]]) -> None:
             todo, lock = list(batch), threading.Lock()
@@ -79,8 +141,8 @@ def main() -> int:
                         if not todo:
                             break
                         name, body = todo.pop()
-                    conn.request("POST", "/api/v1/push", body=body, headers={
-                        "Authorization": f"Bearer {creds[name]}", "Content-Type": "application/json",
+                    conn.request("POST", path, body=body, headers={
+                        "Authorization": f"Bearer {creds[name]}", "Content-Type": ctype,
                         "Content-Encoding": "gzip"})
                     r = conn.getresponse()
                     r.read()
@@ -120,18 +182,17 @@ def main() -> int:
             "steady_ms_cpu_per_push": steady / pushes * 1e3,
             "steady_cpu_s_per_million": steady / (samples / 1e6) if samples else float("nan"),
             "rss_after_join_mib": rss_join / MiB, "rss_end_mib": proc_rss_bytes(hub.pid) / MiB,
+            "bytes_per_push": sum(len(b) for _, b in bodies(1)) / a.nodes,
         }
         print(f"# join: {out['join_ms_cpu_per_first_push']:.2f} ms CPU per first push ({join_wall:.1f} s wall), "
               f"RSS {out['rss_after_join_mib']:.0f} MiB")
         print(f"# steady: {out['steady_ms_cpu_per_push']:.2f} ms CPU per push, "
               f"{out['steady_cpu_s_per_million']:.2f} CPU s per million samples "
               f"({out['samples_per_push']:.0f} per push), RSS at the end {out['rss_end_mib']:.0f} MiB")
-        if a.json:
-            Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+        return out
     finally:
         hub.terminate()
         hub.wait(30)
-    return 0
 
 
 if __name__ == "__main__":

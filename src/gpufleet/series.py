@@ -13,7 +13,7 @@ list object) while the snapshot's shape is unchanged.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 import msgspec
 
@@ -91,7 +91,9 @@ def _records(snap: NodeSnapshot) -> list[Record]:
 _PAIRS: dict[tuple[str, str], tuple[str, str]] = {}
 
 
-def _build(recs: list[Record], base: dict[str, str]) -> tuple[tuple[SeriesKey, ...], list[list[str] | None]]:
+def build_keys(recs: Sequence[tuple[str, tuple[str, ...], Collection[str]]],
+               base: dict[str, str]) -> tuple[tuple[SeriesKey, ...], list[list[str] | None]]:
+    """Series keys of records given as (scope, ids, value keys); picks: per record the keys kept (None: all)."""
     keys: list[SeriesKey] = []
     picks: list[list[str] | None] = []
     pair = _PAIRS.setdefault
@@ -115,7 +117,7 @@ def snapshot_series(snap: NodeSnapshot, extra_labels: dict[str, str] | None = No
     if cache is not None and cache.find(shape):
         keys, picks = cache.keys, cache.picks
     else:
-        keys, picks = _build(recs, base)
+        keys, picks = build_keys(recs, base)
         if cache is not None:
             cache.put(shape, keys, picks)
             keys = cache.keys  # the stored tuple (sharing keys with the other shapes)

@@ -19,7 +19,7 @@ SCHEMA_VERSION = 1
 Values = dict[str, float]
 
 
-class HostInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+class HostInfo(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     hostname: str = ""
     os: str = ""
     os_version: str = ""
@@ -29,24 +29,24 @@ class HostInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     boot_time: float = 0.0
 
 
-class CpuCore(msgspec.Struct, kw_only=True, omit_defaults=True):
+class CpuCore(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     cpu: int
     values: Values = {}
 
 
-class Disk(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Disk(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     device: str
     mountpoint: str
     fstype: str = ""
     values: Values = {}
 
 
-class NetInterface(msgspec.Struct, kw_only=True, omit_defaults=True):
+class NetInterface(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     interface: str
     values: Values = {}
 
 
-class LoginUser(msgspec.Struct, kw_only=True, omit_defaults=True):
+class LoginUser(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     name: str
     terminal: str = ""
     host: str = ""
@@ -54,7 +54,7 @@ class LoginUser(msgspec.Struct, kw_only=True, omit_defaults=True):
     pid: int | None = None
 
 
-class Owner(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Owner(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """Who a process belongs to beyond its Unix user: container, pod, batch job."""
 
     container: str = ""  # container id (docker/containerd/podman/cri-o), short form
@@ -65,7 +65,7 @@ class Owner(msgspec.Struct, kw_only=True, omit_defaults=True):
     slurm_job: str = ""
 
 
-class Process(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Process(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     pid: int
     ppid: int = 0
     user: str = ""
@@ -80,7 +80,7 @@ class Process(msgspec.Struct, kw_only=True, omit_defaults=True):
     gpus: list[int] = []  # indices of accelerators this process uses
 
 
-class GpuProcess(msgspec.Struct, kw_only=True, omit_defaults=True):
+class GpuProcess(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     pid: int
     memory_bytes: int | None = None
     kind: str = "compute"  # compute | graphics
@@ -90,7 +90,7 @@ class GpuProcess(msgspec.Struct, kw_only=True, omit_defaults=True):
     gpu_instance: int | None = None  # MIG instance the process runs in
 
 
-class MigInstance(msgspec.Struct, kw_only=True, omit_defaults=True):
+class MigInstance(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     gpu_instance: int
     compute_instance: int = 0
     profile: str = ""
@@ -98,14 +98,14 @@ class MigInstance(msgspec.Struct, kw_only=True, omit_defaults=True):
     values: Values = {}
 
 
-class GpuLink(msgspec.Struct, kw_only=True, omit_defaults=True):
+class GpuLink(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """One GPU-to-GPU link (NVLink, or XGMI on AMD) of a GPU; values keyed by the gpu_link scope."""
 
     link: int
     values: Values = {}
 
 
-class Gpu(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Gpu(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     index: int
     uuid: str
     model: str
@@ -120,13 +120,13 @@ class Gpu(msgspec.Struct, kw_only=True, omit_defaults=True):
     events: list[str] = []  # recent notable events, e.g. "xid 79"
 
 
-class UserUsage(msgspec.Struct, kw_only=True, omit_defaults=True):
+class UserUsage(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     user: str
     group: str = ""  # the user's group (allocation collector: --groups-file, else the Unix primary group)
     values: Values = {}
 
 
-class Allocation(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Allocation(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """Who holds one GPU, or one MIG slice, at this moment (collectors/allocation.py).
 
     Every answering GPU has entries: one per slot (the whole GPU, or each MIG GPU instance)
@@ -154,7 +154,7 @@ class Allocation(msgspec.Struct, kw_only=True, omit_defaults=True):
     stopped: bool = False  # the holder is a stopped container that keeps its GPU (an allocation source says so)
 
 
-class CollectorStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
+class CollectorStatus(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     collector: str
     success: bool
     duration: float
@@ -162,7 +162,7 @@ class CollectorStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
     errors_total: int = 0
 
 
-class NodeSnapshot(msgspec.Struct, kw_only=True, omit_defaults=True):
+class NodeSnapshot(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     node: str
     timestamp: float
     schema: int = SCHEMA_VERSION

@@ -22,6 +22,7 @@ EXPECTED = {
     ("GET", "/ui/vendor/{name}"): Policy.PUBLIC,
     ("POST", "/api/v1/register"): Policy.AGENT,
     ("POST", "/api/v1/push"): Policy.AGENT,
+    ("POST", "/api/v1/push/compact"): Policy.AGENT,
     ("GET", "/api/v1/nodes"): Policy.VIEWER,
     ("GET", "/api/v1/nodes/{name}/snapshot"): Policy.VIEWER,
     ("GET", "/api/v1/snapshots"): Policy.VIEWER,

@@ -16,6 +16,9 @@ shared, so a snapshot is acknowledged by exactly one hub (hubs.py).
 Hub contract (see docs/agent.md, "Pushing to a hub"):
   POST /api/v1/register  Bearer <join token>       -> {"node", "credential"}
   POST /api/v1/push      Bearer <node credential>  {"snapshots": [...]} -> {"accepted", "duplicates"}
+  POST /api/v1/push/compact  the same snapshots in the compact encoding (gpufleet/compact.py), used
+                         by default; a hub without it (404/405) gets JSON pushes for an hour, a hub
+                         that does not know a shape (409 unknown_shape, e.g. restarted) gets them again.
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import __version__, clock
+import msgspec
+
+from .. import __version__, clock, compact
 from ..errors import UserError
 from ..httpclient import Client, HTTPError, Response
 from ..netaddr import host_port, reachable_host
-from ..snapshot import NodeSnapshot, to_json
+from ..snapshot import NodeSnapshot, from_json, to_json
 from ..syntax import normalize_hub_url, redact_url
 from ..tls import client_verify, describe_tls_error
 from .credentials import FILENAME as CREDENTIAL_FILENAME
@@ -58,6 +63,8 @@ MISSING_TOKEN = "--hub needs --token (create one on the hub with `gpufleet token
 DEFAULT_BATCH = 50
 DEFAULT_MAX_BODY = 8 * 1024 * 1024  # uncompressed JSON per request; a 413 lowers it
 GZIP_MIN = 1024  # below this gzip costs more than it saves
+COMPACT_RETRY_S = 3600.0  # after a hub said it has no compact push (older hub), ask again this late
+MAX_SHAPES_SENT = 64  # shape ids remembered as known to the hub (a few per node in practice)
 
 
 # ---- where things live ----------------------------------------------------------------------
@@ -114,6 +121,7 @@ class Pusher:
         timeout: float = 10.0,
         idle_wait: float = 5.0,
         verify: ssl.SSLContext | bool = True,
+        compact_push: bool = True,
     ) -> None:
         # Several hubs: one is used at a time, the next when it is down (hubs.py says which and why).
         self._hubs = HubChoice([normalize_hub_url(h) for h in ([hub] if isinstance(hub, str) else hub)], node)
@@ -143,6 +151,10 @@ class Pusher:
         self._limit = self.batch_size  # halved while bisecting a batch the hub calls malformed
         self._max_body = max_body_bytes  # lowered for good by a 413
         self._attempts = 0  # consecutive failures, for backoff
+        # The compact push (gpufleet/compact.py): off for a while when the hub lacks it.
+        self.compact_push = compact_push
+        self._compact_off_until = 0.0  # monotonic
+        self._shapes_sent: set[str] = set()  # shape ids the hub acknowledged
         self._fresh_registration = False  # registered, no push accepted since
         self._state = "starting"  # starting | up | down | tls | unauthorized | refused | misconfigured | error
         self._down_since: float | None = None
@@ -263,16 +275,25 @@ class Pusher:
         batch = self.spool.peek(self._limit, self._max_body)
         if not batch:
             return 0.0
-        body = b'{"snapshots":[' + b",".join(e.data for e in batch) + b"]}"
+        use_compact = self.compact_push and time.monotonic() >= self._compact_off_until
+        shapes: list[str] = []
+        packed = self._compact_body(batch) if use_compact else None
+        if packed is not None:
+            body, shapes = packed
+            path, ctype = compact.PATH, compact.CONTENT_TYPE
+        else:
+            use_compact = False
+            body = b'{"snapshots":[' + b",".join(e.data for e in batch) + b"]}"
+            path, ctype = PUSH_PATH, "application/json"
         # The send time lets the hub measure this node's clock skew (refused pushes included).
-        headers = {"Authorization": f"Bearer {self._credential}", "Content-Type": "application/json",
+        headers = {"Authorization": f"Bearer {self._credential}", "Content-Type": ctype,
                    "X-Gpufleet-Sent-At": f"{clock.now():.3f}"}
         wire = body
         if len(body) >= GZIP_MIN:
             wire = gzip.compress(body, compresslevel=5, mtime=0)
             headers["Content-Encoding"] = "gzip"
         try:
-            resp = self._client.post(self.hub + PUSH_PATH, content=wire, headers=headers,
+            resp = self._client.post(self.hub + path, content=wire, headers=headers,
                                      timeout=timeout)
         except HTTPError as e:
             self._unreachable(e)
@@ -280,7 +301,31 @@ class Pusher:
         code = resp.status_code
         seqs = [e.seq for e in batch]
 
+        if use_compact and code in (404, 405):
+            # A hub from before the compact push: JSON it is, for a while (the hub may be upgraded).
+            log.info("hub %s has no compact push (HTTP %d): pushing JSON for the next %.0f minutes",
+                     self._display, code, COMPACT_RETRY_S / 60)
+            self._compact_off_until = time.monotonic() + COMPACT_RETRY_S
+            return 0.0
+        if use_compact and code == 409 and _detail(resp).startswith(compact.UNKNOWN_SHAPE):
+            if self._shapes_sent:
+                # The hub forgot shapes it had (restarted): send this batch again with them. Nothing
+                # of a refused batch is stored, so this loses and doubles nothing.
+                log.info("hub %s does not know this node's series shape (restarted?): sending it again",
+                         self._display)
+                self._shapes_sent.clear()
+                return 0.0
+            # The batch carried every shape and the hub still refuses: not a hub to retry at once.
+            self.failed += 1
+            self._set_state("error", logging.ERROR, "hub %s refuses the series shapes this agent sends (%s); "
+                            "retrying with backoff", self._display, _detail(resp))
+            return self._backoff()
+
         if 200 <= code < 300:
+            if shapes:
+                if len(self._shapes_sent) + len(shapes) > MAX_SHAPES_SENT:
+                    self._shapes_sent.clear()  # the hub keeps a few per node: old ones are gone anyway
+                self._shapes_sent.update(shapes)
             duplicates = _json_int(resp, "duplicates")
             self.spool.ack(seqs)
             self.pushed += len(batch)
@@ -327,6 +372,30 @@ class Pusher:
                         "hub %s answered HTTP %d%s to a push: is --hub the hub's base URL? %s; "
                         "snapshots are kept in %s meanwhile", self._display, code, where, detail, self.spool.path)
         return self._backoff()
+
+    def _compact_body(self, batch: list[Entry]) -> tuple[bytes, list[str]] | None:
+        """The batch in the compact encoding and the ids of the shapes it uses; None if it cannot be.
+
+        A shape goes along when the hub has not acknowledged it yet (first use, new shape,
+        after a 409); the spool keeps JSON, so old spools drain the same way. An entry this
+        agent cannot read goes as JSON, for the hub to refuse it by name.
+        """
+        parts = [compact.MAGIC]
+        ids: list[str] = []
+        with_shape: set[str] = set()
+        for e in batch:
+            try:
+                rest = from_json(e.data)
+            except msgspec.DecodeError:
+                return None
+            shape, values = compact.split(rest)
+            sid = compact.shape_id(shape)
+            send = sid not in self._shapes_sent and sid not in with_shape
+            if send:
+                with_shape.add(sid)
+            parts.append(compact.encode_frame(sid, rest, values, shape if send else None))
+            ids.append(sid)
+        return b"".join(parts), ids
 
     def _rejected(self, batch: list[Entry], code: int, detail: str, body_len: int) -> float:
         """400/422 malformed, 413 too large. Split the batch until the culprit stands alone, drop it."""

@@ -16,7 +16,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from .. import __version__
+from .. import __version__, compact
 from ..catalogue import BY_NAME, CATALOGUE
 from ..exposition import TEXT_CONTENT_TYPE, render_scope
 from ..syntax import Matcher, parse_matcher
@@ -176,6 +176,15 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
         node = hub.authenticate(_bearer(request))
         body = await _read_body(request, hub.opts.max_push_bytes)
         accepted, dups = await asyncio.to_thread(hub.ingest_push, body, node, request.headers.get(SENT_AT))
+        return {"accepted": accepted, "duplicates": dups}
+
+    @app.post(compact.PATH, tags=["agents"], dependencies=[agent()])
+    async def push_compact(request: Request) -> dict[str, int]:
+        """The same as /api/v1/push in the compact encoding (docs/agent.md, "The compact push"):
+        series shape sent once, then values as packed float64. 409 `unknown_shape`: resend with shapes."""
+        node = hub.authenticate(_bearer(request))
+        body = await _read_body(request, hub.opts.max_push_bytes)
+        accepted, dups = await asyncio.to_thread(hub.ingest_compact, body, node, request.headers.get(SENT_AT))
         return {"accepted": accepted, "duplicates": dups}
 
     # ---- the fleet --------------------------------------------------------------------------------

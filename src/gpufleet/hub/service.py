@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # imported where used: a hub with --history never loads the s
 
     from ..store import SeriesResult, TimeSeriesStore
     from ..syntax import Matcher
+    from .compact_push import Shapes
     from .history import PromHistory
     from .remote_write import RemoteWriter
     from .scrape import ScrapeState
@@ -165,6 +166,7 @@ class Hub:
         self._lags: deque[tuple[float, float]] = deque(maxlen=4096)
         self._dirty: set[str] = set()
         self.series_caches: dict[str, SeriesCache] = {}
+        self.shapes: dict[str, Shapes] = {}  # per node: the compact push's series shapes
         self.scrape_states: dict[str, ScrapeState] = {}  # per target URL: what its scrapes remember
         self.started = time.time()
         self.jobs = Jobs()
@@ -282,29 +284,32 @@ class Hub:
                 raise IngestError(400, f"snapshots[{i}] is not valid JSON: {e}") from None
             except RecursionError:
                 raise IngestError(400, f"snapshots[{i}] is JSON nested too deeply") from None
-            if s.node != node:
-                raise IngestError(400, f"snapshots[{i}].node is {s.node!r} but the credential belongs to {node!r}")
-            if not math.isfinite(s.timestamp) or s.timestamp <= 0:
-                raise IngestError(400, f"snapshots[{i}].timestamp {s.timestamp!r} is not a valid Unix time")
-            if s.labels:
-                # The same rules as registration: these labels go on every stored and remote-written series.
-                try:
-                    check_labels(s.labels)
-                except ValueError as e:
-                    raise IngestError(400, f"snapshots[{i}].labels: {e}") from None
-            self._check_time(i, s.timestamp, now)
+            self._check_snapshot(i, s, node, now)
             out.append((s, bytes(raw)))
         return sorted(out, key=lambda pair: pair[0].timestamp)
 
-    def _check_time(self, i: int, ts: float, now: float) -> None:
+    def _check_snapshot(self, i: int, s: NodeSnapshot, node: str, now: float, where: str = "snapshots") -> None:
+        if s.node != node:
+            raise IngestError(400, f"{where}[{i}].node is {s.node!r} but the credential belongs to {node!r}")
+        if not math.isfinite(s.timestamp) or s.timestamp <= 0:
+            raise IngestError(400, f"{where}[{i}].timestamp {s.timestamp!r} is not a valid Unix time")
+        if s.labels:
+            # The same rules as registration: these labels go on every stored and remote-written series.
+            try:
+                check_labels(s.labels)
+            except ValueError as e:
+                raise IngestError(400, f"{where}[{i}].labels: {e}") from None
+        self._check_time(i, s.timestamp, now, where)
+
+    def _check_time(self, i: int, ts: float, now: float, where: str = "snapshots") -> None:
         """One absurd timestamp must not poison a node (dedup clock, block names): refuse it."""
         ahead = ts - now
         if ahead > self.opts.max_clock_ahead:
-            raise IngestError(400, f"snapshots[{i}].timestamp {ts!r} is {_span(ahead)} ahead of the hub's clock "
+            raise IngestError(400, f"{where}[{i}].timestamp {ts!r} is {_span(ahead)} ahead of the hub's clock "
                                    f"(limit --max-clock-ahead {_span(self.opts.max_clock_ahead)}): "
                                    "set the node's clock right (NTP)")
         if -ahead > self.opts.max_sample_age:
-            raise IngestError(400, f"snapshots[{i}].timestamp {ts!r} is {_span(-ahead)} old "
+            raise IngestError(400, f"{where}[{i}].timestamp {ts!r} is {_span(-ahead)} old "
                                    f"(limit --max-sample-age {_span(self.opts.max_sample_age)}): too old to store")
 
     def note_clock(self, node: str, sent_at: str | None, now: float) -> None:
@@ -346,11 +351,49 @@ class Hub:
                 self.fleet.heard(node, time.time())
             raise
 
+    def ingest_compact(self, body: bytes, node: str, sent_at: str | None = None) -> tuple[int, int]:
+        """A compact push body (gpufleet/compact.py) from `node`, validated whole, then stored."""
+        from .compact_push import CompactError, Shapes, decode
+
+        now = time.time()
+        self.note_clock(node, sent_at, now)
+        if len(body) > self.opts.max_push_bytes:
+            raise IngestError(413, f"push body of {len(body)} bytes exceeds the limit of {self.opts.max_push_bytes}")
+        shapes = self.shapes.get(node)
+        if shapes is None:
+            shapes = self.shapes[node] = Shapes()
+        try:
+            frames = decode(body, shapes, lambda i, s: self._check_snapshot(i, s, node, now, "frames"))
+        except CompactError as e:
+            raise IngestError(e.status, str(e)) from None
+        except IngestError as e:
+            v = self.fleet.nodes.get(node)
+            if v is not None and e.status == 400 and "--max-clock-ahead" in str(e):
+                v.error = str(e)
+            raise
+        frames.sort(key=lambda f: f.snapshot.timestamp)
+        v = self.fleet.view(node)
+        skew = v.clock_skew
+        series: list[tuple[Sequence[SeriesKey], Any]] = []
+        for f in frames:
+            if skew is not None:
+                f.snapshot.agent["clock_skew_seconds"] = skew  # as a JSON push: stored beside the node's data
+            keys, values = f.series({"node": node, **f.snapshot.labels, **v.labels}, skew, shapes.known)
+            series.append((keys, values))
+        try:
+            return self.ingest([f.snapshot for f in frames], now, None, series)
+        except IngestError as e:
+            if e.status == 503:
+                self.fleet.heard(node, time.time())
+            raise
+
     def ingest(self, snapshots: list[NodeSnapshot], now: float | None = None,
-               raw: list[bytes] | None = None) -> tuple[int, int]:
+               raw: list[bytes] | None = None,
+               series: list[tuple[Sequence[SeriesKey], Any]] | None = None) -> tuple[int, int]:
         """Store snapshots of one node, oldest first. Returns (accepted, duplicates).
 
-        `raw`, when given, holds each snapshot's JSON as received (served as is later).
+        `raw`, when given, holds each snapshot's JSON as received (served as is later);
+        `series`, each snapshot's series keys and values when the caller has them (compact push).
         """
         now = time.time() if now is None else now
         self._check_writable()
@@ -360,11 +403,14 @@ class Hub:
         try:
             for i, snap in enumerate(snapshots):
                 v = self.fleet.view(snap.node)
-                labels = {**snap.labels, **v.labels}
-                cache = self.series_caches.get(snap.node)
-                if cache is None:
-                    cache = self.series_caches[snap.node] = SeriesCache()
-                keys, values = snapshot_series(snap, labels, cache)
+                if series is not None:
+                    keys, values = series[i]
+                else:
+                    labels = {**snap.labels, **v.labels}
+                    cache = self.series_caches.get(snap.node)
+                    if cache is None:
+                        cache = self.series_caches[snap.node] = SeriesCache()
+                    keys, values = snapshot_series(snap, labels, cache)
                 dropped = 0
                 if self.store is not None:
                     dropped = self._store_append(snap, keys, values)
@@ -420,11 +466,11 @@ class Hub:
             raise IngestError(503, f"{reason}; snapshots are not stored meanwhile (the agent keeps them): "
                                    f"retry after {RETRY_AFTER_S} s", RETRY_AFTER_S)
 
-    def _store_append(self, snap: NodeSnapshot, keys: Sequence[SeriesKey], values: list[float]) -> int:
+    def _store_append(self, snap: NodeSnapshot, keys: Sequence[SeriesKey], values: Sequence[float]) -> int:
         assert self.store is not None  # ingest calls this only with the embedded store
         try:
             with self._store_lock:
-                return int(self.store.append(snap.node, snap.timestamp, list(keys), values))
+                return int(self.store.append(snap.node, snap.timestamp, keys, values))
         except ValueError as e:
             self.counters.store_errors += 1
             raise IngestError(400, f"snapshot at {snap.timestamp} refused by the store: {e}") from None
@@ -514,6 +560,7 @@ class Hub:
         for name in self._registered - names:
             if self.fleet.forget(name):
                 self.series_caches.pop(name, None)
+                self.shapes.pop(name, None)
                 self._dirty.discard(name)
                 self._status_dirty.discard(name)
                 self.state.forget_node(name)  # a save that raced the CLI's delete
