@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import sqlite3
+import time
 import zlib
 from pathlib import Path
 
@@ -174,3 +175,31 @@ def test_alert_rule_on_cpu_cores_reads_the_whole_snapshot() -> None:
     engine.evaluate([node], {}, 1001.0)
     firing = sorted(a.labels["cpu"] for a in engine.alerts.values() if a.rule_id.startswith("HotCore"))
     assert firing == [str(i) for i in range(61, 64)]
+
+
+def test_rules_on_cpu_cores_make_the_fleet_keep_them(hub: Hub, tmp_path: Path) -> None:
+    """With such a rule the lean snapshots keep CPU cores (no whole decode per evaluation); a
+    snapshot made before the rule is read whole once."""
+    from gpufleet.hub.alerts.service import AlertsExtension
+
+    hub.ingest([big("n1", time.time() - 10)])
+    before = hub.fleet.nodes["n1"]
+    assert before.snapshot is not None and before.snapshot.cpus == [] and hub.fleet.keep == frozenset()
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text("rules:\n  - alert: HotCore\n    expr: gpufleet_cpu_utilization_ratio > 0.6\n"
+                     "    for: 0s\n    severity: warning\n")
+    ext = AlertsExtension(hub, rules, interval=60)
+    try:
+        assert hub.fleet.keep == frozenset({"cpu"})
+        (node,) = ext.nodes()
+        assert node.whole is not None, "made before the rule: read whole"
+        fired = {a.labels["cpu"] for a in ext.evaluate() if a.labels.get("alertname") == "HotCore"}
+        assert fired == {str(i) for i in range(61, 64)}
+        hub.ingest([big("n1", time.time() - 5)])
+        v = hub.fleet.nodes["n1"]
+        assert v.snapshot is not None and len(v.snapshot.cpus) == 64 and v.snapshot.gpus[0].links == []
+        assert v.snapshot.processes == []
+        (node,) = ext.nodes()
+        assert node.whole is None, "the lean snapshot has what the rule reads"
+    finally:
+        ext.close()

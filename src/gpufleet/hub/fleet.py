@@ -35,6 +35,7 @@ class NodeView:
     snapshot: NodeSnapshot | None = None
     json: bytes | None = None  # the latest snapshot's JSON, as pushed (or encoded once): the one full copy
     seq: int = 0  # counts snapshots: a reader's cache of something derived from one is keyed by it
+    kept: frozenset[str] = frozenset()  # scopes of LEAN_LACKS the lean snapshot keeps all the same
     last_seen: float | None = None  # hub clock: when data last arrived
     interval: float = DEFAULT_INTERVAL
     status: str = "down"
@@ -65,6 +66,8 @@ class Fleet:
         # most recent, keyed by node, each with the seq it was decoded at.
         self._whole: OrderedDict[str, tuple[int, NodeSnapshot]] = OrderedDict()
         self._whole_lock = threading.Lock()
+        # Scopes of LEAN_LACKS that lean snapshots keep: alert rules on them (alerts/service.py).
+        self.keep: frozenset[str] = frozenset()
 
     def view(self, name: str) -> NodeView:
         v = self.nodes.get(name)
@@ -95,7 +98,8 @@ class Fleet:
             v.status, v.since = "up", now
 
     def _set(self, v: NodeView, snap: NodeSnapshot, data: bytes) -> None:
-        v.snapshot, v.json, v.seq = lean(snap), data, v.seq + 1
+        keep = self.keep
+        v.snapshot, v.json, v.kept, v.seq = lean(snap, keep), data, keep, v.seq + 1
 
     def heard(self, name: str, now: float) -> None:
         """The node sent data the hub could not store (disk full): it is alive all the same."""
@@ -209,19 +213,21 @@ class Fleet:
         return to_json(snap if commands else _without_commands(snap))
 
 
-def lean(snap: NodeSnapshot) -> NodeSnapshot:
+def lean(snap: NodeSnapshot, keep: frozenset[str] = frozenset()) -> NodeSnapshot:
     """`snap` without the per-CPU records, the host process table and the GPU links.
 
     At 224 CPUs and 8 GPUs x 18 NVLinks these are ~3/4 of a decoded snapshot; no reader of the
-    whole fleet needs them (LEAN_LACKS names the record scopes they hold). Shallow: shares the rest.
+    whole fleet needs them (LEAN_LACKS names the record scopes they hold) unless an alert rule
+    reads them: `keep` names those scopes. Shallow: shares the rest.
     """
     replace = msgspec.structs.replace
     gpus = snap.gpus
-    if any(g.links for g in gpus):
+    if "gpu_link" not in keep and any(g.links for g in gpus):
         gpus = [replace(g, links=[]) if g.links else g for g in gpus]
-    if not snap.cpus and not snap.processes and gpus is snap.gpus:
+    cpus = snap.cpus if "cpu" in keep else []
+    if cpus is snap.cpus and not snap.processes and gpus is snap.gpus:
         return snap
-    return replace(snap, cpus=[], processes=[], gpus=gpus)
+    return replace(snap, cpus=cpus, processes=[], gpus=gpus)
 
 
 def _without_commands(snap: NodeSnapshot) -> NodeSnapshot:

@@ -95,6 +95,11 @@ class ColumnReader:
         self._counter_windows = counters
         self._cache.clear()  # the columns depend on which keys the rules read
 
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The record scopes the rules read."""
+        return frozenset(self._need)
+
     def node_cols(self, n: NodeInput) -> NodeCols:
         snap = n.snapshot
         labels_key = tuple(n.labels.items())
