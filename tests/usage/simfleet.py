@@ -47,6 +47,11 @@ class Job:
         return u
 
 
+def slice_memory(active: float, held: bool) -> float:
+    """A MIG slice's memory used: 1 GiB for a held slice's process, 4 GiB more when fully busy."""
+    return (1.0 + 4.0 * active) * 2**30 if held else 0.0
+
+
 @dataclass(frozen=True)
 class Slice:
     """One MIG instance of a simulated GPU."""
@@ -108,6 +113,7 @@ class Fleet:
                                          container=j.container, utilization_ratio=active))
             migs.append(MigInstance(gpu_instance=sl.gi, profile=sl.profile, uuid=f"MIG-{node}-{g}-{sl.gi}",
                                     values={"graphics_engine_active_ratio": active,
+                                            "memory_used_bytes": slice_memory(active, hit is not None),
                                             "memory_total_bytes": sl.eq * 80 * 2**30}))
         power = self.mig_power(node, g, t)
         gpu = Gpu(index=g, uuid=f"GPU-{node}-{g}", model="Sim A100", vendor="nvidia",

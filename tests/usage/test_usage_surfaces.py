@@ -1,5 +1,6 @@
 """The same figures from the API, the CLI and the pages, on a real hub process over a data
-directory filled with the known fleet (simfleet.py); who may read whose usage."""
+directory filled with the known fleet (simfleet.py); who may read whose usage; a MIG job's
+utilisation and memory over time per slice."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from gpufleet.cli import cli as main
 from gpufleet.hub.service import Hub, HubOptions
 from gpufleet.hub.usage.extension import UsageExtension
 from realparts import Proc, free_port, gpufleet
-from simfleet import Fleet, known_fleet
+from simfleet import MIN, Fleet, Job, known_fleet, mig_fleet, slice_memory
 
 pytestmark = pytest.mark.realparts
 PASSWORDS: dict[str, str] = {}
@@ -63,6 +64,23 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, st
     try:
         proc.wait_http(f"http://127.0.0.1:{port}/healthz")
         yield fleet, f"http://127.0.0.1:{port}", key, data
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def served_mig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, str, str]]:
+    tmp = tmp_path_factory.mktemp("surfaces-mig")
+    fleet = mig_fleet()
+    data = tmp / "data"
+    fill(data, fleet)
+    key = make_api_key(data, "viewer")
+    PASSWORDS["mig-viewer"] = make_user(data, "mig-viewer", "viewer")
+    port = free_port()
+    proc = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp / "hub.log")
+    try:
+        proc.wait_http(f"http://127.0.0.1:{port}/healthz")
+        yield fleet, f"http://127.0.0.1:{port}", key
     finally:
         proc.stop()
 
@@ -213,6 +231,75 @@ def test_pages_show_the_same_figures(served, artifacts: Path) -> None:
         page.wait_for_selector("body[data-page='jobs'][data-ready='1']")
         listed = page.eval_on_selector_all("#j-table tbody tr", "trs => trs.map(r => r.dataset.job)")
         assert sorted(listed) == ["container:abc123def456", "slurm:101"]
+        ctx.close()
+        assert errors == []
+
+
+def scheduled_lines(fleet: Fleet, job: Job, at: list[float]) -> dict[str, tuple[list[float], list[float]]]:
+    """Each slot's utilisation and memory at times `at`, from the schedule (a slice's own
+    activity; 0 where it is free), keyed by the label a user reads."""
+    out = {}
+    for i, (g, gi) in enumerate(zip(job.gpus, job.slices or (None,) * len(job.gpus))):
+        held = [job.start <= t - fleet.t0 < job.end for t in at]
+        util = [job.util_at(i, t - fleet.t0) if h else 0.0 for t, h in zip(at, held)]
+        if gi is None:
+            out[f"{job.node} GPU {g}"] = (util, [u * 2**34 for u in util])
+            continue
+        profile = next(sl.profile for sl in fleet.mig[(job.node, g)] if sl.gi == gi)
+        out[f"{job.node} GPU {g} / MIG {gi} ({profile})"] = (util, [slice_memory(u, h) for u, h in zip(util, held)])
+    return out
+
+
+def test_mig_job_series_per_slice(served_mig) -> None:
+    """A MIG job's utilisation and memory over time come from its slices' own readings (NVML has
+    no whole-GPU utilisation with MIG on), one labelled line per slice; a whole GPU's as before."""
+    fleet, url, key = served_mig
+    for job in fleet.jobs:
+        span = job.end - job.start + 2 * MIN  # the API's: the job's life and a minute either side
+        r = httpx.get(f"{url}/api/v1/jobs/{job.key()}", params={"points": int(span // MIN)}, headers=bearer(key))
+        assert r.status_code == 200, r.text
+        series = r.json()["series"]
+        assert series["step"] == MIN and series["start"] == fleet.t0 + job.start - MIN
+        at = [series["start"] + k * MIN for k in range(int(span // MIN) + 1)]  # the end's bin too
+        want = scheduled_lines(fleet, job, at)
+        got = {s["label"]: s for s in series["slots"]}
+        assert list(got) == list(want), (job.key(), list(got))
+        for lbl, (util, mem) in want.items():
+            assert got[lbl]["utilization"]["timestamps"] == at, lbl
+            assert got[lbl]["utilization"]["values"] == pytest.approx(util), lbl
+            assert got[lbl]["memory_used_bytes"]["timestamps"] == at, lbl
+            assert got[lbl]["memory_used_bytes"]["values"] == pytest.approx(mem), lbl
+    dave = httpx.get(f"{url}/api/v1/jobs/container:d00dfeed1234", params={"series": "false"},
+                     headers=bearer(key)).json()
+    assert "series" not in dave and [g["slices"] for g in dave["gpus"]] == [[2, 3]]
+
+
+def test_mig_job_page_charts_per_slice(served_mig, artifacts: Path) -> None:
+    """The job page in Chromium draws a line per slice in the utilisation and memory charts."""
+    fleet, url, _ = served_mig
+    with chromium() as browser:
+        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/jobs/container%3Ad00dfeed1234")
+        page.wait_for_selector("body[data-page='login'][data-ready='1']")
+        page.fill("input[name=name]", "mig-viewer")
+        page.fill("input[name=password]", PASSWORDS["mig-viewer"])
+        page.click("form.login-form button[type=submit]")
+        page.wait_for_selector("body[data-page='jobs'][data-ready='1']")
+        assert page.inner_text("#job-verdict").startswith("1 GPU held")
+        for chart in ("util", "mem"):
+            plot = page.wait_for_selector(f".chart[data-chart='{chart}'] .plot[data-filled]")
+            assert plot is not None
+            filled = [int(n) for n in (plot.get_attribute("data-filled") or "").split(",")]
+            assert len(filled) == 2 and all(n > 100 for n in filled), (chart, filled)
+            legend = page.inner_text(f".chart[data-chart='{chart}']")
+            assert "m1 GPU 0 / MIG 2 (2g.20gb)" in legend and "m1 GPU 0 / MIG 3 (1g.10gb)" in legend, legend
+        assert [c for c in page.eval_on_selector_all(".chart", "cs => cs.map(c => c.dataset.chart)")] == \
+            ["util", "mem", "power"]
+        page.screenshot(path=str(artifacts / "mig-job-page.png"), full_page=True)
         ctx.close()
         assert errors == []
 

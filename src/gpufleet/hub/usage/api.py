@@ -17,7 +17,9 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from ..auth import Principal, Role, require
+from ..service import IngestError
 from . import jobs as jobs_mod
+from .job_series import MAX_POINTS, job_series
 from .db import EVENT_KINDS
 from .period import parse_time
 from .report import BY, FIELDS, monthly, trend, usage
@@ -170,8 +172,11 @@ def mount(app: FastAPI, ext: UsageExtension) -> None:
         return {"jobs": rows}
 
     @app.get("/api/v1/jobs/{key:path}", tags=["accounting"], dependencies=[viewer])
-    def job_route(request: Request, key: str) -> Any:
-        """One job: its GPUs on every node with their figures, and a plain verdict."""
+    def job_route(request: Request, key: str,
+                  series: bool = Query(True, description="utilisation and memory over the job's life, per slot"),
+                  points: int = Query(300, ge=1, le=MAX_POINTS, description="points per line of `series`")) -> Any:
+        """One job: its GPUs on every node with their figures, a plain verdict, and utilisation
+        and memory over its life per GPU, or per MIG slice for slices (`series`)."""
         with lock:
             job = jobs_mod.job(db, key, prices=ext.prices)
         if job is None:
@@ -179,4 +184,11 @@ def mount(app: FastAPI, ext: UsageExtension) -> None:
         scope = scope_user(request, ext, None)
         if scope is not None and job["user"] != scope:
             raise HTTPException(404, f"no job {key!r} of yours was seen")
+        if series:
+            # The job's life and a minute either side (the page's charts span the same).
+            end = (time.time() if job["running"] else job["end"]) + 60.0
+            try:
+                job["series"] = job_series(ext.hub.query_range, job, job["start"] - 60.0, end, points)
+            except (IngestError, ValueError) as e:  # no store (it could not be opened): the figures still stand
+                job["series"] = {"error": str(e)}
         return job

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from .holders import parse_mig
 from .report import Prices, figures
 from .settle import IDLE_RATIO
 
@@ -64,15 +65,18 @@ def jobs(db: sqlite3.Connection, *, since: float, user: str | None = None, runni
 
 def job(db: sqlite3.Connection, key: str, *, prices: Prices = Prices()) -> dict[str, Any] | None:
     holds = db.execute("SELECT id, node, gpu, uuid, user, grp, slurm_job, pod, container, start, end, settled, "
-                       "held, idle, busy, energy FROM holds WHERE job = ? ORDER BY node, gpu, start", (key,)).fetchall()
+                       "held, idle, busy, energy, mig FROM holds WHERE job = ? ORDER BY node, gpu, start",
+                       (key,)).fetchall()
     if not holds:
         return None
     sums = {h[0]: h[12:16] for h in holds}
     per_gpu: dict[tuple[str, int], dict[str, Any]] = {}
     total = [0.0, 0.0, 0.0, 0.0]
-    for hid, node, gpu, uuid, user, grp, slurm, pod, container, start, end, settled, *_ in holds:
+    for hid, node, gpu, uuid, user, grp, slurm, pod, container, start, end, settled, *_, mig in holds:
+        # `slices`: the MIG GPU instances held on this GPU over the job's life ([]: the whole GPU)
         g = per_gpu.setdefault((node, gpu), {"node": node, "gpu": gpu, "uuid": uuid, "start": start, "end": end,
-                                             "running": end is None, "sums": [0.0, 0.0, 0.0, 0.0]})
+                                             "running": end is None, "slices": [], "sums": [0.0, 0.0, 0.0, 0.0]})
+        g["slices"] = sorted({*g["slices"], *(int(gi) for gi in parse_mig(mig))})
         g["start"] = min(g["start"], start)
         g["running"] = g["running"] or end is None
         g["end"] = None if g["running"] else max(g["end"] or 0.0, end)

@@ -120,6 +120,7 @@ export class TimeChart {
 
   redraw() {
     this.plotEl.dataset.points = String(this.data[0].length);
+    this.plotEl.dataset.filled = this.data.slice(1).map((col) => col.filter((v) => v != null).length).join(","); // per line, for tests
     const any = this.data.slice(1).some((col) => col.some((v) => v != null));
     this.el.classList.toggle("nodata", !any);
     if (this.u) {

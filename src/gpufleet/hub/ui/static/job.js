@@ -21,12 +21,14 @@ $("#job-totals").innerHTML = [
   ...(j.cost != null ? [stat("Cost", num(j.cost, 2))] : []),
 ].join("");
 $("#job-gpus").tBodies[0].innerHTML = j.gpus.map((g) => `<tr data-node="${esc(g.node)}" data-gpu="${g.gpu}" data-in-use="${g.gpu_hours_in_use}" data-util="${g.mean_utilization}">` +
-  `<td><a href="/nodes/${encodeURIComponent(g.node)}">${esc(g.node)}</a></td><td><a href="/nodes/${encodeURIComponent(g.node)}/gpus/${g.gpu}">GPU ${g.gpu}</a></td>` +
+  `<td><a href="/nodes/${encodeURIComponent(g.node)}">${esc(g.node)}</a></td><td><a href="/nodes/${encodeURIComponent(g.node)}/gpus/${g.gpu}">GPU ${g.gpu}</a>${(g.slices || []).length ? ` / MIG ${g.slices.join(", ")}` : ""}</td>` +
   `<td class="mono">${esc(g.uuid)}</td><td>${utc(g.start)}</td><td>${g.running ? "running" : utc(g.end)}</td>` +
   `<td class="num">${num(g.gpu_hours_in_use, 2)}</td><td class="num">${num(g.gpu_hours_busy, 2)}</td><td class="num">${pct(g.mean_utilization)}</td>` +
   `<td class="num">${num(g.energy_kwh, 3)}</td><td class="num">${num(g.waste_gpu_hours, 2)}</td></tr>`).join("");
 
-// Charts over the job's life (a little either side), one line per GPU, from the store.
+// Charts over the job's life (a little either side). Utilisation and memory: one line per slot
+// held, from the job's API answer (a MIG slice's line is the slice's own readings: NVML gives no
+// whole-GPU utilisation with MIG on). Power: one line per GPU (slices share their GPU's), from the store.
 const shown = j.gpus.slice(0, 16);
 const end = (j.running ? init.t : j.end) + 60;
 const start = j.start - 60;
@@ -43,15 +45,25 @@ async function series(metric) {
     return body.series[0] || null;
   }));
 }
-const labels = shown.map((g) => `${g.node} GPU ${g.gpu}`);
-const util = new TimeChart($("#job-charts"), { id: "util", title: "GPU utilisation", series: labels, fmt: (v) => pct(v), min: 0, max: 1 });
-const mem = new TimeChart($("#job-charts"), { id: "mem", title: "GPU memory used", series: labels, fmt: (v) => bytes(v), unit: "bytes", min: 0 });
-const power = new TimeChart($("#job-charts"), { id: "power", title: "Power", series: labels, fmt: (v) => `${num(v, 0)} W`, min: 0 });
+async function slots() {
+  const r = await fetch(`/api/v1/jobs/${encodeURIComponent(j.job)}?points=${points}`);
+  if (!r.ok) return null;
+  const s = (await r.json()).series;
+  return s && s.slots ? s : null;
+}
+const holder = $("#job-charts");
+const power = new TimeChart(holder, { id: "power", title: "Power", series: shown.map((g) => `${g.node} GPU ${g.gpu}`), fmt: (v) => `${num(v, 0)} W`, min: 0 });
 const M = init.metrics; // names from the catalogue
-Promise.all([series(M.utilization_ratio), series(M.memory_used_bytes), series(M.power_watts)])
-  .then(([u, m, p]) => {
-    util.load(u, end - start, step, end);
-    mem.load(m, end - start, step, end);
+Promise.all([slots(), series(M.power_watts)])
+  .then(([s, p]) => {
+    const lines = s ? s.slots.slice(0, 16) : [];
+    const labels = lines.map((l) => l.label);
+    const span = s ? s.end - s.start : end - start;
+    const util = new TimeChart(holder, { id: "util", title: "GPU utilisation", series: labels, fmt: (v) => pct(v), min: 0, max: 1 });
+    const mem = new TimeChart(holder, { id: "mem", title: "GPU memory used", series: labels, fmt: (v) => bytes(v), unit: "bytes", min: 0 });
+    holder.append(power.el); // power below utilisation and memory, as before
+    util.load(lines.map((l) => l.utilization), span, s ? s.step : step, s ? s.end : end);
+    mem.load(lines.map((l) => l.memory_used_bytes), span, s ? s.step : step, s ? s.end : end);
     power.load(p, end - start, step, end);
   })
   .finally(() => { document.body.dataset.ready = "1"; });
