@@ -60,16 +60,19 @@ def test_seal_round_trips_every_kind_of_column_bit_for_bit():
         assert _same(headchunk.unseal(headchunk.seal(ref, m, dec), ref), m), case
 
 
-def test_a_push_row_seals_to_the_same_bytes_as_a_one_row_chunk():
+@pytest.mark.parametrize("k", [1, 3])
+def test_push_rows_seal_to_the_same_bytes_as_a_chunk_of_them(k):
     rng = np.random.default_rng(5)
-    m = _mixed(rng, 40, 120)
+    m = _mixed(rng, 61, 120)
+    m[:, :30] = np.cumsum(rng.integers(-2, 3, (61, 30)), axis=0) / 100.0  # fits its hint: the short way
     hint = None
-    for i in range(1, m.shape[0]):
-        want_dec = headchunk.decimals(m[i : i + 1], hint)
-        got, dec = headchunk.seal_row(m[i - 1], m[i], hint)
+    for i in range(1, m.shape[0] - k, k):
+        rows = m[i : i + k]
+        want_dec = headchunk.decimals(rows, hint)
+        got, dec = headchunk.seal_rows(m[i - 1], rows, hint)
         assert np.array_equal(dec, want_dec)
-        assert got == headchunk.seal(m[i - 1], m[i : i + 1], want_dec), i
-        assert _same(headchunk.unseal(got, m[i - 1])[0], m[i])
+        assert got == headchunk.seal(m[i - 1], rows, want_dec), i
+        assert _same(headchunk.unseal(got, m[i - 1]), rows)
         hint = dec
 
 
@@ -78,9 +81,9 @@ def test_rows_sealed_one_by_one_restack_into_the_same_values():
     m = np.cumsum(rng.integers(-2, 3, (12, 40)), axis=0) / 10.0
     dec = headchunk.decimals(m)  # valid for every row
     ref, bufs = None, []
-    for row in m:
-        bufs.append(headchunk.seal(ref, row[None, :], dec))
-        ref = row
+    for lo, hi in ((0, 1), (1, 4), (4, 6), (6, 12)):
+        bufs.append(headchunk.seal(ref, m[lo:hi], dec))
+        ref = m[hi - 1]
     chunk = headchunk.restack(bufs)
     assert chunk is not None and len(chunk) < sum(len(b) for b in bufs)
     assert _same(headchunk.unseal(chunk, None), m)
@@ -196,4 +199,5 @@ def test_columns_added_after_rows_read_as_absent_before(width_first):
         seg.append(T0 + r, row)
         rows.append(np.concatenate([row, np.full(width_first + 4 - width, np.nan)]))
     assert _same(seg.values(), np.array(rows))
-    assert seg.last is not None and _same(seg.last, rows[-1])
+    newest = seg.newest()
+    assert newest is not None and _same(newest, rows[-1])

@@ -46,25 +46,28 @@ class Segment:
     Its columns are the union of every series list pushed since the last cut (new series
     add a column, earlier rows NaN), so switching between shapes costs no new buffer.
 
-    Values are kept as sealed bytes (``headchunk``), not as float64: each push is sealed
-    on its own against the row before it (``singles``), and every CHUNK_ROWS singles are
-    sealed again as one chunk (``chunks``), which compresses better.  Only the last row
-    (the next push's reference, and ``latest()``) and the row before the open singles stay
-    as floats.  A chunk or single may have fewer columns than the segment: it was sealed
-    before those columns existed, and they read as NaN.
+    Values are kept as sealed bytes (``headchunk``), not as float64: every PIECE_ROWS
+    pushes are sealed together against the row before them (``singles``: a seal costs
+    ~30 numpy calls whatever its rows, so not one a push), and every CHUNK_ROWS rows of
+    pieces are laid into one chunk (``chunks``), which compresses better.  Only the pushes
+    not sealed yet (``pend``), the last sealed row (the next seal's reference) and the row
+    before the open pieces stay as floats.  A chunk or piece may have fewer columns than
+    the segment: it was sealed before those columns existed, and they read as NaN.
     """
 
-    __slots__ = ("sids", "ts", "n", "chunks", "singles", "last", "open_ref", "dec", "_col")
+    __slots__ = ("sids", "ts", "n", "chunks", "singles", "pend", "last", "open_ref", "dec", "_col")
 
     CHUNK_ROWS = 12  # a minute of 5 s pushes
+    PIECE_ROWS = 3  # divides CHUNK_ROWS
 
     def __init__(self, sids: np.ndarray) -> None:
         self.sids = sids
         self.ts = np.empty(self.CHUNK_ROWS, np.float64)
         self.n = 0
         self.chunks: list[bytes] = []
-        self.singles: list[bytes] = []
-        self.last: np.ndarray | None = None  # the newest row (None: no row yet)
+        self.singles: list[bytes] = []  # pieces of PIECE_ROWS rows (or more), oldest first
+        self.pend: list[np.ndarray] = []  # the newest rows, not sealed yet (< PIECE_ROWS)
+        self.last: np.ndarray | None = None  # the newest sealed row (None: none yet)
         self.open_ref: np.ndarray | None = None  # the row before the singles (None: none)
         self.dec: np.ndarray | None = None  # the columns' precisions at the last seal (a hint)
         self._col: dict[int, int] | None = None
@@ -91,6 +94,7 @@ class Segment:
                 self.last = headchunk.pad(self.last, self.sids.size)
             if self.open_ref is not None:
                 self.open_ref = headchunk.pad(self.open_ref, self.sids.size)
+            self.pend = [headchunk.pad(r, self.sids.size) for r in self.pend]
             self._col = None
             col = self._colmap()
             if np.array_equal(sids, self.sids[: sids.size]):
@@ -114,10 +118,10 @@ class Segment:
         if n == self.ts.size:
             self._grow_ts(n + 1)
         self.ts[n] = ts
-        self._seal_row(self._row(values, cols))
+        self.pend.append(self._row(values, cols))
         self.n = n + 1
-        if len(self.singles) >= self.CHUNK_ROWS:
-            self._seal_singles()
+        if len(self.pend) >= self.PIECE_ROWS:
+            self._seal_pending()
 
     def append_rows(self, ts: np.ndarray, rows: np.ndarray, cols: np.ndarray | None = None) -> None:
         n, m = self.n, ts.size
@@ -127,7 +131,7 @@ class Segment:
         i = 0
         k = self.CHUNK_ROWS
         while i < m:
-            if not self.singles and m - i >= k:  # a whole chunk at once (bulk loads, replay)
+            if not self.singles and not self.pend and m - i >= k:  # a whole chunk at once (bulk, replay)
                 block = np.full((k, self.sids.size), np.nan)
                 if cols is None:
                     block[:, : rows.shape[1]] = rows[i : i + k]
@@ -138,18 +142,26 @@ class Segment:
                 self.n += k
                 continue
             self.n += 1
-            self._seal_row(self._row(rows[i], cols))
+            self.pend.append(self._row(rows[i], cols))
             i += 1
-            if len(self.singles) >= k:
-                self._seal_singles()
+            if len(self.pend) >= self.PIECE_ROWS:
+                self._seal_pending()
 
-    def _seal_row(self, row: np.ndarray) -> None:
-        single, self.dec = headchunk.seal_row(self.last, row, self.dec)
-        self.singles.append(single)
-        self.last = row
+    def newest(self) -> np.ndarray | None:
+        """The newest row (None: no row)."""
+        return self.pend[-1] if self.pend else self.last
+
+    def _seal_pending(self) -> None:
+        m = np.stack(self.pend)
+        piece, self.dec = headchunk.seal_rows(self.last, m, self.dec)
+        self.singles.append(piece)
+        self.last = self.pend[-1]
+        self.pend = []
+        if len(self.singles) * self.PIECE_ROWS >= self.CHUNK_ROWS:
+            self._seal_singles()
 
     def _seal_singles(self) -> None:
-        """The open singles become one chunk (coded against the row before them)."""
+        """The open pieces become one chunk (coded against the row before them)."""
         chunk = headchunk.restack(self.singles)
         if chunk is None:  # the width or a precision changed among them: decode, seal anew
             self._seal_chunk(self._decode_singles(self.sids.size))
@@ -166,17 +178,21 @@ class Segment:
         self.last = self.open_ref = block[-1].copy()
 
     def _decode_singles(self, width: int) -> np.ndarray:
-        out = np.full((len(self.singles), width), np.nan)
         chunk = headchunk.restack(self.singles) if len(self.singles) > 1 else None
         if chunk is not None:
-            m = headchunk.unseal(chunk, self.open_ref)
-            out[:, : m.shape[1]] = m
-            return out
-        ref = self.open_ref
-        for i, buf in enumerate(self.singles):
-            row = headchunk.unseal(buf, ref)[0]
-            out[i, : row.size] = row
-            ref = row
+            parts = [headchunk.unseal(chunk, self.open_ref)]
+        else:
+            parts = []
+            ref = self.open_ref
+            for buf in self.singles:
+                piece = headchunk.unseal(buf, ref)
+                parts.append(piece)
+                ref = piece[-1]
+        out = np.full((sum(p.shape[0] for p in parts), width), np.nan)
+        r = 0
+        for p in parts:
+            out[r : r + p.shape[0], : p.shape[1]] = p
+            r += p.shape[0]
         return out
 
     def values(self) -> np.ndarray:
@@ -191,7 +207,12 @@ class Segment:
             r += m.shape[0]
             ref = m[-1]
         if self.singles:
-            out[r:] = self._decode_singles(width)
+            got = self._decode_singles(width)
+            out[r : r + got.shape[0]] = got
+            r += got.shape[0]
+        for row in self.pend:
+            out[r] = row
+            r += 1
         return out
 
     def _colmap(self) -> dict[int, int]:
@@ -205,7 +226,7 @@ class Segment:
     def nbytes(self) -> int:
         """Bytes its values take (sealed bytes and float rows), for stats and benchmarks."""
         total = sum(len(b) for b in self.chunks) + sum(len(b) for b in self.singles) + self.ts.nbytes
-        return total + sum(r.nbytes for r in (self.last, self.open_ref) if r is not None)
+        return total + sum(r.nbytes for r in (self.last, self.open_ref, *self.pend) if r is not None)
 
 
 class NodeState:

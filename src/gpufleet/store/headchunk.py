@@ -172,47 +172,56 @@ def seal(ref: np.ndarray | None, m: np.ndarray, dec: np.ndarray | None = None) -
 _NEGZERO = np.uint64(1 << 63)
 
 
-def seal_row(ref: np.ndarray | None, row: np.ndarray, hint: np.ndarray | None) -> tuple[bytes, np.ndarray]:
-    """One push's row (cols,) sealed against ``ref``, and the precisions used.
+def seal_rows(ref: np.ndarray | None, m: np.ndarray, hint: np.ndarray | None) -> tuple[bytes, np.ndarray]:
+    """A few pushes' rows (rows x cols) sealed against ``ref``, and the precisions used.
 
-    The same bytes as ``seal(ref, row[None, :], decimals(row[None, :], hint))``, in about
-    half the numpy calls when every value still fits its hinted precision (the steady
-    state: every push pays this): the check and the coding share one ``rint``.
+    The same bytes as ``seal(ref, m, decimals(m, hint))``, in about half the numpy calls
+    when every value still fits its hinted precision (the steady state, paid every few
+    pushes): the precision check and the coding share one ``rint``.
     """
-    cols = row.size
+    rows, cols = m.shape
     if hint is not None and hint.size == cols and ref is not None and ref.size == cols:
         with np.errstate(invalid="ignore", over="ignore"):
             isxor = hint == XOR_COL
             sf = _POW10[np.minimum(hint, _MAX_DECIMALS)]  # XOR columns: any scale, unused
-            r = np.rint(row * sf)
-            ok = (r / sf == row) & (np.abs(r) < _EXACT_LIMIT) & (row.view(np.uint64) != _NEGZERO)
+            r = np.rint(m * sf)
+            ok = (r / sf == m) & (np.abs(r) < _EXACT_LIMIT) & (m.view(np.uint64) != _NEGZERO)
             if (ok | isxor).all():
                 q = np.rint(ref * sf)  # the reference as integers, exactly as _ref_ints has it
-                q = np.where(np.isfinite(q) & (np.abs(q) < _EXACT_LIMIT), q, 0.0)
-                d = r.astype(np.int64) - q.astype(np.int64)  # XOR columns: replaced below
-                z = ((d << 1) ^ (d >> 63)).view(np.uint64)
-                u = np.where(isxor, row.view(np.uint64) ^ ref.view(np.uint64), z)
-                return _pack(1, cols, hint.tobytes(), u.view(np.uint8).reshape(cols, 8).T.tobytes()), hint
-    m = row[None, :]
+                ints = np.empty((rows + 1, cols), np.int64)  # XOR columns: replaced below
+                ints[0] = np.where(np.isfinite(q) & (np.abs(q) < _EXACT_LIMIT), q, 0.0)
+                ints[1:] = r
+                d = np.diff(ints, axis=0)
+                bits = np.empty((rows + 1, cols), np.uint64)
+                bits[0] = ref.view(np.uint64)
+                bits[1:] = m.view(np.uint64)
+                u = np.where(isxor, bits[1:] ^ bits[:-1], ((d << 1) ^ (d >> 63)).view(np.uint64))
+                planes = np.ascontiguousarray(u.T).view(np.uint8).reshape(cols, rows, 8).transpose(2, 0, 1)
+                return _pack(rows, cols, hint.tobytes(), planes.tobytes()), hint
     dec = decimals(m, hint)
     return seal(ref, m, dec), dec
 
 
 def restack(bufs: list[bytes]) -> bytes | None:
-    """Single rows sealed one after another as one chunk, without decoding them (None: can't).
+    """Pieces sealed one after another (each against the row before it) as one chunk,
+    without decoding them (None: can't).
 
-    Rows of the same width and precisions are coded exactly as a chunk of them would be
-    (each against the one before), so their coded values are just laid side by side and
-    compressed once, which takes ~2/3 off their size.
+    Pieces of the same width and precisions are coded exactly as one chunk of all their
+    rows would be, so their coded values are just laid side by side and compressed once,
+    which takes a good part off their size.
     """
     raws = [_zd().decompress(b) for b in bufs]
-    rows, cols = _HDR.unpack_from(raws[0], 0)
-    head = raws[0][: _HDR.size + cols]
-    if rows != 1 or any(r[: _HDR.size + cols] != head for r in raws):
-        return None
+    _rows, cols = _HDR.unpack_from(raws[0], 0)
     body = _HDR.size + cols
-    planes = np.frombuffer(b"".join(r[body:] for r in raws), np.uint8).reshape(len(raws), 8, cols)
-    return _pack(len(raws), cols, head[_HDR.size:], planes.transpose(1, 2, 0).tobytes())
+    dec = raws[0][_HDR.size : body]
+    counts = []
+    for r in raws:
+        rows, c = _HDR.unpack_from(r, 0)
+        if c != cols or r[_HDR.size : body] != dec:
+            return None
+        counts.append(rows)
+    planes = [np.frombuffer(r, np.uint8, 8 * cols * k, body).reshape(8, cols, k) for r, k in zip(raws, counts)]
+    return _pack(sum(counts), cols, dec, np.concatenate(planes, axis=2).tobytes())
 
 
 def _pack(rows: int, cols: int, dec: bytes, planes: bytes) -> bytes:

@@ -302,7 +302,7 @@ class TimeSeriesStore(Recovery, Compaction):
         if st is None:
             return None
         seg = st.cur
-        row = seg.last if seg is not None else None
+        row = seg.newest() if seg is not None else None
         if seg is not None and row is not None:
             index = self.series_index
             return float(seg.ts[seg.n - 1]), {  # NaN = absent, as from a block
