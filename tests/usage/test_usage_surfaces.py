@@ -274,6 +274,24 @@ def test_mig_job_series_per_slice(served_mig) -> None:
     assert "series" not in dave and [g["slices"] for g in dave["gpus"]] == [[2, 3]]
 
 
+def test_job_figures_without_history(tmp_path: Path) -> None:
+    """A hub whose --history cannot be reached still answers a job's figures; `series` says why it has none."""
+    fleet = mig_fleet()
+    data = tmp_path / "data"
+    fill(data, fleet)
+    hub = Hub(HubOptions(data=data, history=f"prometheus+http://127.0.0.1:{free_port()}"))
+    ext = UsageExtension(hub)
+    try:
+        with authed_client(hub, [ext], role="viewer", background=False) as client:
+            r = client.get("/api/v1/jobs/slurm:301")
+            assert r.status_code == 200, r.text
+            assert abs(r.json()["gpu_hours_in_use"] - 3 * 3 / 7) < 1e-3
+            assert "unreachable" in r.json()["series"]["error"]
+    finally:
+        ext.close()
+        hub.close()
+
+
 def test_mig_job_page_charts_per_slice(served_mig, artifacts: Path) -> None:
     """The job page in Chromium draws a line per slice in the utilisation and memory charts."""
     fleet, url, _ = served_mig

@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from ..auth import Principal, Role, require
+from ..history import HistoryError
 from ..service import IngestError
 from . import jobs as jobs_mod
 from .job_series import MAX_POINTS, job_series
@@ -189,6 +190,7 @@ def mount(app: FastAPI, ext: UsageExtension) -> None:
             end = (time.time() if job["running"] else job["end"]) + 60.0
             try:
                 job["series"] = job_series(ext.hub.query_range, job, job["start"] - 60.0, end, points)
-            except (IngestError, ValueError) as e:  # no store (it could not be opened): the figures still stand
+            except (IngestError, HistoryError, ValueError) as e:  # no store, or --history unreachable: the
+                # figures (from usage.db) still stand
                 job["series"] = {"error": str(e)}
         return job
