@@ -446,6 +446,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="15 s window, 200 nodes")
     ap.add_argument("--no-vm", action="store_true")
     ap.add_argument("--no-naive", action="store_true")
+    ap.add_argument("--storeless", action="store_true",
+                    help="the hub without its store: --remote-write and --history to a VictoriaMetrics running "
+                         "beside it (both measured in the same window; no separate VM run)")
     ap.add_argument("--profile", metavar="DIR", help="py-spy record the hub during the window into DIR")
     ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON (keys: hub_rss_max_mib, "
                     "vm_rss_max_mib, hub_cpu_s_per_million, vm_cpu_s_per_million, lag_max_s, ...)")
@@ -483,18 +486,34 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
     hub_dir.mkdir()
     interval = a.interval
 
-    # 1. 7 days of one node's GPUs, then the query in-process
-    wk = fill_week(str(hub_dir / "tsdb"))
-    end, start = wk["end"], wk["end"] - 7 * DAY
-    print(f"# week store: {wk['series']} series, {wk['samples'] / 1e6:.1f} M samples, built in "
-          f"{wk['build_s']:.1f} s, {wk['bytes'] / MiB:.1f} MiB")
-    q_in, q_pts, q_res = query_inprocess(str(hub_dir / "tsdb"), start, end, 50)
-    print(f"# 7-day query in-process: {q_in * 1e3:.2f} ms median of 50, {q_pts} points (resolution {q_res} s)")
+    # 1. 7 days of one node's GPUs, then the query in-process (a store-less hub has no store to fill)
+    side_vm = None  # --storeless: the VictoriaMetrics the hub writes to and reads from
+    hub_extra: list[str] = []
+    if a.storeless:
+        vm_bin = shutil.which("victoria-metrics")
+        if not vm_bin:
+            raise SystemExit("--storeless needs victoria-metrics (apt install victoria-metrics)")
+        sport = free_port()
+        side_vm = Proc([vm_bin, f"-storageDataPath={work / 'vm-side'}", f"-httpListenAddr=127.0.0.1:{sport}",
+                        "-retentionPeriod=100y", "-loggerLevel=ERROR", "-search.latencyOffset=5s"], work / "vm-side.log")
+        wait_http("127.0.0.1", sport, "/health", side_vm.p, timeout=60)
+        hub_extra = ["--remote-write", f"http://127.0.0.1:{sport}/api/v1/write",
+                     "--history", f"prometheus+http://127.0.0.1:{sport}"]
+        end = time.time()
+        start = end - 7 * DAY
+        q_in, q_pts, q_res = float("nan"), 0, 0
+    else:
+        wk = fill_week(str(hub_dir / "tsdb"))
+        end, start = wk["end"], wk["end"] - 7 * DAY
+        print(f"# week store: {wk['series']} series, {wk['samples'] / 1e6:.1f} M samples, built in "
+              f"{wk['build_s']:.1f} s, {wk['bytes'] / MiB:.1f} MiB")
+        q_in, q_pts, q_res = query_inprocess(str(hub_dir / "tsdb"), start, end, 50)
+        print(f"# 7-day query in-process: {q_in * 1e3:.2f} ms median of 50, {q_pts} points (resolution {q_res} s)")
 
     # 2. the hub process
     port = free_port()
     hub = Proc([PY, "-m", "gpufleet", "hub", "--listen", f"127.0.0.1:{port}", "--data", str(hub_dir),
-                "--log-level", "warning"], work / "hub.log")
+                "--log-level", "warning", *hub_extra], work / "hub.log")
     try:
         wait_http("127.0.0.1", port, "/healthz", hub.p, timeout=60)
         key = bench_key(hub_dir)
@@ -511,9 +530,14 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
 
         def hub_poll() -> dict[str, float]:
             _, body = Http(port, key).call("GET", "/metrics")
-            return {k: prom_values(body, f"gpufleet_hub_{k}") for k in
-                    ("ingest_lag_max_seconds", "ingest_samples_total", "ingest_snapshots_total",
-                     "ingest_rejected_total", "store_errors_total")}
+            got = {k: prom_values(body, f"gpufleet_hub_{k}") for k in
+                   ("ingest_lag_max_seconds", "ingest_samples_total", "ingest_snapshots_total",
+                    "ingest_rejected_total", "store_errors_total", "remote_write_dropped_total",
+                    "remote_write_queue_samples")}
+            if side_vm is not None:
+                got["side_vm_cpu_s"] = proc_cpu_seconds(side_vm.pid)
+                got["side_vm_rss"] = float(proc_rss_bytes(side_vm.pid))
+            return got
 
         profile_cmd = None
         if a.profile:
@@ -570,6 +594,20 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
         print(f"# 7-day query over HTTP after ingest ({a.nodes + 1} nodes in the store): {q_busy * 1e3:.2f} ms")
     finally:
         hub.stop()
+        if side_vm is not None:
+            side_vm.stop()
+    side = {}
+    if side_vm is not None:
+        cpu = h["end_poll"]["side_vm_cpu_s"] - h["start_poll"]["side_vm_cpu_s"]
+        side = {"side_vm_cpu_pct": 100 * cpu / h["wall"],
+                "side_vm_rss_max_mib": max(p.get("side_vm_rss", 0.0) for p in polls) / MiB,
+                "remote_write_dropped": h["end_poll"]["remote_write_dropped_total"],
+                "remote_write_queue_max": max(p.get("remote_write_queue_samples", 0.0) for p in polls),
+                "pushes_refused": h["end_poll"]["ingest_rejected_total"] - h["start_poll"]["ingest_rejected_total"]}
+        print(f"# store-less: VictoriaMetrics beside the hub CPU {side['side_vm_cpu_pct']:.1f}% of a core, RSS max "
+              f"{side['side_vm_rss_max_mib']:.0f} MiB; hub remote write dropped {side['remote_write_dropped']:.0f}, "
+              f"queue max {side['remote_write_queue_max']:.0f} samples; pushes refused in the window "
+              f"{side['pushes_refused']:.0f}")
     hub_log = (work / "hub.log").read_text(errors="replace")
     tracebacks = hub_log.count("Traceback")
     if tracebacks:
@@ -578,7 +616,7 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
     # 4. VictoriaMetrics importing the same samples
     vm = None
     vm_bin = shutil.which("victoria-metrics")
-    if not a.no_vm and vm_bin:
+    if not a.no_vm and not a.storeless and vm_bin:
         vport = free_port()
         vmp = Proc([vm_bin, f"-storageDataPath={work / 'vm'}", f"-httpListenAddr=127.0.0.1:{vport}",
                     "-retentionPeriod=100y", "-loggerLevel=ERROR"], work / "vm.log")
@@ -675,6 +713,8 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
         "rss_ratio": h["rss_max"] / vmd["rss_max"] if vm else None,
         "cpu_per_million_ratio": hub_cpu_per_m / vmd["cpu_per_m"] if vm else None,
     }
+    if side:
+        result["storeless"] = side
     if naive:
         result["inprocess_hub_cpu_s_per_million"] = naive["hub"]
         result["inprocess_sqlite_cpu_s_per_million"] = naive["sqlite"]
