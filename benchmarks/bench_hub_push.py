@@ -48,6 +48,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--encoding", choices=("json", "compact", "both"), default="both")
+    ap.add_argument("--storeless", action="store_true",
+                    help="the hub without its store (--remote-write and --history to a VictoriaMetrics started "
+                         "beside it); VictoriaMetrics' CPU and RSS are reported too")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args()
     print(f"# bench_hub_push: {machine_line()}")
@@ -94,9 +97,19 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
     print(f"# encoding: {encoding}")
     work = Path(tempfile.mkdtemp(prefix="bench-hub-push-"))
     port = free_port()
+    extra: list[str] = []
+    vm = None
+    if a.storeless:
+        vport = free_port()
+        vm = subprocess.Popen(["victoria-metrics", f"-storageDataPath={work / 'vm'}", f"-httpListenAddr=127.0.0.1:{vport}",
+                               "-retentionPeriod=100y", "-loggerLevel=ERROR"], stdout=subprocess.DEVNULL,
+                              stderr=open(work / "vm.log", "wb"), start_new_session=True)
+        wait_http("127.0.0.1", vport, "/health", vm, timeout=60)
+        extra = ["--remote-write", f"http://127.0.0.1:{vport}/api/v1/write", "--history", f"prometheus+http://127.0.0.1:{vport}"]
     hub = subprocess.Popen([PY, "-m", "gpufleet", "hub", "--listen", f"127.0.0.1:{port}", "--data", str(work),
-                            "--log-level", "warning"], stdout=subprocess.DEVNULL,
+                            "--log-level", "warning", *extra], stdout=subprocess.DEVNULL,
                            stderr=open(work / "hub.log", "wb"), start_new_session=True)
+    vm_cpu = (lambda: proc_cpu_seconds(vm.pid)) if vm is not None else (lambda: 0.0)
     try:
         wait_http("127.0.0.1", port, "/healthz", hub, timeout=60)
         tok = subprocess.run([PY, "-m", "gpufleet", "token", "create", "--data", str(work)],
@@ -162,18 +175,20 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
                     return float(line.split()[-1])
             return float("nan")
 
-        c0, t0 = proc_cpu_seconds(hub.pid), time.monotonic()
+        c0, t0, v0 = proc_cpu_seconds(hub.pid), time.monotonic(), vm_cpu()
         send(bodies(0))
         join_cpu, join_wall = proc_cpu_seconds(hub.pid) - c0, time.monotonic() - t0
+        vm_join = vm_cpu() - v0
         rss_join = proc_rss_bytes(hub.pid)
         s0 = counted()
         samples_per_push[0] = s0 / a.nodes
-        steady = 0.0
+        steady = vm_steady = 0.0
         for k in range(1, a.rounds):
             batch = bodies(k)
-            c0 = proc_cpu_seconds(hub.pid)
+            c0, v0 = proc_cpu_seconds(hub.pid), vm_cpu()
             send(batch)
             steady += proc_cpu_seconds(hub.pid) - c0
+            vm_steady += vm_cpu() - v0
         samples = counted() - s0
         pushes = a.nodes * (a.rounds - 1)
         out = {
@@ -184,6 +199,12 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
             "rss_after_join_mib": rss_join / MiB, "rss_end_mib": proc_rss_bytes(hub.pid) / MiB,
             "bytes_per_push": sum(len(b) for _, b in bodies(1)) / a.nodes,
         }
+        if vm is not None:  # remote write is asynchronous: its last batches land after the round
+            out["vm_join_ms_cpu_per_first_push"] = vm_join / a.nodes * 1e3
+            out["vm_steady_ms_cpu_per_push"] = vm_steady / pushes * 1e3
+            out["vm_rss_end_mib"] = proc_rss_bytes(vm.pid) / MiB
+            print(f"# VictoriaMetrics beside the hub: {out['vm_join_ms_cpu_per_first_push']:.2f} ms CPU per first push, "
+                  f"{out['vm_steady_ms_cpu_per_push']:.2f} ms per steady push, RSS {out['vm_rss_end_mib']:.0f} MiB")
         print(f"# join: {out['join_ms_cpu_per_first_push']:.2f} ms CPU per first push ({join_wall:.1f} s wall), "
               f"RSS {out['rss_after_join_mib']:.0f} MiB")
         print(f"# steady: {out['steady_ms_cpu_per_push']:.2f} ms CPU per push, "
@@ -193,6 +214,9 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
     finally:
         hub.terminate()
         hub.wait(30)
+        if vm is not None:
+            vm.terminate()
+            vm.wait(30)
 
 
 if __name__ == "__main__":
