@@ -127,3 +127,6 @@ def test_two_storeless_hubs_failover_without_gaps(tmp_path: Path, monkeypatch: p
         logs = [p.log_path.read_text(errors="replace") for p in agents]
         assert not any("Traceback" in text for text in logs)
         assert sum(f"pushing to hub {urls[1]}" in text for text in logs) == len(on_a)  # a's nodes moved, b's stayed
+        # the compact push starts over on the new hub (its series shapes sent with the first push
+        # there), instead of a refused push for shapes only the old hub knew
+        assert not any("does not know this node's series shape" in text for text in logs)

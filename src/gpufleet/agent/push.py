@@ -536,6 +536,9 @@ class Pusher:
         self._previous = None
         self._fresh_registration = False
         self._limit = self.batch_size
+        # What the last hub knew (series shapes) or lacked (the compact push) says nothing of this one.
+        self._shapes_sent.clear()
+        self._compact_off_until = 0.0
 
     def _set_up(self) -> None:
         if self._state != "up":
