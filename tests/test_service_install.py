@@ -156,3 +156,12 @@ def test_notifier_outside_systemd_and_abstract_sockets() -> None:
         assert n.ready("ok") and n.ping_every() == 1.0
         assert s.recv(100) == b"READY=1\nSTATUS=ok"
     assert not n.watchdog()  # the socket is gone: ignored, never raised
+
+
+def test_agent_unit_with_several_hubs(tmp_path: Path) -> None:
+    where = ("--unit-dir", str(tmp_path / "units"), "--config-dir", str(tmp_path / "etc"))
+    r = _run("service", "install", "agent", "--hub", "http://hub-a:8080/, http://HUB-B:8080", "--dry-run", *where)
+    assert r.returncode == 0, r.stderr
+    assert "--hub http://hub-a:8080,http://hub-b:8080 --token-file %d/token" in r.stdout
+    r = _run("service", "install", "agent", "--hub", "http://hub-a:8080,http://u:secret@hub-b:8080", "--dry-run", *where)
+    assert r.returncode == 2 and "no user or password" in r.stderr and "secret" not in r.stderr

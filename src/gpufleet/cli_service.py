@@ -133,9 +133,11 @@ def plan_install(kind: str, hub: str | None, listen: str | None, token_file: Pat
         except ValueError as e:
             raise UserError(f"--listen: {e}") from None
     if hub:
-        from .syntax import no_credentials_in_url, normalize_hub_url
+        from .agent.hubs import parse_hubs
+        from .syntax import no_credentials_in_url
 
-        hub = no_credentials_in_url(normalize_hub_url(hub), "--hub")
+        # Several hubs, comma-separated, go into the unit as one --hub (docs/scale.md).
+        hub = ",".join(no_credentials_in_url(h, "--hub") for h in parse_hubs(hub))
     spec = UnitSpec(kind, _command(), listen or "", hub, token_file=config_dir / "agent.token",
                     env_file=config_dir / f"{kind}.env", groups=_gpu_groups() if kind == "agent" else [])
     unit = render_unit(spec)
@@ -203,7 +205,8 @@ def service() -> None:
 
 @service.command("install")
 @click.argument("kind", type=KINDS)
-@click.option("--hub", metavar="URL", help="agent: the hub to push to (its join token via --token-file)")
+@click.option("--hub", metavar="URL", help="agent: the hub to push to (its join token via --token-file); "
+                                          "several hubs comma-separated")
 @click.option("--listen", metavar="HOST:PORT", help="listen address [default: agent 0.0.0.0:9401, hub 0.0.0.0:8080]")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
               help="agent: a file holding the join token, copied to /etc/gpufleet/agent.token (0600) "
