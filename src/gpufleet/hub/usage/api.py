@@ -20,10 +20,11 @@ from ..auth import Principal, Role, require
 from ..history import HistoryError
 from ..service import IngestError
 from . import jobs as jobs_mod
+from .answer import Answer
 from .job_series import MAX_POINTS, job_series
 from .db import EVENT_KINDS
 from .period import parse_time
-from .report import BY, FIELDS, monthly, trend, usage
+from .report import BY, FIELDS, monthly, report, trend
 
 if TYPE_CHECKING:
     from .extension import UsageExtension
@@ -75,6 +76,12 @@ def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return buf.getvalue()
 
 
+def json_body(answer: Answer, since: float, until: float, gpu_hour: float | None, kwh: float | None) -> bytes:
+    """GET /api/v1/usage's JSON (msgspec, not FastAPI's encoder: 100,000s of rows by job)."""
+    return msgspec.json.encode({"since": since, "until": until, "by": answer.by, "rows": answer.structs(),
+                                "prices": {"gpu_hour": gpu_hour, "kwh": kwh}})
+
+
 def columns(by: str, rows: list[dict[str, Any]]) -> list[str]:
     cols = [by, *FIELDS]
     if any("cost" in r for r in rows):
@@ -105,14 +112,13 @@ def mount(app: FastAPI, ext: UsageExtension) -> None:
         if format not in ("json", "csv"):
             raise HTTPException(400, f"format {format!r} is not one of json, csv")
         with lock:
-            rows = usage(db, s, u, by_, now=now, user=scope_user(request, ext, user), prices=ext.prices)
+            answer = report(db, s, u, by_, now=now, user=scope_user(request, ext, user), prices=ext.prices)
+        # Written from the answer's columns (answer.py), not from a dict per row: a report by job
+        # has a row per job (100,000s on a big fleet).
         if format == "csv":
-            return Response(to_csv(rows, columns(by_, rows)), media_type="text/csv; charset=utf-8",
+            return Response(answer.csv(), media_type="text/csv; charset=utf-8",
                             headers={"Content-Disposition": f'attachment; filename="gpufleet-usage-by-{by_}.csv"'})
-        body = {"since": s, "until": u, "by": by_, "rows": rows,
-                "prices": {"gpu_hour": ext.prices.gpu_hour, "kwh": ext.prices.kwh}}
-        # msgspec, not FastAPI's encoder: a report by job has a row per job (100,000s on a big fleet)
-        return Response(msgspec.json.encode(body), media_type="application/json")
+        return Response(json_body(answer, s, u, ext.prices.gpu_hour, ext.prices.kwh), media_type="application/json")
 
     @app.get("/api/v1/usage/monthly", tags=["accounting"], dependencies=[viewer])
     def monthly_route(request: Request, by: str = Query("user", description="user | group | job | node"),

@@ -14,6 +14,7 @@ import gc
 import json
 import math
 import sqlite3
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .answer import Answer
 from .db import DAY, HOUR, HOUR_ROWS_KEEP_S
 
 BY = {"user": "user", "group": "grp", "job": "job", "node": "node"}  # the column of each key
@@ -137,12 +139,22 @@ def _buckets(db: sqlite3.Connection, acc: Sums, since: float, until: float, by: 
         _edge(db, acc, d1, until, by, user, now, ids)
 
 
+# The sort key of a job wholly inside: GPU-hours in 1/10,000ths, rounded (SQLite's round(),
+# halves up; numpy's np.round halves to even: _report checks the two agree, row by row).
+HOURS_E4 = "round(held / 3600.0 * 10000.0)"
+
+
 def _jobs_inside(db: sqlite3.Connection, acc: Sums, since: float, until: float) -> list[Any]:
-    """By job: jobs wholly inside the period as one row each (db.job_totals, no grouping);
-    the holds inside it of jobs across an edge go into `acc` (their edge holds follow in sums)."""
+    """By job: jobs wholly inside the period as one row each (db.job_totals, no grouping), in
+    key order; the holds inside it of jobs across an edge go into `acc` (their edge holds
+    follow in sums)."""
+    # In answer order (SQLite's sort; _report checks its rounding): the 100,000s of rows are
+    # then never reordered in Python, where fetching each from a scattered place is most of the
+    # cost. Rows without figures are not in an answer.
     inside = db.execute(
-        "SELECT job, held, idle, busy, energy, user, nodes FROM job_totals INDEXED BY job_totals_settled "
-        "WHERE settled > ? AND settled <= ? AND start >= ?", [since, until, since]).fetchall()
+        f"SELECT job, held, idle, busy, energy, user, nodes, {HOURS_E4} AS e4 FROM job_totals "
+        "INDEXED BY job_totals_settled WHERE settled > ? AND settled <= ? AND start >= ? AND (held > 0 OR energy > 0) "
+        "ORDER BY e4 DESC, job", [since, until, since]).fetchall()
     across = [r[0] for r in db.execute(
         "SELECT job FROM job_totals INDEXED BY job_totals_settled WHERE settled > ? AND start < ? "
         "AND (start < ? OR settled > ?)", [since, until, since, until])]
@@ -156,12 +168,16 @@ def _jobs_inside(db: sqlite3.Connection, acc: Sums, since: float, until: float) 
 
 @dataclass(slots=True)
 class Columns:
-    """Per key (in no order), [held, idle, busy, joules] and, by job, its user and nodes ("a,b")."""
+    """Per key, [held, idle, busy, joules] and, by job, its user and nodes ("a,b"). The first
+    `ordered` rows are in answer order, with GPU-hours in 1/10,000ths in `e4` (SQL's rounding);
+    the rest are none of their keys."""
 
     keys: list[str]
     vals: np.ndarray  # (keys, 4)
     users: list[str]
     nodes: list[str]
+    ordered: int = 0
+    e4: np.ndarray | None = None
 
 
 def sums(db: sqlite3.Connection, since: float, until: float, by: str, user: str | None, now: float) -> Columns:
@@ -176,7 +192,8 @@ def sums(db: sqlite3.Connection, since: float, until: float, by: str, user: str 
     if until <= since:
         return Columns([], np.zeros((0, 4)), [], [])
     acc: Sums = {}
-    if by == "job" and user is None:
+    whole_jobs = by == "job" and user is None
+    if whole_jobs:
         inside = _jobs_inside(db, acc, since, until)
     else:
         extra, args = _where(user, by)
@@ -199,14 +216,16 @@ def sums(db: sqlite3.Connection, since: float, until: float, by: str, user: str 
         lo = max(since, math.floor(min(s for _, s in last) / HOUR) * HOUR)
         _buckets(db, acc, lo, until, by, user, now, json.dumps([i for i, _ in last]))
     # As columns (one transpose in C, no object per row): by job, 100,000s of rows.
-    cols: list[Sequence[Any]] = list(zip(*inside)) if inside else [() for _ in range(7 if by == "job" else 5)]
+    cols: list[Sequence[Any]] = list(zip(*inside)) if inside else [() for _ in range(8 if whole_jobs else 7 if by == "job" else 5)]
     keys = list(cols[0])
+    ordered = len(keys) if whole_jobs else 0
+    e4 = np.array(cols[7], dtype=np.float64) if whole_jobs else None
     vals = np.array(cols[1:5], dtype=np.float64).T.reshape(len(keys), 4)
     users, nodes = (list(cols[5]), list(cols[6])) if by == "job" else ([], [])
     if acc:  # the holds across an edge: added to their key's row, or a row of their own
         vals = np.vstack([vals, np.zeros((len(acc), 4))])
         # By job from job_totals, the jobs across an edge are not among those read whole.
-        index = {} if by == "job" and user is None else dict(zip(keys, range(len(keys))))
+        index = {} if whole_jobs else dict(zip(keys, range(len(keys))))
         for key, a in acc.items():
             i = index.get(key)
             if i is None:
@@ -220,7 +239,7 @@ def sums(db: sqlite3.Connection, since: float, until: float, by: str, user: str 
                 nodes[i] = f"{nodes[i]},{a[5]}"
             vals[i] += a[:4]
         vals = vals[:len(keys)]
-    return Columns(keys, vals, users, nodes)
+    return Columns(keys, vals, users, nodes, ordered, e4)
 
 
 def figures(sums: Sequence[float], prices: Prices) -> dict[str, float]:
@@ -236,13 +255,6 @@ def figures(sums: Sequence[float], prices: Prices) -> dict[str, float]:
     if prices.any():
         row["cost"] = round((held / HOUR) * (prices.gpu_hour or 0.0) + (joules / J_PER_KWH) * (prices.kwh or 0.0), 2)
     return row
-
-
-def _nodes(nodes: str) -> list[str]:
-    """"a,b,a" -> ["a", "b"] (a job's nodes, as group_concat and job_totals keep them)."""
-    if "," not in nodes:
-        return [nodes] if nodes else []
-    return sorted(set(nodes.split(",")) - {""})
 
 
 @contextmanager
@@ -266,44 +278,65 @@ def usage(db: sqlite3.Connection, since: float, until: float, by: str, *, now: f
           prices: Prices = Prices()) -> list[dict[str, Any]]:
     """One row per `by` key with FIELDS (and cost when priced), most GPU-hours first."""
     with _no_gc():
-        return _usage(db, since, until, by, now, user, prices)
+        return _report(db, since, until, by, now, user, prices).rows()
 
 
-def _usage(db: sqlite3.Connection, since: float, until: float, by: str, now: float, user: str | None,
-           prices: Prices) -> list[dict[str, Any]]:
+def report(db: sqlite3.Connection, since: float, until: float, by: str, *, now: float, user: str | None = None,
+           prices: Prices = Prices()) -> Answer:
+    """The rows of usage() as columns (what the API writes as JSON or CSV: no dict per row)."""
+    with _no_gc():
+        return _report(db, since, until, by, now, user, prices)
+
+
+def _report(db: sqlite3.Connection, since: float, until: float, by: str, now: float, user: str | None,
+            prices: Prices) -> Answer:
     c = sums(db, since, until, by, user, now)
     held, idle, busy, joules = c.vals.T
+    hours = np.round(held / HOUR, 4)
+    if c.e4 is not None and not np.array_equal(np.rint(held[:c.ordered] / HOUR * 10000.0), c.e4):
+        c.ordered = 0  # SQL rounded otherwise than numpy (a half, or a sum a hair under one): sorted here
     keep = np.flatnonzero((held > 0) | (joules > 0))
     if not keep.size:
-        return []
-    # Columns at once (a report by job has a row per job: 100,000s on a big fleet).
-    held, idle, busy, joules = held[keep], idle[keep], busy[keep], joules[keep]
-    keys = np.array(c.keys, dtype=object)[keep]
-    hours = np.round(held / HOUR, 4)
-    # Most GPU-hours first, then by key (lexsort: the last key is the first criterion).
-    order = np.lexsort((keys.astype(str), -hours))
-    cols = [hours, np.round(busy / HOUR, 4),
-            np.round(np.divide(busy, held, out=np.zeros_like(held), where=held > 0), 4),
-            np.round(joules / J_PER_KWH, 6), np.round(idle / HOUR, 4)]
-    at = keep[order].tolist()
-    keys_, *vals = (keys[order].tolist(), *(col[order].tolist() for col in cols))
-    if by == "job" and not prices.any():  # the big one: each row made at once
-        rows: list[dict[str, Any]] = [
-            {"job": k, "gpu_hours_in_use": h, "gpu_hours_busy": b, "mean_utilization": m, "energy_kwh": e,
-             "waste_gpu_hours": w, "user": c.users[i] or "",
-             "nodes": [n] if n and "," not in n else _nodes(n)}  # one node: no call
-            for k, h, b, m, e, w, i, n in zip(keys_, *vals, at, (c.nodes[i] for i in at))]
-        return rows
-    rows = [{by: k, "gpu_hours_in_use": h, "gpu_hours_busy": b, "mean_utilization": m, "energy_kwh": e,
-             "waste_gpu_hours": w} for k, h, b, m, e, w in zip(keys_, *vals)]
+        return Answer(by)
+    # Most GPU-hours first, then by key: the first c.ordered rows are in that order already
+    # (all kept), the rest are sorted here and each put in its place among them.
+    rest_a = keep[keep >= c.ordered]
+    neg = (-hours[rest_a]).tolist()
+    rest_keys = [c.keys[i] for i in rest_a.tolist()]
+    by_place = sorted(range(len(neg)), key=lambda j: (neg[j], rest_keys[j]))
+    rest = rest_a[by_place].tolist()
+    head, head_neg = c.keys[:c.ordered], -hours[:c.ordered]
+    neg_sorted = [neg[j] for j in by_place]
+    lo = np.searchsorted(head_neg, neg_sorted, "left").tolist()
+    hi = np.searchsorted(head_neg, neg_sorted, "right").tolist()
+    at = [bisect_left(head, rest_keys[j], a, b) for j, a, b in zip(by_place, lo, hi)]
+    # Each row of the answer among c's rows: the ordered ones, with the rest put in before `at`.
+    order = np.insert(np.arange(c.ordered), at, rest) if rest else np.arange(c.ordered)
+    held, idle, busy, joules, hours = held[order], idle[order], busy[order], joules[order], hours[order]
+    cols = {"gpu_hours_in_use": hours, "gpu_hours_busy": np.round(busy / HOUR, 4),
+            "mean_utilization": np.round(np.divide(busy, held, out=np.zeros_like(held), where=held > 0), 4),
+            "energy_kwh": np.round(joules / J_PER_KWH, 6), "waste_gpu_hours": np.round(idle / HOUR, 4)}
     if prices.any():
-        cost = (held / HOUR) * (prices.gpu_hour or 0.0) + (joules / J_PER_KWH) * (prices.kwh or 0.0)
-        for r, x in zip(rows, np.round(cost, 2)[order].tolist()):
-            r["cost"] = x
-    if by == "job":
-        for r, i in zip(rows, at):
-            r["user"], r["nodes"] = c.users[i] or "", _nodes(c.nodes[i])
-    return rows
+        cols["cost"] = np.round((held / HOUR) * (prices.gpu_hour or 0.0)
+                                + (joules / J_PER_KWH) * (prices.kwh or 0.0), 2)
+    figs = {k: col.tolist() for k, col in cols.items()}
+    if by != "job":
+        return Answer(by, _merge(c.keys, c.ordered, rest, at), figs)
+    return Answer(by, _merge(c.keys, c.ordered, rest, at), figs, _merge(c.users, c.ordered, rest, at),
+                  _merge(c.nodes, c.ordered, rest, at))
+
+
+def _merge(col: list[str], ordered: int, rest: list[int], at: list[int]) -> list[str]:
+    """col[:ordered] with col[rest[j]] put in before place at[j]: slices, in the order the rows
+    lie in memory (gathering 100,000s of scattered objects costs more than the figures)."""
+    out: list[str] = []
+    prev = 0
+    for i, p in zip(rest, at):
+        out += col[prev:p]
+        out.append(col[i])
+        prev = p
+    out += col[prev:ordered]
+    return out
 
 
 def monthly(db: sqlite3.Connection, by: str, since: float, *, user: str | None = None,

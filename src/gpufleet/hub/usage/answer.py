@@ -1,0 +1,76 @@
+"""A report's answer as columns, in answer order, written straight to JSON or CSV.
+
+A report by job has a row per job (~380,000 for a month of a 1,000-node fleet): a dict per
+row costs more than the figures themselves (benchmarks/bench_report.py). Here the columns stay
+lists until they are written; the JSON rows are small structs made in C (map over the
+columns) with the same keys, in the same order, as the dicts of `rows()`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import msgspec
+
+JOB_EXTRA = ("user", "nodes")  # by job, each row also says whose job it is and where it ran
+
+
+def node_list(nodes: str) -> list[str]:
+    """"a,b,a" -> ["a", "b"] (a job's nodes, as group_concat and job_totals keep them)."""
+    if "," not in nodes:
+        return [nodes] if nodes else []
+    return sorted(set(nodes.split(",")) - {""})
+
+
+@dataclass(slots=True)
+class Answer:
+    """Rows of one report: `keys` (of `by`), a list per figure, and by job each row's user and
+    nodes ("a,b" as kept; split when written)."""
+
+    by: str
+    keys: list[str] = field(default_factory=list)
+    figures: dict[str, list[float]] = field(default_factory=dict)  # FIELDS, then "cost" when priced
+    users: list[str] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def names(self) -> list[str]:
+        """Each row's keys, in order (the CSV header)."""
+        return [self.by, *self.figures, *(JOB_EXTRA if self.by == "job" else ())]
+
+    def _columns(self, nodes: list[Any]) -> list[list[Any]]:
+        return [self.keys, *self.figures.values(), *((self.users, nodes) if self.by == "job" else ())]
+
+    def _node_lists(self) -> list[list[str]]:
+        return [[n] if n and "," not in n else node_list(n) for n in self.nodes]  # one node: no call
+
+    def rows(self) -> list[dict[str, Any]]:
+        """A dict per row (the pages and tests)."""
+        names = self.names()
+        return [dict(zip(names, r)) for r in zip(*self._columns(self._node_lists()))]
+
+    def structs(self) -> list[msgspec.Struct]:
+        """A struct per row for msgspec: encoded as the dicts of rows() would be."""
+        return list(map(_row_type(tuple(self.names())), *self._columns(self._node_lists())))
+
+    def csv(self) -> str:
+        """Header and rows; a job's nodes as "a;b"."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(self.names())
+        joined = [n if "," not in n else ";".join(node_list(n)) for n in self.nodes]
+        w.writerows(zip(*self._columns(joined)))
+        return buf.getvalue()
+
+
+@cache
+def _row_type(names: tuple[str, ...]) -> type[msgspec.Struct]:
+    # gc=False: rows hold only strings, floats and lists of strings, never a cycle, and 100,000s
+    # of tracked objects would make the collector walk them.
+    return msgspec.defstruct("UsageRow", list(names), gc=False)
