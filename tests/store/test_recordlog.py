@@ -96,7 +96,7 @@ def test_a_newer_format_is_refused_naming_the_release(tmp_path) -> None:
     w = b"gpufleet 9.0.0"
     head = struct.pack("<4sHH", MAGIC, formats.FORMAT + 1, len(w)) + w
     open(path, "wb").write(head + struct.pack("<I", zlib.crc32(head)))
-    with pytest.raises(formats.StoreFormatError, match=r"version 3 \(written by gpufleet 9.0.0\).*run gpufleet 9.0.0 or newer"):
+    with pytest.raises(formats.StoreFormatError, match=rf"version {formats.FORMAT + 1} \(written by gpufleet 9.0.0\).*run gpufleet 9.0.0 or newer"):
         RecordLog(path, MAGIC)
     assert os.path.exists(path) and not os.path.exists(path + ".corrupt")  # refused, not set aside
 

@@ -112,11 +112,16 @@ def _ids(records: list[bytes]) -> tuple[int, int]:
     import msgspec
 
     nodes = series = 0
+    sizes: dict[int, int] = {}  # shape id -> ids in a run of it
     for r in records:
         try:
             rec = msgspec.msgpack.decode(r)
             if rec[0] == "N":
                 nodes = max(nodes, int(rec[1]) + 1)
+            elif rec[0] == "P":
+                sizes[int(rec[1])] = len(rec[2])
+            elif rec[0] == "T":
+                series = max(series, int(rec[1]) + sizes.get(int(rec[3]), 1))
             else:
                 series = max(series, int(rec[1]) + 1)
         except (msgspec.DecodeError, ValueError, TypeError, IndexError):

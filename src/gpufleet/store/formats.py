@@ -9,6 +9,9 @@ writer`` under a CRC; blocks keep ``format`` and ``writer`` in their index.
     version 2  headers; log records with a sync mark and a CRC over length and
                payload (a damaged record is skipped, not the rest of the file);
                blocks with a CRC over all their frames; the series snapshot
+    version 3  the series index names a batch of series as one run of ids over a shared
+               shape (``P`` and ``T`` records, see ``series_index``); older logs are
+               rewritten in this format when opened, other files are as in version 2
 
 A file of a version above ``FORMAT`` is refused (``StoreFormatError``), never
 set aside: it is not damaged, this release is too old for it.
@@ -21,7 +24,7 @@ import zlib
 
 from .. import __version__
 
-FORMAT = 2
+FORMAT = 3
 WRITER = f"gpufleet {__version__}"
 
 FILE_MODE = 0o600  # samples and series names are the fleet's business, not every local user's

@@ -175,6 +175,7 @@ def scan_log(path: str, magic: bytes) -> LogScan:
         version, writer, hlen = head
         if version > formats.FORMAT:
             raise formats.too_new(path, version, writer)
+        out.version = version
         out.has_header = True
         out.end = out.header_len = hlen
         _scan(data, hlen, version, out)
@@ -216,11 +217,11 @@ class RecordLog:
             self.rewrite(scan.records, set_aside=True)
             if on_damage is not None:
                 on_damage(f"{what} {path} is damaged: {scan.describe()}; the damaged file is kept as {self.aside}")
-        elif not scan.has_header:
-            self.rewrite(scan.records)  # new, empty, or version 1: write it in this format
+        elif not scan.has_header or scan.version < formats.FORMAT:
+            self.rewrite(scan.records)  # new, empty, or an older version: write it in this format
         self._fd = formats.open_file(path, os.O_RDWR | os.O_CREAT)
         size = os.fstat(self._fd).st_size
-        rewritten = not scan.has_header or bool(scan.damaged)
+        rewritten = not scan.has_header or bool(scan.damaged) or scan.version < formats.FORMAT
         end = self._end if rewritten else scan.end
         if size != end:
             os.ftruncate(self._fd, end)  # drop the torn tail before appending

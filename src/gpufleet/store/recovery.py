@@ -200,7 +200,7 @@ class Recovery(StoreState):
         got = st.sch if st.sch is not None and st.sch.schema_id == sch else st.schema_by_id(sch)
         if got is None:
             index = self.series_index
-            keys = tuple(index.key(int(s)) if index.known(int(s)) else None for s in sids)
+            keys = tuple(index.keys(sids.tolist()))
             got = Schema(sch, keys, sids)
         st.use_schema(got)
         seg, cols = st.head_for(got)

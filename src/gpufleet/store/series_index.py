@@ -7,16 +7,35 @@ compressed copy, ``series.snap`` (``series_snapshot``), follows it a slice
 per ``maintain`` call: when series.log is damaged, truncated or deleted, the
 names it lost are taken from there, and only series registered since the copy
 last caught up (and whose record was hit) cannot be named again.
+
+Series are registered a batch at a time as a *run* (format 3): consecutive ids
+for one node, named by a *shape* shared by every node of the same hardware
+(each id's metric and which of the run's label sets it has) plus the run's own
+label sets, with the labels every series of the batch has in common (node,
+cluster...) kept once.  A node's first push of ~1,000 series is then two records
+(one when its shape is new) and a few hundred interned tuples, not 1,000 keys,
+dict entries and records.  Series named one by one (``S`` records, stores
+written before format 3) are still read and served.
+
+Records (msgpack lists)::
+
+    ["N", nid, name]                                 a node
+    ["S", sid, nid, metric, [[name, value], ...]]    one series (format <= 2)
+    ["P", shape id, [metric, ...], slots]            a shape; slots: <u4 per id, its label set
+    ["T", base, nid, shape id, common, sets]         a run: ids base.. of a node, named by the
+                                                     shape; common and each set: [[name, value], ...]
 """
 from __future__ import annotations
 
 import os
 import sys
 from array import array
-from collections.abc import Callable, Sequence
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from . import formats, series_snapshot
 from .recordlog import RecordLog, scan_log
@@ -25,6 +44,9 @@ from .types import Matcher, SeriesKey
 MAGIC = b"GFSI"
 SNAPSHOT = series_snapshot.NAME
 _MAX_ID = 1 << 32
+_MIXED = "\x00mixed"  # runs whose series carry `node` in their own label sets: every node query visits them
+
+Labels = tuple[tuple[str, str], ...]
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
@@ -67,23 +89,73 @@ def _is_normal(labels: tuple[Any, ...]) -> bool:
     return True
 
 
-def _label(pairs: tuple[tuple[str, str], ...], name: str) -> str | None:
+def _label(pairs: Labels, name: str) -> str | None:
     for k, v in pairs:
         if k == name:
             return v
     return None
 
 
+def _merge(common: Labels, rest: Labels) -> Labels:
+    if not common:
+        return rest
+    if not rest:
+        return common
+    return tuple(sorted(common + rest))
+
+
+def _pairs_of(raw: Any) -> Labels:
+    """[[name, value], ...] from a record as a tuple of string pairs (ValueError if it is not)."""
+    out = tuple([(a, b) for a, b in raw])
+    if not all(type(a) is str and type(b) is str for a, b in out):
+        raise ValueError("labels must be strings")
+    return out
+
+
+class _Shape:
+    """What a run's ids are: per id its metric and the index of its label set in the run."""
+
+    __slots__ = ("id", "metrics", "slots", "by_metric", "size")
+
+    def __init__(self, shape_id: int, metrics: tuple[str, ...], slots: np.ndarray) -> None:
+        self.id = shape_id
+        self.metrics = metrics
+        self.slots = slots
+        self.size = len(metrics)
+        by: dict[str, list[int]] = {}
+        for off, m in enumerate(metrics):
+            by.setdefault(m, []).append(off)
+        self.by_metric = {m: np.array(offs, np.int64) for m, offs in by.items()}
+
+
+class _Run:
+    """Ids base..base+shape.size-1 of node `nid`: common labels plus the shape's label set of each."""
+
+    __slots__ = ("base", "nid", "shape", "common", "sets", "node_key")
+
+    def __init__(self, base: int, nid: int, shape: _Shape, common: Labels, sets: tuple[Labels, ...]) -> None:
+        self.base = base
+        self.nid = nid
+        self.shape = shape
+        self.common = common
+        self.sets = sets
+        self.node_key = ""  # its key in SeriesIndex._runs_by_node
+
+    @property
+    def end(self) -> int:
+        return self.base + self.shape.size
+
+
 class SeriesIndex:
     """Node and series ids of a store, from ``series.log`` (and ``series.snap`` when that is hurt).
 
-    Ids are dense when nothing was lost; after damage they may have holes
-    (``None``), and new ids always go above every id the store's data uses.
+    Ids are dense when nothing was lost; after damage they may have holes, and new
+    ids always go above every id the store's data uses.
 
-    Memory is per series a list slot, a dict entry and an int: a fleet of 1,000 nodes
-    has ~740k series. Label tuples are interned (one object per distinct label set, shared
-    by every metric of a GPU or CPU and with the caller's own keys), node ids sit in an
-    array, and label dicts are built only for the series a query returns.
+    Memory is per run (a node's batch of series) a tuple of its label sets, which are
+    interned: a GPU's or CPU's set is one object however many metrics it has, and the
+    same set on every node of a fleet (cpu="3") is one object for all of them. Series
+    named one at a time (older stores) cost a dict entry each.
     """
 
     def __init__(self, path: str, on_damage: Callable[[str], None] | None = None) -> None:
@@ -91,13 +163,28 @@ class SeriesIndex:
         self.snap_path = os.path.join(os.path.dirname(path), SNAPSHOT)
         self.node_ids: dict[str, int] = {}
         self.node_names: list[str | None] = []
-        self.series: list[SeriesKey | None] = []  # sid -> key
-        self._nid = array("l")  # sid -> node id (-1: a hole)
-        self._sid_of: dict[int, dict[SeriesKey, int]] = {}  # node id -> {key: sid}
-        # metric -> the series' node (its own `node` label, else the store's node name) -> sids:
-        # a query naming its node visits that node's series only
+        self._next_sid = 0  # above every id named or reserved
+        self._count = 0  # series named
+        # series named one by one (S records): sid -> key and node, node -> {key: sid},
+        # metric -> the series' node (its `node` label, else the store's node name) -> sids
+        self._single: dict[int, SeriesKey] = {}
+        self._single_nid: dict[int, int] = {}
+        self._single_sids: list[int] = []  # ascending
+        self._sid_of: dict[int, dict[SeriesKey, int]] = {}
         self.by_metric: dict[str, dict[str, array[int]]] = {}
-        self._interned: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+        # runs and shapes
+        self._shapes: dict[int, _Shape] = {}
+        self._next_shape = 0
+        self._shape_ids: dict[tuple[tuple[str, ...], bytes], int] = {}
+        self._runs: list[_Run] = []  # by base
+        self._bases: list[int] = []
+        self._node_runs: dict[int, list[_Run]] = {}
+        self._shape_runs: dict[int, list[_Run]] = {}
+        self._metric_shapes: dict[str, list[_Shape]] = {}
+        self._runs_by_node: dict[str, list[_Run]] = {}
+        self._pending: list[list[Any]] = []  # runs whose shape record was not met (yet)
+        self._snap_shapes: set[int] = set()  # shapes written to series.snap since open
+        self._interned: dict[Labels, Labels] = {}
         self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
         self._on_damage = on_damage
         self.lost_nodes = 0
@@ -105,19 +192,27 @@ class SeriesIndex:
         scan = scan_log(path, MAGIC)
         for rec in scan.records:
             self._apply_raw(rec)
+        self._retry_pending()
         from_log = self._known()
         snap = series_snapshot.scan(self.snap_path)
         self._snap_trouble = snap.trouble
         self._snap_aside = ""
         trouble = f"damaged ({scan.describe()})" if scan.damaged else ""
-        if snap.exists and (self.node_names.count(None) or self.series.count(None)
-                            or len(self.node_names) < snap.counts[0] or len(self.series) < snap.counts[1]):
+        if snap.exists and (self._pending or self.node_names.count(None) or self._count < self._next_sid
+                            or len(self.node_names) < snap.counts[0] or self._next_sid < snap.counts[1]):
             # ids the log lacks (damaged, truncated, deleted) that the copy names
             for rec in series_snapshot.records(snap):
                 self._apply_raw(rec, only_missing=True)
+            self._retry_pending()
             trouble = trouble or ("missing" if not scan.exists else f"shorter than {SNAPSHOT}")
-        if snap.trouble:  # a copy: set it aside; maintain() writes it again, a slice at a time
-            self._snap_aside = formats.set_aside(self.snap_path)
+        self._pending = []  # a run whose shape is lost: its ids are holes
+        self._single_sids.sort()
+        if snap.trouble or (snap.exists and snap.version < formats.FORMAT):
+            # a copy: set it aside (an older one is rewritten in this format, records and all);
+            # maintain() writes it again, a slice at a time
+            self._snap_aside = formats.set_aside(self.snap_path) if snap.trouble else ""
+            if not snap.trouble:
+                os.unlink(self.snap_path)
             self._snap_counts = (0, 0)
         else:
             if snap.exists and snap.end < snap.size:
@@ -137,7 +232,7 @@ class SeriesIndex:
             self._on_damage(f"series snapshot {self.snap_path} is damaged ({self._snap_trouble}); set aside as "
                             f"{self._snap_aside} and written again from the series index (nothing lost)")
         self.lost_nodes = sum(1 for n in self.node_names[:used_nodes] if n is None) + max(0, used_nodes - len(self.node_names))
-        self.lost_series = sum(1 for x in self.series[:used_series] if x is None) + max(0, used_series - len(self.series))
+        self.lost_series = used_series - self._known_below(used_series)
         self._grow(used_nodes - 1, used_series - 1)
         if (self._trouble or self.lost_nodes or self.lost_series) and self._on_damage is not None:
             what = self._trouble or "missing names the data uses"
@@ -149,71 +244,178 @@ class SeriesIndex:
                 f"{self.lost_series} series names" + (" (their samples are not served)" if lost else "")
                 + (f"; the damaged file is kept as {kept}" if kept else ""))
 
+    @property
+    def count(self) -> int:
+        """Series named."""
+        return self._count
+
     def _known(self) -> tuple[int, int]:
-        return (len(self.node_names) - self.node_names.count(None), len(self.series) - self.series.count(None))
+        return (len(self.node_names) - self.node_names.count(None), self._count)
+
+    def _known_below(self, limit: int) -> int:
+        n = bisect_left(self._single_sids, limit)
+        for r in self._runs:
+            if r.base >= limit:
+                break
+            n += min(r.end, limit) - r.base
+        return n
 
     def _grow(self, nid: int, sid: int) -> None:
         if nid >= len(self.node_names):
             self.node_names.extend([None] * (nid + 1 - len(self.node_names)))
-        if sid >= len(self.series):
-            more = sid + 1 - len(self.series)
-            self.series.extend([None] * more)
-            self._nid.extend([-1] * more)
+        if sid >= self._next_sid:
+            self._next_sid = sid + 1
 
+    # ------------------------------------------------------------ records
     def _apply_raw(self, raw: bytes, only_missing: bool = False) -> None:
         try:
             rec = _dec.decode(raw)
-            if rec[0] == "N":
+            kind = rec[0]
+            if kind == "N":
                 _, nid, name = rec
                 ok = isinstance(nid, int) and 0 <= nid < _MAX_ID and isinstance(name, str)
-            else:
+                if ok and only_missing and nid < len(self.node_names) and self.node_names[nid] is not None:
+                    return
+            elif kind == "S":
                 _, sid, nid, metric, labels = rec
                 ok = (isinstance(sid, int) and 0 <= sid < _MAX_ID and isinstance(nid, int)
                       and isinstance(metric, str))
+                if ok and only_missing and self.known(sid):
+                    return
+            elif kind == "P":
+                _, shape_id, metrics, slots = rec
+                ok = (isinstance(shape_id, int) and isinstance(metrics, list) and isinstance(slots, bytes)
+                      and len(slots) == 4 * len(metrics) and all(isinstance(m, str) and m for m in metrics))
+                if ok and only_missing and shape_id in self._shapes:
+                    return
+            elif kind == "T":
+                _, base, nid, shape_id, common, sets = rec
+                ok = (isinstance(base, int) and 0 <= base < _MAX_ID and isinstance(nid, int) and 0 <= nid < _MAX_ID
+                      and isinstance(shape_id, int) and isinstance(common, list) and isinstance(sets, list))
+                if ok and only_missing and self.known(base):
+                    return
+            else:
+                return
+            if ok:
+                self._apply(rec)
         except (msgspec.DecodeError, ValueError, TypeError, IndexError):
             return  # a record that passed its CRC but does not decode: written by a bug, skip
-        if not ok:
-            return
-        if only_missing:
-            if rec[0] == "N" and nid < len(self.node_names) and self.node_names[nid] is not None:
+
+    def _apply(self, rec: list[Any]) -> None:
+        kind = rec[0]
+        if kind == "N":
+            _, nid, name = rec
+            self._grow(nid, -1)
+            self.node_names[nid] = name
+            self.node_ids[name] = nid
+            lost = f"lost-node-{nid}"
+            if nid in self._sid_of:  # its series came first (a rebuilt index): regroup them by name
+                for by_node in self.by_metric.values():
+                    got = by_node.pop(lost, None)
+                    if got is not None:
+                        by_node.setdefault(name, array("q")).extend(got)
+            for r in self._runs_by_node.pop(lost, []):
+                r.node_key = name
+                self._runs_by_node.setdefault(name, []).append(r)
+        elif kind == "S":
+            _, sid, nid, metric, labels = rec
+            key: SeriesKey = (sys.intern(metric), self._intern(tuple(sorted(_pairs_of(labels)))))
+            self._add_single(sid, nid, key)
+        elif kind == "P":
+            _, shape_id, metrics, slots = rec
+            arr = np.frombuffer(slots, "<u4").astype(np.int64)
+            self._add_shape(_Shape(shape_id, tuple(sys.intern(m) for m in metrics), arr))
+        else:
+            _, base, nid, shape_id, common, sets = rec
+            shape = self._shapes.get(shape_id)
+            if shape is None:
+                self._pending.append(rec)
                 return
-            if rec[0] == "S" and sid < len(self.series) and self.series[sid] is not None:
-                return
-        self._apply(rec)
+            rests = tuple(self._intern(tuple(sorted(_pairs_of(s)))) for s in sets)
+            if shape.size and int(shape.slots.max()) >= len(rests):
+                raise ValueError("a run names label sets it does not have")
+            self._add_run(_Run(base, nid, shape, self._intern(tuple(sorted(_pairs_of(common)))), rests))
+
+    def _retry_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for rec in pending:
+            try:
+                if not self.known(rec[1]):
+                    self._apply(rec)
+            except (ValueError, TypeError):
+                continue
 
     def _records(self) -> list[bytes]:
         out = [_enc.encode(["N", nid, name]) for nid, name in enumerate(self.node_names) if name is not None]
-        for sid, got in enumerate(self.series):
-            if got is not None:
-                metric, labels = got
-                out.append(_enc.encode(["S", sid, self._nid[sid], metric, [list(p) for p in labels]]))
+        used = {r.shape.id for r in self._runs}
+        out += [self._shape_record(self._shapes[i]) for i in sorted(used)]
+        out += [self._run_record(r) for r in self._runs]
+        for sid in sorted(self._single):
+            metric, labels = self._single[sid]
+            out.append(_enc.encode(["S", sid, self._single_nid[sid], metric, [list(p) for p in labels]]))
         return out
+
+    @staticmethod
+    def _shape_record(shape: _Shape) -> bytes:
+        return _enc.encode(["P", shape.id, list(shape.metrics), shape.slots.astype("<u4").tobytes()])
+
+    @staticmethod
+    def _run_record(r: _Run) -> bytes:
+        return _enc.encode(["T", r.base, r.nid, r.shape.id, r.common, r.sets])
 
     def write_snapshot(self, max_records: int | None = None) -> bool:
         """Append the names registered since the last call to series.snap; True if some are left.
 
-        ``max_records`` bounds the work of one call (maintain passes a slice).
+        ``max_records`` bounds the work of one call (maintain passes a slice; a run counts
+        as one record per label set it names, and is never split).
         """
         n0, s0 = self._snap_counts
-        n1, s1 = len(self.node_names), len(self.series)
+        n1, s1 = len(self.node_names), self._next_sid
         if n0 >= n1 and s0 >= s1:
             return False
         n0, s0 = min(n0, n1), min(s0, s1)
-        room = max_records if max_records is not None else (n1 - n0) + (s1 - s0)
+        room = max_records if max_records is not None else (n1 - n0) + (s1 - s0) + 1
         nodes_to = min(n1, n0 + room)
-        series_to = min(s1, s0 + max(0, room - (nodes_to - n0)))
+        room -= nodes_to - n0
         recs = [_enc.encode(["N", nid, name]) for nid in range(n0, nodes_to)
                 if (name := self.node_names[nid]) is not None]
-        for sid in range(s0, series_to):
-            got = self.series[sid]
-            if got is not None:
-                metric, labels = got
-                recs.append(_enc.encode(["S", sid, self._nid[sid], metric, [list(p) for p in labels]]))
+        series_to = s1
+        took = False  # a run larger than the slice still goes, alone
+        shapes_written: set[int] = set()
+        ri = max(0, bisect_right(self._bases, s0) - 1)
+        si = bisect_left(self._single_sids, s0)
+        runs, singles = self._runs, self._single_sids
+        while ri < len(runs) or si < len(singles):
+            if ri < len(runs) and runs[ri].end <= s0:
+                ri += 1
+                continue
+            single = si < len(singles) and (ri >= len(runs) or singles[si] < runs[ri].base)
+            cost = 1 if single else 1 + len(runs[ri].sets)
+            if cost > room and took:
+                nxt = min(runs[ri].base if ri < len(runs) else s1, singles[si] if si < len(singles) else s1)
+                series_to = max(s0, min(nxt, s1))
+                break
+            if not single:
+                r = runs[ri]
+                if r.shape.id not in self._snap_shapes and r.shape.id not in shapes_written:
+                    recs.append(self._shape_record(r.shape))  # in the copy before the first run using it
+                    shapes_written.add(r.shape.id)
+                recs.append(self._run_record(r))
+                ri += 1
+            else:
+                sid = singles[si]
+                metric, labels = self._single[sid]
+                recs.append(_enc.encode(["S", sid, self._single_nid[sid], metric, [list(p) for p in labels]]))
+                si += 1
+            room -= cost
+            took = True
         series_snapshot.append(self.snap_path, (nodes_to, series_to), recs)
+        self._snap_shapes |= shapes_written
         self._snap_counts = (nodes_to, series_to)
         return (nodes_to, series_to) != (n1, s1)
 
-    def _intern(self, labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    # ------------------------------------------------------------ naming
+    def _intern(self, labels: Labels) -> Labels:
         """The one shared object for a normalised label tuple (its pairs shared too).
 
         The first object seen is kept: the caller's own (pair) tuples, so the hub's key
@@ -228,51 +430,52 @@ class SeriesIndex:
             got = self._interned[labels] = labels
         return got
 
-    def _apply(self, rec: list[Any]) -> None:
-        if rec[0] == "N":
-            _, nid, name = rec
-            self._grow(nid, -1)
-            self.node_names[nid] = name
-            self.node_ids[name] = nid
-            if nid in self._sid_of:  # its series came first (a rebuilt index): regroup them by name
-                lost = f"lost-node-{nid}"
-                for by_node in self.by_metric.values():
-                    got = by_node.pop(lost, None)
-                    if got is not None:
-                        by_node.setdefault(name, array("q")).extend(got)
+    def _add_single(self, sid: int, nid: int, key: SeriesKey) -> None:
+        if sid in self._single:
+            return
+        self._grow(-1, sid)
+        self._single[sid] = key
+        self._single_nid[sid] = nid
+        self._single_sids.append(sid)  # sorted once loading is done (only loading adds these)
+        self._count += 1
+        self._sid_of.setdefault(nid, {})[key] = sid
+        metric, labels = key
+        node = _label(labels, "node") or self._node_fallback(nid)
+        self.by_metric.setdefault(metric, {}).setdefault(node, array("q")).append(sid)
+
+    def _node_fallback(self, nid: int) -> str:
+        name = self.node_names[nid] if 0 <= nid < len(self.node_names) else None
+        return name or f"lost-node-{nid}"
+
+    def _add_shape(self, shape: _Shape) -> None:
+        if shape.id in self._shapes:
+            return
+        self._shapes[shape.id] = shape
+        self._next_shape = max(self._next_shape, shape.id + 1)
+        self._shape_ids[(shape.metrics, shape.slots.astype("<u4").tobytes())] = shape.id
+        self._shape_runs[shape.id] = []
+        for m in shape.by_metric:
+            self._metric_shapes.setdefault(m, []).append(shape)
+
+    def _add_run(self, r: _Run) -> None:
+        if self._bases and r.base <= self._bases[-1]:
+            if self.known(r.base) or self.known(r.end - 1):
+                return  # named already (a copy's record for ids the log has)
+            i = bisect_left(self._bases, r.base)
+            self._bases.insert(i, r.base)
+            self._runs.insert(i, r)
         else:
-            _, sid, nid, metric, labels = rec
-            key: SeriesKey = (sys.intern(metric), self._intern(tuple([(a, b) for a, b in labels])))
-            self._add(sid, nid, key)
-
-    def _add(self, sid: int, nid: int, key: SeriesKey) -> None:
-        self._add_many(nid, [(key, sid)])
-
-    def _add_many(self, nid: int, items: list[tuple[SeriesKey, int]]) -> None:
-        """Name new series of one node (ids ascending when they come from sids_for)."""
-        top = max(sid for _, sid in items)
-        self._grow(-1, top)
-        series, nids = self.series, self._nid
-        own = self._sid_of.setdefault(nid, {})
-        by_metric = self.by_metric
-        fallback = self.node_names[nid] if 0 <= nid < len(self.node_names) else None
-        fallback = fallback or f"lost-node-{nid}"
-        node_of: dict[int, str] = {}  # id(labels) -> node: a GPU's ~30 metrics share one tuple
-        for key, sid in items:
-            series[sid] = key
-            nids[sid] = nid
-            own[key] = sid
-            metric, labels = key
-            node = node_of.get(id(labels))
-            if node is None:
-                node = node_of[id(labels)] = _label(labels, "node") or fallback
-            by_node = by_metric.get(metric)
-            if by_node is None:
-                by_node = by_metric[metric] = {}
-            got = by_node.get(node)
-            if got is None:
-                got = by_node[node] = array("q")
-            got.append(sid)
+            self._bases.append(r.base)
+            self._runs.append(r)
+        self._grow(-1, r.end - 1)
+        self._count += r.shape.size
+        self._node_runs.setdefault(r.nid, []).append(r)
+        self._shape_runs[r.shape.id].append(r)
+        node = _label(r.common, "node")
+        if node is None:
+            node = _MIXED if any(_label(s, "node") is not None for s in r.sets) else self._node_fallback(r.nid)
+        r.node_key = node
+        self._runs_by_node.setdefault(node, []).append(r)
 
     def node_id(self, name: str, create: bool = True) -> int | None:
         nid = self.node_ids.get(name)
@@ -284,109 +487,247 @@ class SeriesIndex:
             self._apply(["N", nid, name])
         return nid
 
-    def _normal(self, key: Any) -> SeriesKey:
-        """`key` normalised, with interned labels; the caller's own tuple when it already is."""
+    @staticmethod
+    def _normal(key: Any) -> SeriesKey:
+        """`key` normalised: the caller's own tuple when it already is."""
         if type(key) is tuple and len(key) == 2:
             metric, labels = key
-            if type(metric) is str and metric and type(labels) is tuple:
-                try:
-                    got = self._interned.get(labels)
-                except TypeError:  # unhashable parts: the slow path says what is wrong
-                    got = None
-                if got is None and _is_normal(labels):
-                    got = self._intern(labels)
-                if got is not None:
-                    return key if got is labels else (metric, got)
-        metric, norm = normalize_key(key)
-        return metric, self._intern(norm)
+            if type(metric) is str and metric and type(labels) is tuple and _is_normal(labels):
+                return key
+        return normalize_key(key)
 
-    def sids_for(self, nid: int, keys: Sequence[Any]) -> list[int]:
-        """Ids of the given keys on a node, registering new series (one series.log write for all)."""
-        out: list[int] = []
-        own = self._sid_of.get(nid)
-        if own is None:
-            own = self._sid_of[nid] = {}
-        get = own.get
-        new: dict[SeriesKey, int] = {}
-        interned: dict[int, tuple[tuple[str, str], ...]] = {}  # id(caller's labels) -> interned
-        base = len(self.series)
-        fresh = not own  # a node's first push: every key is new, no lookup can hit
+    def _normal_all(self, keys: Sequence[Any]) -> list[SeriesKey]:
+        """Every key normalised; a label tuple shared by several keys is checked once.
+
+        The common case (the hub's keys: tuples of a metric and a sorted label tuple, one
+        label tuple per GPU or CPU) is checked with C-level passes over the batch.
+        """
+        if (set(map(type, keys)) == {tuple} and set(map(len, keys)) == {2}):
+            metrics, labs = zip(*keys)
+            if set(map(type, metrics)) == {str} and all(metrics) and set(map(type, labs)) == {tuple}:
+                distinct = dict(zip(map(id, labs), labs)).values()
+                if all(map(_is_normal, distinct)):
+                    return list(keys)
+        out: list[SeriesKey] = []
+        seen: dict[int, Labels] = {}  # id(caller's labels) -> normalised
         for key in keys:
-            if fresh:
-                sid = None
+            if type(key) is tuple and len(key) == 2 and type(key[0]) is str and key[0]:
+                lab = seen.get(id(key[1]))
+                if lab is not None:
+                    out.append(key if lab is key[1] else (key[0], lab))
+                    continue
+                norm = self._normal(key)
+                seen[id(key[1])] = norm[1]
             else:
-                try:
-                    sid = get(key)
-                except TypeError:  # unhashable (lists): normalise below
-                    sid = None
-            if sid is None:
-                norm: SeriesKey | None = None
-                if type(key) is tuple and len(key) == 2 and type(key[0]) is str and key[0]:
-                    # the caller's label tuple, already checked for an earlier metric of this batch
-                    lab = interned.get(id(key[1]))
-                    if lab is not None:
-                        norm = key if lab is key[1] else (key[0], lab)
-                if norm is None:
-                    norm = self._normal(key)
-                    if type(key) is tuple and len(key) == 2:
-                        interned[id(key[1])] = norm[1]
-                sid = None if fresh else get(norm)
-                if sid is None:
-                    sid = new.setdefault(norm, base + len(new))
-            out.append(sid)
-        if new:
-            # In series.log before any WAL record uses the ids: one write for a node's whole
-            # first push (730 series), not one each, which made a join storm crawl.
-            self.log.append_many([_enc.encode(["S", sid, nid, m, labels]) for (m, labels), sid in new.items()])
-            self._add_many(nid, list(new.items()))
+                norm = self._normal(key)
+            out.append(norm)
         return out
 
+    def _node_sids(self, nid: int) -> dict[SeriesKey, int]:
+        """{key: sid} of a node's series (built for the call: only a node's new series lists need it)."""
+        out = dict(self._sid_of.get(nid, {}))
+        for r in self._node_runs.get(nid, ()):
+            shape, sets, common = r.shape, r.sets, r.common
+            merged = [self._intern(_merge(common, s)) for s in sets]
+            slots = shape.slots.tolist()
+            for off, m in enumerate(shape.metrics):
+                out[(m, merged[slots[off]])] = r.base + off
+        return out
+
+    def sids_for(self, nid: int, keys: Sequence[Any]) -> list[int]:
+        """Ids of the given keys on a node; new series are named as one run (one series.log write)."""
+        norm = self._normal_all(keys)
+        base = self._next_sid
+        if nid not in self._node_runs and nid not in self._sid_of:
+            plan = self._plan(norm)  # a node's first batch: all new, unless a key comes twice
+            if len(set(zip(plan[0], plan[1]))) == len(norm):
+                self._new_run(nid, base, plan)
+                return list(range(base, base + len(norm)))
+            known: dict[SeriesKey, int] = {}
+        else:
+            known = self._node_sids(nid)
+        fresh: dict[SeriesKey, int] = {}
+        out: list[int] = []
+        for key in norm:
+            sid = known.get(key)
+            if sid is None:
+                sid = fresh.setdefault(key, base + len(fresh))  # a key twice gets one id (the store refuses it)
+            out.append(sid)
+        if fresh:
+            self._new_run(nid, base, self._plan(list(fresh)))
+        return out
+
+    @staticmethod
+    def _plan(keys: list[SeriesKey]) -> tuple[tuple[str, ...], list[int], list[Labels]]:
+        """Each key's metric and label set index, and the distinct label sets, of a batch."""
+        metrics, labs = zip(*keys)
+        # label sets of the batch, each once, and each key's: a label tuple shared by a GPU's
+        # metrics is one object, looked up by identity; equal tuples that are not, by value
+        ids = list(map(id, labs))
+        slot_by_id: dict[int, int] = {}
+        slot_by_value: dict[Labels, int] = {}
+        distinct: list[Labels] = []
+        for i, lab in dict(zip(ids, labs)).items():
+            slot = slot_by_value.get(lab)
+            if slot is None:
+                slot = slot_by_value[lab] = len(distinct)
+                distinct.append(lab)
+            slot_by_id[i] = slot
+        return metrics, list(map(slot_by_id.__getitem__, ids)), distinct
+
+    def _new_run(self, nid: int, base: int, plan: tuple[tuple[str, ...], list[int], list[Labels]]) -> None:
+        metrics, slot_list, distinct = plan
+        slots = np.array(slot_list, np.int64)
+        common_set = set(distinct[0])
+        for lab in distinct[1:]:
+            common_set.intersection_update(lab)
+            if not common_set:
+                break
+        common = self._intern(tuple(sorted(common_set)))
+        rests = [self._intern(tuple([p for p in lab if p not in common_set])) for lab in distinct]
+        ident = (metrics, slots.astype("<u4").tobytes())
+        recs: list[bytes] = []
+        shape_id = self._shape_ids.get(ident)
+        if shape_id is None:
+            shape = _Shape(self._next_shape, tuple(sys.intern(m) for m in metrics), slots)
+            recs.append(self._shape_record(shape))
+        else:
+            shape = self._shapes[shape_id]
+        run = _Run(base, nid, shape, common, tuple(rests))
+        recs.append(self._run_record(run))
+        # In series.log before any WAL record uses the ids: one write for the whole batch.
+        self.log.append_many(recs)
+        if shape_id is None:
+            self._add_shape(shape)
+        self._add_run(run)
+
+    # ------------------------------------------------------------ lookups
+    def _run_at(self, sid: int) -> _Run | None:
+        i = bisect_right(self._bases, sid) - 1
+        if i >= 0:
+            r = self._runs[i]
+            if sid < r.end:
+                return r
+        return None
+
     def known(self, sid: int) -> bool:
-        return 0 <= sid < len(self.series) and self.series[sid] is not None
+        return sid in self._single or self._run_at(sid) is not None
 
     def node_name(self, nid: int) -> str | None:
         return self.node_names[nid] if 0 <= nid < len(self.node_names) else None
 
     def key(self, sid: int) -> SeriesKey:
-        got = self.series[sid]
-        assert got is not None, "key() of a series whose name was lost"
-        return got
+        r = self._run_at(sid)
+        if r is None:
+            got = self._single.get(sid)
+            assert got is not None, "key() of a series whose name was lost"
+            return got
+        off = sid - r.base
+        return r.shape.metrics[off], _merge(r.common, r.sets[int(r.shape.slots[off])])
+
+    def keys(self, sids: Iterable[int]) -> list[SeriesKey | None]:
+        """key() of each (None where the name was lost), label tuples shared within a run."""
+        out: list[SeriesKey | None] = []
+        merged: dict[tuple[int, int], Labels] = {}
+        for sid in sids:
+            r = self._run_at(sid)
+            if r is None:
+                out.append(self._single.get(sid))
+                continue
+            off = sid - r.base
+            slot = int(r.shape.slots[off])
+            lab = merged.get((r.base, slot))
+            if lab is None:
+                lab = merged[(r.base, slot)] = _merge(r.common, r.sets[slot])
+            out.append((r.shape.metrics[off], lab))
+        return out
 
     def node_of(self, sid: int) -> int:
-        return self._nid[sid] if 0 <= sid < len(self._nid) else -1
+        r = self._run_at(sid)
+        if r is not None:
+            return r.nid
+        return self._single_nid.get(sid, -1)
 
     def labels(self, sid: int) -> dict[str, str]:
         """Labels of a series as a dict, with __name__ and node (unless the key has one)."""
-        got = self.series[sid]
-        assert got is not None, "labels() of a series whose name was lost"
-        metric, pairs = got
+        metric, pairs = self.key(sid)
         out = {"__name__": metric, **dict(pairs)}
         if "node" not in out:
-            nid = self._nid[sid]
-            out["node"] = self.node_name(nid) or f"lost-node-{nid}"
+            out["node"] = self._node_fallback(self.node_of(sid))
         return out
 
     def match(self, metric: str | None, matchers: Sequence[Matcher]) -> list[int]:
+        node_eq = [m.value for m in matchers if m.name == "node" and m.op == "="]
+        parts: list[np.ndarray] = []
+        # runs: a matcher on a label the run's series share is decided once for the run
+        if node_eq:
+            runs: Iterable[_Run] = (self._runs_by_node.get(node_eq[0], []) + self._runs_by_node.get(_MIXED, []))
+        elif metric is not None:
+            runs = [r for sh in self._metric_shapes.get(metric, []) for r in self._shape_runs[sh.id]]
+        else:
+            runs = self._runs
+        for r in runs:
+            if metric is not None:
+                offs = r.shape.by_metric.get(metric)
+                if offs is not None:
+                    parts.append(self._match_run(r, metric, offs, matchers))
+            else:
+                for m_name, offs in r.shape.by_metric.items():
+                    parts.append(self._match_run(r, m_name, offs, matchers))
+        # series named one by one (older stores)
+        if self._single:
+            parts.append(np.array(self._match_singles(metric, matchers, node_eq), np.int64))
+        if not parts:
+            return []
+        return np.sort(np.concatenate(parts)).tolist()  # type: ignore[no-any-return]
+
+    def _match_run(self, r: _Run, metric: str, offs: np.ndarray, matchers: Sequence[Matcher]) -> np.ndarray:
+        per_set: list[Matcher] = []
+        for m in matchers:
+            if m.name == "__name__":
+                value: str | None = metric
+            else:
+                value = _label(r.common, m.name)
+                if value is None:
+                    per_set.append(m)
+                    continue
+            if not m.accepts(value or ""):
+                return offs[:0]
+        if not per_set:
+            return r.base + offs
+        slots = r.shape.slots[offs]
+        ok: list[int] = []
+        for slot in np.unique(slots).tolist():
+            pairs = r.sets[slot]
+            for m in per_set:
+                value = _label(pairs, m.name)
+                if value is None and m.name == "node":
+                    value = self._node_fallback(r.nid)
+                if not m.accepts(value or ""):
+                    break
+            else:
+                ok.append(slot)
+        if not ok:
+            return offs[:0]
+        return r.base + offs[np.isin(slots, ok)]
+
+    def _match_singles(self, metric: str | None, matchers: Sequence[Matcher], node_eq: list[str]) -> list[int]:
         if metric is None:
             groups = [g for by_node in self.by_metric.values() for g in by_node.values()]
         else:
             by_node = self.by_metric.get(metric, {})
-            node_eq = [m.value for m in matchers if m.name == "node" and m.op == "="]
             if node_eq:  # an exact node: only its series can match
                 got = by_node.get(node_eq[0])
                 groups = [got] if got is not None else []
             else:
                 groups = list(by_node.values())
-        cands = sorted(sid for g in groups for sid in g)
+        cands = [sid for g in groups for sid in g]
         if not matchers:
             return cands
         out = []
-        series, nids = self.series, self._nid
+        single, nids = self._single, self._single_nid
         for sid in cands:
-            key = series[sid]
-            if key is None:
-                continue
-            metric_of, pairs = key
+            metric_of, pairs = single[sid]
             ok = True
             for m in matchers:
                 if m.name == "__name__":
@@ -394,7 +735,7 @@ class SeriesIndex:
                 else:
                     value = _label(pairs, m.name)
                     if value is None and m.name == "node":
-                        value = self.node_name(nids[sid]) or f"lost-node-{nids[sid]}"
+                        value = self._node_fallback(nids[sid])
                 if not m.accepts(value or ""):
                     ok = False
                     break
@@ -407,4 +748,3 @@ class SeriesIndex:
 
     def close(self) -> None:
         self.log.close()
-

@@ -37,6 +37,7 @@ _dec = msgspec.msgpack.Decoder(list[bytes])
 @dataclass
 class SnapshotScan:
     exists: bool = False
+    version: int = 0
     counts: tuple[int, int] = (0, 0)  # node and series ids the intact frames cover
     bodies: list[bytes] = field(default_factory=list)
     trouble: str = ""  # damage, for the error line; '' when sound
@@ -59,6 +60,7 @@ def scan(path: str) -> SnapshotScan:
     version, writer, pos = head
     if version > formats.FORMAT:
         raise formats.too_new(path, version, writer)
+    out.version = version
     out.end = pos
     while pos + _FRAME.size <= len(data):
         ln, crc, nodes, series = _FRAME.unpack_from(data, pos)

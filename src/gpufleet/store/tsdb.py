@@ -348,7 +348,7 @@ class TimeSeriesStore(Recovery, Compaction):
             "samples": samples,
             "samples_in_blocks": block_samples,
             "samples_in_head": self._head_samples,
-            "series": len(self.series_index.series),
+            "series": self.series_index.count,
             "nodes": len(self.series_index.node_names),
             "blocks": {res: len(self._blocks[res]) for res in RESOLUTIONS},
             "bytes_per_sample": total / samples if samples else 0.0,
