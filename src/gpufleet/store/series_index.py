@@ -452,7 +452,7 @@ class SeriesIndex:
             return
         self._shapes[shape.id] = shape
         self._next_shape = max(self._next_shape, shape.id + 1)
-        self._shape_ids[(shape.metrics, shape.slots.astype("<u4").tobytes())] = shape.id
+        self._shape_ids[(shape.metrics, array("I", shape.slots.tolist()).tobytes())] = shape.id
         self._shape_runs[shape.id] = []
         for m in shape.by_metric:
             self._metric_shapes.setdefault(m, []).append(shape)
@@ -540,7 +540,8 @@ class SeriesIndex:
         base = self._next_sid
         if nid not in self._node_runs and nid not in self._sid_of:
             plan = self._plan(norm)  # a node's first batch: all new, unless a key comes twice
-            if len(set(zip(plan[0], plan[1]))) == len(norm):
+            # (a known shape was checked when it was made: no metric and label set twice)
+            if self._shape_id(plan) is not None or len(set(zip(plan[0], plan[1]))) == len(norm):
                 self._new_run(nid, base, plan)
                 return list(range(base, base + len(norm)))
             known: dict[SeriesKey, int] = {}
@@ -575,6 +576,9 @@ class SeriesIndex:
             slot_by_id[i] = slot
         return metrics, list(map(slot_by_id.__getitem__, ids)), distinct
 
+    def _shape_id(self, plan: tuple[tuple[str, ...], list[int], list[Labels]]) -> int | None:
+        return self._shape_ids.get((plan[0], array("I", plan[1]).tobytes()))
+
     def _new_run(self, nid: int, base: int, plan: tuple[tuple[str, ...], list[int], list[Labels]]) -> None:
         metrics, slot_list, distinct = plan
         slots = np.array(slot_list, np.int64)
@@ -585,9 +589,8 @@ class SeriesIndex:
                 break
         common = self._intern(tuple(sorted(common_set)))
         rests = [self._intern(tuple([p for p in lab if p not in common_set])) for lab in distinct]
-        ident = (metrics, slots.astype("<u4").tobytes())
         recs: list[bytes] = []
-        shape_id = self._shape_ids.get(ident)
+        shape_id = self._shape_id(plan)
         if shape_id is None:
             shape = _Shape(self._next_shape, tuple(sys.intern(m) for m in metrics), slots)
             recs.append(self._shape_record(shape))

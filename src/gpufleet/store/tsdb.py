@@ -141,7 +141,7 @@ class TimeSeriesStore(Recovery, Compaction):
 
     def _new_schema(self, st: NodeState, k: tuple[SeriesKey, ...]) -> Schema:
         sids = np.array(self.series_index.sids_for(st.nid, k), dtype=np.int64)
-        if np.unique(sids).size != sids.size:
+        if not (sids[1:] > sids[:-1]).all() and np.unique(sids).size != sids.size:  # new series ascend
             seen: set[SeriesKey] = set()
             for key, sid in zip(k, sids):
                 if int(sid) in seen:  # type: ignore[comparison-overlap]
