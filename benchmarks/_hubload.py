@@ -28,6 +28,7 @@ import queue
 import sys
 import threading
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,6 +118,39 @@ def build_templates(variants: int, target: str) -> dict[str, list[list[bytes]]]:
     return out
 
 
+def build_compact_templates(variants: int) -> dict[str, list[tuple[list[bytes], list[bytes], bytes, str]]]:
+    """The agent's compact push (gpufleet/compact.py) of each variant: the frame's JSON head with
+    and without its series shape (template parts), the packed values, and the shape id."""
+    from gpufleet import compact
+    from gpufleet.snapshot import from_json, to_json
+
+    out: dict[str, list[tuple[list[bytes], list[bytes], bytes, str]]] = {}
+    for profile, snaps in build_snapshots(variants).items():
+        rows = []
+        for snap in snaps:
+            rest = from_json(to_json(snap))
+            shape, values = compact.split(rest)
+            sid = compact.shape_id(shape)
+            heads = []
+            for with_shape in (True, False):
+                frame = compact.encode_frame(sid, rest, values, shape if with_shape else None)
+                (hlen,) = compact.LENGTH.unpack_from(frame, 0)
+                head = frame[4:4 + hlen].replace(repr(snap.timestamp).encode(), TS_MARK)
+                heads.append(_split(head.replace(NODE_MARK.encode(), NODE_BMARK)))
+            rows.append((heads[0], heads[1], frame[4 + hlen:], sid))
+        out[profile] = rows
+    return out
+
+
+def compact_body(row: tuple[list[bytes], list[bytes], bytes, str], node: bytes, ts: bytes, with_shape: bool) -> bytes:
+    """One snapshot's compact push body from a template row of build_compact_templates."""
+    from gpufleet import compact
+
+    full, bare, values, _ = row
+    head = stamp(full if with_shape else bare, node, ts)
+    return compact.MAGIC + compact.LENGTH.pack(len(head)) + head + values
+
+
 def stamp(parts: list[bytes], node: bytes, ts: bytes) -> bytes:
     return b"".join(node if p is NODE_BMARK else ts if p is TS_MARK else p for p in parts)
 
@@ -138,14 +172,23 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--variants", type=int, default=20)
     ap.add_argument("--gzip-level", type=int, default=1, help="0 sends uncompressed bodies")
+    ap.add_argument("--encoding", choices=("json", "compact"), default="json",
+                    help="target hub: JSON pushes, or the agent's compact push (shape once, then values)")
     a = ap.parse_args()
 
-    templates = build_templates(a.variants, a.target)
+    packed = a.target == "hub" and a.encoding == "compact"
+    templates: Any = build_compact_templates(a.variants) if packed else build_templates(a.variants, a.target)
     creds = json.load(open(a.creds)) if a.creds else {}
     names = [node_name(i) for i in range(a.nodes)]
     nodes = [(n.encode(), templates[profile_of(i)], creds.get(n, "")) for i, n in enumerate(names)]
     u = urlsplit(a.url)
     path = "/api/v1/push" if a.target == "hub" else "/api/v1/import/prometheus"
+    ctype = "application/json" if a.target == "hub" else "text/plain"
+    if packed:
+        from gpufleet import compact
+
+        path, ctype = compact.PATH, compact.CONTENT_TYPE
+    shapes_sent: set[tuple[bytes, str]] = set()  # as the agent: a shape described until the hub took it
     jobs: queue.Queue = queue.Queue()
     lock = threading.Lock()
     records: list[tuple[float, float, float, int, int]] = []  # (due, slip, latency, status, lines)
@@ -162,22 +205,33 @@ def main() -> int:
             i, k, due = job
             name, variants, cred = nodes[i]
             ts = repr(round(due + wall_minus_mono, 3)).encode()
-            body = stamp(variants[(i + k) % len(variants)], name, ts)
-            lines = body.count(b"\n") if a.target == "vm" else 0
-            headers = {"Content-Type": "application/json" if a.target == "hub" else "text/plain"}
+            variant = variants[(i + k) % len(variants)]
+            headers = {"Content-Type": ctype}
             if cred:
                 headers["Authorization"] = f"Bearer {cred}"
             if a.gzip_level:
-                body = gzip.compress(body, compresslevel=a.gzip_level, mtime=0)
                 headers["Content-Encoding"] = "gzip"
+
+            def encoded(with_shape: bool) -> bytes:
+                b = compact_body(variant, name, ts, with_shape) if packed else stamp(variant, name, ts)
+                return gzip.compress(b, compresslevel=a.gzip_level, mtime=0) if a.gzip_level else b
+
+            with_shape = packed and (name, variant[3]) not in shapes_sent
+            body = encoded(with_shape)
+            lines = body.count(b"\n") if a.target == "vm" else 0
             t0 = time.monotonic()
             status = 0
-            for attempt in range(2):
+            for attempt in range(3):
                 try:
                     conn.request("POST", path, body=body, headers=headers)
                     r = conn.getresponse()
                     data = r.read()
                     status = r.status
+                    if packed and status == 409 and not with_shape:  # the hub let the shape go: describe it
+                        with_shape, body = True, encoded(True)
+                        continue
+                    if packed and status < 300:
+                        shapes_sent.add((name, variant[3]))
                     if status >= 300:
                         with lock:
                             errors.append(f"{status} {data[:200]!r}")
@@ -195,7 +249,9 @@ def main() -> int:
         conn.close()
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(a.connections)]
-    emit("ready", nodes=a.nodes, payload_bytes=len(stamp(nodes[0][1][0], nodes[0][0], b"1800000000.123")))
+    first = nodes[0][1][0]
+    emit("ready", nodes=a.nodes, payload_bytes=len(compact_body(first, nodes[0][0], b"1800000000.123", False) if packed
+                                                   else stamp(first, nodes[0][0], b"1800000000.123")))
     for t in threads:
         t.start()
     start = time.monotonic() + 0.5

@@ -24,6 +24,9 @@ generator's due-to-answer time, whichever is worse), with VictoriaMetrics on the
 the same run. RSS is sampled every 0.2 s through the window; the 7-day query also runs once a
 second over HTTP while the fleet pushes.
 
+The simulated agents push as agents do, in the compact encoding (gpufleet/compact.py: series
+shape once, then values); `--encoding json` sends the JSON push instead, for comparison.
+
 --quick: 15 s window, 200 nodes. --profile DIR: also run py-spy over the hub during the window
 (perturbs the figures; for finding what costs, not for the record). Exit status 0 either way.
 """
@@ -449,6 +452,8 @@ def main() -> int:
     ap.add_argument("--storeless", action="store_true",
                     help="the hub without its store: --remote-write and --history to a VictoriaMetrics running "
                          "beside it (both measured in the same window; no separate VM run)")
+    ap.add_argument("--encoding", choices=("json", "compact"), default="compact",
+                    help="how the simulated agents push to the hub: the compact push (as agents do) or JSON")
     ap.add_argument("--profile", metavar="DIR", help="py-spy record the hub during the window into DIR")
     ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON (keys: hub_rss_max_mib, "
                     "vm_rss_max_mib, hub_cpu_s_per_million, vm_cpu_s_per_million, lag_max_s, ...)")
@@ -552,7 +557,7 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
         busy = BusyQueries(port, key, start, end)
         try:
             h = drive(["--target", "hub", "--url", f"http://127.0.0.1:{port}", "--creds", str(work / "creds.json"),
-                       *gen_common], hub.pid, work / "gen-hub.log", hub_poll, profile_cmd)
+                       "--encoding", a.encoding, *gen_common], hub.pid, work / "gen-hub.log", hub_poll, profile_cmd)
         finally:
             busy.stop()
         q_during = busy.times
@@ -690,6 +695,7 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine_line(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "nodes": a.nodes, "interval_s": interval, "warmup_s": a.warmup, "seconds": a.seconds,
+        "encoding": a.encoding,
         "samples_per_push": per_push, "expected_samples_per_s": expected,
         "hub_samples_per_s": rate, "vm_samples_per_s": vmd.get("rate"),
         "hub_rss_max_mib": h["rss_max"] / MiB, "hub_rss_end_mib": h["rss_end"] / MiB,

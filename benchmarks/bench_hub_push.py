@@ -69,30 +69,6 @@ def main() -> int:
     return 0
 
 
-def compact_templates(variants: int) -> dict[str, list[tuple[list[bytes], list[bytes], bytes, str]]]:
-    """Per profile and variant: the frame's JSON head with and without its shape (template parts
-    with node and timestamp marks), the packed values, and the shape id."""
-    from gpufleet import compact
-    from gpufleet.snapshot import from_json, to_json
-
-    out: dict[str, list[tuple[list[bytes], list[bytes], bytes, str]]] = {}
-    for profile, snaps in _hubload.build_snapshots(variants).items():
-        rows = []
-        for snap in snaps:
-            rest = from_json(to_json(snap))
-            shape, values = compact.split(rest)
-            sid = compact.shape_id(shape)
-            frames = []
-            for with_shape in (True, False):
-                frame = compact.encode_frame(sid, rest, values, shape if with_shape else None)
-                (hlen,) = compact.LENGTH.unpack_from(frame, 0)
-                head = frame[4:4 + hlen].replace(repr(snap.timestamp).encode(), _hubload.TS_MARK)
-                frames.append(_hubload._split(head.replace(_hubload.NODE_MARK.encode(), _hubload.NODE_BMARK)))
-            rows.append((frames[0], frames[1], frame[4 + hlen:], sid))
-        out[profile] = rows
-    return out
-
-
 def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
     print(f"# encoding: {encoding}")
     work = Path(tempfile.mkdtemp(prefix="bench-hub-push-"))
@@ -116,13 +92,11 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
                              capture_output=True, text=True, check=True).stdout.split()[-1]
         creds = register(Http(port, bench_key(work)), tok, a.nodes)
         tmpl = _hubload.build_templates(4, "hub") if encoding == "json" else {}
-        ctmpl = compact_templates(4) if encoding == "compact" else {}
+        ctmpl = _hubload.build_compact_templates(4) if encoding == "compact" else {}
         sent: set[tuple[str, str]] = set()  # (node, shape id) the hub was sent, as the agent keeps it
         base = time.time() - a.rounds * 5 - 10
 
         def bodies(k: int) -> list[tuple[str, bytes]]:
-            from gpufleet import compact
-
             out = []
             for i in range(a.nodes):
                 name = _hubload.node_name(i)
@@ -130,10 +104,9 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
                 if encoding == "json":
                     body = _hubload.stamp(tmpl[_hubload.profile_of(i)][k % 4], name.encode(), ts)
                 else:
-                    full, bare, values, sid = ctmpl[_hubload.profile_of(i)][k % 4]
-                    head = _hubload.stamp(bare if (name, sid) in sent else full, name.encode(), ts)
-                    sent.add((name, sid))
-                    body = (compact.MAGIC + compact.LENGTH.pack(len(head)) + head + values)
+                    row = ctmpl[_hubload.profile_of(i)][k % 4]
+                    body = _hubload.compact_body(row, name.encode(), ts, (name, row[3]) not in sent)
+                    sent.add((name, row[3]))
                 out.append((name, gzip.compress(body, 1, mtime=0)))
             return out
 
