@@ -132,6 +132,13 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
                         "Content-Encoding": "gzip"})
                     r = conn.getresponse()
                     r.read()
+                    if r.status == 503 and a.storeless:
+                        # a store-less hub whose remote write is behind refuses until it drains;
+                        # an agent keeps the snapshot and retries, so does this
+                        time.sleep(0.2)
+                        with lock:
+                            todo.append((name, body))
+                        continue
                     if r.status != 200:
                         raise RuntimeError(f"push answered {r.status}")
 
@@ -141,15 +148,23 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
             for t in threads:
                 t.join()
 
-        def counted() -> float:
+        def counted(metric: str = "gpufleet_hub_ingest_samples_total") -> float:
             _, body = Http(port, bench_key(work)).call("GET", "/metrics")
             for line in body.decode().splitlines():
-                if line.startswith("gpufleet_hub_ingest_samples_total"):
+                if line.startswith(metric + " "):
                     return float(line.split()[-1])
             return float("nan")
 
+        def drained() -> None:
+            """Store-less: the round's CPU includes sending it on (remote write is asynchronous)."""
+            deadline = time.monotonic() + 300
+            while a.storeless and counted("gpufleet_hub_remote_write_queue_samples") > 0 \
+                    and time.monotonic() < deadline:
+                time.sleep(0.2)
+
         c0, t0, v0 = proc_cpu_seconds(hub.pid), time.monotonic(), vm_cpu()
         send(bodies(0))
+        drained()
         join_cpu, join_wall = proc_cpu_seconds(hub.pid) - c0, time.monotonic() - t0
         vm_join = vm_cpu() - v0
         rss_join = proc_rss_bytes(hub.pid)
@@ -160,6 +175,7 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
             batch = bodies(k)
             c0, v0 = proc_cpu_seconds(hub.pid), vm_cpu()
             send(batch)
+            drained()
             steady += proc_cpu_seconds(hub.pid) - c0
             vm_steady += vm_cpu() - v0
         samples = counted() - s0

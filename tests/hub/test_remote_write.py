@@ -142,6 +142,25 @@ def test_encoding_decodes_independently() -> None:
     assert got[1][1][1][0] == 2**62 and math.copysign(1, got[1][1][1][1]) == -1
 
 
+def test_writer_batch_encoding_keeps_every_series_in_order() -> None:
+    """The sender's fast path (one TimeSeries per sample, cached prefixes) decodes to the same
+    series as the grouped encoder; a series in two pushes of a batch keeps its samples in order."""
+    w = RemoteWriter("http://127.0.0.1:1/api/v1/write")
+    key_a = ("gpufleet_gpu_temperature_celsius", (("gpu", "0"), ("model", 'H100 "SXM" ünï'), ("node", "n1")))
+    key_b = ("Zeta", (("A", "x"), ("a", "")))
+    batch = [([key_a, key_b], [70.0, -0.0], 1700000000000), ([key_a], [71.25], 1700000001500)]
+    for _ in range(2):  # the second time from the cached prefixes
+        got = decode_write_request(snappy_decode(w._encode(batch)))
+        assert got == [([("__name__", "gpufleet_gpu_temperature_celsius"), ("gpu", "0"),
+                         ("model", 'H100 "SXM" ünï'), ("node", "n1")], [(1700000000000, 70.0)]),
+                       ([("A", "x"), ("__name__", "Zeta"), ("a", "")], [(1700000000000, -0.0)]),
+                       ([("__name__", "gpufleet_gpu_temperature_celsius"), ("gpu", "0"),
+                         ("model", 'H100 "SXM" ünï'), ("node", "n1")], [(1700000001500, 71.25)])]
+    one_each = [([key_a, key_b], [70.0, 1.5], 1700000000000)]
+    assert snappy_decode(w._encode(one_each)) == encode_write_request(
+        [(key_a, [(1700000000000, 70.0)]), (key_b, [(1700000000000, 1.5)])])
+
+
 def test_snappy_roundtrip_on_repetitive_data() -> None:
     data = b"gpufleet_gpu_utilization_ratio" * 500 + bytes(range(256)) * 3
     packed = snappy_block(data)

@@ -70,5 +70,8 @@ def test_storeless_hub_refuses_pushes_while_remote_write_is_behind(tmp_path: Pat
         assert refused.value.retry_after is not None and "Traceback" not in str(refused.value)
         assert 1 <= accepted < 20
         assert hub.remote.stats().samples_dropped == 0  # all that was acknowledged is still queued
+        with pytest.raises(IngestError) as early:  # refused before the body is even decoded
+            hub.ingest_push(b"not a push", "n1")
+        assert early.value.status == 503
     finally:
         hub.close()

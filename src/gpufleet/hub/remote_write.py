@@ -198,6 +198,7 @@ class RemoteWriter:
         self._thread: threading.Thread | None = None
         self._stats = RemoteWriteStats()
         self._label_cache: dict[SeriesKey, bytes] = {}
+        self._prefix_head = b""  # the sample field head the cached prefixes end with
         # The hub's job supervisor hears of unexpected errors (bugs), not of a receiver being down.
         self.on_error: Callable[[BaseException], None] | None = None
         self.on_ok: Callable[[], None] | None = None
@@ -339,13 +340,36 @@ class RemoteWriter:
             return batch
 
     def _encode(self, batch: list[_Chunk]) -> bytes:
-        grouped: dict[SeriesKey, list[tuple[int, float]]] = {}
+        """One TimeSeries per sample, in queue order, from cached per-series prefixes.
+
+        A chunk is one push: its series are distinct and share one timestamp, and a series met
+        again in a later chunk of the batch has a later sample, so each series' samples stay in
+        order without grouping or sorting (receivers take repeated series). Per sample this is a
+        dict lookup and a float pack (~4 us a sample with the grouped encoder, most of a
+        store-less hub's remote-write cost).
+        """
+        cache = self._label_cache  # series key -> b"\x0a" + length + labels + sample field head
+        if len(cache) > 2_000_000:  # bound memory under series churn (~5,000 nodes of ~1,000 series)
+            cache.clear()
+        parts: list[bytes] = []
+        add = parts.append
+        pack = _DOUBLE.pack
         for ks, vs, t in batch:
+            tail = b"\x10" + _varint(t)
+            sample_len = 9 + len(tail)  # \x09 + 8 bytes of double + the timestamp field
+            head = b"\x12" + _varint(sample_len) + b"\x09"
+            if head != self._prefix_head:  # another timestamp width (not in this millennium): new prefixes
+                cache.clear()
+                self._prefix_head = head
             for k, v in zip(ks, vs):
-                grouped.setdefault(k, []).append((t, v))
-        if len(self._label_cache) > 500_000:  # bound memory under series churn
-            self._label_cache.clear()
-        return snappy_block(encode_write_request(grouped.items(), self._label_cache))
+                prefix = cache.get(k)
+                if prefix is None:
+                    lab = encode_labels(series_labels(k))
+                    prefix = cache[k] = b"\x0a" + _varint(len(lab) + len(head) + 8 + len(tail)) + lab + head
+                add(prefix)
+                add(pack(v))
+                add(tail)
+        return snappy_block(b"".join(parts))
 
     def _run(self) -> None:
         with httpx.Client(timeout=self.timeout, auth=self._auth, headers=self._headers) as client:

@@ -331,6 +331,7 @@ class Hub:
         """A push body from `node`, validated whole, then stored. Returns (accepted, duplicates)."""
         now = time.time()
         self.note_clock(node, sent_at, now)
+        self._refuse_while_remote_behind(node)
         try:
             pairs = self.decode_push(body, node, now)
         except IngestError as e:
@@ -357,6 +358,7 @@ class Hub:
 
         now = time.time()
         self.note_clock(node, sent_at, now)
+        self._refuse_while_remote_behind(node)
         if len(body) > self.opts.max_push_bytes:
             raise IngestError(413, f"push body of {len(body)} bytes exceeds the limit of {self.opts.max_push_bytes}")
         shapes = self.shapes.get(node)
@@ -442,19 +444,26 @@ class Hub:
             self.jobs.ok("ingest")
         return accepted, dups
 
+    def _refuse_while_remote_behind(self, node: str | None) -> None:
+        """Without a store the remote TSDB is the only copy: when its queue is half full, refuse
+        (503), so agents keep the snapshots in their spools (or move to another hub) instead of
+        the queue dropping them. Checked before a push is decoded: a refusal costs next to nothing."""
+        if self.store is not None or self.remote is None:
+            return
+        behind = self.remote.behind()
+        if behind:
+            if node is not None:
+                self.fleet.heard(node, time.time())  # alive; only this hub cannot take data now
+            raise IngestError(503, f"{behind}; snapshots are not taken meanwhile (the agent keeps them): "
+                                   f"retry after {REMOTE_BEHIND_RETRY_S} s", REMOTE_BEHIND_RETRY_S)
+
     def _check_writable(self) -> None:
         """Refuse (503, Retry-After) while the disk is full or below the free-space floor."""
         if self.store_broken:
             raise IngestError(503, f"the hub's store could not be opened ({self.store_broken}): snapshots are "
                                    f"not stored until it is repaired; retry after {RETRY_AFTER_S} s", RETRY_AFTER_S)
         if self.store is None:
-            # Without a store the remote TSDB is the only copy: when it falls behind, refuse, so the
-            # agents keep the snapshots in their spools (or move to another hub) instead of the
-            # queue dropping them once full.
-            behind = self.remote.behind() if self.remote is not None else ""
-            if behind:
-                raise IngestError(503, f"{behind}; snapshots are not taken meanwhile (the agent keeps them): "
-                                       f"retry after {REMOTE_BEHIND_RETRY_S} s", REMOTE_BEHIND_RETRY_S)
+            self._refuse_while_remote_behind(None)
             return
         reason = self.free_space.below_floor()
         if not reason and time.monotonic() < self._disk_full_until:
