@@ -48,14 +48,13 @@ class Shape:
     n: int  # values a frame of this shape carries
     ids: dict[str, list[tuple[str, ...]]]  # per packed scope: its records' identity labels, in order
     names: list[tuple[str, ...]]  # per record (all scopes in order): its value keys
-    spans: list[tuple[int, int]]  # per record: where its values lie
     built_for: tuple[object, ...] | None = None  # (labels, skew) the keys below were built for
     keys: tuple[SeriesKey, ...] = ()
     pick: np.ndarray | None = None  # positions of the values the hub stores (None: all, in order)
     skew_at: int = -1  # where the clock skew value goes among the stored values (-1: none)
     skew_insert: bool = False  # it is inserted there (the agent did not send that series)
 
-    def store_keys(self, base: dict[str, str], skew: bool, known: dict[SeriesKey, SeriesKey]) -> None:
+    def store_keys(self, base: dict[str, str], skew: bool, shapes: Shapes) -> None:
         """Build keys, pick and skew_at for these labels, once (the next pushes reuse them)."""
         want = (tuple(base.items()), skew)
         if want == self.built_for:
@@ -65,13 +64,15 @@ class Shape:
         recs: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
         starts: list[int] = []
         has_skew = False
-        for (scope, ids, names), (lo, _) in zip(self.records, self.spans):
+        lo = 0
+        for scope, ids, names in self.records:
+            start, lo = lo, lo + len(names)
             if scope in STORED_SCOPES:
                 if skew and scope == "agent":
                     has_skew = SKEW in names
                     names = names if has_skew else names + (SKEW,)
                 recs.append((scope, ids, names))
-                starts.append(lo)
+                starts.append(start)
         keys, picks = build_keys(recs, base)
         at: list[int] = []
         skew_at, pos = -1, 0
@@ -86,7 +87,10 @@ class Shape:
                             continue  # no value in the frame: inserted
                     at.append(start + j)
                     pos += 1
-        self.keys = tuple([known.setdefault(k, k) for k in keys])
+        # The node's other shapes hold mostly the same keys: share those objects (built here,
+        # rarely, rather than kept per node).
+        known = {k: k for other in shapes.by_id.values() if other is not self for k in other.keys}
+        self.keys = tuple([known.get(k, k) for k in keys]) if known else keys
         self.pick = None if at == list(range(self.n)) else np.array(at, dtype=np.intp)
         self.skew_at, self.skew_insert = skew_at, skew and not has_skew
         self.built_for = want
@@ -97,7 +101,6 @@ class Shapes:
     """A node's recent shapes by id; a few, as a node's shape flips while users come and go."""
 
     by_id: dict[str, Shape] = field(default_factory=dict)
-    known: dict[SeriesKey, SeriesKey] = field(default_factory=dict)  # one object per key across shapes
     KEEP = 8
 
     def get(self, sid: str) -> Shape | None:
@@ -111,9 +114,6 @@ class Shapes:
         self.by_id[sid] = shape
         while len(self.by_id) > self.KEEP:
             del self.by_id[next(iter(self.by_id))]
-        if len(self.known) > 4 * sum(len(s.keys) for s in self.by_id.values()) + 10_000:
-            # keys of shapes gone: keep only the current shapes' (the next builds re-add theirs)
-            self.known = {k: k for s in self.by_id.values() for k in s.keys}
 
 
 @dataclass(slots=True)
@@ -123,10 +123,10 @@ class Decoded:
     values: np.ndarray  # float64, in shape order
 
     def series(self, base: dict[str, str], skew: float | None,
-               known: dict[SeriesKey, SeriesKey]) -> tuple[tuple[SeriesKey, ...], np.ndarray]:
+               shapes: Shapes) -> tuple[tuple[SeriesKey, ...], np.ndarray]:
         """What the store takes: keys (the same tuple each push of this shape) and values."""
         shape = self.shape
-        shape.store_keys(base, skew is not None, known)
+        shape.store_keys(base, skew is not None, shapes)
         values = self.values if shape.pick is None else self.values[shape.pick]
         if skew is not None and shape.skew_at >= 0:
             if shape.skew_insert:
@@ -141,7 +141,6 @@ def _shape(series: list[tuple[str, list[str], list[str]]], i: int) -> Shape:
     recs: list[ShapeRecord] = []
     ids: dict[str, list[tuple[str, ...]]] = {scope: [] for scope in PACKED_SCOPES}
     names_of: list[tuple[str, ...]] = []
-    spans: list[tuple[int, int]] = []
     n = 0
     for j, (scope, rec_ids, names) in enumerate(series):
         if scope not in ids:
@@ -152,9 +151,8 @@ def _shape(series: list[tuple[str, list[str], list[str]]], i: int) -> Shape:
         recs.append((sys.intern(scope), t_ids, t_names))
         ids[scope].append(t_ids)
         names_of.append(t_names)
-        spans.append((n, n + len(names)))
         n += len(names)
-    return Shape(recs, n, ids, names_of, spans)
+    return Shape(recs, n, ids, names_of)
 
 
 def decode(body: bytes, shapes: Shapes, check: Callable[[int, NodeSnapshot], None]) -> list[Decoded]:
@@ -229,10 +227,13 @@ def _fill(snap: NodeSnapshot, shape: Shape, values: np.ndarray, i: int) -> None:
                                     f"({_first_difference([r[0] for r in recs], want)}): send the shape again")
         got += [r[1] for r in recs]
     vl = values.tolist()
-    for vals, names, (lo, hi) in zip(got, shape.names, shape.spans):
-        # computed records (collector status, containers per state) keep their own fields
-        if lo != hi and type(vals) is dict:
-            vals.update(zip(names, vl[lo:hi]))
+    lo = 0
+    for vals, names in zip(got, shape.names):
+        if names:
+            hi = lo + len(names)
+            if type(vals) is dict:  # computed records (collector status, containers per state) keep their fields
+                vals.update(zip(names, vl[lo:hi]))
+            lo = hi
 
 
 def _first_difference(have: list[tuple[str, ...]], want: list[tuple[str, ...]]) -> str:
