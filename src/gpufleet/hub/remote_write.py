@@ -77,7 +77,12 @@ def split_credentials(url: str, *, what: str, schemes: Iterable[str] = ("http", 
 # Sample       { double value = 1; int64 timestamp = 2; }   // timestamp in ms
 
 
+_SMALL = [bytes((i,)) for i in range(0x80)]  # one-byte varints: most lengths in a WriteRequest
+
+
 def _varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _SMALL[n]
     if n < 0:
         n += 1 << 64  # int64 negatives are encoded as their 64-bit two's complement
     out = bytearray()
@@ -95,13 +100,23 @@ def _len_field(tag: int, payload: bytes) -> bytes:
 _DOUBLE = struct.Struct("<d")
 
 
-def encode_labels(labels: Iterable[tuple[str, str]]) -> bytes:
-    """The TimeSeries' label fields (field 1, repeated). Labels must already be sorted by name."""
-    out = bytearray()
-    for name, value in labels:
-        body = _len_field(0x0A, name.encode()) + _len_field(0x12, value.encode())
-        out += _len_field(0x0A, body)
-    return bytes(out)
+def encode_labels(labels: Iterable[tuple[str, str]],
+                  pairs: dict[tuple[str, str], bytes] | None = None) -> bytes:
+    """The TimeSeries' label fields (field 1, repeated). Labels must already be sorted by name.
+
+    ``pairs`` caches each (name, value)'s encoded field: a fleet's series share most of them
+    (node, gpu, model, cluster), so a node's first push encodes few labels afresh.
+    """
+    out = []
+    for pair in labels:
+        field = pairs.get(pair) if pairs is not None else None
+        if field is None:
+            body = _len_field(0x0A, pair[0].encode()) + _len_field(0x12, pair[1].encode())
+            field = _len_field(0x0A, body)
+            if pairs is not None:
+                pairs[pair] = field
+        out.append(field)
+    return b"".join(out)
 
 
 def encode_sample(value: float, ts_ms: int) -> bytes:
@@ -199,6 +214,7 @@ class RemoteWriter:
         self._stats = RemoteWriteStats()
         self._label_cache: dict[SeriesKey, bytes] = {}
         self._prefix_head = b""  # the sample field head the cached prefixes end with
+        self._pair_cache: dict[tuple[str, str], bytes] = {}
         # The hub's job supervisor hears of unexpected errors (bugs), not of a receiver being down.
         self.on_error: Callable[[BaseException], None] | None = None
         self.on_ok: Callable[[], None] | None = None
@@ -351,6 +367,8 @@ class RemoteWriter:
         cache = self._label_cache  # series key -> b"\x0a" + length + labels + sample field head
         if len(cache) > 2_000_000:  # bound memory under series churn (~5,000 nodes of ~1,000 series)
             cache.clear()
+        if len(self._pair_cache) > 200_000:  # label values churn too (pids, jobs)
+            self._pair_cache.clear()
         parts: list[bytes] = []
         add = parts.append
         pack = _DOUBLE.pack
@@ -364,7 +382,7 @@ class RemoteWriter:
             for k, v in zip(ks, vs):
                 prefix = cache.get(k)
                 if prefix is None:
-                    lab = encode_labels(series_labels(k))
+                    lab = encode_labels(series_labels(k), self._pair_cache)
                     prefix = cache[k] = b"\x0a" + _varint(len(lab) + len(head) + 8 + len(tail)) + lab + head
                 add(prefix)
                 add(pack(v))
