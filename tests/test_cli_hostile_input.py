@@ -229,11 +229,3 @@ def test_a_yaml_alias_bomb_is_refused_at_once(run: Run, tmp_path: Path, argv: li
     assert code in (1, 2) and "Traceback" not in out, out
     assert "expands to more than 200,000 values through its aliases" in out and str(bomb) in out, out
 
-
-def test_a_groups_file_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
-    from gpufleet.allocation import groups
-
-    bomb = tmp_path / "groups.yaml"
-    bomb.write_text(ALIAS_BOMB)
-    with pytest.raises(groups.GroupsError, match="expands to more than 200,000 values"):
-        groups.load(bomb)
