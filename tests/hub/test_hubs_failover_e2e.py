@@ -130,3 +130,20 @@ def test_two_storeless_hubs_failover_without_gaps(tmp_path: Path, monkeypatch: p
         # the compact push starts over on the new hub (its series shapes sent with the first push
         # there), instead of a refused push for shapes only the old hub knew
         assert not any("does not know this node's series shape" in text for text in logs)
+
+
+def test_token_from_file_refuses_weak_or_known_tokens(tmp_path: Path) -> None:
+    def create(data: Path, token_file: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(gpufleet("token", "create", "--data", str(data), "--new", "--from-file", str(token_file)),
+                              capture_output=True, text=True)
+
+    weak = tmp_path / "weak"
+    weak.write_text("hunter2\n")
+    r = create(tmp_path / "b", weak)
+    assert r.returncode == 2 and "not a join token" in r.stderr and "hunter2" not in r.stderr + r.stdout
+    assert "Traceback" not in r.stderr
+    good = tmp_path / "good"
+    good.write_text(join_token(tmp_path / "a", "--new") + "\n")
+    assert create(tmp_path / "b", good).returncode == 0
+    again = create(tmp_path / "b", good)
+    assert again.returncode == 2 and "knows that join token already" in again.stderr
