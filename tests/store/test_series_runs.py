@@ -61,6 +61,8 @@ QUERIES: list[tuple[str | None, list[Matcher]]] = [
     ("user_gpus", [Matcher("user", "!=", "")]),
     ("util", [Matcher("user", "=", "")]),  # a label no series has: absent is ""
     ("util", [Matcher("uuid", "=", "GPU-c-3")]),
+    ("util", [Matcher("cluster", "=", "east"), Matcher("gpu", "=", "0")]),
+    ("util", [Matcher("gpu", "=", "0"), Matcher("cluster", "!=", "east")]),
     (None, [Matcher("gpu", "=", "0")]),
     (None, [Matcher("__name__", "=~", "u.*"), Matcher("node", "=", "d")]),
     (None, [Matcher("node", "=", "nodeless")]),  # a node whose keys have no node label
@@ -83,6 +85,9 @@ def fill(s: TimeSeriesStore) -> list[tuple[str, list]]:
         ("b", node_keys("b", 4, "east", users=("bob", "cy"))),  # b's list grows: the new keys only
         ("a", node_keys("a", 4, "east")[:5]),  # a's list shrinks: no new series
         ("d", node_keys("d", 4, "west", users=("ann", "dee"))),
+        # the same label set (gpu="0"), with the cluster shared by a run's series on p, not on q
+        ("p", [k("util", node="p", cluster="east", gpu="0"), k("util", node="p", cluster="east", gpu="1")]),
+        ("q", [k("up", node="q", cluster="east"), k("util", node="q", gpu="0"), k("util", node="q", gpu="1")]),
     ]
     for i, (node, keys) in enumerate(pushed):
         s.append(node, T0 + i, keys, [float(i)] * len(keys))
@@ -95,13 +100,14 @@ def test_queries_over_runs_answer_as_the_keys_say_across_reopen_and_rebuild(tmp_
     pushed = fill(s)
     check(s, pushed)
     assert s.stats()["series"] == len(reference(pushed, None, []))
+    d_keys = pushed[7][1]  # d's last push, at T0 + 7
     latest = s.latest("d")
-    assert latest is not None and set(latest[1]) == set(pushed[-1][1])
+    assert latest is not None and set(latest[1]) == set(d_keys)
     s.close()
     s = TimeSeriesStore(str(path))  # from series.log
     check(s, pushed)
     # the head came back with its keys: the same list again is a duplicate, not new series
-    assert s.append("d", T0 + 7, pushed[-1][1], [0.0] * len(pushed[-1][1])) == len(pushed[-1][1])
+    assert s.append("d", T0 + 7, d_keys, [0.0] * len(d_keys)) == len(d_keys)
     s.close()
     assert not check_store(str(path)).damaged
     (path / "series.log").unlink()

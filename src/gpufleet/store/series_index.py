@@ -115,7 +115,7 @@ def _pairs_of(raw: Any) -> Labels:
 class _Shape:
     """What a run's ids are: per id its metric and the index of its label set in the run."""
 
-    __slots__ = ("id", "metrics", "slots", "by_metric", "size")
+    __slots__ = ("id", "metrics", "slots", "by_metric", "size", "_groups")
 
     def __init__(self, shape_id: int, metrics: tuple[str, ...], slots: np.ndarray) -> None:
         self.id = shape_id
@@ -126,6 +126,18 @@ class _Shape:
         for off, m in enumerate(metrics):
             by.setdefault(m, []).append(off)
         self.by_metric = {m: np.array(offs, np.int64) for m, offs in by.items()}
+        self._groups: dict[str, tuple[list[int], dict[int, list[int]]]] = {}
+
+    def groups(self, metric: str) -> tuple[list[int], dict[int, list[int]]]:
+        """The ids (offsets) of a metric here, and the same by label set (made on first query)."""
+        got = self._groups.get(metric)
+        if got is None:
+            offs = self.by_metric[metric].tolist()
+            by_slot: dict[int, list[int]] = {}
+            for o, slot in zip(offs, self.slots[offs].tolist()):
+                by_slot.setdefault(slot, []).append(o)
+            got = self._groups[metric] = (offs, by_slot)
+        return got
 
 
 class _Run:
@@ -661,30 +673,32 @@ class SeriesIndex:
 
     def match(self, metric: str | None, matchers: Sequence[Matcher]) -> list[int]:
         node_eq = [m.value for m in matchers if m.name == "node" and m.op == "="]
-        parts: list[np.ndarray] = []
-        # runs: a matcher on a label the run's series share is decided once for the run
+        out: list[int] = []
+        # runs: a matcher on a label the run's series share is decided once for the run,
+        # one on a label set once per set (and once per query for a set many nodes share)
         if node_eq:
             runs: Iterable[_Run] = (self._runs_by_node.get(node_eq[0], []) + self._runs_by_node.get(_MIXED, []))
         elif metric is not None:
             runs = [r for sh in self._metric_shapes.get(metric, []) for r in self._shape_runs[sh.id]]
         else:
             runs = self._runs
+        by_set: dict[tuple[tuple[int, ...], int], bool] = {}
         for r in runs:
             if metric is not None:
-                offs = r.shape.by_metric.get(metric)
-                if offs is not None:
-                    parts.append(self._match_run(r, metric, offs, matchers))
+                if metric in r.shape.by_metric:
+                    self._match_run(r, metric, matchers, by_set, out)
             else:
-                for m_name, offs in r.shape.by_metric.items():
-                    parts.append(self._match_run(r, m_name, offs, matchers))
+                for m_name in r.shape.by_metric:
+                    self._match_run(r, m_name, matchers, by_set, out)
         # series named one by one (older stores)
         if self._single:
-            parts.append(np.array(self._match_singles(metric, matchers, node_eq), np.int64))
-        if not parts:
-            return []
-        return np.sort(np.concatenate(parts)).tolist()  # type: ignore[no-any-return]
+            out += self._match_singles(metric, matchers, node_eq)
+        out.sort()
+        return out
 
-    def _match_run(self, r: _Run, metric: str, offs: np.ndarray, matchers: Sequence[Matcher]) -> np.ndarray:
+    def _match_run(self, r: _Run, metric: str, matchers: Sequence[Matcher],
+                   by_set: dict[tuple[tuple[int, ...], int], bool], out: list[int]) -> None:
+        """Add the ids of `metric` in run `r` that pass `matchers`."""
         per_set: list[Matcher] = []
         for m in matchers:
             if m.name == "__name__":
@@ -695,24 +709,32 @@ class SeriesIndex:
                     per_set.append(m)
                     continue
             if not m.accepts(value or ""):
-                return offs[:0]
+                return
+        offs, groups = r.shape.groups(metric)
+        base = r.base
         if not per_set:
-            return r.base + offs
-        slots = r.shape.slots[offs]
-        ok: list[int] = []
-        for slot in np.unique(slots).tolist():
+            out += [base + o for o in offs]
+            return
+        # the verdict on a set depends on the set alone unless `node` falls back to the run's node
+        # (and on which matchers were left to the sets: runs may share different labels)
+        shared = not any(m.name == "node" for m in per_set)
+        which = tuple(map(id, per_set))
+        for slot, slot_offs in groups.items():
             pairs = r.sets[slot]
-            for m in per_set:
-                value = _label(pairs, m.name)
-                if value is None and m.name == "node":
-                    value = self._node_fallback(r.nid)
-                if not m.accepts(value or ""):
-                    break
-            else:
-                ok.append(slot)
-        if not ok:
-            return offs[:0]
-        return r.base + offs[np.isin(slots, ok)]
+            ok = by_set.get((which, id(pairs))) if shared else None
+            if ok is None:
+                ok = True
+                for m in per_set:
+                    value = _label(pairs, m.name)
+                    if value is None and m.name == "node":
+                        value = self._node_fallback(r.nid)
+                    if not m.accepts(value or ""):
+                        ok = False
+                        break
+                if shared:
+                    by_set[(which, id(pairs))] = ok
+            if ok:
+                out += [base + o for o in slot_offs]
 
     def _match_singles(self, metric: str | None, matchers: Sequence[Matcher], node_eq: list[str]) -> list[int]:
         if metric is None:

@@ -304,9 +304,7 @@ class TimeSeriesStore(Recovery, Compaction):
         seg = st.cur
         row = seg.newest() if seg is not None else None
         if seg is not None and row is not None:
-            index = self.series_index
-            return float(seg.ts[seg.n - 1]), {  # NaN = absent, as from a block
-                index.key(int(s)): float(v) for s, v in zip(seg.sids, row) if not math.isnan(v) and index.known(int(s))}
+            return float(seg.ts[seg.n - 1]), self._named(seg.sids, row)  # NaN = absent, as from a block
         for b in reversed(list(self._blocks[RAW])):
             if b.has_node(st.nid):
                 try:
@@ -317,11 +315,14 @@ class TimeSeriesStore(Recovery, Compaction):
                 if grid is None:
                     continue
                 ts, sids, (vals,) = grid
-                row = vals[-1]
-                index = self.series_index
-                return float(ts[-1]), {
-                    index.key(int(s)): float(v) for s, v in zip(sids, row) if not math.isnan(v) and index.known(int(s))}
+                return float(ts[-1]), self._named(sids, vals[-1])
         return None
+
+    def _named(self, sids: np.ndarray, row: np.ndarray) -> dict[SeriesKey, float]:
+        """{key: value} of a row's present values whose series have names."""
+        have = ~np.isnan(row)
+        keys = self.series_index.keys(sids[have].tolist())
+        return {k: v for k, v in zip(keys, row[have].tolist()) if k is not None}
 
     def series(self, metric: str | None = None, matchers: Sequence[Matcher] = ()) -> list[dict[str, str]]:
         """Label sets (with __name__ and node) of known series matching metric and matchers."""
