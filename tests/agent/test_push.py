@@ -355,6 +355,22 @@ def test_stop_with_hub_down_is_quick_and_keeps_spool(hub: FakeHub, tmp_path: Pat
     assert len(Spool(tmp_path / "sp")) == 3  # still there for the next start
 
 
+def test_hub_without_compact_push_gets_json_for_an_hour(hub: FakeHub, tmp_path: Path, pushers: list[Pusher],
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """This fake hub is an older hub: /api/v1/push/compact is 404, so the agent pushes JSON."""
+    caplog.set_level(logging.INFO, logger="gpufleet.agent.push")
+    p = make_pusher(hub, tmp_path / "sp")
+    pushers.append(p)
+    p.start()
+    for i in range(3):
+        p.enqueue(snap(float(i)))
+        eventually(lambda: len(hub.timestamps()) == i + 1)
+    paths = [path for path, _ in hub.requests if path != "/api/v1/register"]
+    assert paths == ["/api/v1/push/compact", "/api/v1/push", "/api/v1/push", "/api/v1/push"]
+    assert "has no compact push (HTTP 404): pushing JSON for the next 60 minutes" in caplog.text
+    assert p.stats()["rejected"] == 0 and hub.timestamps() == [0.0, 1.0, 2.0]
+
+
 def test_large_batches_are_gzipped(hub: FakeHub, tmp_path: Path, pushers: list[Pusher]) -> None:
     p = make_pusher(hub, tmp_path / "sp")
     pushers.append(p)
