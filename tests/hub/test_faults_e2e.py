@@ -20,6 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gpufleet.hub.state import HubState
+from gpufleet.store.series_index import SNAPSHOT
+
 from access import bearer, make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet, hub_proc, join_token
@@ -221,3 +224,23 @@ def test_node_clocks_minutes_apart(tmp_path: Path) -> None:
     finally:
         for p in (fast, slow, wrong, hub):
             p.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_closes_the_hub_before_it_exits(tmp_path: Path, sig: signal.Signals) -> None:
+    # SIGTERM is how systemd and Kubernetes stop the hub. uvicorn raises the signal again when it
+    # has stopped serving, which ended the process before the hub closed: every node's latest
+    # snapshot (saved once a minute) and the store's series snapshot were never written.
+    data, port = tmp_path / "data", free_port()
+    hub = _hub(tmp_path, data, port)
+    agent, _ = _agent(tmp_path, f"http://127.0.0.1:{port}", "n1", join_token(data), "--interval", "0.5")
+    try:
+        eventually(lambda: _stored(f"http://127.0.0.1:{port}", "n1", time.time() - 60), what="n1's pushes stored")
+        code = hub.stop(sig)
+    finally:
+        agent.stop()
+        hub.stop()
+    assert code == (-signal.SIGTERM if sig == signal.SIGTERM else 130), code  # exits as the signal asks
+    saved = HubState(data / "hub.db").load_latest()
+    assert [n for n, _, _ in saved] == ["n1"]
+    assert any(data.rglob(SNAPSHOT)), "the store's series snapshot was not written at exit"

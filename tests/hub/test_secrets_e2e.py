@@ -10,6 +10,8 @@ import httpx
 
 import pytest
 
+from gpufleet.hub.state import HubState
+
 from access import bearer, make_api_key
 from conftest import eventually
 from realparts import Proc, free_port, gpufleet, hub_proc, join_token
@@ -56,10 +58,10 @@ def test_join_token_never_reaches_the_hub(tmp_path: Path) -> None:
         everything = httpx.get(f"{url}/api/v1/snapshots", params={"processes": "true"}, headers=bearer(KEY["key"]),
                                timeout=5).text
         assert token not in everything
-        # The hub saves latest snapshots to hub.db every 5 s: check its files once they hold them.
-        _wait(lambda: any(b"--token ***" in f.read_bytes() for f in data.rglob("hub.db*") if f.is_file()),
-              what="the latest snapshots saved in hub.db")
-        hub.stop()
+        hub.stop()  # saves every node's latest snapshot (zlib'd in hub.db) on the way out
+        saved = HubState(next(data.rglob("hub.db"))).load_latest()
+        assert {n for n, _, _ in saved} == {"masked", "unmasked"}
+        assert all(b"--token " in snap and token.encode() not in snap for _, _, snap in saved)
         for f in data.rglob("*"):
             if f.is_file():
                 assert token.encode() not in f.read_bytes(), f"join token in {f}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import UserError
@@ -101,6 +103,20 @@ def _notifying_server() -> type:
             self.notifier.stopping()
             await super().shutdown(sockets)
 
+        deferred_signals: list[int] = []
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn raises the exit signal again once serving has ended; for SIGTERM (systemd,
+            # Kubernetes) that ended the process right there, before serve()'s cleanup: the store
+            # was never closed nor the latest snapshots saved. serve() raises it after the cleanup.
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self.deferred_signals = list(self._captured_signals)
+                    self._captured_signals.clear()
+
     return NotifyingServer
 
 
@@ -132,3 +148,7 @@ def serve(hub: Hub, sock: socket.socket, announce: Callable[[str], None],
         if on_exit is not None:
             on_exit()
         hub.close()
+    # Exit as the signal asked (SIGTERM: killed by it, which systemd counts as a clean stop;
+    # SIGINT: KeyboardInterrupt), now that everything is closed.
+    for sig in reversed(server.deferred_signals):
+        signal.raise_signal(sig)
