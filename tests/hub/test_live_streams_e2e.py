@@ -66,6 +66,15 @@ def test_streams_opened_and_closed_leave_nothing(tmp_path: Path) -> None:
             r = httpx.post(f"{url}/api/v1/push", content=b'{"snapshots":[' + to_json(snap) + b"]}", timeout=10,
                            headers={"Authorization": f"Bearer {cred}", "Content-Type": "application/json"})
             assert r.status_code == 200, r.text
+        def published() -> bool:  # the broker publishes a few times a second: wait for both nodes
+            s = _open(port, key)
+            try:
+                state = _full_state(s)
+                return b'"a"' in state and b'"b"' in state and b'"ts"' in state
+            finally:
+                s.close()
+
+        eventually(published, timeout=20, what="both nodes in the live fleet state")
         for _ in range(ROUNDS):
             socks = [_open(port, key) for _ in range(15)]
             states = [_full_state(s) for s in socks[:5]]  # pages that read
