@@ -126,17 +126,17 @@ class _Shape:
         for off, m in enumerate(metrics):
             by.setdefault(m, []).append(off)
         self.by_metric = {m: np.array(offs, np.int64) for m, offs in by.items()}
-        self._groups: dict[str, tuple[list[int], dict[int, list[int]]]] = {}
+        self._groups: dict[str, tuple[np.ndarray, dict[int, np.ndarray]]] = {}
 
-    def groups(self, metric: str) -> tuple[list[int], dict[int, list[int]]]:
+    def groups(self, metric: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         """The ids (offsets) of a metric here, and the same by label set (made on first query)."""
         got = self._groups.get(metric)
         if got is None:
-            offs = self.by_metric[metric].tolist()
+            offs = self.by_metric[metric]
             by_slot: dict[int, list[int]] = {}
-            for o, slot in zip(offs, self.slots[offs].tolist()):
+            for o, slot in zip(offs.tolist(), self.slots[offs].tolist()):
                 by_slot.setdefault(slot, []).append(o)
-            got = self._groups[metric] = (offs, by_slot)
+            got = self._groups[metric] = (offs, {k: np.array(v, np.int64) for k, v in by_slot.items()})
         return got
 
 
@@ -540,7 +540,7 @@ class SeriesIndex:
         out = dict(self._sid_of.get(nid, {}))
         for r in self._node_runs.get(nid, ()):
             shape, sets, common = r.shape, r.sets, r.common
-            merged = [self._intern(_merge(common, s)) for s in sets]
+            merged = [_merge(common, s) for s in sets]  # for this call only: not interned
             slots = shape.slots.tolist()
             for off, m in enumerate(shape.metrics):
                 out[(m, merged[slots[off]])] = r.base + off
@@ -673,32 +673,36 @@ class SeriesIndex:
 
     def match(self, metric: str | None, matchers: Sequence[Matcher]) -> list[int]:
         node_eq = [m.value for m in matchers if m.name == "node" and m.op == "="]
-        out: list[int] = []
         # runs: a matcher on a label the run's series share is decided once for the run,
-        # one on a label set once per set (and once per query for a set many nodes share)
+        # one on a label set once per set (and once per query for a set many nodes share);
+        # ids are then made a shape at a time: bases of the runs that pass x the metric's offsets
         if node_eq:
             runs: Iterable[_Run] = (self._runs_by_node.get(node_eq[0], []) + self._runs_by_node.get(_MIXED, []))
         elif metric is not None:
             runs = [r for sh in self._metric_shapes.get(metric, []) for r in self._shape_runs[sh.id]]
         else:
             runs = self._runs
+        passing: dict[tuple[int, str, int], list[int]] = {}  # (shape, metric, slot or -1: all) -> bases
         by_set: dict[tuple[tuple[int, ...], int], bool] = {}
         for r in runs:
-            if metric is not None:
-                if metric in r.shape.by_metric:
-                    self._match_run(r, metric, matchers, by_set, out)
-            else:
-                for m_name in r.shape.by_metric:
-                    self._match_run(r, m_name, matchers, by_set, out)
-        # series named one by one (older stores)
-        if self._single:
-            out += self._match_singles(metric, matchers, node_eq)
-        out.sort()
-        return out
+            for m_name in ([metric] if metric is not None else r.shape.by_metric):
+                if m_name in r.shape.by_metric:
+                    self._match_run(r, m_name, matchers, by_set, passing)
+        parts: list[np.ndarray] = []
+        for (shape_id, m_name, slot), bases in passing.items():
+            every, by_slot = self._shapes[shape_id].groups(m_name)
+            offs = by_slot[slot] if slot >= 0 else every
+            parts.append((np.array(bases, np.int64)[:, None] + offs[None, :]).ravel())
+        if self._single:  # series named one by one (older stores)
+            parts.append(np.array(self._match_singles(metric, matchers, node_eq), np.int64))
+        if not parts:
+            return []
+        return np.sort(np.concatenate(parts)).tolist()  # type: ignore[no-any-return]
 
     def _match_run(self, r: _Run, metric: str, matchers: Sequence[Matcher],
-                   by_set: dict[tuple[tuple[int, ...], int], bool], out: list[int]) -> None:
-        """Add the ids of `metric` in run `r` that pass `matchers`."""
+                   by_set: dict[tuple[tuple[int, ...], int], bool],
+                   passing: dict[tuple[int, str, int], list[int]]) -> None:
+        """Note which of `metric`'s ids in run `r` pass `matchers` (all, or those of some label sets)."""
         per_set: list[Matcher] = []
         for m in matchers:
             if m.name == "__name__":
@@ -710,16 +714,15 @@ class SeriesIndex:
                     continue
             if not m.accepts(value or ""):
                 return
-        offs, groups = r.shape.groups(metric)
-        base = r.base
+        sid = r.shape.id
         if not per_set:
-            out += [base + o for o in offs]
+            passing.setdefault((sid, metric, -1), []).append(r.base)
             return
         # the verdict on a set depends on the set alone unless `node` falls back to the run's node
         # (and on which matchers were left to the sets: runs may share different labels)
         shared = not any(m.name == "node" for m in per_set)
         which = tuple(map(id, per_set))
-        for slot, slot_offs in groups.items():
+        for slot in r.shape.groups(metric)[1]:
             pairs = r.sets[slot]
             ok = by_set.get((which, id(pairs))) if shared else None
             if ok is None:
@@ -734,7 +737,7 @@ class SeriesIndex:
                 if shared:
                     by_set[(which, id(pairs))] = ok
             if ok:
-                out += [base + o for o in slot_offs]
+                passing.setdefault((sid, metric, slot), []).append(r.base)
 
     def _match_singles(self, metric: str | None, matchers: Sequence[Matcher], node_eq: list[str]) -> list[int]:
         if metric is None:
