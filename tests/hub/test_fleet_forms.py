@@ -203,3 +203,19 @@ def test_rules_on_cpu_cores_make_the_fleet_keep_them(hub: Hub, tmp_path: Path) -
         assert node.whole is None, "the lean snapshot has what the rule reads"
     finally:
         ext.close()
+
+
+def test_summary_of_a_snapshot_without_a_host_process_table_is_its_json_as_is() -> None:
+    # GPUs' own process lists are not the host table: the summary must not scan every node's
+    # text to find that out (it made /api/v1/snapshots 0.6 s at 1,000 nodes).
+    fleet = Fleet()
+    snap = msgspec.structs.replace(big("g"), processes=[])
+    assert any(g.processes for g in snap.gpus)
+    raw = to_json(snap)
+    fleet.update(snap, time.time(), raw)
+    assert fleet.summary_json(fleet.nodes["g"]) is raw
+    fleet.update(big("h", ts=2000.0), time.time())
+    whole = fleet.nodes["h"].json
+    assert whole is not None and from_json(whole).processes
+    summary = fleet.summary_json(fleet.nodes["h"])
+    assert summary is not None and from_json(summary) == msgspec.structs.replace(from_json(whole), processes=[])

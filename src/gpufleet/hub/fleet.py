@@ -36,6 +36,7 @@ class NodeView:
     json: bytes | None = None  # the latest snapshot's JSON, as pushed (or encoded once): the one full copy
     seq: int = 0  # counts snapshots: a reader's cache of something derived from one is keyed by it
     kept: frozenset[str] = frozenset()  # scopes of LEAN_LACKS the lean snapshot keeps all the same
+    host_processes: bool = False  # `json` holds a host process table (the summary leaves it out)
     last_seen: float | None = None  # hub clock: when data last arrived
     interval: float = DEFAULT_INTERVAL
     status: str = "down"
@@ -100,6 +101,7 @@ class Fleet:
     def _set(self, v: NodeView, snap: NodeSnapshot, data: bytes) -> None:
         keep = self.keep
         v.snapshot, v.json, v.kept, v.seq = lean(snap, keep), data, keep, v.seq + 1
+        v.host_processes = bool(snap.processes)
 
     def heard(self, name: str, now: float) -> None:
         """The node sent data the hub could not store (disk full): it is alive all the same."""
@@ -195,8 +197,11 @@ class Fleet:
             from .cmdlines import without_commands_json
 
             return without_commands_json(data, processes=False)
-        if b'"processes":' not in data:
-            return data  # nothing to leave out: no host process table, no per-GPU process count
+        if not v.host_processes:
+            # Nothing to leave out. Known from the decoded snapshot: the text alone cannot tell a
+            # host process table from the GPUs' own process lists without a scan of it all
+            # (~0.5 ms a node, 0.6 s for /api/v1/snapshots at 1,000 nodes).
+            return data
         # Top-level members kept as they are (msgspec.Raw): one scan of the text, no decode of
         # the records, and the same bytes as before for everything but the process table.
         parts = _members.decode(data)
