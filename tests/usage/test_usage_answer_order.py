@@ -127,3 +127,14 @@ def test_csv_made_by_columns_is_csv_writers_text() -> None:
     answer.keys[4] = "xy"  # no carriage return: made by columns, not by csv.writer
     assert answer.csv() == by_csv_writer()
     assert list(csv.reader(io.StringIO(answer.csv())))[2] == ['q"x', "2.5", "0.1", 'u"', "n1;n2"]
+
+
+def test_numbers_in_csv_are_written_as_repr_writes_them() -> None:
+    # msgspec's float writer makes most of them; repr() the ones it would spell differently.
+    from gpufleet.hub.usage.answer import _number_texts
+
+    values = [0.0, -0.0, 1e-4, 9.99e-5, -2e-5, 1e16, 9.999e15, float("nan"), float("inf"), -float("inf"),
+              3, -7, 10**20, 5e-324, 0.1 + 0.2, 123456.789, 1 / 3, 2.5e-7]
+    assert _number_texts(values) == [repr(v) for v in values]
+    assert _number_texts([]) == []
+    assert _number_texts([1.5, 10**400]) == ["1.5", repr(10**400)]

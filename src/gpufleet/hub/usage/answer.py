@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any
 
 import msgspec
+import numpy as np
 
 JOB_EXTRA = ("user", "nodes")  # by job, each row also says whose job it is and where it ran
 
@@ -103,12 +104,32 @@ def _csv_quoted(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
+def _number_texts(column: list[Any]) -> list[str]:
+    """repr() of each number, as csv.writer writes them, made by msgspec's float writer (~5x
+    faster): the same text wherever repr() writes no exponent, so the few others (below 1e-4,
+    from 1e16, and NaN or infinity, which JSON spells null) are made by repr()."""
+    if not column:
+        return []
+    texts = msgspec.json.encode(column)[1:-1].decode().split(",")
+    try:
+        size = np.abs(np.asarray(column, dtype=np.float64))
+    except OverflowError:  # an int past any float: repr() them all
+        return list(map(repr, column))
+    with np.errstate(invalid="ignore"):  # NaN: neither in range nor 0, so repr() it is
+        odd = np.flatnonzero((size != 0) & ~((size >= 1e-4) & (size < 1e16)))
+    for i in odd.tolist():
+        texts[i] = repr(column[i])
+    return texts
+
+
 def _csv_texts(column: list[Any]) -> list[str] | None:
     """A column's cells as csv.writer writes them (str() of a number), or None for other values."""
     kinds = set(map(type, column))
     if kinds <= {float, int}:
-        return list(map(repr, column))
+        return _number_texts(column)
     if kinds <= {str}:
+        if not _NEEDS_QUOTES.search("\x00".join(column)):
+            return column  # one scan of the whole column: names rarely need quotes
         try:
             return list(map(_csv_quoted, column))
         except _Unsure:
