@@ -14,7 +14,7 @@ import pytest
 
 from access import make_api_key
 from conftest import eventually
-from realparts import Proc, free_port, gpufleet, join_token
+from realparts import free_port, hub_proc, join_token
 from sample_snapshot import sample_snapshot
 
 from gpufleet.snapshot import to_json
@@ -53,9 +53,8 @@ def test_streams_opened_and_closed_leave_nothing(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    hub = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp_path / "hub.log")
+    hub = hub_proc(tmp_path, data, port)
     try:
-        hub.wait_http(f"{url}/healthz")
         token = join_token(data)
         key = make_api_key(data, "viewer")
         for n in ("a", "b"):

@@ -189,22 +189,29 @@ def test_visibility_own(tmp_path: Path) -> None:
         hub.close()
 
 
+def signed_in(browser: Any, address: str, user: str, page_name: str) -> tuple[Any, Any, list[str]]:
+    """A page of `address` after signing in as `user` on the login page it is sent to, and the
+    console errors it logs from the start."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(address)
+    page.wait_for_selector("body[data-page='login'][data-ready='1']")
+    page.fill("input[name=name]", user)
+    page.fill("input[name=password]", PASSWORDS[user])
+    page.click("form.login-form button[type=submit]")
+    page.wait_for_selector(f"body[data-page='{page_name}'][data-ready='1']")
+    return ctx, page, errors
+
+
 def test_pages_show_the_same_figures(served, artifacts: Path) -> None:
     """The usage page's ranking and the job page (verdict, per GPU, charts from the store) in Chromium."""
     fleet, url, _, _ = served
     since, until = period(fleet)
     with chromium() as browser:
-        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-        page = ctx.new_page()
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{url}/usage?since={since}&until={until}&by=user")
-        page.wait_for_selector("body[data-page='login'][data-ready='1']")
-        page.fill("input[name=name]", "ui-admin")
-        page.fill("input[name=password]", PASSWORDS["ui-admin"])
-        page.click("form.login-form button[type=submit]")
-        page.wait_for_selector("body[data-page='usage'][data-ready='1']")
+        ctx, page, errors = signed_in(browser, f"{url}/usage?since={since}&until={until}&by=user", "ui-admin", "usage")
         rows = page.eval_on_selector_all("#us-table tbody tr", """trs => trs.map(r => ({key: r.dataset.key,
             gpu_hours_in_use: +r.dataset.inUse, gpu_hours_busy: +r.dataset.busy, mean_utilization: +r.dataset.util,
             energy_kwh: +r.dataset.kwh, waste_gpu_hours: +r.dataset.waste}))""")
@@ -296,17 +303,7 @@ def test_mig_job_page_charts_per_slice(served_mig, artifacts: Path) -> None:
     """The job page in Chromium draws a line per slice in the utilisation and memory charts."""
     fleet, url, _ = served_mig
     with chromium() as browser:
-        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-        page = ctx.new_page()
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{url}/jobs/container%3Ad00dfeed1234")
-        page.wait_for_selector("body[data-page='login'][data-ready='1']")
-        page.fill("input[name=name]", "mig-viewer")
-        page.fill("input[name=password]", PASSWORDS["mig-viewer"])
-        page.click("form.login-form button[type=submit]")
-        page.wait_for_selector("body[data-page='jobs'][data-ready='1']")
+        ctx, page, errors = signed_in(browser, f"{url}/jobs/container%3Ad00dfeed1234", "mig-viewer", "jobs")
         assert page.inner_text("#job-verdict").startswith("1 GPU held")
         for chart in ("util", "mem"):
             plot = page.wait_for_selector(f".chart[data-chart='{chart}'] .plot[data-filled]")
