@@ -26,6 +26,7 @@ from gpufleet.config import AgentConfig
 from gpufleet.errors import UserError
 from gpufleet.snapshot import NodeSnapshot, from_json
 from conftest import eventually
+from realparts import json_reply
 
 TOKEN = "join-token-s3cret"
 FAST = dict(backoff_base=0.02, backoff_cap=0.1, idle_wait=0.05, timeout=2.0)
@@ -62,20 +63,12 @@ class FakeHub:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def reply(self, code: int, doc: dict[str, Any]) -> None:
-                body = json.dumps(doc).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with hub.lock:
                     hub.requests.append((self.path, dict(self.headers)))
                     code, doc = hub.handle(self.path, self.headers, raw)
-                self.reply(code, doc)
+                json_reply(self, doc, code)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.port = self.server.server_address[1]

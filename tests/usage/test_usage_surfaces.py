@@ -4,6 +4,7 @@ utilisation and memory over time per slice."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -23,7 +24,7 @@ from browser import chromium
 from gpufleet.cli import cli as main
 from gpufleet.hub.service import Hub, HubOptions
 from gpufleet.hub.usage.extension import UsageExtension
-from realparts import Proc, free_port, gpufleet
+from realparts import free_port, gpufleet, hub_proc
 from simfleet import MIN, Fleet, Job, known_fleet, mig_fleet, slice_memory
 
 pytestmark = pytest.mark.realparts
@@ -50,39 +51,34 @@ def same(got: dict[str, dict], want: dict[str, dict]) -> None:
             assert abs(float(got[key][f]) - v) < (1e-4 if f == "energy_kwh" else 1e-3), (key, f, got[key][f], v)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, str, str, Path]]:
-    tmp = tmp_path_factory.mktemp("surfaces")
-    fleet = known_fleet()
+@contextlib.contextmanager
+def _serve(tmp: Path, fleet: Fleet, user: str, *extra: str) -> Iterator[tuple[str, str, Path]]:
+    """A real hub on `fleet`'s usage record, with a viewer's API key and `user` able to sign in."""
     data = tmp / "data"
     fill(data, fleet)
     key = make_api_key(data, "viewer")
-    PASSWORDS["ui-admin"] = make_user(data, "ui-admin", "viewer")
+    PASSWORDS[user] = make_user(data, user, "viewer")
     port = free_port()
-    proc = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data), "--price-gpu-hour", "2",
-                         "--price-kwh", "0.25"), tmp / "hub.log")
+    proc = hub_proc(tmp, data, port, *extra)
     try:
-        proc.wait_http(f"http://127.0.0.1:{port}/healthz")
-        yield fleet, f"http://127.0.0.1:{port}", key, data
+        yield f"http://127.0.0.1:{port}", key, data
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, str, str, Path]]:
+    fleet = known_fleet()
+    with _serve(tmp_path_factory.mktemp("surfaces"), fleet, "ui-admin",
+                "--price-gpu-hour", "2", "--price-kwh", "0.25") as (url, key, data):
+        yield fleet, url, key, data
 
 
 @pytest.fixture(scope="module")
 def served_mig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, str, str]]:
-    tmp = tmp_path_factory.mktemp("surfaces-mig")
     fleet = mig_fleet()
-    data = tmp / "data"
-    fill(data, fleet)
-    key = make_api_key(data, "viewer")
-    PASSWORDS["mig-viewer"] = make_user(data, "mig-viewer", "viewer")
-    port = free_port()
-    proc = Proc(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(data)), tmp / "hub.log")
-    try:
-        proc.wait_http(f"http://127.0.0.1:{port}/healthz")
-        yield fleet, f"http://127.0.0.1:{port}", key
-    finally:
-        proc.stop()
+    with _serve(tmp_path_factory.mktemp("surfaces-mig"), fleet, "mig-viewer") as (url, key, _):
+        yield fleet, url, key
 
 
 def cli(*args: str) -> Any:
