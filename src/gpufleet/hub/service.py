@@ -335,9 +335,7 @@ class Hub:
         try:
             pairs = self.decode_push(body, node, now)
         except IngestError as e:
-            v = self.fleet.nodes.get(node)
-            if v is not None and e.status == 400 and "--max-clock-ahead" in str(e):
-                v.error = str(e)  # shown on the node page: why a node with a wrong clock is not up
+            self._refused(node, e)
             raise
         v = self.fleet.nodes.get(node)
         skew = v.clock_skew if v is not None else None
@@ -347,10 +345,18 @@ class Hub:
         try:
             return self.ingest([snap for snap, _ in pairs], None, [raw for _, raw in pairs])
         except IngestError as e:
-            if e.status == 503:
-                # The node is alive; only the hub cannot store now: its status must not say otherwise.
-                self.fleet.heard(node, time.time())
+            self._refused(node, e)
             raise
+
+    def _refused(self, node: str, e: IngestError) -> None:
+        """What a refused push says about its node (either push encoding)."""
+        if e.status == 503:
+            # The node is alive; only the hub cannot store now: its status must not say otherwise.
+            self.fleet.heard(node, time.time())
+        elif e.status == 400 and "--max-clock-ahead" in str(e):
+            v = self.fleet.nodes.get(node)
+            if v is not None:
+                v.error = str(e)  # shown on the node page: why a node with a wrong clock is not up
 
     def ingest_compact(self, body: bytes, node: str, sent_at: str | None = None) -> tuple[int, int]:
         """A compact push body (gpufleet/compact.py) from `node`, validated whole, then stored."""
@@ -369,9 +375,7 @@ class Hub:
         except CompactError as e:
             raise IngestError(e.status, str(e)) from None
         except IngestError as e:
-            v = self.fleet.nodes.get(node)
-            if v is not None and e.status == 400 and "--max-clock-ahead" in str(e):
-                v.error = str(e)
+            self._refused(node, e)
             raise
         frames.sort(key=lambda f: f.snapshot.timestamp)
         v = self.fleet.view(node)
@@ -385,8 +389,7 @@ class Hub:
         try:
             return self.ingest([f.snapshot for f in frames], now, None, series)
         except IngestError as e:
-            if e.status == 503:
-                self.fleet.heard(node, time.time())
+            self._refused(node, e)
             raise
 
     def ingest(self, snapshots: list[NodeSnapshot], now: float | None = None,
