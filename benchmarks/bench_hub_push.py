@@ -7,7 +7,9 @@ A real `gpufleet hub` process; the load generator's snapshots (benchmarks/_hublo
 a 224-CPU host each, gzip level 1). Round 0 is the join: every node's first push, sent as fast as
 `--connections` keep-alive connections allow (each registers the node's series). Rounds 1.. are
 steady pushes. Prints the hub's CPU (utime+stime from /proc) per first push and per steady push,
-CPU seconds per million samples, and its RSS after the join and at the end.
+CPU seconds per million samples, and its RSS after the join and at the end. `--profile FILE` also
+py-spy records the hub over the steady rounds (`pip install py-spy`; collapsed stacks of the thread
+holding the GIL, so time in C that releases it, gzip and sockets, is not in it).
 
 Unlike bench_hub.py this does not pace pushes in time and runs no peer: it is for comparing two
 versions of the hub on the same machine back to back, e.g. an older tree with
@@ -25,6 +27,7 @@ import argparse
 import gzip
 import http.client
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,6 +55,8 @@ def main() -> int:
                     help="the hub without its store (--remote-write and --history to a VictoriaMetrics started "
                          "beside it); VictoriaMetrics' CPU and RSS are reported too")
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--profile", metavar="FILE", help="py-spy record the hub (the thread holding the GIL) over the steady rounds into FILE "
+                    "(collapsed stacks)")
     a = ap.parse_args()
     print(f"# bench_hub_push: {machine_line()}")
     results: dict[str, dict[str, float]] = {}
@@ -172,6 +177,11 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
         s0 = counted()
         samples_per_push[0] = s0 / a.nodes
         steady = vm_steady = 0.0
+        prof = None
+        if a.profile:
+            prof = subprocess.Popen([shutil.which("py-spy") or str(Path(PY).with_name("py-spy")), "record", "--pid", str(hub.pid), "--format", "raw",
+                                     "--rate", "250", "--gil", "-o", a.profile], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
         for k in range(1, a.rounds):
             batch = bodies(k)
             c0, v0 = proc_cpu_seconds(hub.pid), vm_cpu()
@@ -179,6 +189,9 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
             drained()
             steady += proc_cpu_seconds(hub.pid) - c0
             vm_steady += vm_cpu() - v0
+        if prof is not None:
+            prof.send_signal(2)
+            prof.wait(30)
         samples = counted() - s0
         pushes = a.nodes * (a.rounds - 1)
         out = {
