@@ -1,9 +1,13 @@
 """Decode a compact push (gpufleet/compact.py): frames -> live snapshots + series values for the store.
 
 Per push the hub decodes only the rest of the snapshot (no value keys), puts the values back
-into its records (one dict.update per record, not per sample), and hands the store the series
-keys built once per shape (the same tuple object each push, so the store finds its schema by
-identity) with the values as one numpy array straight from the body's bytes.
+into the records its readers need at once (one dict.update per record, not per sample), and hands
+the store the series keys built once per shape (the same tuple object each push, so the store
+finds its schema by identity) with the values as one numpy array straight from the body's bytes.
+
+The per-CPU records and GPU links (~90% of a big node's records) are read by no one on the hot
+path unless an alert rule asks for them (Fleet.keep): their values are put back only when the
+whole snapshot is asked for (Packed.whole(): a node page, the full JSON, the minutely save).
 """
 
 from __future__ import annotations
@@ -48,11 +52,17 @@ class Shape:
     n: int  # values a frame of this shape carries
     ids: dict[str, list[tuple[str, ...]]]  # per packed scope: its records' identity labels, in order
     names: list[tuple[str, ...]]  # per record (all scopes in order): its value keys
+    starts: list[int]  # per record: where its values begin
     built_for: tuple[object, ...] | None = None  # (labels, skew) the keys below were built for
     keys: tuple[SeriesKey, ...] = ()
     pick: np.ndarray | None = None  # positions of the values the hub stores (None: all, in order)
     skew_at: int = -1  # where the clock skew value goes among the stored values (-1: none)
     skew_insert: bool = False  # it is inserted there (the agent did not send that series)
+    # The records of `defer`red scopes are only checked: against these, made once, when they can
+    # be (see _numbers), that is a compare of ints rather than of label tuples built per record.
+    cpus: list[int] | None = None
+    links: list[list[int]] | None = None
+    numbered: bool = False
 
     def store_keys(self, base: dict[str, str], skew: bool, shapes: Shapes) -> None:
         """Build keys, pick and skew_at for these labels, once (the next pushes reuse them)."""
@@ -118,9 +128,17 @@ class Shapes:
 
 @dataclass(slots=True)
 class Decoded:
-    snapshot: NodeSnapshot  # the whole snapshot, values put back
+    # The snapshot, values put back into every record but those of the `deferred` scopes (which
+    # have the records, without the values that travelled packed): whole() has them all.
+    snapshot: NodeSnapshot
     shape: Shape
     values: np.ndarray  # float64, in shape order
+    head: bytes  # the frame's JSON (own secrets scrubbed): with the values, the whole snapshot
+    deferred: frozenset[str]
+
+    def packed(self, skew: float | None) -> Packed:
+        """What the fleet keeps of the node's latest snapshot: ~1/3 of its JSON's bytes."""
+        return Packed(self.head, self.values.copy(), self.shape, skew)  # copied: not the whole body
 
     def series(self, base: dict[str, str], skew: float | None,
                shapes: Shapes) -> tuple[tuple[SeriesKey, ...], np.ndarray]:
@@ -137,10 +155,32 @@ class Decoded:
         return shape.keys, values
 
 
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """A compact-pushed snapshot as it arrived: the frame's JSON, its values and their shape.
+
+    whole() is the snapshot a JSON push of it gives (values in every record, the hub's clock
+    skew in `agent`), decoded afresh each call: callers cache it (Fleet, by seq).
+    """
+
+    head: bytes
+    values: np.ndarray
+    shape: Shape
+    skew: float | None  # the hub's measure at the push (Hub.ingest_compact), as put into `agent`
+
+    def whole(self) -> NodeSnapshot:
+        snap = _frame_decoder.decode(self.head).snapshot
+        _fill(snap, self.shape, self.values, 0)  # checked at the push: cannot fail
+        if self.skew is not None:
+            snap.agent[SKEW] = self.skew
+        return snap
+
+
 def _shape(series: list[tuple[str, list[str], list[str]]], i: int) -> Shape:
     recs: list[ShapeRecord] = []
     ids: dict[str, list[tuple[str, ...]]] = {scope: [] for scope in PACKED_SCOPES}
     names_of: list[tuple[str, ...]] = []
+    starts: list[int] = []
     n = 0
     for j, (scope, rec_ids, names) in enumerate(series):
         if scope not in ids:
@@ -151,12 +191,17 @@ def _shape(series: list[tuple[str, list[str], list[str]]], i: int) -> Shape:
         recs.append((sys.intern(scope), t_ids, t_names))
         ids[scope].append(t_ids)
         names_of.append(t_names)
+        starts.append(n)
         n += len(names)
-    return Shape(recs, n, ids, names_of)
+    return Shape(recs, n, ids, names_of, starts)
 
 
-def decode(body: bytes, shapes: Shapes, check: Callable[[int, NodeSnapshot], None]) -> list[Decoded]:
+def decode(body: bytes, shapes: Shapes, check: Callable[[int, NodeSnapshot], None],
+           defer: frozenset[str] = frozenset()) -> list[Decoded]:
     """Every frame of a compact body, validated whole; `check(i, snapshot)` raises for a bad one.
+
+    The values of `defer`'s scopes (of PACKED_SCOPES) are not put back into the snapshots (see
+    Decoded): their records are checked against the shape all the same.
 
     Shapes a frame carries are remembered even when a later frame is refused: a shape is only
     a description, and the agent resends the batch.
@@ -208,32 +253,88 @@ def decode(body: bytes, shapes: Shapes, check: Callable[[int, NodeSnapshot], Non
         if not np.isfinite(values).all():
             bad = int(np.argmin(np.isfinite(values)))
             raise CompactError(400, f"frames[{i}]: value {bad} is {values[bad]!r}: values must be finite numbers")
-        _fill(snap, shape, values, i)
-        out.append(Decoded(snap, shape, values))
+        _fill(snap, shape, values, i, defer)
+        out.append(Decoded(snap, shape, values, head, defer))
         i += 1
     if not out:
         raise CompactError(400, "the compact push holds no frame")
     return out
 
 
-def _fill(snap: NodeSnapshot, shape: Shape, values: np.ndarray, i: int) -> None:
-    """Put the values back into the snapshot's records (live views read them there)."""
-    got: list[Mapping[str, float]] = []
+def _fill(snap: NodeSnapshot, shape: Shape, values: np.ndarray, i: int,
+          defer: frozenset[str] = frozenset()) -> None:
+    """Put the values back into the snapshot's records (live views read them there), but for
+    `defer`'s scopes, whose records are only checked."""
+    got: list[tuple[int, Mapping[str, float]]] = []  # (the record's place in the shape, its values)
+    j = 0
     for scope in PACKED_SCOPES:
-        recs = list(records(snap, scope))
         want = shape.ids[scope]
+        if scope in defer and _same_numbers(snap, scope, shape):
+            j += len(want)
+            continue
+        recs = list(records(snap, scope))
         if len(recs) != len(want) or [r[0] for r in recs] != want:
             raise CompactError(400, f"frames[{i}]: the snapshot's {scope} records do not match its shape "
                                     f"({_first_difference([r[0] for r in recs], want)}): send the shape again")
-        got += [r[1] for r in recs]
+        if scope not in defer:
+            got += [(j + k, r[1]) for k, r in enumerate(recs)]
+        j += len(recs)
+    names_of, starts = shape.names, shape.starts
+    if 4 * len(got) < len(names_of):  # a few records (the rest deferred): only their values made floats
+        for j, vals in got:
+            names = names_of[j]
+            if names and type(vals) is dict:
+                lo = starts[j]
+                vals.update(zip(names, values[lo:lo + len(names)].tolist()))
+        return
     vl = values.tolist()
-    lo = 0
-    for vals, names in zip(got, shape.names):
-        if names:
-            hi = lo + len(names)
-            if type(vals) is dict:  # computed records (collector status, containers per state) keep their fields
-                vals.update(zip(names, vl[lo:hi]))
-            lo = hi
+    for j, vals in got:
+        names = names_of[j]
+        if names and type(vals) is dict:  # computed records (collector status, containers per state) keep their fields
+            lo = starts[j]
+            vals.update(zip(names, vl[lo:lo + len(names)]))
+
+
+def _same_numbers(snap: NodeSnapshot, scope: str, shape: Shape) -> bool:
+    """True when the snapshot's CPU cores (or GPU links) are the shape's, told by their numbers
+    alone; False when that cannot tell (the caller compares their label tuples then)."""
+    if not shape.numbered:
+        shape.cpus, shape.links = _numbers(shape)
+        shape.numbered = True
+    if scope == "cpu":
+        return shape.cpus is not None and [c.cpu for c in snap.cpus] == shape.cpus
+    if scope == "gpu_link":
+        # The GPUs' own labels were compared with the shape's (the gpu scope: never deferred).
+        return shape.links is not None and [[x.link for x in g.links] for g in snap.gpus] == shape.links
+    return False
+
+
+def _numbers(shape: Shape) -> tuple[list[int] | None, list[list[int]] | None]:
+    """The shape's CPU core numbers and each GPU's link numbers, where their labels are exactly
+    those numbers written out (so equal numbers mean equal labels); None where they are not."""
+    def number(label: str) -> int | None:
+        return int(label) if label.isdigit() and label.isascii() and str(int(label)) == label else None
+
+    cpus: list[int] | None = []
+    for ids in shape.ids["cpu"]:
+        k = number(ids[0]) if len(ids) == 1 else None
+        if k is None or cpus is None:
+            cpus = None
+            break
+        cpus.append(k)
+    links: list[list[int]] = []
+    rest = iter(shape.ids["gpu_link"])
+    pending = next(rest, None)
+    for gpu in shape.ids["gpu"]:
+        mine: list[int] = []
+        while pending is not None and pending[:-1] == gpu:
+            k = number(pending[-1])
+            if k is None:
+                return cpus, None
+            mine.append(k)
+            pending = next(rest, None)
+        links.append(mine)
+    return cpus, (links if pending is None else None)
 
 
 def _first_difference(have: list[tuple[str, ...]], want: list[tuple[str, ...]]) -> str:

@@ -10,14 +10,20 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
 from ..snapshot import NodeSnapshot, from_json, to_json
 from .sd import sd_problem
 
+if TYPE_CHECKING:
+    from .compact_push import Packed
+
 DEFAULT_INTERVAL = 5.0
 WHOLE_CACHE = 16  # whole decoded snapshots kept (~200 KB each for an 8-GPU, 224-CPU node)
+JSON_CACHE = 16  # compact-pushed nodes' JSON, made when asked for (~85 KB each)
+T = TypeVar("T")
 # Record scopes (scopes.py) a lean snapshot has none of: a reader of those asks Fleet.snapshot().
 LEAN_LACKS = frozenset({"cpu", "gpu_link"})
 
@@ -31,9 +37,12 @@ class NodeView:
     advertised: bool = False  # agent_url came from the agent's --advertise
     # The latest snapshot, lean (see lean()): without the per-CPU records, the host process table
     # and the GPU links. What readers of the whole fleet use (overview, users, capacity, alerts);
-    # Fleet.snapshot() decodes the whole one from `json` when needed.
+    # Fleet.snapshot() decodes the whole one from `latest` when needed.
     snapshot: NodeSnapshot | None = None
-    json: bytes | None = None  # the latest snapshot's JSON, as pushed (or encoded once): the one full copy
+    # The one full copy of the latest snapshot: its JSON as pushed (or encoded once), or for a
+    # compact push what arrived (Packed: ~1/3 the bytes), made into JSON only when asked for.
+    # One attribute, so a reader never sees half of a switch between the two.
+    latest: bytes | Packed | None = None
     seq: int = 0  # counts snapshots: a reader's cache of something derived from one is keyed by it
     kept: frozenset[str] = frozenset()  # scopes of LEAN_LACKS the lean snapshot keeps all the same
     host_processes: bool = False  # `json` holds a host process table (the summary leaves it out)
@@ -44,6 +53,13 @@ class NodeView:
     error: str = ""
     clock_skew: float | None = None  # the node's clock minus the hub's at its last push (seconds)
     clock_skew_at: float | None = None
+
+    @property
+    def json(self) -> bytes | None:
+        """The latest snapshot's JSON when the fleet holds it as JSON (None for a compact push:
+        Fleet.full_json makes it)."""
+        data = self.latest
+        return data if isinstance(data, bytes) else None
 
     def describe(self) -> dict[str, object]:
         snap = self.snapshot
@@ -64,8 +80,10 @@ class Fleet:
         self.down_after = down_after
         self._lock = threading.Lock()
         # Whole snapshots decoded on demand (a node page, a rule on CPU cores or links): the few
-        # most recent, keyed by node, each with the seq it was decoded at.
+        # most recent, keyed by node, each with the seq it was decoded at. Likewise the JSON of
+        # compact-pushed nodes (a node page's live stream asks for it at each of its pushes).
         self._whole: OrderedDict[str, tuple[int, NodeSnapshot]] = OrderedDict()
+        self._json: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
         self._whole_lock = threading.Lock()
         # Scopes of LEAN_LACKS that lean snapshots keep: alert rules on them (alerts/service.py).
         self.keep: frozenset[str] = frozenset()
@@ -77,11 +95,14 @@ class Fleet:
                 v = self.nodes.setdefault(name, NodeView(name))
         return v
 
-    def update(self, snap: NodeSnapshot, now: float, raw: bytes | None = None) -> None:
-        """Record a newly stored snapshot (the newest one of a batch); `raw` is its JSON if known.
+    def update(self, snap: NodeSnapshot, now: float, raw: bytes | Packed | None = None,
+               lacking: frozenset[str] = frozenset()) -> None:
+        """Record a newly stored snapshot (the newest one of a batch); `raw` is its JSON if known,
+        or what a compact push brought of it. `lacking`: scopes of LEAN_LACKS whose records in
+        `snap` are without their values (a compact push puts those back only in Packed.whole()).
 
-        Keeps the JSON (encoded here when not given) and the lean snapshot; `snap` itself is
-        not kept, so its per-CPU records and links are freed once ingest is done with them.
+        Keeps `raw` (the JSON encoded here when not given) and the lean snapshot; `snap` itself
+        is not kept, so its per-CPU records and links are freed once ingest is done with them.
         """
         v = self.view(snap.node)
         prev = v.snapshot
@@ -92,16 +113,18 @@ class Fleet:
             if 0.2 <= gap <= 600:
                 # Smooth, so one late push does not flip the node to stale.
                 v.interval = 0.8 * v.interval + 0.2 * gap
-        self._set(v, snap, raw if raw is not None else to_json(snap))
+        self._set(v, snap, raw if raw is not None else to_json(snap), lacking)
         v.last_seen = now
         v.error = ""
         if v.status != "up":
             v.status, v.since = "up", now
 
-    def _set(self, v: NodeView, snap: NodeSnapshot, data: bytes) -> None:
-        keep = self.keep
-        v.snapshot, v.json, v.kept, v.seq = lean(snap, keep), data, keep, v.seq + 1
+    def _set(self, v: NodeView, snap: NodeSnapshot, data: bytes | Packed,
+             lacking: frozenset[str] = frozenset()) -> None:
+        keep = self.keep - lacking  # a rule that came after the push was decoded: Fleet.snapshot() then
         v.host_processes = bool(snap.processes)
+        # seq last: a reader takes seq first, so what it derives is never cached under a newer seq
+        v.snapshot, v.latest, v.kept, v.seq = lean(snap, keep), data, keep, v.seq + 1
 
     def heard(self, name: str, now: float) -> None:
         """The node sent data the hub could not store (disk full): it is alive all the same."""
@@ -115,6 +138,7 @@ class Fleet:
     def forget(self, name: str) -> bool:
         with self._whole_lock:
             self._whole.pop(name, None)
+            self._json.pop(name, None)
         with self._lock:
             return self.nodes.pop(name, None) is not None
 
@@ -162,26 +186,40 @@ class Fleet:
     # ---- the latest snapshot in its forms ---------------------------------------------------------
 
     def snapshot(self, v: NodeView) -> NodeSnapshot | None:
-        """The whole latest snapshot, decoded from its JSON (the few most recent are cached)."""
-        data, seq = v.json, v.seq
+        """The whole latest snapshot, decoded from its JSON or put together from its compact push
+        (the few most recent are cached)."""
+        seq, data = v.seq, v.latest
         if data is None:
             return None
         with self._whole_lock:
-            hit = self._whole.get(v.name)
-            if hit is not None and hit[0] == seq:
-                self._whole.move_to_end(v.name)
-                return hit[1]
-        snap = from_json(data)
+            hit = _cached(self._whole, v.name, seq)
+        if hit is not None:
+            return hit
+        snap = from_json(data) if isinstance(data, bytes) else data.whole()
         with self._whole_lock:
-            self._whole[v.name] = (seq, snap)
-            self._whole.move_to_end(v.name)
-            while len(self._whole) > WHOLE_CACHE:
-                self._whole.popitem(last=False)
+            _cache(self._whole, v.name, seq, snap, WHOLE_CACHE)
         return snap
+
+    def latest_json(self, v: NodeView, cache: bool = True) -> bytes | None:
+        """The whole latest snapshot's JSON: as pushed, or made from a compact push (cached by
+        seq unless `cache` is false: the minutely save of every node would only churn it)."""
+        seq, data = v.seq, v.latest
+        if data is None or isinstance(data, bytes):
+            return data
+        with self._whole_lock:
+            hit = _cached(self._json, v.name, seq)
+            whole = None if hit is not None else _cached(self._whole, v.name, seq)
+        if hit is not None:
+            return hit
+        made = to_json(whole if whole is not None else data.whole())
+        if cache:
+            with self._whole_lock:
+                _cache(self._json, v.name, seq, made, JSON_CACHE)
+        return made
 
     def full_json(self, v: NodeView, commands: bool = True) -> bytes | None:
         """The whole snapshot; with `commands=False`, every command line emptied (cmdlines.py)."""
-        data = v.json
+        data = self.latest_json(v)
         if data is None or commands:
             return data
         from .cmdlines import without_commands_json
@@ -190,7 +228,7 @@ class Fleet:
 
     def summary_json(self, v: NodeView, commands: bool = True) -> bytes | None:
         """The snapshot without the host process table: what `/api/v1/snapshots` serves by default."""
-        data = v.json
+        data = self.latest_json(v)
         if data is None:
             return None
         if not commands:
@@ -216,6 +254,21 @@ class Fleet:
         if snap is None:
             return None
         return to_json(snap if commands else _without_commands(snap))
+
+
+def _cached(cache: OrderedDict[str, tuple[int, T]], name: str, seq: int) -> T | None:
+    hit = cache.get(name)
+    if hit is None or hit[0] != seq:
+        return None
+    cache.move_to_end(name)
+    return hit[1]
+
+
+def _cache(cache: OrderedDict[str, tuple[int, T]], name: str, seq: int, value: T, size: int) -> None:
+    cache[name] = (seq, value)
+    cache.move_to_end(name)
+    while len(cache) > size:
+        cache.popitem(last=False)
 
 
 def lean(snap: NodeSnapshot, keep: frozenset[str] = frozenset()) -> NodeSnapshot:

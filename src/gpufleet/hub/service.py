@@ -21,7 +21,7 @@ from ..snapshot import NodeSnapshot, from_json
 from . import datadir
 from .diskspace import Floor, FreeSpace
 from .extensions import Extension
-from .fleet import Fleet, NodeView
+from .fleet import LEAN_LACKS, Fleet, NodeView
 from .jobs import Jobs, Paused, describe
 from .memtrim import Trimmer
 from .register import check_labels
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # imported where used: a hub with --history never loads the s
 
     from ..store import SeriesResult, TimeSeriesStore
     from ..syntax import Matcher
-    from .compact_push import Shapes
+    from .compact_push import Packed, Shapes
     from .history import PromHistory
     from .remote_write import RemoteWriter
     from .scrape import ScrapeState
@@ -189,6 +189,8 @@ class Hub:
         self.extensions: list[Extension] = []
         # Called with every stored snapshot, oldest first per node, in the ingest thread: each
         # must be cheap and never raise (the occupancy record compares GPU holders, usage/record.py).
+        # A compact push's snapshots come without the values of their per-CPU records and GPU
+        # links (LEAN_LACKS, unless an alert rule reads them): ask Fleet.snapshot() for those.
         self.observers: list[Callable[[NodeSnapshot], None]] = []
         self.targets_watcher: TargetsWatcher | None = None
         self._targets_error = ""
@@ -370,8 +372,11 @@ class Hub:
         shapes = self.shapes.get(node)
         if shapes is None:
             shapes = self.shapes[node] = Shapes()
+        # No reader on the ingest path needs what the lean snapshot leaves out (Hub.observers):
+        # those values are put back only when the whole snapshot is asked for (Packed.whole()).
+        defer = LEAN_LACKS - self.fleet.keep
         try:
-            frames = decode(body, shapes, lambda i, s: self._check_snapshot(i, s, node, now, "frames"))
+            frames = decode(body, shapes, lambda i, s: self._check_snapshot(i, s, node, now, "frames"), defer)
         except CompactError as e:
             raise IngestError(e.status, str(e)) from None
         except IngestError as e:
@@ -387,24 +392,27 @@ class Hub:
             keys, values = f.series({"node": node, **f.snapshot.labels, **v.labels}, skew, shapes)
             series.append((keys, values))
         try:
-            return self.ingest([f.snapshot for f in frames], now, None, series)
+            return self.ingest([f.snapshot for f in frames], now, [f.packed(skew) for f in frames], series, defer)
         except IngestError as e:
             self._refused(node, e)
             raise
 
     def ingest(self, snapshots: list[NodeSnapshot], now: float | None = None,
-               raw: list[bytes] | None = None,
-               series: list[tuple[Sequence[SeriesKey], Any]] | None = None) -> tuple[int, int]:
+               raw: Sequence[bytes | Packed] | None = None,
+               series: list[tuple[Sequence[SeriesKey], Any]] | None = None,
+               lacking: frozenset[str] = frozenset()) -> tuple[int, int]:
         """Store snapshots of one node, oldest first. Returns (accepted, duplicates).
 
-        `raw`, when given, holds each snapshot's JSON as received (served as is later);
-        `series`, each snapshot's series keys and values when the caller has them (compact push).
+        `raw`, when given, holds each snapshot's JSON as received (served as is later), or what a
+        compact push brought of it; `series`, each snapshot's series keys and values when the
+        caller has them (compact push); `lacking`, scopes whose records in `snapshots` are
+        without their values (Fleet.update).
         """
         now = time.time() if now is None else now
         self._check_writable()
         accepted = dups = 0
         newest: NodeSnapshot | None = None
-        newest_raw: bytes | None = None
+        newest_raw: bytes | Packed | None = None
         try:
             for i, snap in enumerate(snapshots):
                 v = self.fleet.view(snap.node)
@@ -435,7 +443,7 @@ class Hub:
         finally:
             # What was stored before a failure still counts (the resent batch finds it a duplicate).
             if newest is not None:
-                self.fleet.update(newest, now, newest_raw)
+                self.fleet.update(newest, now, newest_raw, lacking)
                 self._dirty.add(newest.node)
                 lag = max(0.0, now - newest.timestamp)
                 self.last_lag = lag
@@ -602,8 +610,10 @@ class Hub:
                 if v is None:
                     continue
                 statuses.append((name, v.status, v.since, v.last_seen))
-                snap, data = v.snapshot, v.json
-                if name in dirty and snap is not None and data is not None:
+                snap = v.snapshot
+                # A compact-pushed node's JSON is made here, once a minute (not kept: ~85 KB a node).
+                data = self.fleet.latest_json(v, cache=False) if name in dirty else None
+                if snap is not None and data is not None:
                     items.append((name, snap.timestamp, data))
             self.state.save_nodes(statuses, items)
             if due:
