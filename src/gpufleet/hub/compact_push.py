@@ -26,6 +26,18 @@ from ..snapshot import NodeSnapshot
 from .state import scrub_own_secrets
 
 _frame_decoder = msgspec.json.Decoder(Frame)
+
+
+class _RawFrame(msgspec.Struct, kw_only=True):
+    """A frame without its shape's description (skipped by the decoder, a field it does not
+    have), its snapshot the bytes that came."""
+
+    shape: str
+    snapshot: msgspec.Raw
+
+
+_raw_frame_decoder = msgspec.json.Decoder(_RawFrame)
+_raw_frame_encoder = msgspec.json.Encoder()
 SKEW = "clock_skew_seconds"  # agent scope: added by the hub from the push's send time
 
 
@@ -242,6 +254,10 @@ def decode(body: bytes, shapes: Shapes, check: Callable[[int, NodeSnapshot], Non
         if frame.series is not None:
             shape = _shape(frame.series, i)
             shapes.put(frame.shape, shape)
+            # Kept without the shape's description (~70 KB of labels and keys for a big node;
+            # Shape holds it decoded): the node's first push, held until its next one.
+            raw = _raw_frame_decoder.decode(head)
+            head = _raw_frame_encoder.encode(_RawFrame(shape=raw.shape, snapshot=raw.snapshot))
         else:
             got = shapes.get(frame.shape)
             if got is None:
