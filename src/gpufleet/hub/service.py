@@ -612,7 +612,7 @@ class Hub:
                 statuses.append((name, v.status, v.since, v.last_seen))
                 snap = v.snapshot
                 # A compact-pushed node's JSON is made here, once a minute (not kept: ~85 KB a node).
-                data = self.fleet.latest_json(v, cache=False) if name in dirty else None
+                data = self.fleet.latest_json(v, keep=False) if name in dirty else None
                 if snap is not None and data is not None:
                     items.append((name, snap.timestamp, data))
             self.state.save_nodes(statuses, items)
