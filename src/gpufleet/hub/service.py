@@ -568,8 +568,9 @@ class Hub:
     def sync_state(self) -> None:
         """Apply what a CLI command changed in hub.db beside the running hub (`node forget`).
 
-        Credentials are read from the file on every push, so a revoke needs nothing here; a
-        forgotten node must also leave the live view, or it would be shown and saved again.
+        Credential checks notice such a change themselves (HubState.credential_holder), so a
+        revoke needs nothing here; a forgotten node must also leave the live view, or it would be
+        shown and saved again.
         Runs in the `save` job (every few seconds), which owns the hub's writes to hub.db.
         """
         version = self.state.data_version()
