@@ -235,3 +235,24 @@ def test_a_frame_with_its_shape_is_kept_without_the_shape(tmp_path: Path) -> Non
         assert h.fleet.snapshot(v) == from_json(to_json(s))
     finally:
         h.close()
+
+
+@pytest.mark.parametrize("scope, label", [("cpu", "03"), ("cpu", " 3"), ("cpu", "+3"), ("gpu_link", "03"),
+                                          ("gpu_link", "\u0663")])  # ARABIC-INDIC DIGIT THREE
+def test_a_shape_whose_numbers_are_written_otherwise_is_refused(scope: str, label: str) -> None:
+    """Records are compared by number only where the shape's labels are those numbers written
+    out: a shape saying CPU "03" for the snapshot's core 3 is refused as before."""
+    from gpufleet.hub.compact_push import CompactError
+
+    assert int(label) == 3
+    (s,) = _snaps(1)
+    rest = msgspec.json.decode(to_json(s), type=NodeSnapshot)
+    shape, values = compact.split(rest)
+    j = next(k for k, (sc, ids, _) in enumerate(shape) if sc == scope and ids[-1] == "3")
+    sc, ids, names = shape[j]
+    shape[j] = (sc, ids[:-1] + (label,), names)
+    bad = compact.MAGIC + compact.encode_frame(compact.shape_id(shape), rest, values, shape)
+    for defer in (frozenset(), LEAN_LACKS):
+        with pytest.raises(CompactError) as e:
+            decode(bad, Shapes(), lambda i, x: None, defer)
+        assert f"the snapshot's {scope} records do not match its shape" in str(e.value), (defer, str(e.value))

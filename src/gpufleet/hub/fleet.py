@@ -47,7 +47,7 @@ class NodeView:
     made: tuple[int, bytes] | None = None
     seq: int = 0  # counts snapshots: a reader's cache of something derived from one is keyed by it
     kept: frozenset[str] = frozenset()  # scopes of LEAN_LACKS the lean snapshot keeps all the same
-    host_processes: bool = False  # `json` holds a host process table (the summary leaves it out)
+    host_processes: bool = False  # `latest` holds a host process table (the summary leaves it out)
     last_seen: float | None = None  # hub clock: when data last arrived
     interval: float = DEFAULT_INTERVAL
     status: str = "down"
