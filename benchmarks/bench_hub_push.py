@@ -8,8 +8,9 @@ a 224-CPU host each, gzip level 1). Round 0 is the join: every node's first push
 `--connections` keep-alive connections allow (each registers the node's series). Rounds 1.. are
 steady pushes. Prints the hub's CPU (utime+stime from /proc) per first push and per steady push,
 CPU seconds per million samples, and its RSS after the join and at the end. `--profile FILE` also
-py-spy records the hub over the steady rounds (`pip install py-spy`; collapsed stacks of the thread
-holding the GIL, so time in C that releases it, gzip and sockets, is not in it).
+py-spy records the hub over the steady rounds, `--profile-join FILE` over the join round (`pip install
+py-spy`; collapsed stacks of the thread holding the GIL, so time in C that releases it, gzip and
+sockets, is not in it).
 
 Unlike bench_hub.py this does not pace pushes in time and runs no peer: it is for comparing two
 versions of the hub on the same machine back to back, e.g. an older tree with
@@ -57,6 +58,7 @@ def main() -> int:
     ap.add_argument("--json", metavar="FILE")
     ap.add_argument("--profile", metavar="FILE", help="py-spy record the hub (the thread holding the GIL) over the steady rounds into FILE "
                     "(collapsed stacks)")
+    ap.add_argument("--profile-join", metavar="FILE", help="the same over the join round (every node's first push) into FILE")
     a = ap.parse_args()
     print(f"# bench_hub_push: {machine_line()}")
     results: dict[str, dict[str, float]] = {}
@@ -73,6 +75,22 @@ def main() -> int:
         out: dict[str, object] = {**next(iter(results.values())), "by_encoding": results}
         Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
     return 0
+
+
+def _profiler(pid: int, path: str | None) -> subprocess.Popen[bytes] | None:
+    """py-spy recording the hub's GIL-holding thread into `path` (collapsed stacks), or None."""
+    if not path:
+        return None
+    prof = subprocess.Popen([shutil.which("py-spy") or str(Path(PY).with_name("py-spy")), "record", "--pid", str(pid), "--format", "raw",
+                             "--rate", "250", "--gil", "-o", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)  # attached before the round starts
+    return prof
+
+
+def _stop(prof: subprocess.Popen[bytes] | None) -> None:
+    if prof is not None:
+        prof.send_signal(2)
+        prof.wait(30)
 
 
 def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
@@ -168,20 +186,19 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
                     and time.monotonic() < deadline:
                 time.sleep(0.2)
 
+        first = bodies(0)
+        prof = _profiler(hub.pid, a.profile_join)
         c0, t0, v0 = proc_cpu_seconds(hub.pid), time.monotonic(), vm_cpu()
-        send(bodies(0))
+        send(first)
         drained()
         join_cpu, join_wall = proc_cpu_seconds(hub.pid) - c0, time.monotonic() - t0
+        _stop(prof)
         vm_join = vm_cpu() - v0
         rss_join = proc_rss_bytes(hub.pid)
         s0 = counted()
         samples_per_push[0] = s0 / a.nodes
         steady = vm_steady = 0.0
-        prof = None
-        if a.profile:
-            prof = subprocess.Popen([shutil.which("py-spy") or str(Path(PY).with_name("py-spy")), "record", "--pid", str(hub.pid), "--format", "raw",
-                                     "--rate", "250", "--gil", "-o", a.profile], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1)
+        prof = _profiler(hub.pid, a.profile)
         for k in range(1, a.rounds):
             batch = bodies(k)
             c0, v0 = proc_cpu_seconds(hub.pid), vm_cpu()
@@ -189,9 +206,7 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
             drained()
             steady += proc_cpu_seconds(hub.pid) - c0
             vm_steady += vm_cpu() - v0
-        if prof is not None:
-            prof.send_signal(2)
-            prof.wait(30)
+        _stop(prof)
         samples = counted() - s0
         pushes = a.nodes * (a.rounds - 1)
         out = {

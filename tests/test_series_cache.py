@@ -44,3 +44,23 @@ def test_only_the_last_shapes_are_kept() -> None:
     s.cpus = [CpuCore(cpu=0, values={"utilization_ratio": 0.5})]
     again = snapshot_series(s, None, cache)[0]
     assert again == seen[0] and again is not seen[0]  # forgotten: built anew (equal keys)
+
+
+def test_keys_are_the_base_and_identity_labels_sorted_and_an_identity_label_wins() -> None:
+    """build_keys lays the base labels out once per scope: every key still reads as the plain
+    sorted merge of the base labels and its record's identity labels (the record's winning)."""
+    from gpufleet.catalogue import SCOPE_LABELS
+    from gpufleet.series import _NAMES, _records, build_keys
+
+    snap = sample_snapshot("n1")
+    recs = _records(snap)
+    assert {scope for scope, _, _ in recs} >= {"gpu", "cpu"}
+    for base in ({"node": "n1"}, {"node": "n1", "cluster": "c", "gpu": "base", "zz": "last", "a": "first"}):
+        keys, picks = build_keys(recs, base)
+        want = []
+        for (scope, ids, vals), take in zip(recs, picks):
+            labels = tuple(sorted({**base, **dict(zip(SCOPE_LABELS[scope], ids))}.items()))
+            assert take is None or set(take) < set(vals)
+            want += [(_NAMES[scope][k], labels) for k in (vals if take is None else take) if k in _NAMES[scope]]
+        assert list(keys) == want
+        assert len({id(p) for _, lab in keys for p in lab if p == ("node", "n1")}) == 1  # pairs shared

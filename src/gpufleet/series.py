@@ -13,6 +13,7 @@ list object) while the snapshot's shape is unchanged.
 from __future__ import annotations
 
 import zlib
+from itertools import repeat
 from collections.abc import Collection, Mapping, Sequence
 
 import msgspec
@@ -22,6 +23,7 @@ from .scopes import STORED_SCOPES, records
 from .snapshot import NodeSnapshot
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+Picks = list[tuple[str, ...] | None]  # per record: the value keys stored (None: all); shared, read-only
 
 
 # scope -> {value key: metric name} for the metrics stored as history
@@ -49,8 +51,8 @@ class SeriesCache:
     def __init__(self) -> None:
         self.shape: object = None
         self.keys: tuple[SeriesKey, ...] = ()
-        self.picks: list[list[str] | None] = []  # per record: keys to take, None = all of them
-        self.recent: list[tuple[bytes, tuple[SeriesKey, ...], list[list[str] | None]]] = []
+        self.picks: Picks = []  # per record: keys to take, None = all of them
+        self.recent: list[tuple[bytes, tuple[SeriesKey, ...], Picks]] = []
 
     def find(self, shape: object) -> bool:
         """Make `shape` current if it was seen lately."""
@@ -65,7 +67,7 @@ class SeriesCache:
                     return True
         return False
 
-    def put(self, shape: object, keys: tuple[SeriesKey, ...], picks: list[list[str] | None]) -> None:
+    def put(self, shape: object, keys: tuple[SeriesKey, ...], picks: Picks) -> None:
         if self.recent:
             known = {k: k for _, ks, _ in self.recent for k in ks}
             keys = tuple([known.get(k, k) for k in keys])
@@ -89,20 +91,80 @@ def _records(snap: NodeSnapshot) -> list[Record]:
 # One tuple per distinct (label, value) pair: ("gpu", "0") is in every GPU series of the fleet.
 # The store adopts these objects as its own, so its index and this cache share them.
 _PAIRS: dict[tuple[str, str], tuple[str, str]] = {}
+# (scope, value keys) -> (the keys stored, None: all; their metric names): the same few
+# tuples of value keys come back from every node (every CPU core's record has the same).
+_TAKE: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, ...] | None, tuple[str, ...]]] = {}
+_TAKE_MAX = 10_000  # bound: a node sending ever new value keys must not grow it without end
+
+
+def _take(scope: str, vals: Collection[str]) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    key = (scope, vals if type(vals) is tuple else tuple(vals))
+    got = _TAKE.get(key)
+    if got is None:
+        names = _NAMES[scope]
+        take = tuple([k for k in key[1] if k in names])
+        got = (None if len(take) == len(key[1]) else take, tuple([names[k] for k in take]))
+        if len(_TAKE) >= _TAKE_MAX:
+            _TAKE.clear()
+        _TAKE[key] = got
+    return got
+
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+def _label_template(scope: str, n_ids: int, base: dict[str, tuple[str, str]]) -> tuple[list[Pairs], list[tuple[str, int]]]:
+    """How a scope's records' labels are made: the identity labels (name, index in ids) in
+    sorted order, and the base pairs before, between and after them (one chunk more).
+
+    Labels are sorted by name; an identity label wins over a base label of the same name.
+    """
+    own = dict(zip(SCOPE_LABELS[scope], range(n_ids)))
+    chunks: list[Pairs] = []
+    chunk: list[tuple[str, str]] = []
+    for name in sorted({*base, *own}):
+        if name in own:
+            chunks.append(tuple(chunk))
+            chunk = []
+        else:
+            chunk.append(base[name])
+    chunks.append(tuple(chunk))
+    return chunks, [(name, own[name]) for name in sorted(own)]
 
 
 def build_keys(recs: Sequence[tuple[str, tuple[str, ...], Collection[str]]],
-               base: dict[str, str]) -> tuple[tuple[SeriesKey, ...], list[list[str] | None]]:
-    """Series keys of records given as (scope, ids, value keys); picks: per record the keys kept (None: all)."""
+               base: dict[str, str]) -> tuple[tuple[SeriesKey, ...], Picks]:
+    """Series keys of records given as (scope, ids, value keys); picks: per record the keys kept (None: all).
+
+    A key's labels are the base labels and the scope's identity labels, sorted. A node's first
+    push builds ~250 label sets and ~1,000 keys: per scope the base pairs are laid out once
+    around the identity labels, so a record costs its identity pairs and C-level passes.
+    """
     keys: list[SeriesKey] = []
-    picks: list[list[str] | None] = []
+    picks: Picks = []
     pair = _PAIRS.setdefault
+    base_pairs = {k: pair((k, v), (k, v)) for k, v in base.items()}
+    templates: dict[tuple[str, int], tuple[list[Pairs], list[tuple[str, int]]]] = {}
     for scope, ids, vals in recs:
-        names = _NAMES[scope]
-        labels = tuple([pair(p, p) for p in sorted({**base, **dict(zip(SCOPE_LABELS[scope], ids))}.items())])
-        take = [k for k in vals if k in names]
-        picks.append(None if len(take) == len(vals) else take)
-        keys += [(names[k], labels) for k in take]
+        take, metrics = _take(scope, vals)
+        picks.append(take)
+        tpl = templates.get((scope, len(ids)))
+        if tpl is None:
+            tpl = templates[(scope, len(ids))] = _label_template(scope, len(ids), base_pairs)
+        chunks, own = tpl
+        if not own:
+            labels = chunks[0]  # the base pairs: one object for every such record
+        elif len(own) == 1:
+            p = (own[0][0], ids[own[0][1]])
+            labels = chunks[0] + (pair(p, p),) + chunks[1]
+        else:
+            parts = list(chunks[0])
+            for (name, j), after in zip(own, chunks[1:]):
+                p = (name, ids[j])
+                parts.append(pair(p, p))
+                parts += after
+            labels = tuple(parts)
+        keys += zip(metrics, repeat(labels, len(metrics)))
     # A tuple, so the store can tell an unchanged series list by identity alone.
     return tuple(keys), picks
 

@@ -5,10 +5,12 @@ The reference is computed here from the keys as pushed: each series' labels, wit
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gpufleet.store import Matcher, TimeSeriesStore
@@ -166,4 +168,65 @@ def test_an_older_store_of_series_named_one_by_one_takes_runs_beside_them(tmp_pa
     s.close()
     s = TimeSeriesStore(str(path))
     assert s.series("gpufleet_gpu_utilization_ratio", [Matcher("gpu", "=~", "0|9")]) == got
+    s.close()
+
+
+def _runs(path: str) -> int:
+    return sum(1 for r in scan_log(os.path.join(path, "series.log"), MAGIC).records if msgspec.msgpack.decode(r)[0] == "T")
+
+
+def _ids(s: TimeSeriesStore, node: str, keys: list) -> list[int]:
+    """The ids a node's series have, by name (the index's own lookup, keys as fresh objects)."""
+    return s.series_index.sids_for(s.series_index.node_id(node, create=False), [(m, tuple(lab)) for m, lab in keys])
+
+
+def test_a_changed_series_list_keeps_the_ids_of_its_series_and_names_only_the_new(tmp_path) -> None:
+    """A process or user coming or going changes a few keys of a node's list: the keys it keeps
+    (the hub's very objects) keep their ids, the new ones are one run, across runs and reopen."""
+    path = tmp_path / "db"
+    s = TimeSeriesStore(str(path))
+    first = tuple(node_keys("a", 4, "east"))
+    s.append("a", T0, first, [1.0] * len(first))
+    grown = first[:-2] + tuple(node_keys("a", 0, "east", users=("ann", "bob"))[-2:]) + first[-2:]
+    s.append("a", T0 + 1, grown, [2.0] * len(grown))
+    assert s.stats()["series"] == len(first) + 2
+    assert _runs(str(path)) == 2  # the first push's, and one of the two user series
+    ids = _ids(s, "a", list(grown))
+    assert ids[: len(first) - 2] == list(range(len(first) - 2)) and ids[-2:] == [len(first) - 2, len(first) - 1]
+    assert ids[len(first) - 2 : -2] == [len(first), len(first) + 1]
+    # a list over both runs, in another order, with one key as an equal copy: no new series
+    mixed = (grown[-3], first[0], (grown[1][0], tuple(grown[1][1])), *first[5:9])
+    s.append("a", T0 + 2, mixed, [3.0] * len(mixed))
+    assert _runs(str(path)) == 2 and s.stats()["series"] == len(first) + 2
+    st = s._nodes["a"]
+    assert st.sch is not None and st.sch.sids.tolist() == _ids(s, "a", list(mixed))
+    # a key the list keeps and an equal copy of it: the same series twice
+    with pytest.raises(ValueError, match="appears twice in one batch"):
+        s.append("a", T0 + 3, (*first[:4], (first[2][0], tuple(first[2][1]))), [4.0] * 5)
+    pushed = [("a", list(first)), ("a", list(grown)), ("a", list(mixed))]
+    check(s, pushed)
+    s.close()
+
+    s = TimeSeriesStore(str(path))
+    assert not s.damage
+    after = tuple(node_keys("a", 4, "east", users=("ann", "cy")))  # new objects: found by value, cy new
+    s.append("a", T0 + 10, grown, [5.0] * len(grown))  # the schema replayed from the WAL, by value
+    s.append("a", T0 + 11, after, [6.0] * len(after))
+    assert _ids(s, "a", list(after))[:-1] == _ids(s, "a", list(after)[:-1])
+    check(s, pushed + [("a", list(after))])
+    s.close()
+
+
+def test_a_changed_list_of_keys_given_unsorted_or_as_lists_names_them_as_sorted_tuples(tmp_path) -> None:
+    s = TimeSeriesStore(str(tmp_path / "db"))
+    first = (("util", (("node", "a"), ("gpu", "0"))), ["temp", [["gpu", "0"], ["node", "a"]]])
+    s.append("a", T0, first, [1.0, 2.0])
+    second = (first[0], first[1], ("power", [("node", "a"), ("gpu", "0")]))
+    s.append("a", T0 + 1, second, [3.0, 4.0, 5.0])
+    got = s.series(None, [Matcher("node", "=", "a")])
+    assert sorted((x["__name__"], x["gpu"]) for x in got) == [("power", "0"), ("temp", "0"), ("util", "0")]
+    assert s.latest("a") == (T0 + 1, {k("util", node="a", gpu="0"): 3.0, k("temp", node="a", gpu="0"): 4.0,
+                                      k("power", node="a", gpu="0"): 5.0})
+    with pytest.raises(ValueError, match="labels of 'x'"):
+        s.append("a", T0 + 2, (*second, ("x", (("node",),))), [1.0] * 4)
     s.close()

@@ -26,6 +26,18 @@ from ..snapshot import NodeSnapshot
 from .state import scrub_own_secrets
 
 _frame_decoder = msgspec.json.Decoder(Frame)
+
+
+class _RawFrame(msgspec.Struct, kw_only=True):
+    """A frame without its shape's description (skipped by the decoder, a field it does not
+    have), its snapshot the bytes that came."""
+
+    shape: str
+    snapshot: msgspec.Raw
+
+
+_raw_frame_decoder = msgspec.json.Decoder(_RawFrame)
+_raw_frame_encoder = msgspec.json.Encoder()
 SKEW = "clock_skew_seconds"  # agent scope: added by the hub from the push's send time
 
 
@@ -242,6 +254,10 @@ def decode(body: bytes, shapes: Shapes, check: Callable[[int, NodeSnapshot], Non
         if frame.series is not None:
             shape = _shape(frame.series, i)
             shapes.put(frame.shape, shape)
+            # Kept without the shape's description (~70 KB of labels and keys for a big node;
+            # Shape holds it decoded): the node's first push, held until its next one.
+            raw = _raw_frame_decoder.decode(head)
+            head = _raw_frame_encoder.encode(_RawFrame(shape=raw.shape, snapshot=raw.snapshot))
         else:
             got = shapes.get(frame.shape)
             if got is None:
@@ -312,29 +328,33 @@ def _same_numbers(snap: NodeSnapshot, scope: str, shape: Shape) -> bool:
 def _numbers(shape: Shape) -> tuple[list[int] | None, list[list[int]] | None]:
     """The shape's CPU core numbers and each GPU's link numbers, where their labels are exactly
     those numbers written out (so equal numbers mean equal labels); None where they are not."""
-    def number(label: str) -> int | None:
-        return int(label) if label.isdigit() and label.isascii() and str(int(label)) == label else None
-
-    cpus: list[int] | None = []
-    for ids in shape.ids["cpu"]:
-        k = number(ids[0]) if len(ids) == 1 else None
-        if k is None or cpus is None:
-            cpus = None
-            break
-        cpus.append(k)
+    cpu_ids = shape.ids["cpu"]
+    cpus = _as_numbers([ids[0] for ids in cpu_ids] if all(len(ids) == 1 for ids in cpu_ids) else None)
+    # Links in GPU order, each GPU's a run of records whose other labels are that GPU's.
     links: list[list[int]] = []
-    rest = iter(shape.ids["gpu_link"])
-    pending = next(rest, None)
+    link_ids = shape.ids["gpu_link"]
+    at = 0
     for gpu in shape.ids["gpu"]:
-        mine: list[int] = []
-        while pending is not None and pending[:-1] == gpu:
-            k = number(pending[-1])
-            if k is None:
-                return cpus, None
-            mine.append(k)
-            pending = next(rest, None)
+        end = at
+        while end < len(link_ids) and link_ids[end][:-1] == gpu:
+            end += 1
+        mine = _as_numbers([ids[-1] for ids in link_ids[at:end]])
+        if mine is None:
+            return cpus, None
         links.append(mine)
-    return cpus, (links if pending is None else None)
+        at = end
+    return cpus, (links if at == len(link_ids) else None)
+
+
+def _as_numbers(labels: list[str] | None) -> list[int] | None:
+    """`labels` as ints when each is exactly its int written out ("7", not "07", " 7" or "+7")."""
+    if labels is None:
+        return None
+    try:
+        out = [int(x) for x in labels]
+    except ValueError:
+        return None
+    return out if [str(k) for k in out] == labels else None
 
 
 def _first_difference(have: list[tuple[str, ...]], want: list[tuple[str, ...]]) -> str:

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 DEFAULT_INTERVAL = 5.0
 WHOLE_CACHE = 16  # whole decoded snapshots kept (~200 KB each for an 8-GPU, 224-CPU node)
-JSON_CACHE = 16  # compact-pushed nodes' JSON, made when asked for (~85 KB each)
 T = TypeVar("T")
 # Record scopes (scopes.py) a lean snapshot has none of: a reader of those asks Fleet.snapshot().
 LEAN_LACKS = frozenset({"cpu", "gpu_link"})
@@ -43,9 +42,12 @@ class NodeView:
     # compact push what arrived (Packed: ~1/3 the bytes), made into JSON only when asked for.
     # One attribute, so a reader never sees half of a switch between the two.
     latest: bytes | Packed | None = None
+    # A Packed one's JSON once asked for, with the seq it was made at; dropped at the next push,
+    # so it costs memory only while someone reads it (and then no more than the JSON push's).
+    made: tuple[int, bytes] | None = None
     seq: int = 0  # counts snapshots: a reader's cache of something derived from one is keyed by it
     kept: frozenset[str] = frozenset()  # scopes of LEAN_LACKS the lean snapshot keeps all the same
-    host_processes: bool = False  # `json` holds a host process table (the summary leaves it out)
+    host_processes: bool = False  # `latest` holds a host process table (the summary leaves it out)
     last_seen: float | None = None  # hub clock: when data last arrived
     interval: float = DEFAULT_INTERVAL
     status: str = "down"
@@ -80,10 +82,8 @@ class Fleet:
         self.down_after = down_after
         self._lock = threading.Lock()
         # Whole snapshots decoded on demand (a node page, a rule on CPU cores or links): the few
-        # most recent, keyed by node, each with the seq it was decoded at. Likewise the JSON of
-        # compact-pushed nodes (a node page's live stream asks for it at each of its pushes).
+        # most recent, keyed by node, each with the seq it was decoded at.
         self._whole: OrderedDict[str, tuple[int, NodeSnapshot]] = OrderedDict()
-        self._json: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
         self._whole_lock = threading.Lock()
         # Scopes of LEAN_LACKS that lean snapshots keep: alert rules on them (alerts/service.py).
         self.keep: frozenset[str] = frozenset()
@@ -125,6 +125,7 @@ class Fleet:
         v.host_processes = bool(snap.processes)
         # seq last: a reader takes seq first, so what it derives is never cached under a newer seq
         v.snapshot, v.latest, v.kept, v.seq = lean(snap, keep), data, keep, v.seq + 1
+        v.made = None
 
     def heard(self, name: str, now: float) -> None:
         """The node sent data the hub could not store (disk full): it is alive all the same."""
@@ -138,7 +139,6 @@ class Fleet:
     def forget(self, name: str) -> bool:
         with self._whole_lock:
             self._whole.pop(name, None)
-            self._json.pop(name, None)
         with self._lock:
             return self.nodes.pop(name, None) is not None
 
@@ -200,22 +200,21 @@ class Fleet:
             _cache(self._whole, v.name, seq, snap, WHOLE_CACHE)
         return snap
 
-    def latest_json(self, v: NodeView, cache: bool = True) -> bytes | None:
-        """The whole latest snapshot's JSON: as pushed, or made from a compact push (cached by
-        seq unless `cache` is false: the minutely save of every node would only churn it)."""
-        seq, data = v.seq, v.latest
+    def latest_json(self, v: NodeView, keep: bool = True) -> bytes | None:
+        """The whole latest snapshot's JSON: as pushed, or made from a compact push (kept until
+        the node's next push unless `keep` is false: the minutely save of every node would
+        hold them all again)."""
+        seq, data, made = v.seq, v.latest, v.made
         if data is None or isinstance(data, bytes):
             return data
+        if made is not None and made[0] == seq:
+            return made[1]
         with self._whole_lock:
-            hit = _cached(self._json, v.name, seq)
-            whole = None if hit is not None else _cached(self._whole, v.name, seq)
-        if hit is not None:
-            return hit
-        made = to_json(whole if whole is not None else data.whole())
-        if cache:
-            with self._whole_lock:
-                _cache(self._json, v.name, seq, made, JSON_CACHE)
-        return made
+            whole = _cached(self._whole, v.name, seq)
+        out = to_json(whole if whole is not None else data.whole())
+        if keep:
+            v.made = (seq, out)
+        return out
 
     def full_json(self, v: NodeView, commands: bool = True) -> bytes | None:
         """The whole snapshot; with `commands=False`, every command line emptied (cmdlines.py)."""

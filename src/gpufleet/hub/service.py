@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import logging
 import math
 import threading
@@ -13,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -25,7 +24,6 @@ from .extensions import Extension
 from .fleet import LEAN_LACKS, Fleet, NodeView
 from .jobs import Jobs, Paused, describe
 from .memtrim import Trimmer
-from .readfirst import ReadFirst
 from .register import check_labels
 from .state import HubState, RegisterRefused, scrub_own_secrets
 
@@ -145,18 +143,6 @@ class Counters:
         }
 
 
-T = TypeVar("T")
-
-
-def _after_reads(push: Callable[..., T]) -> Callable[..., T]:
-    """A push method that lets history reads running now finish first (readfirst.py)."""
-    @functools.wraps(push)
-    def after_reads(self: Hub, *args: Any, **kwargs: Any) -> T:
-        self.reads_first.wait()
-        return push(self, *args, **kwargs)
-    return after_reads
-
-
 class Hub:
     def __init__(self, opts: HubOptions) -> None:
         self.opts = opts
@@ -175,7 +161,6 @@ class Hub:
         self.history: TimeSeriesStore | PromHistory | None = None
         self.remote: RemoteWriter | None = None
         self._store_lock = threading.Lock()
-        self.reads_first = ReadFirst()  # history queries go before pushes not yet begun
         self.counters = Counters()
         self.last_lag = 0.0
         self._lags: deque[tuple[float, float]] = deque(maxlen=4096)
@@ -344,7 +329,6 @@ class Hub:
             v.clock_skew = t - now
             v.clock_skew_at = now
 
-    @_after_reads
     def ingest_push(self, body: bytes, node: str, sent_at: str | None = None) -> tuple[int, int]:
         """A push body from `node`, validated whole, then stored. Returns (accepted, duplicates)."""
         now = time.time()
@@ -376,7 +360,6 @@ class Hub:
             if v is not None:
                 v.error = str(e)  # shown on the node page: why a node with a wrong clock is not up
 
-    @_after_reads
     def ingest_compact(self, body: bytes, node: str, sent_at: str | None = None) -> tuple[int, int]:
         """A compact push body (gpufleet/compact.py) from `node`, validated whole, then stored."""
         from .compact_push import CompactError, Shapes, decode
@@ -585,8 +568,9 @@ class Hub:
     def sync_state(self) -> None:
         """Apply what a CLI command changed in hub.db beside the running hub (`node forget`).
 
-        Credentials are read from the file on every push, so a revoke needs nothing here; a
-        forgotten node must also leave the live view, or it would be shown and saved again.
+        Credential checks notice such a change themselves (HubState.credential_holder), so a
+        revoke needs nothing here; a forgotten node must also leave the live view, or it would be
+        shown and saved again.
         Runs in the `save` job (every few seconds), which owns the hub's writes to hub.db.
         """
         version = self.state.data_version()
@@ -629,7 +613,7 @@ class Hub:
                 statuses.append((name, v.status, v.since, v.last_seen))
                 snap = v.snapshot
                 # A compact-pushed node's JSON is made here, once a minute (not kept: ~85 KB a node).
-                data = self.fleet.latest_json(v, cache=False) if name in dirty else None
+                data = self.fleet.latest_json(v, keep=False) if name in dirty else None
                 if snap is not None and data is not None:
                     items.append((name, snap.timestamp, data))
             self.state.save_nodes(statuses, items)
@@ -759,7 +743,7 @@ class Hub:
         if self.store_broken:
             raise IngestError(503, f"no history: the hub's store could not be opened ({self.store_broken})")
         if self.store is not None:
-            with self.reads_first.reading(), self._store_lock:
+            with self._store_lock:
                 return list(self.store.query_range(metric, matchers, start, end, step, agg))
         assert self.history is not None  # opened at start: the store or --history
         return list(self.history.query_range(metric, matchers, start, end, step, agg))

@@ -103,8 +103,12 @@ class NodeRecord:
 class HubState:
     """Thread-safe: FastAPI handlers, the ingest path and CLI commands share one file.
 
-    CLI commands (`node revoke`, `token revoke`) change the file beside a running hub, so
-    credentials are looked up in the database on every push, never cached in memory.
+    Node credentials are checked on every push from memory (`_known`: credential hash -> node,
+    filled from the file). What changes them through this object (register, revoke, forget)
+    drops its node's entries once committed; CLI commands (`gpufleet node revoke`) change the
+    file beside a running hub, which the writer connection's data_version shows (it moves only
+    for other connections' commits): `node_for_credential` looks at it first and starts over
+    when it moved, so a revocation counts from the very next push either way.
     """
 
     def __init__(self, path: Path) -> None:
@@ -116,6 +120,11 @@ class HubState:
         # beside a long write (saving 1,000 latest snapshots) instead of waiting for its lock.
         self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         self._read_lock = threading.Lock()
+        self._known: dict[str, str] = {}
+        self._known_hash: dict[str, str] = {}  # node -> its entry in _known (one credential each)
+        self._known_lock = threading.Lock()
+        self._known_gen = 0  # moves with every drop: a lookup that raced one does not store its stale answer
+        self._known_version = self.data_version()
 
     def _migrate(self) -> None:
         for table, column, decl in ADDED_COLUMNS:
@@ -247,13 +256,60 @@ class HubState:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+        self._drop_known(name)
         return cred
 
     def credential_holder(self, credential: str) -> str | None:
         """The node a credential currently belongs to, if any (revoked ones belong to none)."""
-        rows = self._read("SELECT name FROM nodes WHERE credential_hash=? AND revoked IS NULL",
-                          (_hash(credential),))
-        return rows[0][0] if rows else None
+        h = _hash(credential)
+        if self._unchanged_elsewhere():
+            node = self._known.get(h)
+            if node is not None:
+                return node
+        gen = self._known_gen
+        rows = self._read("SELECT name FROM nodes WHERE credential_hash=? AND revoked IS NULL", (h,))
+        if not rows:
+            return None
+        node = rows[0][0]
+        with self._known_lock:
+            if gen == self._known_gen:
+                old = self._known_hash.get(node)
+                if old is not None and old != h:
+                    self._known.pop(old, None)
+                self._known[h] = node
+                self._known_hash[node] = h
+        return str(node)
+
+    def known_node(self, credential: str) -> str | None:
+        """The node a credential belonged to when last checked, from memory only (no file access,
+        so the event loop may ask): a hint to read a push body; credential_holder decides."""
+        return self._known.get(_hash(credential))
+
+    def _unchanged_elsewhere(self) -> bool:
+        """False when another connection (a CLI command) committed since the last look, or when a
+        long write holds the writer connection so that nobody can look now."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        finally:
+            self._lock.release()
+        if version == self._known_version:
+            return True
+        with self._known_lock:
+            self._known_version = version
+            self._known.clear()
+            self._known_hash.clear()
+            self._known_gen += 1
+        return False
+
+    def _drop_known(self, name: str) -> None:
+        """After a commit that changed `name`'s credential: its old one is not taken from memory."""
+        with self._known_lock:
+            self._known_gen += 1
+            h = self._known_hash.pop(name, None)
+            if h is not None:
+                self._known.pop(h, None)
 
     def upsert_pulled(self, name: str, labels: dict[str, str], url: str) -> None:
         now = time.time()
@@ -272,7 +328,8 @@ class HubState:
         now = time.time() if now is None else now
         with self._lock:
             cur = self._db.execute("UPDATE nodes SET credential_hash=NULL, revoked=? WHERE name=?", (now, name))
-            return cur.rowcount > 0
+        self._drop_known(name)
+        return cur.rowcount > 0
 
     def forget_node(self, name: str) -> bool:
         """Remove the node (registration, labels, latest snapshot): its name is free to join again."""
@@ -281,7 +338,8 @@ class HubState:
             cur = self._db.execute("DELETE FROM nodes WHERE name=?", (name,))
             self._db.execute("DELETE FROM latest WHERE node=?", (name,))
             self._db.execute("COMMIT")
-            return cur.rowcount > 0
+        self._drop_known(name)
+        return cur.rowcount > 0
 
     def node_names(self) -> set[str]:
         return {r[0] for r in self._exec("SELECT name FROM nodes")}

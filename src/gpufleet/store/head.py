@@ -28,7 +28,7 @@ class Schema:
     # gen: the WAL generation holding this schema's record (-1: none known); a push into a
     # newer generation writes the record there first, so every generation replays on its own
     # once older ones are deleted.
-    __slots__ = ("schema_id", "keys", "sids", "gen", "since_schema", "seg", "cols")
+    __slots__ = ("schema_id", "keys", "sids", "gen", "since_schema", "seg", "cols", "normal")
 
     def __init__(self, schema_id: int, keys: tuple[object, ...], sids: np.ndarray) -> None:
         self.schema_id = schema_id
@@ -38,6 +38,9 @@ class Schema:
         self.since_schema = 0  # data records since its schema record was last written
         self.seg: Segment | None = None  # the segment `cols` refers to
         self.cols: np.ndarray | None = None  # column of each sid there; None: the first len(sids)
+        # every key was normal as given (immutable tuples the index took as they are), so
+        # each key object names its id: a changed list finds the keys it keeps by identity
+        self.normal = False
 
 
 class Segment:

@@ -202,6 +202,7 @@ class Recovery(StoreState):
             index = self.series_index
             keys = tuple(index.keys(sids.tolist()))
             got = Schema(sch, keys, sids)
+            got.normal = None not in keys  # the index's own tuples (None: a name it lost)
         st.use_schema(got)
         seg, cols = st.head_for(got)
         seg.append_rows(tss, rows, cols)

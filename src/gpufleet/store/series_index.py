@@ -32,6 +32,7 @@ import sys
 from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Sequence
+from itertools import filterfalse, repeat
 from typing import Any
 
 import msgspec
@@ -47,6 +48,7 @@ _MAX_ID = 1 << 32
 _MIXED = "\x00mixed"  # runs whose series carry `node` in their own label sets: every node query visits them
 
 Labels = tuple[tuple[str, str], ...]
+Plan = tuple[tuple[str, ...], list[int], list[Labels]]  # each key's metric and label set, the sets
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
@@ -112,10 +114,23 @@ def _pairs_of(raw: Any) -> Labels:
     return out
 
 
+def _plan_of(metrics: tuple[str, ...], ids: list[int], by_id: dict[int, Labels]) -> Plan:
+    """The plan of a batch from its metrics, the id of each key's label tuple and those tuples.
+
+    Label sets each once, and each key's: a label tuple shared by a GPU's metrics is one
+    object, looked up by identity; equal tuples that are not (two scopes with no labels of
+    their own), by value. C-level passes: a node's first push has hundreds of sets.
+    """
+    distinct = dict.fromkeys(by_id.values())
+    slot_of = dict(zip(distinct, range(len(distinct))))
+    slot_by_id = dict(zip(by_id, map(slot_of.__getitem__, by_id.values())))
+    return metrics, list(map(slot_by_id.__getitem__, ids)), list(distinct)
+
+
 class _Shape:
     """What a run's ids are: per id its metric and the index of its label set in the run."""
 
-    __slots__ = ("id", "metrics", "slots", "by_metric", "size", "_groups")
+    __slots__ = ("id", "metrics", "slots", "by_metric", "size", "_groups", "_offsets")
 
     def __init__(self, shape_id: int, metrics: tuple[str, ...], slots: np.ndarray) -> None:
         self.id = shape_id
@@ -127,6 +142,13 @@ class _Shape:
             by.setdefault(m, []).append(off)
         self.by_metric = {m: np.array(offs, np.int64) for m, offs in by.items()}
         self._groups: dict[str, tuple[np.ndarray, dict[int, np.ndarray]]] = {}
+        self._offsets: dict[tuple[str, int], int] | None = None
+
+    def offset(self, metric: str, slot: int) -> int | None:
+        """The offset of the id with this metric and label set (made on first use; shapes are few)."""
+        if self._offsets is None:
+            self._offsets = dict(zip(zip(self.metrics, self.slots.tolist()), range(self.size)))
+        return self._offsets.get((metric, slot))
 
     def groups(self, metric: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         """The ids (offsets) of a metric here, and the same by label set (made on first query)."""
@@ -508,18 +530,21 @@ class SeriesIndex:
                 return key
         return normalize_key(key)
 
-    def _normal_all(self, keys: Sequence[Any]) -> list[SeriesKey]:
-        """Every key normalised; a label tuple shared by several keys is checked once.
+    def _normal_all(self, keys: Sequence[Any]) -> tuple[list[SeriesKey], Plan | None]:
+        """Every key normalised, and the batch's plan (see ``_plan``) when the keys were normal already.
 
         The common case (the hub's keys: tuples of a metric and a sorted label tuple, one
-        label tuple per GPU or CPU) is checked with C-level passes over the batch.
+        label tuple per GPU or CPU) is checked with C-level passes over the batch, a label
+        tuple once however many keys share it; the plan comes out of the same passes.
         """
-        if (set(map(type, keys)) == {tuple} and set(map(len, keys)) == {2}):
+        if keys and set(map(type, keys)) == {tuple} and set(map(len, keys)) == {2}:
             metrics, labs = zip(*keys)
             if set(map(type, metrics)) == {str} and all(metrics) and set(map(type, labs)) == {tuple}:
-                distinct = dict(zip(map(id, labs), labs)).values()
+                ids = list(map(id, labs))
+                by_id = dict(zip(ids, labs))
+                distinct = list(by_id.values())
                 if all(map(_is_normal, distinct)):
-                    return list(keys)
+                    return list(keys), _plan_of(metrics, ids, by_id)
         out: list[SeriesKey] = []
         seen: dict[int, Labels] = {}  # id(caller's labels) -> normalised
         for key in keys:
@@ -533,82 +558,106 @@ class SeriesIndex:
             else:
                 norm = self._normal(key)
             out.append(norm)
-        return out
+        return out, None
 
-    def _node_sids(self, nid: int) -> dict[SeriesKey, int]:
-        """{key: sid} of a node's series (built for the call: only a node's new series lists need it)."""
-        out = dict(self._sid_of.get(nid, {}))
-        for r in self._node_runs.get(nid, ()):
-            shape, sets, common = r.shape, r.sets, r.common
-            merged = [_merge(common, s) for s in sets]  # for this call only: not interned
-            slots = shape.slots.tolist()
-            for off, m in enumerate(shape.metrics):
-                out[(m, merged[slots[off]])] = r.base + off
+    def _lookup(self, nid: int, norm: list[SeriesKey]) -> list[int | None]:
+        """Each key's id on node `nid` (None: it has none), without building the node's whole
+        {key: id}: a label set is placed in each of the node's runs once, then a key is two
+        dict lookups. A later run wins over an earlier one, and runs over single series."""
+        runs = self._node_runs.get(nid, [])[::-1]
+        single = self._sid_of.get(nid, {})
+        where: dict[int, list[tuple[_Run, int]]] = {}  # id(label set) -> (run, slot) of each run holding it
+        slot_maps: dict[int, dict[Labels, int]] = {}
+        out: list[int | None] = []
+        for key in norm:
+            metric, lab = key
+            places = where.get(id(lab))
+            if places is None:
+                places = where[id(lab)] = []
+                for r in runs:
+                    rest = lab
+                    if r.common:
+                        common = r.common
+                        rest = tuple([p for p in lab if p not in common])
+                        if len(rest) + len(common) != len(lab):
+                            continue  # not all of the run's common labels: none of its series
+                    slots = slot_maps.get(id(r))
+                    if slots is None:
+                        slots = slot_maps[id(r)] = dict(zip(r.sets, range(len(r.sets))))
+                    slot = slots.get(rest)
+                    if slot is not None:
+                        places.append((r, slot))
+            sid: int | None = None
+            for r, slot in places:
+                off = r.shape.offset(metric, slot)
+                if off is not None:
+                    sid = r.base + off
+                    break
+            out.append(single.get(key) if sid is None else sid)
         return out
 
     def sids_for(self, nid: int, keys: Sequence[Any]) -> list[int]:
         """Ids of the given keys on a node; new series are named as one run (one series.log write)."""
-        norm = self._normal_all(keys)
+        return self.resolve(nid, keys)[0]
+
+    def resolve(self, nid: int, keys: Sequence[Any]) -> tuple[list[int], bool]:
+        """sids_for, and whether every key was normal already (so the caller's key objects
+        name these ids as they are: the store finds them again by identity)."""
+        if not keys:
+            return [], True
+        norm, plan = self._normal_all(keys)
         base = self._next_sid
         if nid not in self._node_runs and nid not in self._sid_of:
-            plan = self._plan(norm)  # a node's first batch: all new, unless a key comes twice
+            # a node's first batch: all new, unless a key comes twice
             # (a known shape was checked when it was made: no metric and label set twice)
-            if self._shape_id(plan) is not None or len(set(zip(plan[0], plan[1]))) == len(norm):
-                self._new_run(nid, base, plan)
-                return list(range(base, base + len(norm)))
-            known: dict[SeriesKey, int] = {}
+            if plan is None:
+                plan = self._plan(norm)
+            shape_id = self._shape_id(plan)
+            if shape_id is not None or len(set(zip(plan[0], plan[1]))) == len(norm):
+                self._new_run(nid, base, plan, shape_id)
+                return list(range(base, base + len(norm))), plan is not None
+            got: list[int | None] = [None] * len(norm)
         else:
-            known = self._node_sids(nid)
+            got = self._lookup(nid, norm)
         fresh: dict[SeriesKey, int] = {}
         out: list[int] = []
-        for key in norm:
-            sid = known.get(key)
+        for key, sid in zip(norm, got):
             if sid is None:
                 sid = fresh.setdefault(key, base + len(fresh))  # a key twice gets one id (the store refuses it)
             out.append(sid)
         if fresh:
-            self._new_run(nid, base, self._plan(list(fresh)))
-        return out
+            new_plan = self._plan(list(fresh))
+            self._new_run(nid, base, new_plan, self._shape_id(new_plan))
+        return out, plan is not None
 
     @staticmethod
-    def _plan(keys: list[SeriesKey]) -> tuple[tuple[str, ...], list[int], list[Labels]]:
+    def _plan(keys: Sequence[SeriesKey]) -> Plan:
         """Each key's metric and label set index, and the distinct label sets, of a batch."""
         metrics, labs = zip(*keys)
-        # label sets of the batch, each once, and each key's: a label tuple shared by a GPU's
-        # metrics is one object, looked up by identity; equal tuples that are not, by value
         ids = list(map(id, labs))
-        slot_by_id: dict[int, int] = {}
-        slot_by_value: dict[Labels, int] = {}
-        distinct: list[Labels] = []
-        for i, lab in dict(zip(ids, labs)).items():
-            slot = slot_by_value.get(lab)
-            if slot is None:
-                slot = slot_by_value[lab] = len(distinct)
-                distinct.append(lab)
-            slot_by_id[i] = slot
-        return metrics, list(map(slot_by_id.__getitem__, ids)), distinct
+        return _plan_of(metrics, ids, dict(zip(ids, labs)))
 
-    def _shape_id(self, plan: tuple[tuple[str, ...], list[int], list[Labels]]) -> int | None:
+    def _shape_id(self, plan: Plan) -> int | None:
         return self._shape_ids.get((plan[0], array("I", plan[1]).tobytes()))
 
-    def _new_run(self, nid: int, base: int, plan: tuple[tuple[str, ...], list[int], list[Labels]]) -> None:
+    def _new_run(self, nid: int, base: int, plan: Plan, shape_id: int | None) -> None:
         metrics, slot_list, distinct = plan
         slots = np.array(slot_list, np.int64)
-        common_set = set(distinct[0])
-        for lab in distinct[1:]:
-            common_set.intersection_update(lab)
-            if not common_set:
-                break
+        common_set = set(distinct[0]).intersection(*distinct[1:])
         common = self._intern(tuple(sorted(common_set)))
-        rests = [self._intern(tuple([p for p in lab if p not in common_set])) for lab in distinct]
+        # each set less the common labels (in C: a fleet's node has hundreds of sets), and
+        # interned: a CPU's or GPU's set is one object for the whole fleet
+        rests = list(map(tuple, map(filterfalse, repeat(common_set.__contains__), distinct))) if common_set else distinct
+        got = list(map(self._interned.get, rests))
+        if None in got:
+            got = [g if g is not None else self._intern(r) for g, r in zip(got, rests)]
         recs: list[bytes] = []
-        shape_id = self._shape_id(plan)
         if shape_id is None:
             shape = _Shape(self._next_shape, tuple(sys.intern(m) for m in metrics), slots)
             recs.append(self._shape_record(shape))
         else:
             shape = self._shapes[shape_id]
-        run = _Run(base, nid, shape, common, tuple(rests))
+        run = _Run(base, nid, shape, common, tuple(got))  # type: ignore[arg-type]
         recs.append(self._run_record(run))
         # In series.log before any WAL record uses the ids: one write for the whole batch.
         self.log.append_many(recs)

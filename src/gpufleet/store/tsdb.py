@@ -140,7 +140,11 @@ class TimeSeriesStore(Recovery, Compaction):
         return sch, seg, cols
 
     def _new_schema(self, st: NodeState, k: tuple[SeriesKey, ...]) -> Schema:
-        sids = np.array(self.series_index.sids_for(st.nid, k), dtype=np.int64)
+        got = self._sids_like(st.sch, st.nid, k)
+        if got is None:
+            ids, normal = self.series_index.resolve(st.nid, k)
+            got = np.array(ids, dtype=np.int64), normal
+        sids, normal = got
         if not (sids[1:] > sids[:-1]).all() and np.unique(sids).size != sids.size:  # new series ascend
             seen: set[SeriesKey] = set()
             for key, sid in zip(k, sids):
@@ -148,8 +152,29 @@ class TimeSeriesStore(Recovery, Compaction):
                     raise ValueError(f"series {key!r} appears twice in one batch for node {st.name!r}")
                 seen.add(int(sid))  # type: ignore[arg-type]
         sch = Schema(self._next_schema, k, sids)
+        sch.normal = normal
         self._next_schema += 1
         return sch
+
+    def _sids_like(self, prev: Schema | None, nid: int, k: tuple[SeriesKey, ...]) -> tuple[np.ndarray, bool] | None:
+        """Ids of a node's changed series list from the one it had: a process or user coming or
+        going changes a few series of a thousand, and the hub hands back the very key objects
+        of the series that stay, so those are found by identity (only keys that were normal
+        when first named: nothing to check again); the index looks up the rest.
+        None: nothing to go by (the index resolves the whole list)."""
+        if prev is None or not prev.normal:
+            return None
+        by_id = dict(zip(map(id, prev.keys), prev.sids.tolist()))
+        got: list[int | None] = list(map(by_id.get, map(id, k)))
+        if None not in got:
+            return np.array(got, dtype=np.int64), True
+        miss = [i for i, sid in enumerate(got) if sid is None]
+        if 2 * len(miss) > len(got):
+            return None  # mostly new: as a whole (a node's first run, the index's own checks)
+        ids, normal = self.series_index.resolve(nid, [k[i] for i in miss])
+        for i, sid in zip(miss, ids):
+            got[i] = sid
+        return np.array(got, dtype=np.int64), normal
 
     @staticmethod
     def _values(values: Any, n: int, node: str, keys: Sequence[SeriesKey], shape: tuple[int, ...]) -> np.ndarray:

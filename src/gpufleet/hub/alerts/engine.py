@@ -23,14 +23,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ...catalogue import SCOPE_LABELS
 from ...snapshot import NodeSnapshot
-from .columns import NAN, ColumnReader, NodeCols, ScopeData
+from .columns import NAN, ColumnReader, Ident, NodeCols, ScopeData
 from .evaluate import expr_values
 from .rules import Rule
 
@@ -65,6 +65,9 @@ class Alert:
     ack_by: str | None = None
     ack_at: float | None = None
     ack_comment: str = ""
+    # The rule (object) that rendered `annotations`: while it is the one evaluating, a new value
+    # re-renders only the annotations that print it (the labels of a fingerprint never change).
+    rendered_by: Any = field(default=None, repr=False, compare=False)
 
     @property
     def alertname(self) -> str:
@@ -103,9 +106,10 @@ class Engine:
         self.alerts: dict[str, Alert] = {}
         self.started_at: float | None = None
         self.columns = ColumnReader(lookback)
-        # (rule, node, node labels, record) -> (fingerprint, alert labels): hashing labels is
-        # the costliest per-alert step, and a series keeps its identity across snapshots.
-        self._ident: dict[tuple[Any, ...], tuple[str, dict[str, str]]] = {}
+        # Hub rules' (rule, 0) -> (fingerprint, alert labels); nodes' series keep theirs with
+        # their columns (NodeCols.ident): hashing labels is the costliest per-alert step, and
+        # a series keeps its identity across snapshots.
+        self._ident: Ident = {}
         self.last_duration = 0.0
         self.evaluations = 0
         self.set_rules(rules)
@@ -113,7 +117,8 @@ class Engine:
     def set_rules(self, rules: list[Rule]) -> None:
         self.rules = list(rules)
         self.by_id = {r.id: r for r in self.rules}
-        self.columns.set_rules(self.rules)
+        self.columns.set_rules(self.rules)  # which also forgets the nodes' series identities
+        self._ident.clear()  # a rule reloaded under the same id may carry other labels
         # Alerts of rules that are gone resolve at the next evaluation (see evaluate()).
 
     # ---- columns -------------------------------------------------------------------------------
@@ -137,21 +142,22 @@ class Engine:
             if n.snapshot is not None and now - n.snapshot.timestamp <= self.lookback:
                 fresh.append(self.columns.node_cols(n))
                 fresh_names.add(n.name)
+        if self.columns.cached > len(node_list):
+            self.columns.forget_except({n.name for n in node_list}, now)
         scopes: dict[str, ScopeData] = {}
         changed: dict[str, Alert] = {}
         seen: set[str] = set()
-        if len(self._ident) > 500_000:
-            self._ident.clear()
-        ident = self._ident
         for rule in self.rules:
-            # (identity key or None, series labels, value, active-since hint)
-            hits: list[tuple[tuple[Any, ...] | None, dict[str, str] | None, float, float | None]] = []
+            # (where its identity is kept, key there, identity if known, series labels if not, value,
+            # active-since hint)
+            hits: list[tuple[Ident | None, Any, tuple[str, dict[str, str]] | None, dict[str, str] | None,
+                             float, float | None]] = []
             if rule.expr is None:
                 for n in node_list:
                     if n.status in rule.statuses:
                         base = {"node": n.name, **n.labels}
                         if all(m.matches(base) for m in rule.match):
-                            hits.append((None, base, NAN, n.since))
+                            hits.append((None, None, None, base, NAN, n.since))
             else:
                 scope = rule.expr.scope
                 sd = scopes.get(scope)
@@ -163,21 +169,26 @@ class Engine:
                 vals, mask = expr_values(sd, rule.expr, now)
                 idx = np.flatnonzero(mask)
                 hv = vals[idx].tolist()
-                owners, ids = sd.owners, sd.ids
+                owners, local = sd.owners, sd.local
+                rid = rule.id
                 for i, v in zip(idx.tolist(), hv):
                     o = owners[i]
-                    series_id = (rule.id, o.base["node"], o.labels_key, ids[i]) if o is not None else (rule.id, "", (), ())
-                    hits.append((series_id, None if series_id in ident else self._series_labels(sd, scope, i), v, None))
-            for key, series, value, since in hits:
-                known = ident.get(key) if key is not None else None
+                    # A node's series: kept with its columns by (rule, record), see NodeCols.ident.
+                    kept = o.ident[scope] if o is not None else self._ident
+                    key = (rid, local[i])
+                    known = kept.get(key)
+                    hits.append((kept, key, known, None if known is not None else self._series_labels(sd, scope, i),
+                                 v, None))
+            by_value = [(k, t) for k, t in rule.annotations.items() if t.uses_value]
+            for store, key, known, series, value, since in hits:
                 if known is None:
                     assert series is not None
                     labels = {k: v for k, v in series.items() if v != ""}
                     labels.update(rule.labels)
                     labels["alertname"] = rule.alert
                     fp = fingerprint(rule.id, labels)
-                    if key is not None:
-                        ident[key] = (fp, labels)
+                    if store is not None:
+                        store[key] = (fp, labels)
                 else:
                     fp, labels = known
                 seen.add(fp)
@@ -190,8 +201,14 @@ class Engine:
                     self.alerts[fp] = a
                     changed[fp] = a
                     a.annotations = {k: t.render(labels, value) for k, t in rule.annotations.items()}
+                    a.rendered_by = rule
                 elif value != a.value and not (value != value and a.value != a.value):
-                    a.annotations = {k: t.render(labels, value) for k, t in rule.annotations.items()}
+                    if a.rendered_by is rule:
+                        if by_value:
+                            a.annotations = {**a.annotations, **{k: t.render(labels, value) for k, t in by_value}}
+                    else:
+                        a.annotations = {k: t.render(labels, value) for k, t in rule.annotations.items()}
+                        a.rendered_by = rule
                 a.value = value
                 a.last_eval = now
                 if a.state == PENDING and now - a.active_at >= rule.for_s:

@@ -50,7 +50,7 @@ def term_values(sd: ScopeData, term: Term, now: float) -> tuple[np.ndarray, np.n
         lo = now - term.increase
         for i, s in sd.counters.get((left.metric.scope, left.metric.key), ()):
             # Both samples of a change inside [now - w, now], as Prometheus 2's range selection.
-            vals[i] = sum(d for t_before, d in s.changes if t_before >= lo)
+            vals[i] = s.increase_since(lo)
         return vals, present & mask_of(sd, left)
     a = sd.cols[left.metric.key]
     mask = mask_of(sd, left) & ~np.isnan(a)

@@ -105,16 +105,18 @@ def _action(body: str):  # type: ignore[no-untyped-def]
 class Template:
     """A compiled annotation; `render(labels, value)`; TemplateError at compile time if unsupported."""
 
-    __slots__ = ("text", "_parts")
+    __slots__ = ("text", "_parts", "uses_value")
 
     def __init__(self, text: str) -> None:
         self.text = text
         parts: list[object] = []
         pos = 0
+        self.uses_value = False  # False: the text depends on the labels only
         for m in _ACTION.finditer(text):
             if m.start() > pos:
                 parts.append(text[pos:m.start()])
             parts.append(_action(m.group(1)))
+            self.uses_value = self.uses_value or not _LABEL.match(m.group(1))
             pos = m.end()
         if pos < len(text):
             parts.append(text[pos:])

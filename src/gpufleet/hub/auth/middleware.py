@@ -8,7 +8,7 @@ can only reach the hub by its address if it was loaded from that very address (s
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -56,34 +56,50 @@ class AccessMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
-        if not host_allowed(host, self.names):
-            await _refuse(send, f"Host {host!r} is not allowed here: start the hub with --allowed-host NAME "
-                                "to serve it under that name\n")
+        refused = host_refusal(scope, self.names)
+        if refused is not None:
+            await refuse(send, refused)
             return
         path: str = scope["path"]
-        extra = [
-            (b"x-frame-options", b"DENY"),
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"same-origin"),  # no-referrer would make form POSTs say Origin: null
-            (b"content-security-policy", CSP.encode()),
-        ]
-        no_store = not path.startswith(CACHED_PATHS)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                have = {k.lower() for k, _ in headers}
-                headers.extend(h for h in extra if h[0] not in have)
-                if no_store and b"cache-control" not in have:
-                    headers.append((b"cache-control", b"no-store"))
-                message["headers"] = headers
+                message["headers"] = with_security_headers(message.get("headers", []), path)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
 
-async def _refuse(send: Send, text: str) -> None:
+SECURITY_HEADERS = (
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make form POSTs say Origin: null
+    (b"content-security-policy", CSP.encode()),
+)
+
+
+def with_security_headers(headers: Iterable[tuple[bytes, bytes]], path: str) -> list[tuple[bytes, bytes]]:
+    """A response's headers with those of SECURITY_HEADERS (and no-store caching) it does not set itself.
+
+    Every answer gets them: AccessMiddleware adds them to what the app sends, hub/pushpath.py to its own."""
+    out = list(headers)
+    have = {k.lower() for k, _ in out}
+    out.extend(h for h in SECURITY_HEADERS if h[0] not in have)
+    if b"cache-control" not in have and not path.startswith(CACHED_PATHS):
+        out.append((b"cache-control", b"no-store"))
+    return out
+
+
+def host_refusal(scope: Scope, names: set[str]) -> str | None:
+    """Why the request's Host header is refused (answered 421), or None when it is allowed."""
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+    if host_allowed(host, names):
+        return None
+    return f"Host {host!r} is not allowed here: start the hub with --allowed-host NAME to serve it under that name\n"
+
+
+async def refuse(send: Send, text: str) -> None:
+    """The 421 answer to a Host that is not allowed."""
     body = text.encode()
     await send({"type": "http.response.start", "status": 421,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),

@@ -48,7 +48,9 @@ class UiExtension:
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             # A bad snapshot must not end live updates for every open page: supervised.
-            await self.hub.jobs.run("ui", self.broker.tick)
+            # With no page open this does nothing (Broker.publish): ~2 % of the hub's CPU at
+            # 1,000 nodes went to re-summarising nodes for nobody.
+            await self.hub.jobs.run("ui", self.broker.publish)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=TICK)
             except asyncio.TimeoutError:

@@ -1,7 +1,8 @@
 """Live updates for open pages over Server-Sent Events: one broker, many bounded subscribers.
 
 Every tick the broker re-summarises only the nodes whose snapshot or status changed and
-publishes one compact fleet delta (summary keys that changed, per node), encoded once and
+publishes one compact fleet delta (the UI loop ticks only while a page listens; the first
+page to subscribe catches the state up) (summary keys that changed, per node), encoded once and
 shared by every subscriber. A page about one node gets that node's full snapshot instead;
 the users pages get the per-user table. Each subscriber has a small bounded queue: a page
 that cannot keep up (asleep, slow link) is not buffered without end but resynced with a
@@ -153,6 +154,14 @@ class Broker:
 
     # ---- publishing ------------------------------------------------------------------------------
 
+    def publish(self) -> None:
+        """The UI loop's step: a tick while some page listens, nothing at all while none does.
+        Changes are not lost by waiting: the first subscriber's tick (subscribe()) publishes
+        everything since as one delta, which is also what a page reconnecting after the gap
+        replays, and the overview page ticks before it embeds the state."""
+        if self.subs:
+            self.tick()
+
     def tick(self) -> None:
         deltas, removed, new_data, new_status = self.refresh()
         if not deltas and not removed:
@@ -191,6 +200,11 @@ class Broker:
                 sub.put(user_msgs[key])
 
     def subscribe(self, sub: Subscriber) -> Subscriber:
+        if not self.subs:
+            try:
+                self.tick()  # catch up on what happened while nobody listened (see publish())
+            except Exception as e:  # as in the UI loop: counted, and retried by its next step
+                self.hub.jobs.failed("ui", e)
         self.subs.add(sub)
         return sub
 
