@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
@@ -255,7 +256,7 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
         step: float | None = Query(None, description="seconds per point (default: range / points)"),
         points: int = Query(500, ge=1, le=11000),
         agg: str = Query("avg", description="avg | max | min | last within each step"),
-    ) -> dict[str, Any]:
+    ) -> Response:
         if metric not in BY_NAME:
             raise HTTPException(400, f"unknown metric {metric!r}: see GET /api/v1/metrics for the catalogue")
         if agg not in AGGS:
@@ -272,13 +273,15 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
             results = hub.query_range(metric, matchers, start_, end_, step_, agg)
         except ValueError as e:
             raise HTTPException(400, str(e)) from None
-        return {
+        # Encoded here, not by FastAPI's response model: a week at 1,000 points was ~2 of its 4 ms.
+        # msgspec writes NaN (a bin no sample fell in) as null, as the API documents.
+        return Response(_query_encoder.encode({
             "metric": metric, "start": start_, "end": end_, "step": step_, "agg": agg,
             "series": [
-                {"labels": r[0], "timestamps": [float(t) for t in r[1]], "values": [_num(x) for x in r[2]]}
+                {"labels": r[0], "timestamps": _floats(r[1]), "values": _floats(r[2])}
                 for r in results
             ],
-        }
+        }), media_type="application/json")
 
     @app.get("/api/v1/metrics", tags=["history"], dependencies=[VIEWER])
     def metrics_catalogue() -> dict[str, Any]:
@@ -351,8 +354,12 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
     return app
 
 
-def _num(x: float) -> float | None:
-    return None if x != x else float(x)
+_query_encoder = msgspec.json.Encoder()
+
+
+def _floats(xs: Any) -> list[float]:
+    """Floats (timestamps and values alike), from a numpy array or a list."""
+    return xs.astype(float).tolist() if hasattr(xs, "astype") else [float(x) for x in xs]
 
 
 def _first_error(e: ValidationError) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import math
 import threading
@@ -12,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -24,6 +25,7 @@ from .extensions import Extension
 from .fleet import LEAN_LACKS, Fleet, NodeView
 from .jobs import Jobs, Paused, describe
 from .memtrim import Trimmer
+from .readfirst import ReadFirst
 from .register import check_labels
 from .state import HubState, RegisterRefused, scrub_own_secrets
 
@@ -143,6 +145,18 @@ class Counters:
         }
 
 
+T = TypeVar("T")
+
+
+def _after_reads(push: Callable[..., T]) -> Callable[..., T]:
+    """A push method that lets history reads running now finish first (readfirst.py)."""
+    @functools.wraps(push)
+    def after_reads(self: Hub, *args: Any, **kwargs: Any) -> T:
+        self.reads_first.wait()
+        return push(self, *args, **kwargs)
+    return after_reads
+
+
 class Hub:
     def __init__(self, opts: HubOptions) -> None:
         self.opts = opts
@@ -161,6 +175,7 @@ class Hub:
         self.history: TimeSeriesStore | PromHistory | None = None
         self.remote: RemoteWriter | None = None
         self._store_lock = threading.Lock()
+        self.reads_first = ReadFirst()  # history queries go before pushes not yet begun
         self.counters = Counters()
         self.last_lag = 0.0
         self._lags: deque[tuple[float, float]] = deque(maxlen=4096)
@@ -329,6 +344,7 @@ class Hub:
             v.clock_skew = t - now
             v.clock_skew_at = now
 
+    @_after_reads
     def ingest_push(self, body: bytes, node: str, sent_at: str | None = None) -> tuple[int, int]:
         """A push body from `node`, validated whole, then stored. Returns (accepted, duplicates)."""
         now = time.time()
@@ -360,6 +376,7 @@ class Hub:
             if v is not None:
                 v.error = str(e)  # shown on the node page: why a node with a wrong clock is not up
 
+    @_after_reads
     def ingest_compact(self, body: bytes, node: str, sent_at: str | None = None) -> tuple[int, int]:
         """A compact push body (gpufleet/compact.py) from `node`, validated whole, then stored."""
         from .compact_push import CompactError, Shapes, decode
@@ -743,7 +760,7 @@ class Hub:
         if self.store_broken:
             raise IngestError(503, f"no history: the hub's store could not be opened ({self.store_broken})")
         if self.store is not None:
-            with self._store_lock:
+            with self.reads_first.reading(), self._store_lock:
                 return list(self.store.query_range(metric, matchers, start, end, step, agg))
         assert self.history is not None  # opened at start: the store or --history
         return list(self.history.query_range(metric, matchers, start, end, step, agg))

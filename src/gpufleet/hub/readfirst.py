@@ -1,0 +1,41 @@
+"""Reads of the history go before pushes waiting to be ingested.
+
+A hub taking 1,000 nodes' pushes keeps a core busy with ingest threads; a history query among
+them shares the GIL and the store lock with each. While a read runs, pushes that have not begun
+wait at the gate (a short while at most: a stream of reads must not stop ingest); pushes already
+past it finish. The agents do not notice: their answer comes a few milliseconds later.
+(Making pushes take turns one at a time was tried too: it cost ~12 % more CPU per push in thread
+hand-offs.)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+MAX_WAIT_S = 0.25  # a push waits at most this long for reads, however many follow each other
+
+
+class ReadFirst:
+    def __init__(self) -> None:
+        self._cv = threading.Condition(threading.Lock())
+        self._reads = 0
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cv:
+            self._reads += 1
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._reads -= 1
+                if not self._reads:
+                    self._cv.notify_all()
+
+    def wait(self) -> None:
+        """Called by a push before its work: returns at once unless a read is running."""
+        if self._reads:  # read without the lock: the common case costs nothing
+            with self._cv:
+                self._cv.wait_for(lambda: not self._reads, MAX_WAIT_S)

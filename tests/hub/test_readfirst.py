@@ -1,0 +1,61 @@
+"""History reads go before pushes not yet begun (hub/readfirst.py), but never hold them for long."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from gpufleet.hub import readfirst
+from gpufleet.hub.readfirst import ReadFirst
+
+
+def _push_in_thread(gate: ReadFirst) -> tuple[threading.Thread, threading.Event]:
+    done = threading.Event()
+
+    def push() -> None:
+        gate.wait()
+        done.set()
+
+    t = threading.Thread(target=push)
+    t.start()
+    return t, done
+
+
+def test_a_push_waits_for_the_running_read_and_goes_when_it_ends() -> None:
+    gate = ReadFirst()
+    with gate.reading():
+        t, done = _push_in_thread(gate)
+        assert not done.wait(0.1)  # held while the read runs
+    assert done.wait(5)  # let go as soon as it ends
+    t.join()
+
+
+def test_without_reads_a_push_does_not_wait() -> None:
+    gate = ReadFirst()
+    t0 = time.perf_counter()
+    gate.wait()
+    assert time.perf_counter() - t0 < 0.05
+
+
+def test_reads_in_a_row_hold_a_push_at_most_max_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readfirst, "MAX_WAIT_S", 0.2)
+    gate = ReadFirst()
+    with gate.reading():
+        t0 = time.monotonic()
+        t, done = _push_in_thread(gate)
+        assert done.wait(5)  # the read is still running: the push went after its bounded wait
+        assert time.monotonic() - t0 >= 0.19
+    t.join()
+
+
+def test_nested_reads_release_the_gate_only_when_the_last_ends() -> None:
+    gate = ReadFirst()
+    with gate.reading():
+        with gate.reading():
+            pass
+        t, done = _push_in_thread(gate)
+        assert not done.wait(0.1)
+    assert done.wait(5)
+    t.join()
