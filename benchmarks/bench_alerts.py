@@ -72,7 +72,7 @@ def naive_eval(rules: list[Rule], snaps: list[NodeSnapshot]) -> set[tuple]:
                     if name != left.metric.name:
                         continue
                     d = dict(labels)
-                    if not all(m.matches(d.get(m.label, "")) for m in left.matchers):
+                    if not all(m.matches(d) for m in left.matchers):
                         continue
                     if c.term.increase is not None:
                         continue  # needs history: not part of this comparison

@@ -214,9 +214,10 @@ class Engine:
                 if a.state == PENDING and now - a.active_at >= rule.for_s:
                     a.state, a.fired_at = FIRING, now
                     changed[fp] = a
-        for fp, a in list(self.alerts.items()):
-            if fp in seen:
-                continue
+        alerts = self.alerts
+        # The keys of the alerts not seen this round (str keys: no tuple per alert for the collector).
+        for fp in [fp for fp in alerts if fp not in seen]:
+            a = alerts[fp]
             if a.state == RESOLVED:
                 if a.resolved_at is not None and now - a.resolved_at > self.resolved_retention:
                     del self.alerts[fp]
