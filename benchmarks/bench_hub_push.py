@@ -56,6 +56,9 @@ def main() -> int:
                     help="the hub without its store (--remote-write and --history to a VictoriaMetrics started "
                          "beside it); VictoriaMetrics' CPU and RSS are reported too")
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--queries", action="store_true",
+                    help="over the steady rounds, also read one GPU's utilisation over the last hour "
+                         "(/api/v1/query_range) every 0.2 s and print the answers' latency: do reads wait on ingest?")
     ap.add_argument("--profile", metavar="FILE", help="py-spy record the hub (the thread holding the GIL) over the steady rounds into FILE "
                     "(collapsed stacks)")
     ap.add_argument("--profile-join", metavar="FILE", help="the same over the join round (every node's first push) into FILE")
@@ -199,6 +202,22 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
         samples_per_push[0] = s0 / a.nodes
         steady = vm_steady = 0.0
         prof = _profiler(hub.pid, a.profile)
+        latencies: list[float] = []
+        stop_queries = threading.Event()
+
+        def query() -> None:
+            h = Http(port, bench_key(work))
+            q = (f"/api/v1/query_range?metric=gpufleet_gpu_utilization_ratio&match=node%3D%22{_hubload.node_name(0)}%22"
+                 "&match=gpu%3D%220%22&points=1000")
+            while not stop_queries.wait(0.2):
+                took, status, _ = h.timed_get(q)
+                if status != 200:
+                    raise RuntimeError(f"query answered {status}")
+                latencies.append(took)
+
+        prober = threading.Thread(target=query, daemon=True) if a.queries else None
+        if prober is not None:
+            prober.start()
         for k in range(1, a.rounds):
             batch = bodies(k)
             c0, v0 = proc_cpu_seconds(hub.pid), vm_cpu()
@@ -206,6 +225,13 @@ def run(a: argparse.Namespace, encoding: str) -> dict[str, float]:
             drained()
             steady += proc_cpu_seconds(hub.pid) - c0
             vm_steady += vm_cpu() - v0
+        if prober is not None:
+            stop_queries.set()
+            prober.join(60)
+            lat = sorted(latencies)
+            if lat:
+                print(f"# queries while ingesting: {len(lat)}, p50 {lat[len(lat) // 2] * 1e3:.1f} ms, "
+                      f"p95 {lat[int(len(lat) * 0.95)] * 1e3:.1f} ms, max {lat[-1] * 1e3:.1f} ms")
         _stop(prof)
         samples = counted() - s0
         pushes = a.nodes * (a.rounds - 1)
