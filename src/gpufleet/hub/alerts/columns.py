@@ -50,20 +50,28 @@ class Counter:
 
     t: float
     v: float
-    times: list[float] = field(default_factory=list)
-    deltas: list[float] = field(default_factory=list)
+    # Empty tuples (shared: nothing allocated) while there is no increase, as for most counters.
+    times: list[float] | tuple[()] = ()
+    deltas: list[float] | tuple[()] = ()
 
     def add(self, delta: float) -> None:
-        self.times.append(self.t)
-        self.deltas.append(delta)
+        if isinstance(self.times, list) and isinstance(self.deltas, list):
+            self.times.append(self.t)
+            self.deltas.append(delta)
+        else:
+            self.times, self.deltas = [self.t], [delta]
 
     def keep_since(self, horizon: float) -> bool:
         """Forget increases before `horizon`; whether any is left."""
         k = bisect_left(self.times, horizon)
+        if k == len(self.times):
+            self.times = self.deltas = ()
+            return False
         if k:
+            assert isinstance(self.times, list) and isinstance(self.deltas, list)
             del self.times[:k]
             del self.deltas[:k]
-        return bool(self.times)
+        return True
 
     def increase_since(self, lo: float) -> float:
         """The increases from `lo` on, summed oldest first (the same float as a loop over them)."""
