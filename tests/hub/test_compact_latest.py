@@ -256,3 +256,22 @@ def test_a_shape_whose_numbers_are_written_otherwise_is_refused(scope: str, labe
         with pytest.raises(CompactError) as e:
             decode(bad, Shapes(), lambda i, x: None, defer)
         assert f"the snapshot's {scope} records do not match its shape" in str(e.value), (defer, str(e.value))
+
+
+def test_a_shape_naming_a_value_key_twice_is_refused_even_after_good_shapes() -> None:
+    """Shapes share their records' key tuples once checked: a tuple with a key twice is never
+    taken for one of them."""
+    from gpufleet.hub.compact_push import CompactError
+
+    (s,) = _snaps(1)
+    good, _ = frame(s)
+    decode(compact.MAGIC + good, Shapes(), lambda i, x: None)  # its key tuples now known
+    rest = msgspec.json.decode(to_json(s), type=NodeSnapshot)
+    shape, values = compact.split(rest)
+    j = next(k for k, (sc, _, names) in enumerate(shape) if sc == "cpu" and len(names) >= 2)
+    sc, ids, names = shape[j]
+    shape[j] = (sc, ids, names[:-1] + names[:1])  # as many keys, the first one twice
+    bad = compact.MAGIC + compact.encode_frame(compact.shape_id(shape), rest, values, shape)
+    with pytest.raises(CompactError) as e:
+        decode(bad, Shapes(), lambda i, x: None, LEAN_LACKS)
+    assert e.value.status == 400 and f"frames[0].series[{j}]: a value key appears twice" in str(e.value)

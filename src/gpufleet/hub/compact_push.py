@@ -52,6 +52,10 @@ class CompactError(Exception):
 _TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
+# Value key tuples already checked (no key twice) and interned: a few hundred kinds of record.
+_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
 def _shared(t: tuple[str, ...]) -> tuple[str, ...]:
     return _TUPLES.setdefault(t, t) if len(_TUPLES) < 1_000_000 else t
 
@@ -197,9 +201,14 @@ def _shape(series: list[tuple[str, list[str], list[str]]], i: int) -> Shape:
     for j, (scope, rec_ids, names) in enumerate(series):
         if scope not in ids:
             raise CompactError(400, f"frames[{i}].series[{j}]: scope {scope!r} does not travel packed")
-        if len(set(names)) != len(names):
-            raise CompactError(400, f"frames[{i}].series[{j}]: a value key appears twice")
-        t_ids, t_names = _shared(tuple(rec_ids)), _shared(tuple([sys.intern(k) for k in names]))
+        t_names = _NAMES.get(tuple(names))  # most records' keys are another's (every core's are alike)
+        if t_names is None:
+            if len(set(names)) != len(names):
+                raise CompactError(400, f"frames[{i}].series[{j}]: a value key appears twice")
+            t_names = tuple([sys.intern(k) for k in names])
+            if len(_NAMES) < 100_000:
+                t_names = _NAMES.setdefault(t_names, t_names)
+        t_ids = _shared(tuple(rec_ids))
         recs.append((sys.intern(scope), t_ids, t_names))
         ids[scope].append(t_ids)
         names_of.append(t_names)
