@@ -111,7 +111,8 @@ class ScopeData:
     ids: list[tuple[str, ...]]
     base: list[dict[str, str]]
     cols: dict[str, np.ndarray]
-    counters: dict[tuple[str, str], list[tuple[int, Counter]]]
+    # (scope, key) -> (offset of a node's rows, its series with increases: (record, series))
+    counters: dict[tuple[str, str], list[tuple[int, list[tuple[int, Counter]]]]]
     owners: list[NodeCols | None] = field(default_factory=list)
     local: list[int] = field(default_factory=list)  # each row's record index in its owner's columns
     label_cols: dict[str, list[str]] = field(default_factory=dict)
@@ -269,7 +270,7 @@ class ColumnReader:
         ids: list[tuple[str, ...]] = []
         base: list[dict[str, str]] = []
         flats: list[array[float]] = []
-        counters: dict[tuple[str, str], list[tuple[int, Counter]]] = {}
+        counters: dict[tuple[str, str], list[tuple[int, list[tuple[int, Counter]]]]] = {}
         owners: list[NodeCols | None] = []
         local: list[int] = []
         for c in nodes:
@@ -284,7 +285,7 @@ class ColumnReader:
             flats.append(c.rows[scope])
             for ck, hits in c.counters.items():
                 if ck[0] == scope:
-                    counters.setdefault(ck, []).extend([(off + i, s) for i, s in hits])
+                    counters.setdefault(ck, []).append((off, hits))
         # The nodes' rows are float64 already: one copy joins them, no per-value conversion.
         table = np.frombuffer(bytearray().join(flats), dtype=np.float64) if ids and keys else np.empty(0)
         table = table.reshape(len(ids), len(keys))
@@ -294,7 +295,7 @@ class ColumnReader:
     def hub_data(self, values: dict[str, float], now: float) -> ScopeData:
         keys = self._need.get("hub", [])
         cols = {k: np.array([values.get(k, NAN)], dtype=np.float64) for k in keys}
-        counters: dict[tuple[str, str], list[tuple[int, Counter]]] = {}
+        counters: dict[tuple[str, str], list[tuple[int, list[tuple[int, Counter]]]]] = {}
         for (scope, key), window in self._counter_windows.items():
             if scope != "hub" or key not in values:
                 continue
@@ -311,6 +312,6 @@ class ColumnReader:
                 s.keep_since(now - window - self.lookback)
                 s.t, s.v = now, v
             if s.times:
-                counters[(scope, key)] = [(0, s)]
+                counters[(scope, key)] = [(0, [(0, s)])]
         return ScopeData(1, [()], [{}], cols, counters, [None], [0])
 

@@ -48,9 +48,10 @@ def term_values(sd: ScopeData, term: Term, now: float) -> tuple[np.ndarray, np.n
         vals = np.zeros(sd.n, dtype=np.float64)
         present = ~np.isnan(sd.cols[left.metric.key])
         lo = now - term.increase
-        for i, s in sd.counters.get((left.metric.scope, left.metric.key), ()):
-            # Both samples of a change inside [now - w, now], as Prometheus 2's range selection.
-            vals[i] = s.increase_since(lo)
+        for off, hits in sd.counters.get((left.metric.scope, left.metric.key), ()):
+            for i, s in hits:
+                # Both samples of a change inside [now - w, now], as Prometheus 2's range selection.
+                vals[off + i] = s.increase_since(lo)
         return vals, present & mask_of(sd, left)
     a = sd.cols[left.metric.key]
     mask = mask_of(sd, left) & ~np.isnan(a)
