@@ -201,3 +201,36 @@ def test_columns_added_after_rows_read_as_absent_before(width_first):
     assert _same(seg.values(), np.array(rows))
     newest = seg.newest()
     assert newest is not None and _same(newest, rows[-1])
+
+
+def test_absent_values_keep_a_column_on_its_precision_and_other_nans_stay_exact():
+    """A node flipping between two series lists has absent values (the head's NaN) in every
+    piece: its columns keep their precision (so pieces restack), and come back bit for bit;
+    a NaN with another payload, or negative, still takes its column the XOR way."""
+    rng = np.random.default_rng(6)
+    rows, cols = 24, 8
+    m = (2 * rng.integers(5000, 9000, (rows, cols)) + 1) / 100.0  # two decimals, every value
+    m[0::2, :3] = np.nan  # shape A lacks these
+    m[1::2, 3:6] = np.nan  # shape B lacks those
+    m[:, 6] = np.nan  # absent throughout
+    odd = m.copy()
+    odd[5, 7] = np.array([0x7FF8000000000001], np.uint64).view(np.float64)[0]
+    odd[9, 7] = -np.nan
+    dec = headchunk.decimals(odd)
+    assert dec[:7].tolist() == [2, 2, 2, 2, 2, 2, 0] and dec[7] == headchunk.XOR_COL
+    for ref in (None, m[3], np.full(cols, np.nan)):
+        assert _same(headchunk.unseal(headchunk.seal(ref, odd, dec), ref), odd)
+        assert _same(headchunk.unseal(headchunk.seal(ref, m), ref), m)
+    # through the head: every few pushes seal against the last, and pieces restack into chunks
+    seg = Segment(np.arange(cols, dtype=np.int64))
+    restacked = []
+    real = headchunk.restack
+    headchunk.restack = lambda bufs: restacked.append(real(bufs) is not None) or real(bufs)  # type: ignore[assignment]
+    try:
+        for r in range(rows):
+            seg.append(T0 + r, m[r])
+    finally:
+        headchunk.restack = real  # type: ignore[assignment]
+    assert restacked == [True, True] and len(seg.chunks) == 2
+    assert seg.dec is not None and seg.dec[:7].tolist() == [2, 2, 2, 2, 2, 2, 0]
+    assert _same(seg.values(), m)

@@ -176,7 +176,7 @@ class Segment:
         self.singles = []
 
     def _seal_chunk(self, block: np.ndarray) -> None:
-        self.dec = headchunk.decimals(block)  # a full look
+        self.dec = headchunk.settle(block, self.dec)  # XOR columns looked at again
         self.chunks.append(headchunk.seal(self.open_ref, block, self.dec))
         self.last = self.open_ref = block[-1].copy()
 

@@ -8,8 +8,13 @@ previous chunk), all columns at once with numpy, no Python loop per series:
 * a column whose values are all exact decimals at some precision d (0..6: GPU telemetry
   is mostly integers or a few decimals, as in ``codec``) becomes int64 ``round(v * 10**d)``,
   delta coded against the previous row and zigzagged;
-* any other column (NaN = absent, -0.0, many digits) is XORed, as IEEE bits, with the
-  previous row's.
+* any other column (-0.0, many digits, infinities, NaNs other than the head's) is XORed, as
+  IEEE bits, with the previous row's.
+
+Absent values (the head's NaN, the canonical quiet NaN) do not take a decimal column off its
+precision: they are the integer ``ABSENT_INT``, which no value reaches (values stay under
+2**53).  A node whose series list flips between two shapes has such NaNs in every piece, and
+its columns would otherwise turn XOR and back every chunk.
 
 The resulting rows x cols uint64 matrix is byte-shuffled (all lowest bytes of every value,
 then the next...) and compressed with zstd at level 1: unchanged values become zeros and
@@ -29,6 +34,9 @@ XOR_COL = 255
 _MAX_DECIMALS = 6
 _EXACT_LIMIT = float(2**53)
 _POW10 = np.array([10.0**d for d in range(_MAX_DECIMALS + 1)])
+_ABSENT_BITS = np.uint64(0x7FF8000000000000)  # np.nan as the head pads with it
+ABSENT_INT = float(2**61)  # zigzag needs |delta| < 2**62: |value| < 2**53 and this
+_ABSENT_INTEGER = np.int64(2**61)
 # zstd levels: a chunk is kept for minutes (level 1); a single row only until its chunk is
 # sealed, and every push seals one, so speed first there (-1: ~4x faster, ~25 % larger)
 CHUNK_LEVEL = 1
@@ -68,8 +76,9 @@ def decimals(m: np.ndarray, hint: np.ndarray | None = None) -> np.ndarray:
         if hint is None or hint.size != cols:
             return _search(m, np.arange(cols), np.full(cols, XOR_COL, np.uint8))
         scale = _POW10[np.minimum(hint, _MAX_DECIMALS)]
-        ok = (np.rint(m * scale) / scale == m).all(axis=0)
-        ok &= np.abs(m).max(axis=0) * scale < _EXACT_LIMIT
+        absent = m.view(np.uint64) == _ABSENT_BITS
+        ok = ((np.rint(m * scale) / scale == m) | absent).all(axis=0)
+        ok &= np.where(absent, 0.0, np.abs(m)).max(axis=0) * scale < _EXACT_LIMIT
         ok &= ~((m == 0.0) & np.signbit(m)).any(axis=0)
         redo = np.flatnonzero(~ok & (hint != XOR_COL))
         if not redo.size:
@@ -79,6 +88,21 @@ def decimals(m: np.ndarray, hint: np.ndarray | None = None) -> np.ndarray:
         # only finer than before: a column whose values alternate between 1 and 4
         # decimals settles at 4 instead of changing (and breaking restack) every push
         return _search(m, redo, dec, hint[redo] + 1)
+
+
+def settle(m: np.ndarray, hint: np.ndarray | None) -> np.ndarray:
+    """Precisions for a whole chunk: each column keeps its hinted one, or a finer one where a
+    value needs it (values that go between 1 and 2 decimals stay at 2, rather than going back
+    to 1 at every chunk and failing the next pushes' quick seal), and the XOR columns are
+    looked at again (a value may have come back)."""
+    if hint is None or hint.size != m.shape[1]:
+        return decimals(m)
+    dec = decimals(m, hint)
+    xc = np.flatnonzero(dec == XOR_COL)
+    if not xc.size:
+        return dec
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _search(m, xc, dec.copy())
 
 
 def recheck(row: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -93,10 +117,11 @@ def recheck(row: np.ndarray, dec: np.ndarray) -> np.ndarray:
 def _search(m: np.ndarray, which: np.ndarray, dec: np.ndarray, floor: np.ndarray | None = None) -> np.ndarray:
     """Fill dec[which] with the smallest exact precision (at least ``floor``) of those columns."""
     sub = m[:, which]
-    finite = np.isfinite(sub).all(axis=0)
+    absent = sub.view(np.uint64) == _ABSENT_BITS
+    finite = (np.isfinite(sub) | absent).all(axis=0)
     # -0.0 would come back as +0.0 through the integers: keep it on the XOR path
     finite &= ~((sub == 0.0) & np.signbit(sub)).any(axis=0)
-    peak = np.abs(sub).max(axis=0) if m.shape[0] else np.zeros(which.size)
+    peak = np.where(absent, 0.0, np.abs(sub)).max(axis=0) if m.shape[0] else np.zeros(which.size)
     und = np.flatnonzero(finite)
     for d in range(_MAX_DECIMALS + 1):
         if not und.size:
@@ -104,7 +129,7 @@ def _search(m: np.ndarray, which: np.ndarray, dec: np.ndarray, floor: np.ndarray
         scale = _POW10[d]
         und = und[peak[und] * scale < _EXACT_LIMIT]
         part = sub[:, und]
-        ok = (np.rint(part * scale) / scale == part).all(axis=0)
+        ok = ((np.rint(part * scale) / scale == part) | absent[:, und]).all(axis=0)
         if floor is not None:
             ok &= floor[und] <= d
         dec[which[und[ok]]] = d
@@ -116,12 +141,14 @@ def _ref_ints(ref: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """The reference row as integers at each column's scale (0 where it has none).
 
     Encoder and decoder compute it from the same float row, so it needs to be
-    deterministic only, not exact: an absent or out-of-range reference is 0.
+    deterministic only, not exact: an absent reference is ABSENT_INT (as an absent
+    value codes), any other that is not a number in range 0.
     """
     with np.errstate(invalid="ignore", over="ignore"):
         r = ref * scale
         ok = np.isfinite(r) & (np.abs(r) < _EXACT_LIMIT)
-        return np.where(ok, np.rint(np.where(ok, r, 0.0)), 0.0).astype(np.int64)
+        out = np.where(ok, np.rint(np.where(ok, r, 0.0)), 0.0)
+        return np.where(ref.view(np.uint64) == _ABSENT_BITS, ABSENT_INT, out).astype(np.int64)
 
 
 def _full_ref(ref: np.ndarray | None, cols: int) -> np.ndarray:
@@ -156,7 +183,8 @@ def seal(ref: np.ndarray | None, m: np.ndarray, dec: np.ndarray | None = None) -
         scale = _POW10[dec[ic]]
         ints = np.empty((rows + 1, ic.size), np.int64)
         ints[0] = _ref_ints(ref[ic], scale)
-        ints[1:] = np.rint(m[:, ic] * scale)
+        sub = m[:, ic]
+        ints[1:] = np.where(sub.view(np.uint64) == _ABSENT_BITS, ABSENT_INT, np.rint(sub * scale))
         d = np.diff(ints, axis=0)
         out[:, ic] = ((d << 1) ^ (d >> 63)).view(np.uint64)  # zigzag: small |d|, small number
     if xc.size:
@@ -185,12 +213,15 @@ def seal_rows(ref: np.ndarray | None, m: np.ndarray, hint: np.ndarray | None) ->
             isxor = hint == XOR_COL
             sf = _POW10[np.minimum(hint, _MAX_DECIMALS)]  # XOR columns: any scale, unused
             r = np.rint(m * sf)
-            ok = (r / sf == m) & (np.abs(r) < _EXACT_LIMIT) & (m.view(np.uint64) != _NEGZERO)
-            if (ok | isxor).all():
+            mbits = m.view(np.uint64)
+            absent = mbits == _ABSENT_BITS
+            ok = (r / sf == m) & (np.abs(r) < _EXACT_LIMIT) & (mbits != _NEGZERO)
+            if (ok | absent | isxor).all():
                 q = np.rint(ref * sf)  # the reference as integers, exactly as _ref_ints has it
                 ints = np.empty((rows + 1, cols), np.int64)  # XOR columns: replaced below
-                ints[0] = np.where(np.isfinite(q) & (np.abs(q) < _EXACT_LIMIT), q, 0.0)
-                ints[1:] = r
+                q = np.where(np.isfinite(q) & (np.abs(q) < _EXACT_LIMIT), q, 0.0)
+                ints[0] = np.where(ref.view(np.uint64) == _ABSENT_BITS, ABSENT_INT, q)
+                ints[1:] = np.where(absent, ABSENT_INT, r)
                 d = np.diff(ints, axis=0)
                 bits = np.empty((rows + 1, cols), np.uint64)
                 bits[0] = ref.view(np.uint64)
@@ -250,7 +281,7 @@ def unseal(buf: bytes, ref: np.ndarray | None) -> np.ndarray:
         d = (z >> np.uint64(1)).view(np.int64) ^ -(z & np.uint64(1)).view(np.int64)
         ints = np.cumsum(d, axis=0)
         ints += _ref_ints(ref[ic], scale)
-        out[:, ic] = ints.astype(np.float64) / scale
+        out[:, ic] = np.where(ints == _ABSENT_INTEGER, np.nan, ints.astype(np.float64) / scale)
     if xc.size:
         bits = np.empty((rows + 1, xc.size), np.uint64)
         bits[0] = ref[xc].view(np.uint64)
