@@ -156,10 +156,47 @@ def test_latest_snapshots_saved_once_a_minute_statuses_at_once(hub: Hub) -> None
     hub._status_dirty.add("n1")
     hub.save_latest()
     assert writes[-1] == (1, 0), "a status change is saved at once, without the snapshot"
-    hub._latest_saved_at -= LATEST_SAVE_S
+    hub._saved_at["n1"] -= LATEST_SAVE_S
     hub.save_latest()
     assert writes[-1] == (1, 1)
     assert hub.state.load_latest()[0][1] == 1005.0
+
+
+def test_latest_snapshots_are_saved_a_share_of_the_fleet_a_round(hub: Hub) -> None:
+    """1,000 compact-pushed nodes' JSON made in one round held the GIL ~1.5 s: spread over rounds,
+    longest unsaved first, each node still once a minute; at exit every changed one."""
+    saved: list[list[str]] = []
+    real = hub.state.save_nodes
+
+    def counting(statuses: list[tuple[str, str, float, float | None]], latest: list[tuple[str, float, bytes]]) -> None:
+        saved.append([n for n, _, _ in latest])
+        real(statuses, latest)
+
+    hub.state.save_nodes = counting  # type: ignore[method-assign]
+    names = [f"n{i:03d}" for i in range(120)]  # a round saves at most max(50, 120 / 6) nodes
+    def snap(name: str, ts: float) -> NodeSnapshot:
+        s = sample_snapshot(name)
+        s.timestamp = ts
+        return s
+
+    for name in names:
+        hub.ingest([snap(name, 1000.0)])
+    for _ in range(4):
+        hub.save_latest()
+    assert [len(x) for x in saved] == [50, 50, 20, 0]
+    assert sorted(sum(saved, [])) == names, "each node once"
+    for name in names:
+        hub.ingest([snap(name, 1005.0)])
+    hub.save_latest()
+    assert saved[-1] == [], "none saved within the minute"
+    first = set(saved[0])
+    for name in saved[0] + saved[1]:
+        hub._saved_at[name] -= LATEST_SAVE_S + (10 if name in first else 0)
+    hub.save_latest()
+    assert set(saved[-1]) == first, "the longest unsaved first"
+    hub.save_latest(force=True)  # at exit: every changed node, whatever the share
+    assert sorted(saved[-1]) == sorted(set(names) - first)
+    assert {n: t for n, t, _ in hub.state.load_latest()} == dict.fromkeys(names, 1005.0)
 
 
 def test_alert_rule_on_cpu_cores_reads_the_whole_snapshot() -> None:

@@ -87,7 +87,9 @@ REMOTE_BEHIND_RETRY_S = 5  # a remote-write backlog drains in seconds once the r
 MAX_SAMPLE_AGE_S = 7 * 86400.0
 MAX_CLOCK_AHEAD_S = 300.0
 SKEW_ALERT_S = 60.0
-LATEST_SAVE_S = 60.0  # how old the latest snapshots a restarted hub shows may be, at most
+LATEST_SAVE_S = 60.0  # how often a node's latest snapshot is saved for a restarted hub to show
+LATEST_SAVE_SHARE = 1 / 6  # of the fleet's nodes saved in one round (every 5 s) at most
+LATEST_SAVE_MIN = 50  # nodes a round may save whatever the fleet's size
 DISK_FULL_HOLD_S = 5.0  # after ENOSPC, refuse pushes this long before trying to write again
 
 
@@ -188,7 +190,7 @@ class Hub:
         for job in JOBS:
             self.jobs.add(job)
         self._status_dirty: set[str] = set()
-        self._latest_saved_at = float("-inf")  # monotonic; the first round saves snapshots at once
+        self._saved_at: dict[str, float] = {}  # node -> when (monotonic) its latest snapshot was saved
         self.free_space = FreeSpace(opts.data, opts.min_free_space)
         self._disk_full_until = 0.0  # monotonic; set when a write met ENOSPC
         self._disk_full = False  # the last write met ENOSPC and none has succeeded since
@@ -601,6 +603,7 @@ class Hub:
                 self.shapes.pop(name, None)
                 self._dirty.discard(name)
                 self._status_dirty.discard(name)
+                self._saved_at.pop(name, None)
                 self.state.forget_node(name)  # a save that raced the CLI's delete
                 log.info("node %s was forgotten by an admin", name)
         self._registered = names
@@ -611,15 +614,14 @@ class Hub:
 
         A snapshot is saved only so that a restarted hub shows every node at once; each node's
         next push replaces it within seconds, so a minute-old one does: rewriting 1,000 nodes'
-        ~90 KB snapshots every 5 s wrote ~17 MB/s to hub.db.
+        ~90 KB snapshots every 5 s wrote ~17 MB/s to hub.db. The nodes due are spread over the
+        rounds (at most a sixth of the fleet a round): a compact-pushed node's JSON is made here,
+        and 1,000 at once held the GIL for ~1.5 s a minute, which stalled queries.
         """
         self.sync_state()
         now_m = time.monotonic()
-        due = force or now_m - self._latest_saved_at >= LATEST_SAVE_S
         status_dirty, self._status_dirty = self._status_dirty, set()
-        dirty: set[str] = set()
-        if due:
-            dirty, self._dirty = self._dirty, set()
+        dirty = self._latest_due(now_m, force)
         try:
             statuses: list[tuple[str, str, float, float | None]] = []
             items: list[tuple[str, float, bytes]] = []
@@ -634,12 +636,29 @@ class Hub:
                 if snap is not None and data is not None:
                     items.append((name, snap.timestamp, data))
             self.state.save_nodes(statuses, items)
-            if due:
-                self._latest_saved_at = now_m
+            for name in dirty:
+                self._saved_at[name] = now_m
         except BaseException:
             self._dirty |= dirty
             self._status_dirty |= status_dirty
             raise
+
+    def _latest_due(self, now_m: float, force: bool) -> set[str]:
+        """The changed nodes whose latest snapshot is saved this round (taken out of `_dirty`):
+        those saved longest ago first, none saved within LATEST_SAVE_S, at most a share a round."""
+        if force:
+            due, self._dirty = self._dirty, set()
+            return due
+        saved = self._saved_at
+        never = float("-inf")
+        ready = [n for n in self._dirty if now_m - saved.get(n, never) >= LATEST_SAVE_S]
+        cap = max(LATEST_SAVE_MIN, math.ceil(len(self.fleet.nodes) * LATEST_SAVE_SHARE))
+        if len(ready) > cap:
+            ready.sort(key=lambda n: saved.get(n, never))
+            del ready[cap:]
+        due = set(ready)
+        self._dirty -= due
+        return due
 
     def maintain(self) -> None:
         self._trimmer.maybe()  # freed buffers (head cuts, closed streams) back to the OS
