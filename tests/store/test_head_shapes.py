@@ -118,3 +118,29 @@ def test_query_by_node_uses_the_series_own_node_label(tmp_path):
                         T0, T0 + 10, 5.0, "last")
     assert sorted(r.labels["node"] for r in got) == ["other", "store-node"]
     s.close()
+
+
+def test_columns_of_any_series_list_name_its_series_and_rows_come_back_under_them():
+    """Segment.columns_for over random lists (reordered, grown, shrunk): each sid's column holds
+    it, new sids are added in the list's order, and every row reads back under its series."""
+    from gpufleet.store.head import Segment
+
+    rng = np.random.default_rng(3)
+    first = rng.permutation(40)[:12].astype(np.int64)
+    seg = Segment(first)
+    rows: list[dict[int, float]] = []
+    for r in range(40):
+        sids = rng.permutation(40)[: int(rng.integers(1, 30))].astype(np.int64)
+        before = seg.sids.tolist()
+        cols = seg.columns_for(sids)
+        got = seg.sids[: sids.size] if cols is None else seg.sids[cols]
+        assert got.tolist() == sids.tolist()
+        added = [s for s in sids.tolist() if s not in before]
+        assert seg.sids.tolist() == before + added
+        vals = rng.integers(0, 100, sids.size).astype(np.float64)
+        seg.append(T0 + r, vals, cols)
+        rows.append(dict(zip(sids.tolist(), vals.tolist())))
+    got_all = seg.values()
+    for r, want in enumerate(rows):
+        have = {int(s): v for s, v in zip(seg.sids, got_all[r]) if not math.isnan(v)}
+        assert have == want, r

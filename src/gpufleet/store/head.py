@@ -87,10 +87,16 @@ class Segment:
         have = self.sids
         if sids is have or (sids.size <= have.size and np.array_equal(sids, have[: sids.size])):
             return None
-        col = self._colmap()
-        missing = [s for s in sids.tolist() if s not in col]
-        if missing:
-            self.sids = np.concatenate([have, np.array(missing, np.int64)])
+        # by sorting, not a dict of ~1,000 columns: a node's list changes as processes come and go
+        order = np.argsort(have, kind="stable")
+        pos = np.searchsorted(have, sids, sorter=order)
+        found = np.zeros(sids.size, bool) if not have.size else have[order[np.minimum(pos, have.size - 1)]] == sids
+        cols = np.empty(sids.size, np.intp)
+        cols[found] = order[pos[found]]
+        if not found.all():
+            missing = np.flatnonzero(~found)
+            cols[missing] = have.size + np.arange(missing.size)
+            self.sids = np.concatenate([have, sids[missing]])
             # sealed rows keep their width (the new columns read as NaN there); the float rows
             # are padded the same way now, so the next seal codes against what a reader sees
             if self.last is not None:
@@ -99,10 +105,9 @@ class Segment:
                 self.open_ref = headchunk.pad(self.open_ref, self.sids.size)
             self.pend = [headchunk.pad(r, self.sids.size) for r in self.pend]
             self._col = None
-            col = self._colmap()
             if np.array_equal(sids, self.sids[: sids.size]):
                 return None
-        return np.array([col[s] for s in sids.tolist()], np.intp)
+        return cols
 
     def _row(self, values: np.ndarray, cols: np.ndarray | None) -> np.ndarray:
         width = self.sids.size
@@ -220,7 +225,7 @@ class Segment:
 
     def _colmap(self) -> dict[int, int]:
         if self._col is None:
-            self._col = {int(s): i for i, s in enumerate(self.sids)}
+            self._col = dict(zip(self.sids.tolist(), range(self.sids.size)))
         return self._col
 
     def column(self, sid: int) -> int | None:
