@@ -59,19 +59,30 @@ def node_summary(v: NodeView) -> Summary:
     for g in snap.gpus:
         gv = g.values
         i = g.index
+        k = _KEYS[i] if 0 <= i < len(_KEYS) else (f"g{i}", f"gm{i}", f"gu{i}", f"gd{i}")
         # None when the driver could not list processes: unknown is not "no process".
-        nproc = len(g.processes) if g.processes else _int(gv.get("processes"))
-        busy = gpu_busy_ratio(gv, (m.values for m in g.mig))  # MIG: from the instances
-        s[f"g{i}"] = [pct(busy), _int(gv.get("memory_used_bytes"), MiB),
-                      _int(gv.get("temperature_celsius")), _int(gv.get("power_watts")), nproc]
-        if gv.get("memory_total_bytes"):
-            s[f"gm{i}"] = _int(gv["memory_total_bytes"], MiB)
-        users = sorted({p.user or "?" for p in g.processes})
-        if users:
-            s[f"gu{i}"] = ",".join(users)
+        procs = g.processes
+        nproc = len(procs) if procs else _int(gv.get("processes"))
+        busy = gv.get("utilization_ratio")
+        if busy is None:
+            busy = gpu_busy_ratio(gv, (m.values for m in g.mig))  # MIG: from the instances
+        used_mem, temp, power = gv.get("memory_used_bytes"), gv.get("temperature_celsius"), gv.get("power_watts")
+        # pct() and _int() written out: this runs for every GPU of every changed node, 4 times a second
+        s[k[0]] = [None if busy is None else int(round(busy * 100)),
+                   None if used_mem is None else int(round(used_mem / MiB)),
+                   None if temp is None else int(round(temp / 1.0)),
+                   None if power is None else int(round(power / 1.0)), nproc]
+        mem_total = gv.get("memory_total_bytes")
+        if mem_total:
+            s[k[1]] = int(round(mem_total / MiB))
+        if procs:
+            s[k[2]] = ",".join(sorted({p.user or "?" for p in procs}))
         if not g.up or gv.get("up") == 0:
-            s[f"gd{i}"] = 1
+            s[k[3]] = 1
     return s
+
+
+_KEYS = [(f"g{i}", f"gm{i}", f"gu{i}", f"gd{i}") for i in range(64)]  # made once, not per GPU per summary
 
 
 def diff(old: Summary, new: Summary) -> Summary:
