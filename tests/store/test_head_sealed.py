@@ -234,3 +234,12 @@ def test_absent_values_keep_a_column_on_its_precision_and_other_nans_stay_exact(
     assert restacked == [True, True] and len(seg.chunks) == 2
     assert seg.dec is not None and seg.dec[:7].tolist() == [2, 2, 2, 2, 2, 2, 0]
     assert _same(seg.values(), m)
+
+
+def test_recheck_brings_back_columns_whose_value_fits_and_leaves_noise_xor():
+    x = headchunk.XOR_COL
+    dec = np.array([x, x, x, x, x, 2], np.uint8)
+    row = np.array([0.123456789012345, 12.5, 3.0e12, np.nan, -0.0, 1.25])
+    got = headchunk.recheck(row, dec)
+    assert got.tolist() == [x, 1, 0, 0, x, 2]
+    assert dec.tolist() == [x, x, x, x, x, 2]  # the hint given is not changed
