@@ -109,7 +109,10 @@ class OccupancyRecord:
 
     def _apply(self, node: str, ops: list[Op], uuids: dict[int, str]) -> None:
         """Write the opens and closes with their events in one transaction, then mirror them in memory."""
-        jobs = Counter(self._jobs)
+        # Holds open per job after these ops, for the jobs they touch (0: none left); the fleet's
+        # counts change only once the write is done (copying them all made each change O(jobs)).
+        jobs: dict[str, int] = {}
+        open_now = self._jobs
         events: list[tuple[float, str, str, int, str, str]] = []
         opened: list[tuple[int, Holder, int]] = []
         closed: list[tuple[int, Holder]] = []
@@ -123,9 +126,9 @@ class OccupancyRecord:
                     closed.append((gpu, h))
                     events.append((t, "gpu_released", node, gpu, h.user, h.job))
                     if h.job:
-                        jobs[h.job] -= 1
-                        if jobs[h.job] <= 0:
-                            del jobs[h.job]
+                        n = (jobs[h.job] if h.job in jobs else open_now.get(h.job, 0)) - 1
+                        jobs[h.job] = max(n, 0)
+                        if n <= 0:
                             events.append((t, "job_ended", node, gpu, h.user, h.job))
                 else:
                     cur = db.execute(
@@ -136,9 +139,10 @@ class OccupancyRecord:
                     opened.append((gpu, h, cur.lastrowid))
                     events.append((t, "gpu_taken", node, gpu, h.user, h.job))
                     if h.job:
-                        if not jobs[h.job]:
+                        n = jobs[h.job] if h.job in jobs else open_now.get(h.job, 0)
+                        if not n:
                             events.append((t, "job_started", node, gpu, h.user, h.job))
-                        jobs[h.job] += 1
+                        jobs[h.job] = n + 1
             db.executemany("INSERT INTO events(t, kind, node, gpu, user, job) VALUES (?,?,?,?,?,?)", events)
             db.execute("COMMIT")
         except BaseException:
@@ -152,7 +156,11 @@ class OccupancyRecord:
                     del self._open[(node, gpu)]
         for gpu, h, hid in opened:
             self._open.setdefault((node, gpu), {})[h] = hid
-        self._jobs = jobs
+        for job, n in jobs.items():
+            if n > 0:
+                open_now[job] = n
+            else:
+                open_now.pop(job, None)
         self._events.extend((e[0], e[1]) for e in events)
 
     # ---- upkeep (settle loop) -----------------------------------------------------------------------
