@@ -152,6 +152,13 @@ def test_bad_compact_bodies_get_a_clear_400_and_store_nothing(hub: Hub) -> None:
     rest.cpus = rest.cpus[1:]
     status, text = refused(hub, compact.MAGIC + compact.encode_frame(sid, rest, values, shape))
     assert status == 400 and "cpu records do not match its shape" in text
+    # a shape whose records are not listed scope by scope in the agent's order (the hub finds
+    # a record's values by its place in that order)
+    rest = from_json(to_json(s2))
+    shape, values = compact.split(rest)
+    swapped = shape[-1:] + shape[:-1]
+    status, text = refused(hub, compact.MAGIC + compact.encode_frame(sid, rest, values, swapped))
+    assert status == 400 and f"scope {shape[0][0]!r} comes after {shape[-1][0]!r}" in text, text
     assert hub.counters.snapshots == 0
 
 

@@ -13,7 +13,8 @@ whole snapshot is asked for (Packed.whole(): a node page, the full JSON, the min
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from array import array
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -62,13 +63,17 @@ def _shared(t: tuple[str, ...]) -> tuple[str, ...]:
 
 @dataclass(slots=True)
 class Shape:
-    """One series shape of a node, as the agent sent it, and the store keys built from it."""
+    """One series shape of a node, as the agent sent it, and the store keys built from it.
 
-    records: list[ShapeRecord]
+    Its records are kept once, as the identity labels per scope and the value keys per record
+    (records() lays them out again when keys are built, rarely): a node holds ~600 records a
+    shape and up to KEEP shapes, so no tuple per record and no int object per start.
+    """
+
     n: int  # values a frame of this shape carries
     ids: dict[str, list[tuple[str, ...]]]  # per packed scope: its records' identity labels, in order
-    names: list[tuple[str, ...]]  # per record (all scopes in order): its value keys
-    starts: list[int]  # per record: where its values begin
+    names: list[tuple[str, ...]]  # per record (all scopes in PACKED_SCOPES order): its value keys
+    starts: array[int]  # per record: where its values begin
     built_for: tuple[object, ...] | None = None  # (labels, skew) the keys below were built for
     keys: tuple[SeriesKey, ...] = ()
     pick: np.ndarray | None = None  # positions of the values the hub stores (None: all, in order)
@@ -91,7 +96,7 @@ class Shape:
         starts: list[int] = []
         has_skew = False
         lo = 0
-        for scope, ids, names in self.records:
+        for scope, ids, names in self.records():
             start, lo = lo, lo + len(names)
             if scope in STORED_SCOPES:
                 if skew and scope == "agent":
@@ -120,6 +125,13 @@ class Shape:
         self.pick = None if at == list(range(self.n)) else np.array(at, dtype=np.intp)
         self.skew_at, self.skew_insert = skew_at, skew and not has_skew
         self.built_for = want
+
+    def records(self) -> Iterator[ShapeRecord]:
+        """(scope, identity labels, value keys) of each record, in the order the agent sent them."""
+        names = iter(self.names)
+        for scope in PACKED_SCOPES:
+            for ids in self.ids[scope]:
+                yield scope, ids, next(names)
 
 
 @dataclass(slots=True)
@@ -193,14 +205,20 @@ class Packed:
 
 
 def _shape(series: list[tuple[str, list[str], list[str]]], i: int) -> Shape:
-    recs: list[ShapeRecord] = []
     ids: dict[str, list[tuple[str, ...]]] = {scope: [] for scope in PACKED_SCOPES}
+    order = {scope: k for k, scope in enumerate(PACKED_SCOPES)}
     names_of: list[tuple[str, ...]] = []
-    starts: list[int] = []
-    n = 0
+    starts = array("q")
+    n = at = 0
     for j, (scope, rec_ids, names) in enumerate(series):
-        if scope not in ids:
+        k = order.get(scope)
+        if k is None:
             raise CompactError(400, f"frames[{i}].series[{j}]: scope {scope!r} does not travel packed")
+        if k < at:  # values are found by record number in this order (_fill, records())
+            raise CompactError(400, f"frames[{i}].series[{j}]: scope {scope!r} comes after "
+                                    f"{PACKED_SCOPES[at]!r}: a shape lists its records scope by scope, "
+                                    f"in the order {', '.join(PACKED_SCOPES)}")
+        at = k
         t_names = _NAMES.get(tuple(names))  # most records' keys are another's (every core's are alike)
         if t_names is None:
             if len(set(names)) != len(names):
@@ -208,13 +226,11 @@ def _shape(series: list[tuple[str, list[str], list[str]]], i: int) -> Shape:
             t_names = tuple([sys.intern(k) for k in names])
             if len(_NAMES) < 100_000:
                 t_names = _NAMES.setdefault(t_names, t_names)
-        t_ids = _shared(tuple(rec_ids))
-        recs.append((sys.intern(scope), t_ids, t_names))
-        ids[scope].append(t_ids)
+        ids[scope].append(_shared(tuple(rec_ids)))
         names_of.append(t_names)
         starts.append(n)
         n += len(names)
-    return Shape(recs, n, ids, names_of, starts)
+    return Shape(n, ids, names_of, starts)
 
 
 def decode(body: bytes, shapes: Shapes, check: Callable[[int, NodeSnapshot], None],
