@@ -225,3 +225,29 @@ def test_worker_returns_results_and_errors_in_order(monkeypatch: pytest.MonkeyPa
         time.sleep(0.01)
     assert worker._thread is None
     assert asyncio.run(main())[5] == 50  # and a new one starts on the next job
+
+
+def test_worker_stop_runs_what_is_queued_first() -> None:
+    worker = IngestWorker()
+    gate = threading.Event()
+    done: list[int] = []
+
+    def job(i: int) -> int:
+        gate.wait(5)  # the first job holds the thread while the others queue behind it
+        done.append(i)
+        return i
+
+    async def main() -> list[int]:
+        tasks = [asyncio.ensure_future(worker.run(job, i)) for i in range(5)]
+        await asyncio.sleep(0)  # all five queued
+        stopper = threading.Thread(target=worker.stop, args=(10.0,))
+        stopper.start()
+        gate.set()
+        results = await asyncio.gather(*tasks)
+        stopper.join(10)
+        assert not stopper.is_alive()
+        return results
+
+    assert asyncio.run(main()) == [0, 1, 2, 3, 4] and done == [0, 1, 2, 3, 4]
+    assert worker._thread is None
+    assert asyncio.run(main()) == [0, 1, 2, 3, 4]  # usable again (an app started a second time)

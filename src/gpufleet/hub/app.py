@@ -118,6 +118,9 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
             stop.set()
             for task in tasks:
                 await task
+            # Pushes still queued are stored now, before serve() closes the hub's store (uvicorn
+            # stops waiting for requests after its grace period; the thread would not).
+            await asyncio.to_thread(worker.stop, 60.0)
             auth.store.close()
 
     # docs_url/redoc_url off: FastAPI's pages load their viewers from a CDN; apidocs serves /docs offline.

@@ -8,7 +8,8 @@ one wake-up for all the pushes finished since the loop last ran (not a self-pipe
 Reads (query_range, pages) run in Starlette's own thread pool, not behind this queue.
 
 The thread starts on first use and ends after IDLE_S without work, so apps that come and go
-(tests) leave no threads behind.
+(tests) leave no threads behind. `stop()` (the app's shutdown) runs what is queued first, so no
+push is still being stored when the hub closes its store after the server stopped.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 IDLE_S = 30.0
 
-_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop] | None  # None: stop
 
 
 class IngestWorker:
@@ -39,13 +40,23 @@ class IngestWorker:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         self._jobs.put((fn, args, fut, loop))
-        if self._thread is None:
+        thread = self._thread
+        if thread is None or not thread.is_alive():
             self._start()
         return await fut
 
+    def stop(self, timeout: float | None = None) -> None:
+        """Let the thread run the jobs queued so far, then end; wait for that (at most `timeout` s)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._jobs.put(None)
+        if thread is not None:
+            thread.join(timeout)
+
     def _start(self) -> None:
         with self._lock:
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
                 self._thread.start()
 
@@ -56,12 +67,16 @@ class IngestWorker:
                 job = self._jobs.get(timeout=IDLE_S)
             except queue.Empty:
                 with self._lock:
+                    if self._thread is not me:  # stopped and replaced meanwhile: the new one works
+                        return
                     # run() put its job before looking at _thread: either it is in the queue now,
                     # or run() finds _thread None after this and starts a new thread.
-                    if self._thread is me and self._jobs.empty():
+                    if self._jobs.empty():
                         self._thread = None
                         return
                 continue
+            if job is None:
+                return
             fn, args, fut, loop = job
             try:
                 result, ok = fn(*args), True
