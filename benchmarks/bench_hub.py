@@ -636,7 +636,7 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
             vm = drive(["--target", "vm", "--url", f"http://127.0.0.1:{vport}", *gen_common], vmp.pid,
                        work / "gen-vm.log", vm_poll)
             # samples VM accepted (204) in the window: lines of the pushes sent (its own
-            # vm_rows_inserted_total counts more rows than lines sent, so it is shown apart)
+            # vm_rows_inserted_total, shown beside, should agree)
             vm["rows_counter"] = vm["end_poll"]["rows"] - vm["start_poll"]["rows"]
             vm["samples"] = vm["result"]["samples_ok"]
             vm["rate"] = vm["samples"] / vm["wall"]
