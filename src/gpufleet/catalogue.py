@@ -422,6 +422,8 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("hub", "nodes_up", "gauge", "Nodes sending data.", display="count"),
     Metric("hub", "nodes_stale", "gauge", "Nodes silent for 3 intervals.", display="count"),
     Metric("hub", "nodes_down", "gauge", "Nodes silent for long or unreachable.", display="count"),
+    Metric("hub", "nodes_moved", "gauge",
+           "Nodes silent here that another hub sharing this hub's --history hears.", display="count"),
     Metric("hub", "store_bytes", "gauge", "Bytes the embedded store takes on disk.", "bytes"),
     Metric("hub", "store_series", "gauge", "Series in the embedded store.", display="count"),
     Metric("hub", "store_errors_total", "counter", "Store operations that failed."),

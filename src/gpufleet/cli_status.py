@@ -67,7 +67,8 @@ def render(hub: str, s: dict[str, Any]) -> list[str]:
     store = f"store: {st['kind']}, " + ("ok" if st["ok"] else st["problem"])
     lines.append(store)
     lines.append(f"agents: {a['up']} up, {a['stale']} stale{_names(a['not_up'], 'stale')}, "
-                 f"{a['down']} down{_names(a['not_up'], 'down')}")
+                 f"{a['down']} down{_names(a['not_up'], 'down')}"
+                 + (f", {a['moved']} moved to another hub{_names(a['not_up'], 'moved')}" if a.get("moved") else ""))
     if not al["enabled"]:
         lines.append("alerts: not evaluated by this hub")
     else:

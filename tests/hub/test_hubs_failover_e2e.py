@@ -136,6 +136,72 @@ def test_two_storeless_hubs_failover_without_gaps(tmp_path: Path, monkeypatch: p
         assert not any("does not know this node's series shape" in text for text in logs)
 
 
+def test_node_moved_to_another_hub_is_moved_not_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hub a stays up; one of its nodes moves to hub b (its agent now lists b only), another stops.
+    a asks the shared VictoriaMetrics: the first is "moved" (no NodeDown), the second down (NodeDown)."""
+    monkeypatch.setenv("GPUFLEET_ALERT_INTERVAL", "0.5")
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text("builtin:\n  node_down: {for: 0s}\n")
+    with victoria_metrics(tmp_path, "-search.latencyOffset=1s") as (_, vm):
+        store_less = ("--remote-write", f"{vm}/api/v1/write", "--history", f"prometheus+{vm}", "--rules", str(rules),
+                      "--down-after", "4")
+        ports = [free_port(), free_port()]
+        urls = [f"http://127.0.0.1:{p}" for p in ports]
+        datas = [tmp_path / "hub-a", tmp_path / "hub-b"]
+        procs: list[Proc] = []
+        agents: dict[str, Proc] = {}
+        try:
+            procs.append(hub_proc(tmp_path, datas[0], ports[0], *store_less, name="hub-a"))
+            token_file = tmp_path / "token"
+            token_file.write_text(join_token(datas[0]) + "\n")
+            token_file.chmod(0o600)
+            subprocess.run(gpufleet("token", "create", "--data", str(datas[1]), "--new", "--from-file", str(token_file)),
+                           capture_output=True, text=True, check=True)
+            procs.append(hub_proc(tmp_path, datas[1], ports[1], *store_less, name="hub-b"))
+            api_key = make_api_key(datas[0], "viewer")
+            key_a = bearer(api_key)
+            mover, stopper = _names(0, 2)
+
+            def agent(node: str, *hubs: str) -> Proc:
+                return Proc(gpufleet("agent", *(a for h in hubs for a in ("--hub", h)), "--token-file", str(token_file),
+                                     "--node", node, "--simulate", "2xRTX4090", "--interval", str(INTERVAL),
+                                     "--spool", str(tmp_path / f"spool-{node}-{len(hubs)}"),
+                                     "--listen", f"127.0.0.1:{free_port()}"), tmp_path / f"agent-{node}-{len(hubs)}.log")
+
+            for node in (mover, stopper):
+                agents[node] = agent(node, urls[0], urls[1])
+            eventually(lambda: {n: v["status"] for n, v in _nodes(urls[0], key_a).items()} == {mover: "up", stopper: "up"},
+                       timeout=30, what="both nodes up on hub a")
+            agents[mover].stop()
+            agents[mover] = agent(mover, urls[1])  # the node now pushes to b only
+            agents[stopper].stop()  # and this one is gone for good
+
+            def statuses() -> dict[str, str]:
+                return {n: v["status"] for n, v in _nodes(urls[0], key_a).items()}
+
+            eventually(lambda: statuses() == {mover: "moved", stopper: "down"}, timeout=40,
+                       what="hub a to show the moved node as moved and the stopped one as down")
+
+            def node_down() -> set[str]:
+                body = httpx.get(f"{urls[0]}/api/v1/alerts", headers=key_a, params={"state": "firing"}, timeout=5).json()
+                return {a["labels"].get("node", "") for a in body["alerts"]
+                        if a["labels"].get("alertname") == "GpufleetNodeDown"}
+
+            eventually(lambda: node_down() == {stopper}, timeout=15, what="NodeDown firing for the stopped node")
+            assert statuses()[mover] == "moved" and mover not in node_down()
+            report = httpx.get(f"{urls[0]}/api/v1/status", headers=key_a, timeout=5).json()
+            assert report["agents"]["moved"] == 1 and report["agents"]["down"] == 1
+            assert not any(mover in p for p in report["problems"]) and any(stopper in p for p in report["problems"])
+            metrics = httpx.get(f"{urls[0]}/metrics", headers=key_a, timeout=5).text
+            assert "gpufleet_hub_nodes_moved 1" in metrics
+            out = subprocess.run(gpufleet("status", "--hub", urls[0], "--api-key", api_key), capture_output=True, text=True)
+            assert out.returncode == 1, out.stderr  # degraded: the stopped node, not the moved one
+            assert f"1 moved to another hub ({mover})" in out.stdout and f"node {mover} is" not in out.stdout, out.stdout
+        finally:
+            for p in [*agents.values(), *procs]:
+                p.stop()
+
+
 def test_token_from_file_refuses_weak_or_known_tokens(tmp_path: Path) -> None:
     def create(data: Path, token_file: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(gpufleet("token", "create", "--data", str(data), "--new", "--from-file", str(token_file)),

@@ -107,7 +107,7 @@ class CapacityExtension:
                     log.warning("%s; keeping the groups last read", self.groups.error)
                 self._logged = self.groups.error
             snaps = [v.snapshot for v in list(self.hub.fleet.nodes.values())
-                     if v.snapshot is not None and v.status != "down"]
+                     if v.snapshot is not None and v.status not in ("down", "moved")]
             self._cached = rollup(snaps, gmap)
             self._at = now
         return self._cached

@@ -1,14 +1,16 @@
-"""The hub's live view of the fleet: each node's latest snapshot and its up/stale/down status.
+"""The hub's live view of the fleet: each node's latest snapshot and its up/stale/down/moved status.
 
 Status is derived from when data last arrived: stale after 3 of the node's intervals
 without data, down after `down_after` seconds (or at once when a pull scrape fails).
 The interval is learned from the gap between a node's consecutive snapshots.
+A silent node that another hub sharing this hub's history hears (elsewhere.py) is "moved".
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -155,8 +157,13 @@ class Fleet:
         if v.status != "down":
             v.status, v.since = "down", now
 
-    def sweep(self, now: float) -> list[tuple[str, str, str]]:
-        """Re-derive status from data age; returns (node, old, new) for each change."""
+    def sweep(self, now: float, elsewhere: Mapping[str, float] | None = None) -> list[tuple[str, str, str]]:
+        """Re-derive status from data age; returns (node, old, new) for each change.
+
+        `elsewhere`: node -> when it was last heard anywhere (its newest sample in a history
+        shared with other hubs, node clock). A silent node heard since its last snapshot here,
+        within `down_after`, is "moved": pushing to another hub, not down.
+        """
         changes = []
         for v in list(self.nodes.values()):
             if v.last_seen is None:
@@ -169,19 +176,26 @@ class Fleet:
                 status = "stale"
             if v.status == "down" and v.error and status == "up":
                 status = "down"  # a failing scrape keeps it down until data arrives
+            if status != "up" and elsewhere and not v.error and _moved(v, elsewhere.get(v.name), now, self.down_after):
+                status = "moved"
             if status != v.status:
                 changes.append((v.name, v.status, status))
                 v.status = status
                 # since = when the silence began, not when we noticed it
-                v.since = now if status == "up" else v.last_seen + (
+                v.since = now if status in ("up", "moved") else v.last_seen + (
                     self.down_after if status == "down" else 3 * v.interval + 1)
         return changes
 
     def counts(self) -> dict[str, int]:
-        out = {"up": 0, "stale": 0, "down": 0}
+        out = {"up": 0, "stale": 0, "down": 0, "moved": 0}
         for v in self.nodes.values():
             out[v.status] = out.get(v.status, 0) + 1
         return out
+
+    def silent(self) -> list[str]:
+        """Nodes not up that pushed here: those another hub may hear (elsewhere.py)."""
+        return [v.name for v in list(self.nodes.values())
+                if v.status != "up" and v.snapshot is not None and not v.error and v.source == "push"]
 
     # ---- the latest snapshot in its forms ---------------------------------------------------------
 
@@ -295,3 +309,10 @@ def _without_commands(snap: NodeSnapshot) -> NodeSnapshot:
 
 _members = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _enc = msgspec.json.Encoder()
+
+
+def _moved(v: NodeView, heard: float | None, now: float, down_after: float) -> bool:
+    """Heard elsewhere after its last snapshot here, and recently enough not to count as down."""
+    snap = v.snapshot
+    # The same clock on both sides: the node's, which stamped both snapshots.
+    return heard is not None and snap is not None and heard > snap.timestamp + 0.0005 and now - heard <= down_after

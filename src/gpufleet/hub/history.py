@@ -15,6 +15,7 @@ i.e. exactly [bin_start, bin_start + step): the same bins, then shifted back ont
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,9 +99,13 @@ class PromHistory:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _get(self, path: str, params: dict[str, Any]) -> Any:
+    def _get(self, path: str, params: dict[str, Any], *, post: bool = False, timeout: float | None = None) -> Any:
         try:
-            r = self._client.get(self.base + path, params=params)
+            if post:  # a long query (a regex of many node names) goes in the body, not the URL
+                r = self._client.post(self.base + path, data=params,
+                                      timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
+            else:
+                r = self._client.get(self.base + path, params=params)
         except httpx.HTTPError as exc:
             raise HistoryError(f"history server {self.safe_url} unreachable: {type(exc).__name__}: {exc}") from None
         try:
@@ -169,6 +174,30 @@ class PromHistory:
             params["end"] = _fmt(end)
         data = self._get("/api/v1/series", params)
         return [{str(k): str(v) for k, v in d.items()} for d in data or []]
+
+
+    def newest(self, metric: str, label: str, values: Sequence[str], timeout: float = 5.0) -> dict[str, float]:
+        """For each of `values` of `label` that has a sample of `metric` within the server's lookback
+        (5 min by default), the time of its newest sample; one instant query for all of them."""
+        if not values:
+            return {}
+        if not METRIC_NAME.fullmatch(metric) or not METRIC_NAME.fullmatch(label):
+            raise ValueError(f"invalid metric or label name {metric!r} / {label!r}")
+        alternatives = "|".join(re.escape(v) for v in sorted(set(values)))
+        query = f"max by ({label}) (timestamp({{__name__={quote(metric)}, {label}=~{quote(alternatives)}}}))"
+        data = self._get("/api/v1/query", {"query": query, "nocache": "1"}, post=True, timeout=timeout)
+        if not isinstance(data, dict) or data.get("resultType") != "vector":
+            raise HistoryError(f"history server {self.safe_url} did not answer a vector for {query}")
+        out: dict[str, float] = {}
+        for item in data.get("result", []):
+            name = str(item.get("metric", {}).get(label, ""))
+            try:
+                t = float(item["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            if name and math.isfinite(t):
+                out[name] = t
+        return out
 
 
 def _fmt(x: float) -> str:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # imported where used: a hub with --history never loads the s
     from ..store import SeriesResult, TimeSeriesStore
     from ..syntax import Matcher
     from .compact_push import Packed, Shapes
+    from .elsewhere import Elsewhere
     from .history import PromHistory
     from .remote_write import RemoteWriter
     from .scrape import ScrapeState
@@ -196,6 +197,9 @@ class Hub:
         self._disk_full = False  # the last write met ENOSPC and none has succeeded since
         self.store_broken = ""  # why the embedded store could not be opened ('' when it is fine)
         self._trimmer = Trimmer()
+        # With a history shared with other hubs: which silent nodes another hub hears (elsewhere.py).
+        self.elsewhere: Elsewhere | None = None
+        self._elsewhere_task: asyncio.Task[None] | None = None  # referenced while it runs
         self._open_storage()
         self._restore()
         self._state_version = self.state.data_version()
@@ -223,6 +227,9 @@ class Hub:
             from .history import PromHistory
 
             self.history = PromHistory(self.opts.history)
+            from .elsewhere import Elsewhere
+
+            self.elsewhere = Elsewhere(self.history.newest)
         else:
             from ..store import HOUR, MINUTE, RAW, StoreOptions, TimeSeriesStore
 
@@ -580,7 +587,8 @@ class Hub:
         changes are saved by the `save` job.
         """
         now = time.time() if now is None else now
-        for name, old, new in self.fleet.sweep(now):
+        heard = self.elsewhere.heard if self.elsewhere is not None else None
+        for name, old, new in self.fleet.sweep(now, heard):
             log.info("node %s is %s (was %s)", name, new, old)
             self._status_dirty.add(name)
 
@@ -681,6 +689,12 @@ class Hub:
             while not stop.is_set():
                 now_m = time.monotonic()
                 await self.jobs.run("status", self.tick)
+                if self.elsewhere is not None and self.elsewhere.due(now_m):
+                    silent = self.fleet.silent()
+                    if silent or self.elsewhere.heard:
+                        # Not awaited: a slow history must not hold up the status tick.
+                        task = asyncio.create_task(asyncio.to_thread(self.elsewhere.refresh, silent))
+                        self._elsewhere_task = task
                 if now_m - last_flush >= 1.0 and self.store is not None:
                     last_flush = now_m
                     await self.jobs.run("flush", self._flush_store, thread=True)
@@ -792,6 +806,7 @@ class Hub:
             **self.counters.values(),
             "ingest_lag_seconds": self.last_lag, "ingest_lag_max_seconds": self.lag_max(now),
             "nodes_up": counts["up"], "nodes_stale": counts["stale"], "nodes_down": counts["down"],
+            "nodes_moved": counts["moved"],
         }
         if self.store is not None:
             values["storage_paused"] = 1.0 if self.storage_paused() else 0.0

@@ -133,7 +133,7 @@ class TopApp(App[None]):
         view.empty_text = (f"nothing matches the filter {self.how.filter!r} (Esc clears it)" if self.how.filter
                            else "no free GPUs (f shows all)" if self.how.free_only else "no nodes yet")
         view.set_lines(arrange(fleet, self.how))
-        counts = {"up": 0, "stale": 0, "down": 0}
+        counts = {"up": 0, "stale": 0, "down": 0, "moved": 0}
         for n in fleet.nodes:
             counts[n.status] = counts.get(n.status, 0) + 1
         gpus = fleet.gpu_count()
@@ -145,6 +145,8 @@ class TopApp(App[None]):
             s.append(f" {counts['stale']} stale", "bold yellow")
         if counts["down"]:
             s.append(f" {counts['down']} down", "bold red")
+        if counts["moved"]:
+            s.append(f" {counts['moved']} moved to another hub", "bold")
         s.append(f" │ {gpus} GPUs, {gpus - free} busy, {free} free", "bold")
         s.append(f" │ sort {self.how.sort_name}")
         if self.how.free_only:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .layout import Line
 from .model import Fleet, GpuRow, NodeRow, is_free
 
-_STATUS_RANK = {"down": 0, "stale": 1, "up": 2}
+_STATUS_RANK = {"down": 0, "stale": 1, "moved": 2, "up": 3}
 
 
 def _avg(xs: list[float | None]) -> float:

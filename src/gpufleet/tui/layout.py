@@ -25,7 +25,8 @@ GREEN = Style(color="green")
 YELLOW = Style(color="yellow")
 RED = Style(color="red")
 BAR_STYLES = (Style(color="green"), Style(color="yellow"), Style(color="red"))
-STATUS_STYLES = {"up": Style(color="green"), "stale": Style(color="black", bgcolor="yellow", bold=True),
+STATUS_STYLES = {"up": Style(color="green"), "moved": Style(color="white", bgcolor="blue", bold=True),
+                 "stale": Style(color="black", bgcolor="yellow", bold=True),
                  "down": Style(color="white", bgcolor="red", bold=True)}
 
 

@@ -39,7 +39,7 @@ from .expr import Expr, ExprError, parse_duration, parse_expr, parse_matchers
 from .templating import Template, TemplateError
 
 SEVERITIES = ("critical", "warning", "info")
-NODE_STATUSES = ("up", "stale", "down")
+NODE_STATUSES = ("up", "stale", "down", "moved")  # moved: heard by another hub (hub/elsewhere.py)
 _PARAM = re.compile(r"\{\{\s*\.?(" + LABEL_NAME.pattern + r")\s*\}\}")
 
 TEMPLATE_KEYS = frozenset({"alert", "params", "expr", "metric", "match", "condition", "threshold", "for",

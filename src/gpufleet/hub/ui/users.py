@@ -61,7 +61,7 @@ def users_table(views: Iterable[NodeView]) -> list[dict[str, Any]]:
 
     for v in views:
         snap = v.snapshot
-        if snap is None or v.status == "down":
+        if snap is None or v.status in ("down", "moved"):
             continue
         for g in snap.gpus:
             for p in g.processes:

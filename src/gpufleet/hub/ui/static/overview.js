@@ -19,9 +19,11 @@ function gpus(s) {
     const g = s[`g${i}`];
     if (!g) continue;
     const [util, mem, temp, power, nproc] = g;
-    const down = s.st === "down" || s[`gd${i}`] === 1;
-    const state = down ? "lost" : util >= IDLE_UTIL ? "busy" : nproc > 0 ? "idle" : "free";
-    out.push({ i, util, mem, total: s[`gm${i}`], temp, power, nproc, users: s[`gu${i}`] || "", down, state });
+    // moved: pushing to another hub, which counts its GPUs; here they are neither lost nor in use
+    const away = s.st === "moved";
+    const down = !away && (s.st === "down" || s[`gd${i}`] === 1);
+    const state = away ? "away" : down ? "lost" : util >= IDLE_UTIL ? "busy" : nproc > 0 ? "idle" : "free";
+    out.push({ i, util, mem, total: s[`gm${i}`], temp, power, nproc, users: s[`gu${i}`] || "", down, away, state });
   }
   return out;
 }
@@ -111,14 +113,14 @@ function matches(name, s) {
   return true;
 }
 
-const STATUS_ORDER = { down: 0, stale: 1, up: 2 };
+const STATUS_ORDER = { down: 0, stale: 1, moved: 2, up: 3 };
 function sortKey(name, s) {
   const gs = gpus(s);
   switch (ctl.sort.value) {
     case "util": return -(gs.reduce((a, g) => a + (g.util || 0), 0) / (gs.length || 1));
     case "free": return -gs.filter((g) => g.state === "free").length;
     case "power": return -gs.reduce((a, g) => a + (g.power || 0), 0);
-    case "status": return STATUS_ORDER[s.st] ?? 3;
+    case "status": return STATUS_ORDER[s.st] ?? 4;
     default: return 0;
   }
 }
@@ -158,7 +160,7 @@ function cardHTML(name, s) {
 
 function tileHTML(name, s) {
   const cells = gpus(s).map((g) => `<i data-gpu="${g.i}" data-util="${g.util ?? ""}" data-free="${g.state === "free" ? 1 : 0}"` +
-    ` style="background:${g.down ? "var(--bad)" : heat(g.util)}" title="${esc(tileTitle(name, g))}"></i>`).join("");
+    ` style="background:${g.down ? "var(--bad)" : g.away ? "var(--line)" : heat(g.util)}" title="${esc(tileTitle(name, g))}"></i>`).join("");
   return `<a class="tile" href="/nodes/${encodeURIComponent(name)}" data-node="${esc(name)}" data-status="${s.st}"` +
     ` data-ts="${s.ts ?? ""}" title="${esc(name)} — ${s.st}"><span class="tn">${esc(name)}</span>` +
     `<span class="cells">${cells || '<span class="muted">cpu</span>'}</span></a>`;
@@ -250,7 +252,7 @@ function patch(name) {
       if (!g) return;
       c.dataset.util = g.util ?? "";
       c.dataset.free = g.state === "free" ? 1 : 0;
-      c.style.background = g.down ? "var(--bad)" : heat(g.util);
+      c.style.background = g.down ? "var(--bad)" : g.away ? "var(--line)" : heat(g.util);
       c.title = tileTitle(name, g);
     });
     return;
@@ -291,7 +293,7 @@ function patch(name) {
 
 let alertsFiring = null;
 function totals() {
-  const t = { up: 0, stale: 0, down: 0, busy: 0, idle: 0, free: 0, lost: 0, power: 0, util: 0, n: 0 };
+  const t = { up: 0, stale: 0, down: 0, moved: 0, away: 0, busy: 0, idle: 0, free: 0, lost: 0, power: 0, util: 0, n: 0 };
   const perGroup = new Map();
   for (const [, s] of nodes) {
     t[s.st] = (t[s.st] || 0) + 1;
@@ -304,13 +306,13 @@ function totals() {
       gt.gpus++;
       if (g.state === "busy") gt.busy++;
       if (g.state === "free") gt.free++;
-      if (!g.down) { t.power += g.power || 0; t.util += g.util || 0; t.n++; gt.util += g.util || 0; }
+      if (!g.down && !g.away) { t.power += g.power || 0; t.util += g.util || 0; t.n++; gt.util += g.util || 0; }
     }
     perGroup.set(key, gt);
   }
   const set = (id, v) => { const e = document.getElementById(id); if (e && e.textContent !== String(v)) e.textContent = v; };
   set("t-nodes", `${t.up}`);
-  set("t-nodes-of", `of ${nodes.size}${t.stale ? ` · ${t.stale} stale` : ""}${t.down ? ` · ${t.down} down` : ""}`);
+  set("t-nodes-of", `of ${nodes.size}${t.stale ? ` · ${t.stale} stale` : ""}${t.down ? ` · ${t.down} down` : ""}${t.moved ? ` · ${t.moved} moved to another hub` : ""}`);
   set("t-busy", t.busy); set("t-idle", t.idle); set("t-free", t.free);
   set("t-lost", t.lost ? `${t.lost} lost` : "");
   set("t-util", t.n ? `${Math.round(t.util / t.n)}%` : "—");
