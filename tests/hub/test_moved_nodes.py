@@ -77,7 +77,7 @@ def test_refresh_asks_once_for_all_and_keeps_the_last_answer_on_errors(caplog: p
         return a
 
     e = Elsewhere(newest, every=10)
-    assert e.due()
+    assert e.due(0.0) and e.take_turn(0.0) and not e.take_turn(1.0)  # one refresh per turn
     e.refresh(["b", "a", "a"])
     assert asked == [(SIGN_METRIC, NODE_LABEL, ["a", "b"])] and e.heard == {"a": 5.0}
     assert not e.due()  # rate-limited

@@ -47,12 +47,21 @@ class Elsewhere:
         now_m = time.monotonic() if now_m is None else now_m
         return now_m >= self._next and not self._busy.locked()
 
+    def take_turn(self, now_m: float | None = None) -> bool:
+        """True when a refresh is due, and then none is due for `every` (so a refresh not yet
+        begun in its thread is not started twice)."""
+        now_m = time.monotonic() if now_m is None else now_m
+        if not self.due(now_m):
+            return False
+        self._next = now_m + self.every
+        return True
+
     def refresh(self, nodes: Iterable[str]) -> None:
         """Ask the history about `nodes` (blocking: run it in a thread)."""
         if not self._busy.acquire(blocking=False):
             return
         try:
-            self._next = time.monotonic() + self.every
+            self._next = max(self._next, time.monotonic() + self.every)
             names = sorted(set(nodes))
             if not names:
                 self.heard = {}

@@ -160,6 +160,12 @@ def _after_reads(push: Callable[..., T]) -> Callable[..., T]:
     return after_reads
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A background task's unexpected error, logged (refresh() itself handles the history's)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("asking the shared history for moved nodes failed", exc_info=task.exception())
+
+
 class Hub:
     def __init__(self, opts: HubOptions) -> None:
         self.opts = opts
@@ -691,9 +697,10 @@ class Hub:
                 await self.jobs.run("status", self.tick)
                 if self.elsewhere is not None and self.elsewhere.due(now_m):
                     silent = self.fleet.silent()
-                    if silent or self.elsewhere.heard:
+                    if (silent or self.elsewhere.heard) and self.elsewhere.take_turn(now_m):
                         # Not awaited: a slow history must not hold up the status tick.
                         task = asyncio.create_task(asyncio.to_thread(self.elsewhere.refresh, silent))
+                        task.add_done_callback(_log_failure)
                         self._elsewhere_task = task
                 if now_m - last_flush >= 1.0 and self.store is not None:
                     last_flush = now_m

@@ -59,7 +59,7 @@ class GpuRow:
 @dataclass(slots=True)
 class NodeRow:
     name: str
-    status: str  # up | stale | down (agent mode: always up while it answers)
+    status: str  # up | stale | down | moved (to another hub; agent mode: always up while it answers)
     since: float | None
     last_seen: float | None
     labels: dict[str, str]
