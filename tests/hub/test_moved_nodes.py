@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 
@@ -10,6 +12,8 @@ from gpufleet.hub.alerts.rules import NODE_STATUSES, load_rules_text
 from gpufleet.hub.elsewhere import NODE_LABEL, SIGN_METRIC, Elsewhere
 from gpufleet.hub.fleet import Fleet
 from gpufleet.hub.history import HistoryError
+from gpufleet.hub.service import Hub, HubOptions
+from realparts import free_port
 from sample_snapshot import sample_snapshot
 
 
@@ -49,7 +53,8 @@ def test_own_samples_and_old_ones_do_not_count() -> None:
     g = _fleet("a")
     assert g.sweep(1030.0, {"a": 1029.0}) == [("a", "up", "moved")]
     assert g.sweep(1160.0, {"a": 1029.0}) == [("a", "moved", "down")]
-    assert g.nodes["a"].since == 1000.0 + 120  # when the silence here began counting as down
+    # down from now (not since its silence here), so NodeDown's `for` counts from now
+    assert g.nodes["a"].since == 1160.0
 
 
 def test_no_history_answer_keeps_todays_statuses() -> None:
@@ -95,3 +100,19 @@ def test_moved_is_a_node_status_the_builtin_node_down_rule_leaves_out() -> None:
     rules = load_rules_text("")
     (down,) = [r for r in rules.rules if r.alert == "GpufleetNodeDown"]
     assert "moved" not in down.statuses and "down" in down.statuses
+
+
+def test_hub_with_an_unreachable_history_keeps_todays_statuses(tmp_path: Path) -> None:
+    hub = Hub(HubOptions(data=tmp_path / "data", history=f"prometheus+http://127.0.0.1:{free_port()}"))
+    try:
+        assert hub.elsewhere is not None
+        t = 1000.0
+        hub.fleet.update(msgspec.structs.replace(sample_snapshot("a"), timestamp=t), now=t)
+        hub.tick(t + 30)
+        assert hub.fleet.silent() == ["a"]
+        hub.elsewhere.refresh(hub.fleet.silent())  # the TSDB is not there: an error, no answer
+        assert "unreachable" in hub.elsewhere.error and hub.elsewhere.heard == {}
+        hub.tick(t + 200)
+        assert hub.fleet.nodes["a"].status == "down" and hub.values()["nodes_moved"] == 0
+    finally:
+        hub.close()

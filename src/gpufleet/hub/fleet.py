@@ -180,9 +180,11 @@ class Fleet:
                 status = "moved"
             if status != v.status:
                 changes.append((v.name, v.status, status))
+                # since = when the silence began, not when we noticed it; for a moved node that
+                # falls silent, when the hub it moved to last heard it is about now (heard + down_after)
+                moved_on = v.status == "moved"
                 v.status = status
-                # since = when the silence began, not when we noticed it
-                v.since = now if status in ("up", "moved") else v.last_seen + (
+                v.since = now if status in ("up", "moved") or moved_on else v.last_seen + (
                     self.down_after if status == "down" else 3 * v.interval + 1)
         return changes
 
