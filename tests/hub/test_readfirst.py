@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gpufleet.hub import readfirst
 from gpufleet.hub.readfirst import ReadFirst
+from gpufleet.hub.service import Hub, HubOptions
 
 
 def _push_in_thread(gate: ReadFirst) -> tuple[threading.Thread, threading.Event]:
@@ -59,3 +62,34 @@ def test_nested_reads_release_the_gate_only_when_the_last_ends() -> None:
         assert not done.wait(0.1)
     assert done.wait(5)
     t.join()
+
+
+def test_hub_background_reads_neither_hold_pushes_nor_go_before_api_reads(tmp_path: Path) -> None:
+    """Usage settling reads the store for half a second at a time: that held every push 0.25 s and
+    week queries ~300 ms every 30 s while it counted as a reader that goes first."""
+    hub = Hub(HubOptions(data=tmp_path / "data"))
+    try:
+        store = hub.store
+        assert store is not None
+        seen: list[bool] = []
+        real = store.query_range
+
+        def query_range(*args: Any, **kwargs: Any) -> Any:
+            seen.append(hub.reads_first._reads > 0)  # would a push starting now wait?
+            return real(*args, **kwargs)
+
+        store.query_range = query_range  # type: ignore[method-assign]
+        q = ("gpufleet_gpu_utilization_ratio", [], 0.0, 10.0, 1.0, "avg")
+        hub.query_range(*q)
+        hub.query_range(*q, background=True)
+        assert seen == [True, False]
+
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (hub.query_range(*q, background=True), done.set()))
+        with hub.reads_first.reading():  # an API read running: the background one waits for it
+            t.start()
+            assert not done.wait(0.1)
+        assert done.wait(5)
+        t.join()
+    finally:
+        hub.close()

@@ -67,7 +67,7 @@ class UsageExtension:
         mount(app, self)
 
     def _query(self, metric: str, matchers: Any, start: float, end: float, step: float, agg: str) -> Any:
-        return self.hub.query_range(metric, matchers, start, end, step, agg)
+        return self.hub.query_range(metric, matchers, start, end, step, agg, background=True)
 
     def settle(self, now: float | None = None, budget_s: float | None = None) -> int:
         """One step: close silent nodes' holds, then settle figures up to each node's newest data."""
