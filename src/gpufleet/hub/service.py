@@ -640,6 +640,7 @@ class Hub:
             statuses: list[tuple[str, str, float, float | None]] = []
             items: list[tuple[str, float, bytes]] = []
             for name in dirty | status_dirty:
+                self.reads_first.wait()  # making a node's JSON shares the GIL with reads: they go first
                 v = self.fleet.nodes.get(name)
                 if v is None:
                     continue
