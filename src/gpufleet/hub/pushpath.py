@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gpufleet.hub")
 
 SENT_AT = "x-gpufleet-sent-at"  # the agent's clock when it sent the push: the hub measures skew
+_SENT_AT = SENT_AT.encode()
 MISSING_CREDENTIAL = "missing credential: send `Authorization: Bearer <token>`"
 Ingest = Callable[[bytes, str, "str | None"], tuple[int, int]]
 
@@ -150,7 +151,7 @@ class PushPath:
                 declared = declared if declared is not None else v.decode("latin-1")
             elif k == b"content-encoding":
                 encoding = encoding if encoding is not None else v.decode("latin-1")
-            elif k == b"x-gpufleet-sent-at":
+            elif k == _SENT_AT:
                 sent_at = sent_at if sent_at is not None else v.decode("latin-1")
         credential = bearer(authorization)
         if credential is None:

@@ -23,7 +23,13 @@ class ReadFirst:
         self._reads = 0
 
     @contextmanager
-    def reading(self) -> Iterator[None]:
+    def reading(self, first: bool = True) -> Iterator[None]:
+        """A read; with `first=False` (background work) it goes after the reads running now and
+        does not hold pushes either."""
+        if not first:
+            self.wait()
+            yield
+            return
         with self._cv:
             self._reads += 1
         try:

@@ -804,11 +804,7 @@ class Hub:
         if self.store_broken:
             raise IngestError(503, f"no history: the hub's store could not be opened ({self.store_broken})")
         if self.store is not None:
-            if background:
-                self.reads_first.wait()
-                with self._store_lock:
-                    return list(self.store.query_range(metric, matchers, start, end, step, agg))
-            with self.reads_first.reading(), self._store_lock:
+            with self.reads_first.reading(first=not background), self._store_lock:
                 return list(self.store.query_range(metric, matchers, start, end, step, agg))
         assert self.history is not None  # opened at start: the store or --history
         return list(self.history.query_range(metric, matchers, start, end, step, agg))
