@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import struct
 import zlib
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,8 @@ def test_observers_see_a_compact_push_as_a_json_push_but_cpu_cores_and_links(tmp
         for a, b in zip(seen["json"], seen["compact"]):
             assert replace(a, cpus=[], gpus=[replace(g, links=[]) for g in a.gpus]) == \
                 replace(b, cpus=[], gpus=[replace(g, links=[]) for g in b.gpus])
-            assert [c.cpu for c in a.cpus] == [c.cpu for c in b.cpus]  # the records, without their values
+            assert a.cpus and b.cpus == []  # the cores are checked against the shape, not decoded
+            assert [[x.link for x in g.links] for g in a.gpus] == [[x.link for x in g.links] for g in b.gpus]
     finally:
         by_json.close()
         by_compact.close()
@@ -214,6 +216,23 @@ def test_cpu_and_link_records_unlike_the_shape_are_refused_when_deferred(tmp_pat
             with pytest.raises(CompactError) as e:
                 decode(bad, shapes, lambda i, x: None, defer)
             assert f"the snapshot's {scope} records do not match its shape" in str(e.value), (defer, str(e.value))
+    # Cores that do not decode as cores: the path to the bad field, in the frame
+    rest = msgspec.json.decode(to_json(s), type=NodeSnapshot)
+    shape, values = compact.split(rest)
+    good = compact.encode_frame(sid, rest, values, None)
+    head_len = struct.unpack_from("<I", good)[0]
+    head = good[4:4 + head_len].replace(b'{"cpu":3}', b'{"cpu":"3"}', 1)
+    bad = struct.pack("<I", len(head)) + head + good[4 + head_len:]
+    assert len(head) == head_len + 2
+    for defer in (frozenset(), LEAN_LACKS):
+        with pytest.raises(CompactError) as e:
+            decode(compact.MAGIC + bad, shapes, lambda i, x: None, defer)
+        assert e.value.status == 400 and "`$.frames[0].snapshot.cpus[3].cpu`" in str(e.value), str(e.value)
+    # and the same cores as before, known by their bytes, are not in the snapshot (deferred)
+    # or are there with their values (an alert rule reads them)
+    (lean,) = decode(compact.MAGIC + good, shapes, lambda i, x: None, LEAN_LACKS)
+    (full,) = decode(compact.MAGIC + good, shapes, lambda i, x: None, frozenset())
+    assert lean.snapshot.cpus == [] and full.snapshot.cpus == s.cpus
 
 
 def test_a_frame_with_its_shape_is_kept_without_the_shape(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ import sys
 from array import array
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -23,7 +25,7 @@ import numpy as np
 from ..compact import LENGTH, MAGIC, PACKED_SCOPES, UNKNOWN_SHAPE, Frame, ShapeRecord
 from ..scopes import STORED_SCOPES, records
 from ..series import SeriesKey, build_keys
-from ..snapshot import NodeSnapshot
+from ..snapshot import CpuCore, NodeSnapshot
 from .state import scrub_own_secrets
 
 _frame_decoder = msgspec.json.Decoder(Frame)
@@ -38,6 +40,44 @@ class _RawFrame(msgspec.Struct, kw_only=True):
 
 
 _raw_frame_decoder = msgspec.json.Decoder(_RawFrame)
+
+
+def _with_raw_cpus() -> type[msgspec.Struct]:
+    """NodeSnapshot with its `cpus` left as JSON bytes (made from its fields: always in step)."""
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for f in msgspec.structs.fields(NodeSnapshot):
+        if f.name == "cpus":
+            fields.append((f.name, msgspec.Raw, msgspec.Raw(b"[]")))
+        elif f.default is not msgspec.NODEFAULT:
+            fields.append((f.name, f.type, f.default))
+        elif f.default_factory is not msgspec.NODEFAULT:
+            fields.append((f.name, f.type, msgspec.field(default_factory=f.default_factory)))
+        else:
+            fields.append((f.name, f.type))
+    return msgspec.defstruct("_HotSnapshot", fields, kw_only=True, gc=False)
+
+
+_HotSnapshot = _with_raw_cpus()
+_SNAPSHOT_FIELDS = tuple(f.name for f in msgspec.structs.fields(NodeSnapshot))
+_snapshot_fields = attrgetter(*_SNAPSHOT_FIELDS)
+
+
+class _HotFrame(msgspec.Struct, kw_only=True):
+    """Frame as the ingest path decodes it."""
+
+    shape: str
+    snapshot: _HotSnapshot  # type: ignore[valid-type]  # (NodeSnapshot but for `cpus`)
+    series: list[tuple[str, list[str], list[str]]] | None = None
+
+
+_hot_frame_decoder = msgspec.json.Decoder(_HotFrame)
+_cpus_decoder = msgspec.json.Decoder(list[CpuCore])
+
+
+def _as_snapshot(hot: Any, cpus: list[CpuCore]) -> NodeSnapshot:
+    kw = dict(zip(_SNAPSHOT_FIELDS, _snapshot_fields(hot)))
+    kw["cpus"] = cpus
+    return NodeSnapshot(**kw)
 _raw_frame_encoder = msgspec.json.Encoder()
 SKEW = "clock_skew_seconds"  # agent scope: added by the hub from the push's send time
 
@@ -84,6 +124,10 @@ class Shape:
     cpus: list[int] | None = None
     links: list[list[int]] | None = None
     numbered: bool = False
+    # The JSON of the frames' `cpus` (the cores without their packed values: the same bytes
+    # every push) once it was found to match the shape: later frames are checked by a compare
+    # of bytes, and their 224 cores decoded only when a reader on the ingest path wants them.
+    cpu_json: bytes | None = None
 
     def store_keys(self, base: dict[str, str], skew: bool, shapes: Shapes) -> None:
         """Build keys, pick and skew_at for these labels, once (the next pushes reuse them)."""
@@ -268,14 +312,15 @@ def decode(body: bytes, shapes: Shapes, check: Callable[[int, NodeSnapshot], Non
         values = np.frombuffer(body, dtype="<f8", count=n, offset=pos)
         pos += 8 * n
         try:
-            frame = _frame_decoder.decode(head)
+            frame = _hot_frame_decoder.decode(head)
         except msgspec.ValidationError as e:
             raise CompactError(400, f"invalid frame: {str(e).replace('`$', f'`$.frames[{i}]')}") from None
         except msgspec.DecodeError as e:
             raise CompactError(400, f"frames[{i}] is not valid JSON: {e}") from None
         except RecursionError:
             raise CompactError(400, f"frames[{i}] is JSON nested too deeply") from None
-        snap = frame.snapshot
+        hot: Any = frame.snapshot
+        snap = _as_snapshot(hot, [])
         check(i, snap)
         if frame.series is not None:
             shape = _shape(frame.series, i)
@@ -295,7 +340,15 @@ def decode(body: bytes, shapes: Shapes, check: Callable[[int, NodeSnapshot], Non
         if not np.isfinite(values).all():
             bad = int(np.argmin(np.isfinite(values)))
             raise CompactError(400, f"frames[{i}]: value {bad} is {values[bad]!r}: values must be finite numbers")
-        _fill(snap, shape, values, i, defer)
+        cpu_json = hot.cpus
+        if "cpu" in defer and shape.cpu_json is not None and memoryview(cpu_json) == shape.cpu_json:
+            _fill(snap, shape, values, i, defer, _CPU)  # the very cores that matched before
+        else:
+            snap.cpus = _cpus(cpu_json, i)
+            _fill(snap, shape, values, i, defer)
+            shape.cpu_json = bytes(cpu_json)  # they match the shape
+            if "cpu" in defer:
+                snap.cpus = []  # no reader on the ingest path wants them (Packed.whole() has them)
         out.append(Decoded(snap, shape, values, head, defer))
         i += 1
     if not out:
@@ -303,14 +356,28 @@ def decode(body: bytes, shapes: Shapes, check: Callable[[int, NodeSnapshot], Non
     return out
 
 
+_CPU = frozenset({"cpu"})
+
+
+def _cpus(data: msgspec.Raw, i: int) -> list[CpuCore]:
+    try:
+        return _cpus_decoder.decode(data)
+    except msgspec.ValidationError as e:
+        raise CompactError(400, f"invalid frame: {str(e).replace('`$', f'`$.frames[{i}].snapshot.cpus')}") from None
+
+
 def _fill(snap: NodeSnapshot, shape: Shape, values: np.ndarray, i: int,
-          defer: frozenset[str] = frozenset()) -> None:
+          defer: frozenset[str] = frozenset(), checked: frozenset[str] = frozenset()) -> None:
     """Put the values back into the snapshot's records (live views read them there), but for
-    `defer`'s scopes, whose records are only checked."""
+    `defer`'s scopes, whose records are only checked, unless they are `checked` already (and
+    absent from `snap`)."""
     got: list[tuple[int, Mapping[str, float]]] = []  # (the record's place in the shape, its values)
     j = 0
     for scope in PACKED_SCOPES:
         want = shape.ids[scope]
+        if scope in checked:
+            j += len(want)
+            continue
         by_number = _BY_NUMBER.get(scope)
         if by_number is not None and _same_numbers(snap, scope, shape):
             if scope not in defer:

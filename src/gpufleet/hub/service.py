@@ -216,8 +216,8 @@ class Hub:
         self.extensions: list[Extension] = []
         # Called with every stored snapshot, oldest first per node, in the ingest thread: each
         # must be cheap and never raise (the occupancy record compares GPU holders, usage/record.py).
-        # A compact push's snapshots come without the values of their per-CPU records and GPU
-        # links (LEAN_LACKS, unless an alert rule reads them): ask Fleet.snapshot() for those.
+        # A compact push's snapshots come without their per-CPU records and without the values
+        # of their GPU links (LEAN_LACKS, unless an alert rule reads them): ask Fleet.snapshot().
         self.observers: list[Callable[[NodeSnapshot], None]] = []
         self.targets_watcher: TargetsWatcher | None = None
         self._targets_error = ""
