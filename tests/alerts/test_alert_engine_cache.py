@@ -122,6 +122,32 @@ def test_a_missing_counter_value_ends_the_series_and_its_return_picks_up(tmp_pat
     assert _active(eng, "TestXid")[("a", "0")].value == 2.0  # the increase before the gap still counts
 
 
+def test_counter_series_that_can_no_longer_count_are_forgotten(tmp_path: Path) -> None:
+    """Nodes and records come and go (containers, users, a GPU taken out): the counters'
+    trackers must not keep every series ever seen for as long as the hub runs."""
+    eng = Engine(_rules(tmp_path))
+    t = 1000.0
+    eng.evaluate(_inputs(_snap("a", t, [50.0, 50.0]), _snap("b", t, [50.0, 50.0])), now=t)
+    assert eng.columns.counter_series == 4
+    # b is gone, a's GPU 1 too; a's GPU 0 counts on, a snapshot every 5 s
+    while t < 1000.0 + eng.lookback + 60.0 + 2 * eng.columns.SWEEP_S:  # past the lookback and the 1m window
+        t += 5.0
+        eng.evaluate(_inputs(_snap("a", t, [50.0])), now=t)
+    assert eng.columns.counter_series == 1
+    t += 5.0
+    eng.evaluate(_inputs(_snap("a", t, [50.0], xid=1.0)), now=t)
+    assert _active(eng, "TestXid")[("a", "0")].value == 1.0  # the series that stayed counts on
+    # a GPU back after a long gap starts from its value then (its old samples are out of every window)
+    t += 5.0
+    eng.evaluate(_inputs(_snap("a", t, [50.0, 50.0], xid=7.0)), now=t)
+    assert set(_active(eng, "TestXid")) == {("a", "0")} and eng.columns.counter_series == 2
+    # no rule counts any more: nothing is tracked
+    eng.set_rules(_rules(tmp_path, RULES.split("  - alert: TestXid")[0]))
+    t += eng.columns.SWEEP_S
+    eng.evaluate(_inputs(_snap("a", t, [50.0, 50.0], xid=8.0)), now=t)
+    assert eng.columns.counter_series == 0
+
+
 def test_annotations_follow_the_value_and_a_reloaded_rule(tmp_path: Path) -> None:
     eng = Engine(_rules(tmp_path))
     eng.evaluate(_inputs(_snap("a", 1000.0, [92.0])), now=1000.0)

@@ -122,6 +122,8 @@ class ScopeData:
 class ColumnReader:
     """Reads what the rules need out of snapshots; owns the per-node cache and counter trackers."""
 
+    SWEEP_S = 60.0  # how often counter series that can no longer count are looked for
+
     def __init__(self, lookback: float) -> None:
         self.lookback = lookback
         self._cache: dict[str, NodeCols] = {}
@@ -131,6 +133,7 @@ class ColumnReader:
         self._counter_windows: dict[tuple[str, str], float] = {}
         # The counters of record scopes: (scope, key, window, position in a row, row length).
         self._counted: list[tuple[str, str, float, int, int]] = []
+        self._swept = float("-inf")
 
     def set_rules(self, rules: Iterable[Rule]) -> None:
         need: dict[str, set[str]] = {}
@@ -160,6 +163,11 @@ class ColumnReader:
     def cached(self) -> int:
         return len(self._cache)
 
+    @property
+    def counter_series(self) -> int:
+        """Counter series tracked (each its last sample and recent increases)."""
+        return sum(len(t) for t in self._trackers.values())
+
     def forget_except(self, names: set[str], now: float) -> None:
         """Drop what is kept for nodes the fleet no longer has, once their columns could not count
         again (a node back with the same snapshot object, while fresh, finds its columns as they were)."""
@@ -169,6 +177,30 @@ class ColumnReader:
             del self._cache[name]
         for name in [n for n in self._columns if n not in names]:
             del self._columns[name]  # only a shortcut: the trackers hold the counters' state
+
+    def sweep_counters(self, now: float) -> int:
+        """Forget counter series that can no longer count (every SWEEP_S at most): those of nodes
+        whose columns are gone, of keys no rule counts any more, and those not seen for longer than
+        their window from their node's latest snapshot (a record gone: a user, a container, a
+        GPU). A series back later starts from its value then, as Prometheus' increase() over a
+        window holding none of its old samples would; without this, a fleet whose nodes and
+        records come and go grew these for as long as the hub ran. Returns how many it forgot."""
+        if now - self._swept < self.SWEEP_S:
+            return 0
+        self._swept = now
+        latest = {name: c.snap.timestamp for name, c in self._cache.items() if c.snap is not None}
+        forgot = 0
+        for ck in [ck for ck in self._trackers if ck not in self._counter_windows]:
+            forgot += len(self._trackers.pop(ck))
+        for ck, tracker in self._trackers.items():
+            span = self._counter_windows[ck] + self.lookback
+            hub = ck[0] == "hub"  # one series, on the hub's clock
+            gone = [k for k, s in tracker.items()
+                    if (t := now if hub else latest.get(k[0])) is None or s.t < t - span]
+            for k in gone:
+                del tracker[k]
+            forgot += len(gone)
+        return forgot
 
     def node_cols(self, n: NodeInput) -> NodeCols:
         snap = n.snapshot

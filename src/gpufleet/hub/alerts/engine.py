@@ -161,6 +161,7 @@ class Engine:
                 fresh_names.add(n.name)
         if self.columns.cached > len(node_list):
             self.columns.forget_except({n.name for n in node_list}, now)
+        self.columns.sweep_counters(now)
         scopes: dict[str, ScopeData] = {}
         changed: dict[str, Alert] = {}
         seen: set[str] = set()
