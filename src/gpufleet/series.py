@@ -13,14 +13,16 @@ list object) while the snapshot's shape is unchanged.
 from __future__ import annotations
 
 import zlib
+from array import array
 from itertools import repeat
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import msgspec
 
 from .catalogue import BY_SCOPE, SCOPE_LABELS
 from .scopes import STORED_SCOPES, records
 from .snapshot import NodeSnapshot
+from .store.serieslist import SeriesList
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 Picks = list[tuple[str, ...] | None]  # per record: the value keys stored (None: all); shared, read-only
@@ -142,12 +144,57 @@ def build_keys(recs: Sequence[tuple[str, tuple[str, ...], Collection[str]]],
     """
     keys: list[SeriesKey] = []
     picks: Picks = []
+    for metrics, labels, take in _label_sets(recs, base):
+        picks.append(take)
+        keys += zip(metrics, repeat(labels, len(metrics)))
+    # A tuple, so the store can tell an unchanged series list by identity alone.
+    return tuple(keys), picks
+
+
+# The metric tuples and label set numbers of series lists, shared by every node of the same
+# hardware (bounded: a fleet has a few kinds of node, each a few shapes).
+_METRICS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SLOTS: dict[bytes, array[int]] = {}
+_SHARED_MAX = 1_000  # ~6 KB each at most: a fleet churning shapes does not grow it without end
+
+
+def build_series(recs: Sequence[tuple[str, tuple[str, ...], Collection[str]]], base: dict[str, str],
+                 known: Mapping[Pairs, Pairs] | None = None) -> tuple[SeriesList, Picks]:
+    """build_keys as a SeriesList (label sets, not a tuple per key); `known`: label sets to use
+    where equal (the node's other lists', so they share them)."""
+    metrics: list[str] = []
+    slots = array("i")
+    sets: dict[Pairs, int] = {}  # label set -> its number (equal sets once: scopes without labels of their own)
+    picks: Picks = []
+    for names, labels, take in _label_sets(recs, base):
+        picks.append(take)
+        slot = sets.setdefault(labels, len(sets))
+        metrics += names
+        slots.extend(repeat(slot, len(names)))
+    got = tuple(metrics)
+    shared = _METRICS.get(got)
+    if shared is None:
+        shared = got
+        if len(_METRICS) < _SHARED_MAX:
+            _METRICS[got] = got
+    key = slots.tobytes()
+    shared_slots = _SLOTS.get(key)
+    if shared_slots is None:
+        shared_slots = slots
+        if len(_SLOTS) < _SHARED_MAX:
+            _SLOTS[key] = slots
+    label_sets = tuple(sets) if not known else tuple([known.get(x, x) for x in sets])
+    return SeriesList(shared, shared_slots, label_sets), picks
+
+
+def _label_sets(recs: Sequence[tuple[str, tuple[str, ...], Collection[str]]],
+                base: dict[str, str]) -> Iterator[tuple[tuple[str, ...], Pairs, tuple[str, ...] | None]]:
+    """Per record: the metrics it stores, their label set, and its value keys kept (None: all)."""
     pair = _PAIRS.setdefault
     base_pairs = {k: pair((k, v), (k, v)) for k, v in base.items()}
     templates: dict[tuple[str, int], tuple[list[Pairs], list[tuple[str, int]]]] = {}
     for scope, ids, vals in recs:
         take, metrics = _take(scope, vals)
-        picks.append(take)
         tpl = templates.get((scope, len(ids)))
         if tpl is None:
             tpl = templates[(scope, len(ids))] = _label_template(scope, len(ids), base_pairs)
@@ -164,9 +211,7 @@ def build_keys(recs: Sequence[tuple[str, tuple[str, ...], Collection[str]]],
                 parts.append(pair(p, p))
                 parts += after
             labels = tuple(parts)
-        keys += zip(metrics, repeat(labels, len(metrics)))
-    # A tuple, so the store can tell an unchanged series list by identity alone.
-    return tuple(keys), picks
+        yield metrics, labels, take
 
 
 def snapshot_series(snap: NodeSnapshot, extra_labels: dict[str, str] | None = None,

@@ -2,7 +2,7 @@
 
 Per push the hub decodes only the rest of the snapshot (no value keys), puts the values back
 into the records its readers need at once (one dict.update per record, not per sample), and hands
-the store the series keys built once per shape (the same tuple object each push, so the store
+the store the series keys built once per shape (the same SeriesList each push, so the store
 finds its schema by identity) with the values as one numpy array straight from the body's bytes.
 
 The per-CPU records and GPU links (~90% of a big node's records) are read by no one on the hot
@@ -24,8 +24,9 @@ import numpy as np
 
 from ..compact import LENGTH, MAGIC, PACKED_SCOPES, UNKNOWN_SHAPE, Frame, ShapeRecord
 from ..scopes import STORED_SCOPES, records
-from ..series import SeriesKey, build_keys
+from ..series import build_series
 from ..snapshot import CpuCore, NodeSnapshot
+from ..store.serieslist import SeriesList
 from .state import scrub_own_secrets
 
 _frame_decoder = msgspec.json.Decoder(Frame)
@@ -101,6 +102,25 @@ def _shared(t: tuple[str, ...]) -> tuple[str, ...]:
     return _TUPLES.setdefault(t, t) if len(_TUPLES) < 1_000_000 else t
 
 
+# Value picks by their bytes: nodes of the same hardware and agent store the same values of
+# their frames (a pick follows the records' value keys, not their labels), so a fleet holds a
+# few of these (~4 KB each) rather than one per node and shape (~12 MiB at 1,000 nodes).
+_PICKS: dict[bytes, np.ndarray] = {}
+
+
+def _shared_pick(pick: np.ndarray) -> np.ndarray:
+    got = _PICKS.get(key := pick.tobytes())
+    if got is not None:
+        return got
+    if len(_PICKS) < 1_000:
+        pick.setflags(write=False)  # shared: read only
+        _PICKS[key] = pick
+    return pick
+
+
+_NO_SERIES = SeriesList((), array("i"), ())
+
+
 @dataclass(slots=True)
 class Shape:
     """One series shape of a node, as the agent sent it, and the store keys built from it.
@@ -115,7 +135,7 @@ class Shape:
     names: list[tuple[str, ...]]  # per record (all scopes in PACKED_SCOPES order): its value keys
     starts: array[int]  # per record: where its values begin (int32: a value count fits)
     built_for: tuple[object, ...] | None = None  # (labels, skew) the keys below were built for
-    keys: tuple[SeriesKey, ...] = ()
+    keys: SeriesList = field(default_factory=lambda: _NO_SERIES)
     pick: np.ndarray | None = None  # positions of the values the hub stores (None: all, in order)
     skew_at: int = -1  # where the clock skew value goes among the stored values (-1: none)
     skew_insert: bool = False  # it is inserted there (the agent did not send that series)
@@ -148,7 +168,10 @@ class Shape:
                     names = names if has_skew else names + (SKEW,)
                 recs.append((scope, ids, names))
                 starts.append(start)
-        keys, picks = build_keys(recs, base)
+        # The node's other shapes hold mostly the same label sets: share those objects (built
+        # here, rarely, rather than kept per node and shape).
+        known = {x: x for other in shapes.by_id.values() if other is not self for x in other.keys.sets}
+        keys, picks = build_series(recs, base, known)
         at: list[int] = []
         skew_at, pos = -1, 0
         for (scope, _, names), take, start in zip(recs, picks, starts):
@@ -162,12 +185,9 @@ class Shape:
                             continue  # no value in the frame: inserted
                     at.append(start + j)
                     pos += 1
-        # The node's other shapes hold mostly the same keys: share those objects (built here,
-        # rarely, rather than kept per node).
-        known = {k: k for other in shapes.by_id.values() if other is not self for k in other.keys}
-        self.keys = tuple([known.get(k, k) for k in keys]) if known else keys
+        self.keys = keys
         # intp, not int32: half the bytes (~8 MiB at 1,000 nodes) but +1.7 us a push to convert
-        self.pick = None if at == list(range(self.n)) else np.array(at, dtype=np.intp)
+        self.pick = None if at == list(range(self.n)) else _shared_pick(np.array(at, dtype=np.intp))
         self.skew_at, self.skew_insert = skew_at, skew and not has_skew
         self.built_for = want
 
@@ -214,8 +234,8 @@ class Decoded:
         return Packed(self.head, self.values.copy(), self.shape, skew)  # copied: not the whole body
 
     def series(self, base: dict[str, str], skew: float | None,
-               shapes: Shapes) -> tuple[tuple[SeriesKey, ...], np.ndarray]:
-        """What the store takes: keys (the same tuple each push of this shape) and values."""
+               shapes: Shapes) -> tuple[SeriesList, np.ndarray]:
+        """What the store takes: keys (the same SeriesList each push of this shape) and values."""
         shape = self.shape
         shape.store_keys(base, skew is not None, shapes)
         values = self.values if shape.pick is None else self.values[shape.pick]

@@ -17,7 +17,9 @@ Public API::
 
 * ``SeriesKey`` = ``(metric, ((label, value), ...))`` with labels sorted by name.
   A series is identified by (node, key); results carry ``__name__`` and, unless
-  the key has its own, a ``node`` label.
+  the key has its own, a ``node`` label.  ``keys`` may be a ``SeriesList`` (a node's keys
+  as its label sets: far less memory); handing the same list (or key tuple) object again
+  finds its series by identity.
 * ``values`` may hold NaN for "absent" (not stored); inf, wrong lengths, duplicate
   keys, non-increasing timestamps and timestamps before 1970 or more than
   ``max_future_s`` (1 h) ahead of the host's clock raise ``ValueError``.  A push whose ts is at
@@ -46,8 +48,9 @@ Public API::
 from __future__ import annotations
 
 from .formats import StoreFormatError, StoreInUse
+from .serieslist import SeriesList
 from .tsdb import SeriesResult, TimeSeriesStore
 from .types import HOUR, MINUTE, RAW, Matcher, SeriesKey, StoreOptions
 
-__all__ = ["TimeSeriesStore", "Matcher", "SeriesKey", "SeriesResult", "StoreOptions", "StoreFormatError",
+__all__ = ["TimeSeriesStore", "Matcher", "SeriesKey", "SeriesResult", "SeriesList", "StoreOptions", "StoreFormatError",
            "StoreInUse", "RAW", "MINUTE", "HOUR"]

@@ -15,6 +15,11 @@ import numpy as np
 
 from . import headchunk
 from .rollup import Grid
+from .serieslist import SeriesList
+from .types import SeriesKey
+
+# a schema's series list: key tuples (None: a name the index lost) or label sets (serieslist)
+Keys = tuple[SeriesKey | None, ...] | SeriesList
 
 
 class Schema:
@@ -30,7 +35,7 @@ class Schema:
     # once older ones are deleted.
     __slots__ = ("schema_id", "keys", "sids", "gen", "since_schema", "seg", "cols", "normal")
 
-    def __init__(self, schema_id: int, keys: tuple[object, ...], sids: np.ndarray) -> None:
+    def __init__(self, schema_id: int, keys: Keys, sids: np.ndarray) -> None:
         self.schema_id = schema_id
         self.keys = keys
         self.sids = sids
@@ -272,7 +277,7 @@ class NodeState:
         # starts from them instead of finding them again over its first minute
         self.dec_hint: tuple[np.ndarray, np.ndarray] | None = None
 
-    def find_schema(self, keys: tuple[object, ...]) -> Schema | None:
+    def find_schema(self, keys: Keys) -> Schema | None:
         for sch in self.schemas:  # identity first: the hub hands back the same tuples
             if sch.keys is keys:
                 return sch

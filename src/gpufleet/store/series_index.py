@@ -40,6 +40,7 @@ import numpy as np
 
 from . import formats, series_snapshot
 from .recordlog import RecordLog, scan_log
+from .serieslist import SeriesList
 from .types import Matcher, SeriesKey
 
 MAGIC = b"GFSI"
@@ -537,7 +538,13 @@ class SeriesIndex:
         label tuple per GPU or CPU) is checked with C-level passes over the batch, a label
         tuple once however many keys share it; the plan comes out of the same passes.
         """
-        if keys and set(map(type, keys)) == {tuple} and set(map(len, keys)) == {2}:
+        if type(keys) is SeriesList:
+            # label sets as the list holds them (distinct), checked once each, not per key
+            metrics, sets = keys.metrics, keys.sets
+            if (set(map(type, metrics)) <= {str} and all(metrics) and set(map(type, sets)) <= {tuple}
+                    and all(map(_is_normal, sets)) and len(set(sets)) == len(sets)):
+                return list(keys), (metrics, keys.slots.tolist(), list(sets))
+        elif keys and set(map(type, keys)) == {tuple} and set(map(len, keys)) == {2}:
             metrics, labs = zip(*keys)
             if set(map(type, metrics)) == {str} and all(metrics) and set(map(type, labs)) == {tuple}:
                 ids = list(map(id, labs))

@@ -21,7 +21,7 @@ import fcntl
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -32,13 +32,22 @@ from . import query as q
 from .base import log
 from .block import Block, BlockDamaged
 from .series_index import SeriesIndex
+from .serieslist import SeriesList
 from .compaction import Compaction
-from .head import NodeState, Schema, Segment
+from .head import Keys, NodeState, Schema, Segment
 from .recovery import DATA, ROWS, SCHEMA, SCHEMA_EVERY, Recovery
 from .rollup import rollup_grid
 from .types import MAX_TS, RAW, RESOLUTIONS, Matcher, SeriesKey, StoreOptions
 
 __all__ = ["SeriesResult", "TimeSeriesStore", "log"]
+
+
+def _identities(keys: Keys) -> Iterable[object]:
+    """What names each key of a list by identity: the key object, or of a SeriesList the
+    metric and its label set object (alive while the list is: no id is reused meanwhile)."""
+    if type(keys) is SeriesList:
+        return zip(keys.metrics, map(id, keys.labels()))
+    return map(id, keys)
 
 
 class SeriesResult(NamedTuple):
@@ -120,7 +129,7 @@ class TimeSeriesStore(Recovery, Compaction):
 
     def _segment_for(self, st: NodeState, keys: Sequence[SeriesKey]) -> tuple[Schema, Segment, np.ndarray | None]:
         """The schema of this series list (declared in the WAL when new), the head and its columns."""
-        k = keys if type(keys) is tuple else tuple(keys)
+        k = keys if type(keys) is tuple or type(keys) is SeriesList else tuple(keys)
         sch = st.sch
         if sch is None or sch.keys is not k:
             if sch is None or not (len(k) == len(sch.keys) and k == sch.keys):
@@ -139,7 +148,7 @@ class TimeSeriesStore(Recovery, Compaction):
         seg, cols = st.head_for(sch)
         return sch, seg, cols
 
-    def _new_schema(self, st: NodeState, k: tuple[SeriesKey, ...]) -> Schema:
+    def _new_schema(self, st: NodeState, k: Keys) -> Schema:
         got = self._sids_like(st.sch, st.nid, k)
         if got is None:
             ids, normal = self.series_index.resolve(st.nid, k)
@@ -156,16 +165,19 @@ class TimeSeriesStore(Recovery, Compaction):
         self._next_schema += 1
         return sch
 
-    def _sids_like(self, prev: Schema | None, nid: int, k: tuple[SeriesKey, ...]) -> tuple[np.ndarray, bool] | None:
+    def _sids_like(self, prev: Schema | None, nid: int,
+                   k: Keys) -> tuple[np.ndarray, bool] | None:
         """Ids of a node's changed series list from the one it had: a process or user coming or
         going changes a few series of a thousand, and the hub hands back the very key objects
-        of the series that stay, so those are found by identity (only keys that were normal
-        when first named: nothing to check again); the index looks up the rest.
+        of the series that stay (of a SeriesList: the metric and the very label set object), so
+        those are found by identity (only keys that were normal when first named: nothing to
+        check again); the index looks up the rest.
         None: nothing to go by (the index resolves the whole list)."""
-        if prev is None or not prev.normal:
+        if prev is None or not prev.normal or type(prev.keys) is not type(k):
             return None
-        by_id = dict(zip(map(id, prev.keys), prev.sids.tolist()))
-        got: list[int | None] = list(map(by_id.get, map(id, k)))
+        ident = _identities
+        by_id = dict(zip(ident(prev.keys), prev.sids.tolist()))
+        got: list[int | None] = list(map(by_id.get, ident(k)))
         if None not in got:
             return np.array(got, dtype=np.int64), True
         miss = [i for i, sid in enumerate(got) if sid is None]
