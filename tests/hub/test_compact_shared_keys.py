@@ -39,6 +39,7 @@ def test_series_lists_are_shared_across_nodes_and_shapes(tmp_path: Path) -> None
         for a, b in zip(lists["n1"], lists["n2"]):
             assert a.keys.metrics is b.keys.metrics and a.keys.slots is b.keys.slots
             assert a.pick is None or a.pick is b.pick
+            assert a.cpu_json is not None and a.cpu_json is b.cpu_json  # the cores' JSON, matched once
             assert a.keys.sets != b.keys.sets  # each node's own labels (node="...")
     finally:
         hub.close()
