@@ -148,7 +148,7 @@ def test_the_whole_snapshot_is_the_one_the_hub_used_to_keep(tmp_path: Path) -> N
         # what it holds: its own copy of the values (not the push's body), ~1/3 of the JSON
         assert packed.values.flags.owndata
         assert len(packed.head) + packed.values.nbytes < len(to_json(old.snapshot)) / 2
-        # the next push drops the JSON made (memory only while read); the minutely save makes
+        # the next push drops the JSON made (memory only while read); the periodic save makes
         # every node's without keeping them
         s3 = replace(s2, timestamp=s2.timestamp + 1)
         h.ingest_compact(compact.MAGIC + frame(s3, with_shape=False)[0], "n1")

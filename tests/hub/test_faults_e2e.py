@@ -230,7 +230,7 @@ def test_node_clocks_minutes_apart(tmp_path: Path) -> None:
 def test_a_stop_signal_closes_the_hub_before_it_exits(tmp_path: Path, sig: signal.Signals) -> None:
     # SIGTERM is how systemd and Kubernetes stop the hub. uvicorn raises the signal again when it
     # has stopped serving, which ended the process before the hub closed: every node's latest
-    # snapshot (saved once a minute) and the store's series snapshot were never written.
+    # snapshot (saved every 5 minutes) and the store's series snapshot were never written.
     data, port = tmp_path / "data", free_port()
     hub = _hub(tmp_path, data, port)
     agent, _ = _agent(tmp_path, f"http://127.0.0.1:{port}", "n1", join_token(data), "--interval", "0.5")

@@ -151,7 +151,7 @@ def test_latest_snapshots_saved_once_a_minute_statuses_at_once(hub: Hub) -> None
     assert writes[-1] == (1, 1), "the first round saves at once"
     hub.ingest([big("n1", 1005.0)])
     hub.save_latest()
-    assert writes[-1] == (0, 0), "a new snapshot within the minute waits"
+    assert writes[-1] == (0, 0), "a new snapshot within LATEST_SAVE_S waits"
     hub.fleet.nodes["n1"].status = "down"
     hub._status_dirty.add("n1")
     hub.save_latest()
@@ -164,7 +164,7 @@ def test_latest_snapshots_saved_once_a_minute_statuses_at_once(hub: Hub) -> None
 
 def test_latest_snapshots_are_saved_a_share_of_the_fleet_a_round(hub: Hub) -> None:
     """1,000 compact-pushed nodes' JSON made in one round held the GIL ~1.5 s: spread over rounds,
-    longest unsaved first, each node still once a minute; at exit every changed one."""
+    longest unsaved first, each node still every LATEST_SAVE_S; at exit every changed one."""
     saved: list[list[str]] = []
     real = hub.state.save_nodes
 
@@ -188,7 +188,7 @@ def test_latest_snapshots_are_saved_a_share_of_the_fleet_a_round(hub: Hub) -> No
     for name in names:
         hub.ingest([snap(name, 1005.0)])
     hub.save_latest()
-    assert saved[-1] == [], "none saved within the minute"
+    assert saved[-1] == [], "none saved within LATEST_SAVE_S"
     first = set(saved[0])
     for name in saved[0] + saved[1]:
         hub._saved_at[name] -= LATEST_SAVE_S + (10 if name in first else 0)

@@ -7,7 +7,7 @@ finds its schema by identity) with the values as one numpy array straight from t
 
 The per-CPU records and GPU links (~90% of a big node's records) are read by no one on the hot
 path unless an alert rule asks for them (Fleet.keep): their values are put back only when the
-whole snapshot is asked for (Packed.whole(): a node page, the full JSON, the minutely save).
+whole snapshot is asked for (Packed.whole(): a node page, the full JSON, the latest's save for restarts).
 """
 
 from __future__ import annotations

@@ -218,7 +218,7 @@ class Fleet:
 
     def latest_json(self, v: NodeView, keep: bool = True) -> bytes | None:
         """The whole latest snapshot's JSON: as pushed, or made from a compact push (kept until
-        the node's next push unless `keep` is false: the minutely save of every node would
+        the node's next push unless `keep` is false: the periodic save of every node would
         hold them all again)."""
         seq, data, made = v.seq, v.latest, v.made
         if data is None or isinstance(data, bytes):
