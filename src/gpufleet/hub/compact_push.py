@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -156,6 +158,30 @@ class Shape:
     # every push) once it was found to match the shape: later frames are checked by a compare
     # of bytes, and their 224 cores decoded only when a reader on the ingest path wants them.
     cpu_json: bytes | None = None
+    _runs: dict[str, list[tuple[int, int, tuple[str, ...], int]]] | None = None
+
+    def runs(self) -> dict[str, list[tuple[int, int, tuple[str, ...], int]]]:
+        """Per scope, its records in runs with the same value keys (all CPU cores are one run):
+        (first record, end, the keys, where the run's values begin); keyless records left out."""
+        if self._runs is None:
+            out: dict[str, list[tuple[int, int, tuple[str, ...], int]]] = {}
+            j = 0
+            for scope in PACKED_SCOPES:
+                scope_runs: list[tuple[int, int, tuple[str, ...], int]] = []
+                count = len(self.ids[scope])
+                a = 0
+                while a < count:
+                    names = self.names[j + a]
+                    b = a + 1
+                    while b < count and self.names[j + b] == names:
+                        b += 1
+                    if names:
+                        scope_runs.append((a, b, names, self.starts[j + a]))
+                    a = b
+                out[scope] = scope_runs
+                j += count
+            self._runs = out
+        return self._runs
 
     def store_keys(self, base: dict[str, str], skew: bool, shapes: Shapes) -> None:
         """Build keys, pick and skew_at for these labels, once (the next pushes reuse them)."""
@@ -399,40 +425,44 @@ def _fill(snap: NodeSnapshot, shape: Shape, values: np.ndarray, i: int,
     """Put the values back into the snapshot's records (live views read them there), but for
     `defer`'s scopes, whose records are only checked, unless they are `checked` already (and
     absent from `snap`)."""
-    got: list[tuple[int, Mapping[str, float]]] = []  # (the record's place in the shape, its values)
-    j = 0
+    got: list[tuple[str, list[Mapping[str, float]]]] = []  # per scope filled: its records' values, in order
+    n = 0
     for scope in PACKED_SCOPES:
         want = shape.ids[scope]
         if scope in checked:
-            j += len(want)
             continue
         by_number = _BY_NUMBER.get(scope)
         if by_number is not None and _same_numbers(snap, scope, shape):
             if scope not in defer:
-                got += zip(range(j, j + len(want)), by_number(snap))
-            j += len(want)
+                got.append((scope, by_number(snap)))
+                n += len(want)
             continue
         recs = list(records(snap, scope))
         if len(recs) != len(want) or [r[0] for r in recs] != want:
             raise CompactError(400, f"frames[{i}]: the snapshot's {scope} records do not match its shape "
                                     f"({_first_difference([r[0] for r in recs], want)}): send the shape again")
         if scope not in defer:
-            got += [(j + k, r[1]) for k, r in enumerate(recs)]
-        j += len(recs)
-    names_of, starts = shape.names, shape.starts
-    if 4 * len(got) < len(names_of):  # a few records (the rest deferred): only their values made floats
-        for j, vals in got:
-            names = names_of[j]
-            if names and type(vals) is dict:
-                lo = starts[j]
-                vals.update(zip(names, values[lo:lo + len(names)].tolist()))
-        return
-    vl = values.tolist()
-    for j, vals in got:
-        names = names_of[j]
-        if names and type(vals) is dict:  # computed records (collector status, containers per state) keep their fields
-            lo = starts[j]
-            vals.update(zip(names, vl[lo:lo + len(names)]))
+            got.append((scope, [r[1] for r in recs]))
+            n += len(recs)
+    # All values made floats at once when most records are filled (a whole snapshot), else
+    # only those of the records filled (the rest deferred).
+    vl = values.tolist() if 4 * n >= len(shape.names) else None
+    runs = shape.runs()
+    for scope, vals_of in got:
+        for a, b, names, lo in runs[scope]:
+            k = len(names)
+            part = vals_of[a:b]
+            src = vl[lo:lo + k * (b - a)] if vl is not None else values[lo:lo + k * (b - a)].tolist()
+            if set(map(type, part)) == {dict}:
+                # A run of records with the same keys (every CPU core, every link): one C-level pass.
+                _consume(map(dict.update, part, map(zip, repeat(names), zip(*[iter(src)] * k))))
+            else:  # computed records (collector status, containers per state) keep their fields
+                for m, vals in enumerate(part):
+                    if type(vals) is dict:
+                        vals.update(zip(names, src[m * k:(m + 1) * k]))
+
+
+_consume: Callable[[Iterable[object]], None] = deque[object](maxlen=0).extend  # runs an iterator to its end, keeping nothing
 
 
 # The values of the records compared by number (_same_numbers), in records() order, without
