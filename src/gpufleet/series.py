@@ -13,6 +13,7 @@ list object) while the snapshot's shape is unchanged.
 from __future__ import annotations
 
 import zlib
+from typing import TypeVar
 from array import array
 from itertools import repeat
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -155,13 +156,19 @@ def build_keys(recs: Sequence[tuple[str, tuple[str, ...], Collection[str]]],
 # hardware (bounded: a fleet has a few kinds of node, each a few shapes).
 _METRICS: dict[tuple[str, ...], tuple[str, ...]] = {}
 _SLOTS: dict[bytes, array[int]] = {}
-_SHARED_MAX = 1_000  # ~6 KB each at most: a fleet churning shapes does not grow it without end
+# A label set less its list's common labels: (("gpu", "3"),) is in every 8-GPU node's lists.
+_RESTS: dict[Pairs, Pairs] = {}
+_RESTS_MAX = 100_000
+_SETS: dict[tuple[Pairs, ...], tuple[Pairs, ...]] = {}
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+_SHARED_MAX = 1_000  # ~6 KB each at most: a fleet churning shapes does not grow them without end
 
 
-def build_series(recs: Sequence[tuple[str, tuple[str, ...], Collection[str]]], base: dict[str, str],
-                 known: Mapping[Pairs, Pairs] | None = None) -> tuple[SeriesList, Picks]:
-    """build_keys as a SeriesList (label sets, not a tuple per key); `known`: label sets to use
-    where equal (the node's other lists', so they share them)."""
+def build_series(recs: Sequence[tuple[str, tuple[str, ...], Collection[str]]],
+                 base: dict[str, str]) -> tuple[SeriesList, Picks]:
+    """build_keys as a SeriesList: the labels every series has (the node's) once, and each
+    label set's other labels (gpu="3") as one object for the whole fleet."""
     metrics: list[str] = []
     slots = array("i")
     sets: dict[Pairs, int] = {}  # label set -> its number (equal sets once: scopes without labels of their own)
@@ -171,20 +178,23 @@ def build_series(recs: Sequence[tuple[str, tuple[str, ...], Collection[str]]], b
         slot = sets.setdefault(labels, len(sets))
         metrics += names
         slots.extend(repeat(slot, len(names)))
-    got = tuple(metrics)
-    shared = _METRICS.get(got)
-    if shared is None:
-        shared = got
-        if len(_METRICS) < _SHARED_MAX:
-            _METRICS[got] = got
-    key = slots.tobytes()
-    shared_slots = _SLOTS.get(key)
-    if shared_slots is None:
-        shared_slots = slots
-        if len(_SLOTS) < _SHARED_MAX:
-            _SLOTS[key] = slots
-    label_sets = tuple(sets) if not known else tuple([known.get(x, x) for x in sets])
-    return SeriesList(shared, shared_slots, label_sets), picks
+    shared = _one(_METRICS, got := tuple(metrics), got, _SHARED_MAX)
+    shared_slots = _one(_SLOTS, slots.tobytes(), slots, _SHARED_MAX)
+    common_set = set(next(iter(sets), ())).intersection(*sets)
+    own = [tuple([p for p in s if p not in common_set]) for s in sets] if common_set else list(sets)
+    rests = tuple([_one(_RESTS, x, x, _RESTS_MAX) for x in own])
+    rests = _one(_SETS, rests, rests, _SHARED_MAX)  # nodes of the same hardware: the same sets
+    return SeriesList(shared, shared_slots, rests, tuple(sorted(common_set))), picks
+
+
+def _one(cache: dict[_K, _V], key: _K, value: _V, most: int) -> _V:
+    """The value kept under `key`, else `value` (kept from now on while the cache has fewer than `most`)."""
+    got = cache.get(key)
+    if got is not None:
+        return got
+    if len(cache) < most:
+        cache[key] = value
+    return value
 
 
 def _label_sets(recs: Sequence[tuple[str, tuple[str, ...], Collection[str]]],

@@ -20,13 +20,13 @@ HOST = labels()
 USER = labels(user="ann")
 
 
-def series_list(sets: list, per_set: list[tuple[str, ...]]) -> SeriesList:
+def series_list(sets: list, per_set: list[tuple[str, ...]], common: tuple = ()) -> SeriesList:
     metrics: list[str] = []
     slots = array("i")
     for i, ms in enumerate(per_set):
         metrics += ms
         slots.extend([i] * len(ms))
-    return SeriesList(tuple(metrics), slots, tuple(sets))
+    return SeriesList(tuple(metrics), slots, tuple(sets), common)
 
 
 A = series_list([HOST, *GPU], [("load",), ("util", "temp"), ("util", "temp"), ("util", "temp")])
@@ -50,6 +50,30 @@ def test_a_series_list_is_a_sequence_of_its_keys_and_equals_their_tuple() -> Non
     assert A == SeriesList(A.metrics, array("i", [1, 0, 0, 2, 2, 3, 3]), (GPU[0], HOST, GPU[1], GPU[2]))
 
 
+# The same keys as A, the node's label held once: each set is only its own labels.
+OWN = [(), *((("gpu", str(g)),) for g in range(3))]
+A_COMMON = series_list(OWN, [("load",), ("util", "temp"), ("util", "temp"), ("util", "temp")], NODE)
+
+
+def test_a_series_list_with_common_labels_has_the_same_keys() -> None:
+    assert tuple(A_COMMON) == tuple(A) and A_COMMON == A and A == A_COMMON
+    assert [A_COMMON[i] for i in range(len(A))] == list(A) and A_COMMON[2:4] == tuple(A)[2:4]
+    assert A_COMMON.merged_sets() == [HOST, *GPU]
+
+
+def test_a_list_whose_common_labels_change_names_every_series_anew(tmp_path) -> None:
+    """The label set objects are the same, the node's own labels not: other series entirely."""
+    s = TimeSeriesStore(str(tmp_path))
+    s.append("n1", T0, A_COMMON, [1.0] * len(A))
+    moved = series_list(OWN, [("load",), ("util", "temp"), ("util", "temp"), ("util", "temp")],
+                        (("node", "n1"), ("rack", "r2")))
+    s.append("n1", T0 + 5, moved, [2.0] * len(A))
+    assert s.series_index.count == 2 * len(A)
+    got = s.query_range("util", [Matcher("gpu", "=", "1")], T0, T0 + 10, 5.0, "last")
+    assert sorted((r.labels.get("rack", ""), r.values) for r in got) == [("", [1.0]), ("r2", [2.0])]
+    s.close()
+
+
 def test_a_series_list_stores_as_its_keys_do_and_changed_lists_keep_their_ids(tmp_path) -> None:
     s = TimeSeriesStore(str(tmp_path))
     shapes = [A, B, A, B, A]
@@ -58,6 +82,7 @@ def test_a_series_list_stores_as_its_keys_do_and_changed_lists_keep_their_ids(tm
     st = s._nodes["n1"]
     assert len(st.schemas) == 2, "A and B declared once each, found again by identity"
     assert st.sch is not None and st.sch.keys is A
+    assert st.sch.sids.itemsize == 4 and st.cur is not None and st.cur.sids.itemsize == 4  # ids as u4, as written
     # B's series that A has kept A's ids; only user_gpus was named anew
     sids_a = s.series_index.sids_for(st.nid, tuple(A))
     sids_b = s.series_index.sids_for(st.nid, tuple(B))
@@ -71,7 +96,7 @@ def test_a_series_list_stores_as_its_keys_do_and_changed_lists_keep_their_ids(tm
     s = TimeSeriesStore(str(tmp_path))
     assert not s.damage
     before = s._next_schema
-    s.append("n1", T0 + 25, A, [float(50 + j) for j in range(len(A))])
+    s.append("n1", T0 + 25, A_COMMON, [float(50 + j) for j in range(len(A))])  # equal keys, held otherwise
     assert s._next_schema == before, "an equal series list finds the replayed schema"
     assert ask(s, "util", gpu="2") == {T0 + 5 * i: float(10 * i + 5) for i in range(6)}
     assert s.series_index.count == len(B)

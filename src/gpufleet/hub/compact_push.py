@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -104,20 +104,34 @@ def _shared(t: tuple[str, ...]) -> tuple[str, ...]:
     return _TUPLES.setdefault(t, t) if len(_TUPLES) < 1_000_000 else t
 
 
-# Value picks by their bytes: nodes of the same hardware and agent store the same values of
-# their frames (a pick follows the records' value keys, not their labels), so a fleet holds a
-# few of these (~4 KB each) rather than one per node and shape (~12 MiB at 1,000 nodes).
+# A shape's parts by value: nodes of the same hardware and agent send the same records in the
+# same order and store the same values of their frames (a pick follows the records' value keys,
+# not their labels), so a fleet holds a few of each rather than one per node and shape (the
+# record lists, starts, picks and core numbers: ~20 KB a shape of a 224-core node). Read only once made.
+_SHARED_MAX = 1_000  # of each kind: a fleet churning shapes does not grow them without end
+_IDS: dict[tuple[tuple[str, ...], ...], list[tuple[str, ...]]] = {}
+_RECORD_NAMES: dict[tuple[tuple[str, ...], ...], list[tuple[str, ...]]] = {}
+_STARTS: dict[bytes, array[int]] = {}
 _PICKS: dict[bytes, np.ndarray] = {}
+_CPUS: dict[tuple[int, ...], list[int]] = {}
+_LINKS: dict[tuple[tuple[int, ...], ...], list[list[int]]] = {}
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _one(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+    """The value kept under `key`, else `value` (kept from now on while there is room)."""
+    got = cache.get(key)
+    if got is not None:
+        return got
+    if len(cache) < _SHARED_MAX:
+        cache[key] = value
+    return value
 
 
 def _shared_pick(pick: np.ndarray) -> np.ndarray:
-    got = _PICKS.get(key := pick.tobytes())
-    if got is not None:
-        return got
-    if len(_PICKS) < 1_000:
-        pick.setflags(write=False)  # shared: read only
-        _PICKS[key] = pick
-    return pick
+    pick.setflags(write=False)  # perhaps shared: read only
+    return _one(_PICKS, pick.tobytes(), pick)
 
 
 # The cores' JSON by its bytes: every node with as many cores sends the same (~2.6 KB for 224).
@@ -202,10 +216,7 @@ class Shape:
                     names = names if has_skew else names + (SKEW,)
                 recs.append((scope, ids, names))
                 starts.append(start)
-        # The node's other shapes hold mostly the same label sets: share those objects (built
-        # here, rarely, rather than kept per node and shape).
-        known = {x: x for other in shapes.by_id.values() if other is not self for x in other.keys.sets}
-        keys, picks = build_series(recs, base, known)
+        keys, picks = build_series(recs, base)  # label sets shared with the node's other shapes and the fleet
         at: list[int] = []
         skew_at, pos = -1, 0
         for (scope, _, names), take, start in zip(recs, picks, starts):
@@ -329,7 +340,8 @@ def _shape(series: list[tuple[str, list[str], list[str]]], i: int) -> Shape:
         names_of.append(t_names)
         starts.append(n)
         n += len(names)
-    return Shape(n, ids, names_of, starts)
+    return Shape(n, {scope: _one(_IDS, tuple(got), got) for scope, got in ids.items()},
+                 _one(_RECORD_NAMES, tuple(names_of), names_of), _one(_STARTS, starts.tobytes(), starts))
 
 
 def decode(body: bytes, shapes: Shapes, check: Callable[[int, NodeSnapshot], None],
@@ -477,7 +489,9 @@ def _same_numbers(snap: NodeSnapshot, scope: str, shape: Shape) -> bool:
     """True when the snapshot's CPU cores (or GPU links) are the shape's, told by their numbers
     alone; False when that cannot tell (the caller compares their label tuples then)."""
     if not shape.numbered:
-        shape.cpus, shape.links = _numbers(shape)
+        cpus, links = _numbers(shape)
+        shape.cpus = cpus if cpus is None else _one(_CPUS, tuple(cpus), cpus)
+        shape.links = links if links is None else _one(_LINKS, tuple(map(tuple, links)), links)
         shape.numbered = True
     if scope == "cpu":
         return shape.cpus is not None and [c.cpu for c in snap.cpus] == shape.cpus

@@ -20,6 +20,9 @@ from .types import SeriesKey
 
 # a schema's series list: key tuples (None: a name the index lost) or label sets (serieslist)
 Keys = tuple[SeriesKey | None, ...] | SeriesList
+# A schema's and a segment's series ids: 4 bytes, as the WAL and blocks write them (a node's
+# few schemas and its head hold ~1,000 each: 8 bytes would be ~8 KB more a schema).
+SID = np.uint32
 
 
 class Schema:
@@ -102,7 +105,7 @@ class Segment:
         order = np.argsort(have, kind="stable")
         pos = np.searchsorted(have, sids, sorter=order)
         found = np.zeros(sids.size, bool) if not have.size else have[order[np.minimum(pos, have.size - 1)]] == sids
-        cols = np.empty(sids.size, np.intp)
+        cols = np.empty(sids.size, np.int32)  # a column number fits (~1,000 a node)
         cols[found] = order[pos[found]]
         if not found.all():
             missing = np.flatnonzero(~found)

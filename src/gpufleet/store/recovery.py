@@ -17,7 +17,7 @@ import numpy as np
 from . import formats
 from .base import StoreState
 from .block import Block, BlockDamaged
-from .head import NodeState, Schema
+from .head import SID, NodeState, Schema
 from .recordlog import RecordLog
 from .types import RAW, RESOLUTIONS
 
@@ -159,7 +159,7 @@ class Recovery(StoreState):
             kind = rec[0]
             if kind == 1:
                 _, sch, nid, n = SCHEMA.unpack_from(rec)
-                sids = np.frombuffer(rec, "<u4", n, SCHEMA.size).astype(np.int64)
+                sids = np.frombuffer(rec, "<u4", n, SCHEMA.size).astype(SID)
                 schemas[sch] = (nid, sids)
                 sch_gen[sch] = gen
                 self._used_nodes = max(self._used_nodes, nid + 1)

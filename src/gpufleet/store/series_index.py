@@ -540,10 +540,10 @@ class SeriesIndex:
         """
         if type(keys) is SeriesList:
             # label sets as the list holds them (distinct), checked once each, not per key
-            metrics, sets = keys.metrics, keys.sets
+            metrics, sets = keys.metrics, keys.merged_sets()
             if (set(map(type, metrics)) <= {str} and all(metrics) and set(map(type, sets)) <= {tuple}
                     and all(map(_is_normal, sets)) and len(set(sets)) == len(sets)):
-                return list(keys), (metrics, keys.slots.tolist(), list(sets))
+                return list(zip(metrics, map(sets.__getitem__, keys.slots))), (metrics, keys.slots.tolist(), list(sets))
         elif keys and set(map(type, keys)) == {tuple} and set(map(len, keys)) == {2}:
             metrics, labs = zip(*keys)
             if set(map(type, metrics)) == {str} and all(metrics) and set(map(type, labs)) == {tuple}:

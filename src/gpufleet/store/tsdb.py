@@ -34,7 +34,7 @@ from .block import Block, BlockDamaged
 from .series_index import SeriesIndex
 from .serieslist import SeriesList
 from .compaction import Compaction
-from .head import Keys, NodeState, Schema, Segment
+from .head import SID, Keys, NodeState, Schema, Segment
 from .recovery import DATA, ROWS, SCHEMA, SCHEMA_EVERY, Recovery
 from .rollup import rollup_grid
 from .types import MAX_TS, RAW, RESOLUTIONS, Matcher, SeriesKey, StoreOptions
@@ -46,7 +46,7 @@ def _identities(keys: Keys) -> Iterable[object]:
     """What names each key of a list by identity: the key object, or of a SeriesList the
     metric and its label set object (alive while the list is: no id is reused meanwhile)."""
     if type(keys) is SeriesList:
-        return zip(keys.metrics, map(id, keys.labels()))
+        return zip(keys.metrics, keys.set_ids())
     return map(id, keys)
 
 
@@ -152,7 +152,7 @@ class TimeSeriesStore(Recovery, Compaction):
         got = self._sids_like(st.sch, st.nid, k)
         if got is None:
             ids, normal = self.series_index.resolve(st.nid, k)
-            got = np.array(ids, dtype=np.int64), normal
+            got = np.array(ids, dtype=SID), normal
         sids, normal = got
         if not (sids[1:] > sids[:-1]).all() and np.unique(sids).size != sids.size:  # new series ascend
             seen: set[SeriesKey] = set()
@@ -175,18 +175,20 @@ class TimeSeriesStore(Recovery, Compaction):
         None: nothing to go by (the index resolves the whole list)."""
         if prev is None or not prev.normal or type(prev.keys) is not type(k):
             return None
+        if type(k) is SeriesList and prev.keys.common != k.common:  # type: ignore[union-attr]
+            return None  # the node's own labels changed: every series is another
         ident = _identities
         by_id = dict(zip(ident(prev.keys), prev.sids.tolist()))
         got: list[int | None] = list(map(by_id.get, ident(k)))
         if None not in got:
-            return np.array(got, dtype=np.int64), True
+            return np.array(got, dtype=SID), True
         miss = [i for i, sid in enumerate(got) if sid is None]
         if 2 * len(miss) > len(got):
             return None  # mostly new: as a whole (a node's first run, the index's own checks)
         ids, normal = self.series_index.resolve(nid, [k[i] for i in miss])
         for i, sid in zip(miss, ids):
             got[i] = sid
-        return np.array(got, dtype=np.int64), normal
+        return np.array(got, dtype=SID), normal
 
     @staticmethod
     def _values(values: Any, n: int, node: str, keys: Sequence[SeriesKey], shape: tuple[int, ...]) -> np.ndarray:
