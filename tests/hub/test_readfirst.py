@@ -93,3 +93,46 @@ def test_hub_background_reads_neither_hold_pushes_nor_go_before_api_reads(tmp_pa
         t.join()
     finally:
         hub.close()
+
+
+def _api_read_sees(hub: Hub) -> list[int]:
+    """How many reads hold the gate while the API's query_range runs on its worker thread."""
+    from access import authed_client
+
+    seen: list[int] = []
+
+    def query_range(*args: Any, **kwargs: Any) -> list[Any]:
+        seen.append(hub.reads_first._reads)
+        return []
+
+    hub.query_range = query_range  # type: ignore[method-assign]
+    with authed_client(hub, role="viewer", background=False) as c:
+        r = c.get("/api/v1/query_range", params={"metric": "gpufleet_gpu_utilization_ratio"})
+        assert r.status_code == 200, r.text
+        assert r.json()["series"] == []
+        assert c.get("/api/v1/query_range", params={"metric": "nope"}).status_code == 400
+    return seen
+
+
+def test_an_api_read_holds_the_gate_from_the_route_to_its_answer(tmp_path: Path) -> None:
+    """Pushes, alert evaluation and snapshot saves wait from the route's start, not only while the
+    store is read: the hop to the worker thread and back queued behind them for the GIL."""
+    hub = Hub(HubOptions(data=tmp_path / "data"))
+    try:
+        assert _api_read_sees(hub) == [1]  # held by the route before the store read takes it too
+        assert hub.reads_first._reads == 0  # and let go after the answer (and after a refusal)
+    finally:
+        hub.close()
+
+
+def test_an_api_read_from_a_remote_history_holds_no_push(tmp_path: Path) -> None:
+    """--history: the read waits on the network; pushes must not wait for it."""
+    hub = Hub(HubOptions(data=tmp_path / "data"))
+    try:
+        store, hub.store = hub.store, None
+        try:
+            assert _api_read_sees(hub) == [0]
+        finally:
+            hub.store = store
+    finally:
+        hub.close()

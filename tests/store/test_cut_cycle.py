@@ -288,3 +288,27 @@ def test_full_ignores_budget_and_empties_wal(tmp_path, budget) -> None:
     assert all(len(s._blocks[r]) == 1 for r in (0, 60, 3600))
     f.check(s)
     s.close()
+
+
+def test_a_budgeted_call_asked_to_yield_ends_after_one_node(tmp_path) -> None:
+    """The hub passes yield_to (a history read waits for the store's lock): the slice ends at the
+    next node, as if its budget were spent, and the cycle carries on at the next call."""
+    s = TimeSeriesStore(str(tmp_path / "db"), StoreOptions(**OPTS))
+    f = Fleet()
+    for _ in range(25):
+        ts = f.push(s)
+    asked: list[int] = []
+
+    def reader_waits() -> bool:
+        asked.append(1)
+        return True
+
+    r = s.maintain(ts, budget_s=60.0, yield_to=reader_waits)
+    assert r["cut_nodes"] == 1 and r["pending_nodes"] == len(NODES) - 1 and asked
+    r = s.maintain(ts, budget_s=60.0, yield_to=lambda: False)  # nobody waits: the budget decides
+    assert r["cut_nodes"] == len(NODES) - 1 and r["pending_nodes"] == 0
+    n = len(asked)
+    s.maintain(ts, yield_to=reader_waits)
+    assert len(asked) == n  # without a budget it is not asked
+    f.check(s)
+    s.close()

@@ -318,3 +318,25 @@ def test_a_push_of_only_absent_values_reads_the_same_after_a_cut_and_a_reopen(tm
     assert s.latest("n0") == (T0, {})
     assert s.append("n0", T0, keys, [1.0]) == 1  # the dedup clock survived too
     s.close()
+
+
+def test_flush_later_syncs_after_the_store_moved_on_and_leaves_no_descriptor(tmp_path, monkeypatch) -> None:
+    """The hub takes flush_later() under its store lock and fsyncs without it: by then the WAL may
+    have moved to a new generation, or the store closed; the copies it took must still be synced
+    (what was appended before is durable) and closed."""
+    s = TimeSeriesStore(str(tmp_path / "db"))
+    s.append("n1", T0, [k("util", gpu="0")], [1.0])
+    fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    before = fds()
+    sync = s.flush_later()
+    assert fds() == before + 2
+    wal = s._wal.path
+    s.maintain(full=True)  # a new WAL generation; the old one deleted
+    s.close()
+    synced: list[str] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd)))
+    left = fds()
+    sync()
+    assert fds() == left - 2  # the copies closed
+    assert len(synced) == 2 and any(p.startswith(wal) for p in synced)  # the old generation's file too

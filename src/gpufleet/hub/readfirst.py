@@ -40,6 +40,10 @@ class ReadFirst:
                 if not self._reads:
                     self._cv.notify_all()
 
+    def busy(self) -> bool:
+        """A read that goes first is running (or waiting for the store): work in slices ends its slice."""
+        return self._reads > 0
+
     def wait(self) -> None:
         """Called by a push before its work: returns at once unless a read is running."""
         if self._reads:  # read without the lock: the common case costs nothing

@@ -147,6 +147,11 @@ def serve(hub: Hub, sock: socket.socket, announce: Callable[[str], None],
     # passes over them while 1,000 nodes joined (~1.6 s of CPU, 2.2 s with the young ones);
     # every 50,000, one. Cycles wait a little longer to be freed; nothing else changes.
     gc.set_threshold(50_000, 10, 10)
+    # ... and the passes that churn (every push replaces its node's snapshot) hides from those
+    # counts run on a clock between pushes, never while a history read runs (gcpace.py).
+    from .gcpace import GcPace
+
+    hub.gc_pace = GcPace(hub.reads_first.busy)
     try:
         server.run(sockets=[sock])
     finally:

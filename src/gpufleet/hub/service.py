@@ -11,6 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,6 +24,7 @@ from . import datadir
 from .diskspace import Floor, FreeSpace
 from .extensions import Extension
 from .fleet import LEAN_LACKS, Fleet, NodeView
+from .gcpace import GcPace
 from .jobs import Jobs, Paused, describe
 from .memtrim import Trimmer
 from .readfirst import ReadFirst
@@ -159,7 +161,12 @@ def _after_reads(push: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(push)
     def after_reads(self: Hub, *args: Any, **kwargs: Any) -> T:
         self.reads_first.wait()
-        return push(self, *args, **kwargs)
+        try:
+            return push(self, *args, **kwargs)
+        finally:
+            pace = self.gc_pace
+            if pace is not None:
+                pace.maybe()  # between pushes, when due and no read runs (gcpace.py)
     return after_reads
 
 
@@ -188,6 +195,7 @@ class Hub:
         self.remote: RemoteWriter | None = None
         self._store_lock = threading.Lock()
         self.reads_first = ReadFirst()  # history queries go before pushes not yet begun
+        self.gc_pace: GcPace | None = None  # the served hub's GC passes on a clock (run.py)
         self.counters = Counters()
         self.last_lag = 0.0
         self._lags: deque[tuple[float, float]] = deque(maxlen=4096)
@@ -685,8 +693,9 @@ class Hub:
         try:
             with self._store_lock:
                 # A small slice each second: a whole-fleet head cut in one go held ingest
-                # up for seconds at 1,000 nodes.
-                self.store.maintain(budget_s=MAINTAIN_BUDGET_S)
+                # up for seconds at 1,000 nodes. A read waiting for the store's lock ends the
+                # slice at the next node (it waited up to the whole budget).
+                self.store.maintain(budget_s=MAINTAIN_BUDGET_S, yield_to=self.reads_first.busy)
         except Exception:
             self.counters.store_errors += 1
             raise
@@ -759,7 +768,8 @@ class Hub:
         assert self.store is not None  # the flush job runs only with the embedded store
         try:
             with self._store_lock:
-                self.store.flush()
+                sync = self.store.flush_later()
+            sync()  # the fsyncs without the store's lock: reads and appends go on meanwhile
         except Exception:
             self.counters.store_errors += 1
             raise
@@ -798,6 +808,14 @@ class Hub:
 
     def node(self, name: str) -> NodeView | None:
         return self.fleet.nodes.get(name)
+
+    def read_gate(self) -> AbstractContextManager[None]:
+        """Held by an API read from its authentication to its answer (app.py's query_range): the
+        pushes not yet begun, alert evaluation and the latest-snapshot save wait meanwhile, so the
+        read's hops between the event loop and a worker thread do not queue behind them for the
+        GIL (each hop could wait a whole switch interval, 5 ms, behind the ingest thread). Only
+        for the embedded store: a --history read waits on the network, pushes must not."""
+        return self.reads_first.reading() if self.store is not None else nullcontext()
 
     def query_range(self, metric: str, matchers: list[Matcher], start: float, end: float, step: float,
                     agg: str, background: bool = False) -> list[SeriesResult]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -32,8 +33,10 @@ SNAPSHOT_SLICE = 5000
 
 
 class Compaction(StoreState):
+    _yield_to: Callable[[], bool] | None = None
+
     def maintain(self, now: float | None = None, *, full: bool = False,
-                 budget_s: float | None = None) -> dict[str, int]:
+                 budget_s: float | None = None, yield_to: Callable[[], bool] | None = None) -> dict[str, int]:
         """Cut the head into blocks, merge blocks, apply retention. Cheap when idle.
 
         A head cut runs as a *cycle*: once the head holds ``head_span_s`` of data
@@ -49,11 +52,28 @@ class Compaction(StoreState):
         ``full=True`` ignores the budget, cuts the whole head regardless of its
         age and merges every window (used before measuring size, and by tests).
 
+        ``yield_to`` (with a budget): while it returns True, the call ends at the next
+        point where it would check its budget, as if spent (the hub: a history read
+        waits for the store's lock; a slice held it up to the whole budget).
+
         Returns counts: ``cut`` 1 if head data was cut, ``cut_nodes``,
         ``pending_nodes`` (still to cut in this cycle), ``merged`` (merges
         finished), ``deleted`` (blocks past retention).
         """
         deadline = None if budget_s is None or full else time.perf_counter() + float(budget_s)
+        self._yield_to = yield_to if deadline is not None else None
+        try:
+            return self._maintain(now, full, deadline)
+        finally:
+            self._yield_to = None
+
+    def _over(self, deadline: float | None, ahead: float = 0.0) -> bool:
+        """Past the deadline (or `ahead` seconds from it), or asked to yield (a budgeted call)."""
+        if deadline is None:
+            return False
+        return time.perf_counter() + ahead >= deadline or (self._yield_to is not None and self._yield_to())
+
+    def _maintain(self, now: float | None, full: bool, deadline: float | None) -> dict[str, int]:
         now = time.time() if now is None else float(now)
         self._clock_now = max(self._clock_now, now)
         done = {"cut": 0, "cut_nodes": 0, "pending_nodes": 0, "merged": 0, "deleted": 0}
@@ -75,9 +95,9 @@ class Compaction(StoreState):
             done["pending_nodes"] = len(self._cycle_nodes) - self._cycle_pos
         if now >= self._retention_next:
             done["deleted"] = self._retention(now)
-        if deadline is None or time.perf_counter() < deadline:
+        if not self._over(deadline):
             done["merged"] += self._compact(now, full, deadline)
-        if deadline is None or time.perf_counter() < deadline:
+        if not self._over(deadline):
             # the copy series.log is rebuilt from when damaged: new names, a slice per call
             self.series_index.write_snapshot(None if deadline is None else SNAPSHOT_SLICE)
         return done
@@ -132,7 +152,7 @@ class Compaction(StoreState):
         try:
             while pos < len(nodes):
                 # stop before a node that would not fit (the finish's fsyncs come on top)
-                if pos > start and deadline is not None and time.perf_counter() + self._node_cut_s >= deadline:
+                if pos > start and self._over(deadline, self._node_cut_s):
                     break
                 nid = nodes[pos]
                 pos += 1
@@ -246,7 +266,7 @@ class Compaction(StoreState):
                         run = blks[len(blks) - _suffix(blks, blks[-1].tier):]
                         if len(run) < self.opts.merge_fanout:
                             break
-                    if deadline is not None and time.perf_counter() >= deadline:
+                    if self._over(deadline):
                         self._compact_dirty = True  # work left: look again next call
                         return merged
                     damaged = [(b, why) for b in run if b.data_crc is not None and not b.verified
@@ -275,7 +295,7 @@ class Compaction(StoreState):
         try:
             while job.pos < len(job.nids):
                 # at least one node per call, so a merge always ends
-                if job.pos > first and deadline is not None and time.perf_counter() >= deadline:
+                if job.pos > first and self._over(deadline):
                     return False
                 nid = job.nids[job.pos]
                 job.pos += 1
@@ -293,7 +313,7 @@ class Compaction(StoreState):
                 if parts:
                     ts, sids, cols = merge_grids(parts, job.res)
                     w.add_node(nid, ts, sids, cols)
-            if job.pos > first and deadline is not None and time.perf_counter() >= deadline:
+            if job.pos > first and self._over(deadline):
                 return False  # finish at the start of the next call
             path = w.finish()
         except BaseException:

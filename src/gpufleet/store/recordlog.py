@@ -263,6 +263,11 @@ class RecordLog:
         if fsync:
             os.fsync(self._fd)
 
+    def dup(self) -> int:
+        """A descriptor of the same file (for an fsync outside the caller's lock; close it after):
+        it stays valid if this log is closed or replaced meanwhile."""
+        return os.dup(self._fd)
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

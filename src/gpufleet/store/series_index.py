@@ -830,5 +830,8 @@ class SeriesIndex:
     def flush(self, fsync: bool = True) -> None:
         self.log.flush(fsync)
 
+    def dup(self) -> int:
+        return self.log.dup()
+
     def close(self) -> None:
         self.log.close()

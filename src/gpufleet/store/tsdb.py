@@ -21,7 +21,7 @@ import fcntl
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -270,6 +270,27 @@ class TimeSeriesStore(Recovery, Compaction):
         """fsync the WAL and series index (appends are already in the OS; this covers power loss)."""
         self.series_index.flush(True)
         self._wal.flush(True)
+
+    def flush_later(self) -> Callable[[], None]:
+        """flush() in two steps: this (under the lock the caller holds for the store) takes copies of
+        the files' descriptors; the call it returns fsyncs what was appended so far and closes them,
+        without the lock. An fsync took 5-70 ms at 1,000 nodes, and reads and appends waited."""
+        fds = [self.series_index.dup()]
+        try:
+            fds.append(self._wal.dup())
+        except BaseException:
+            os.close(fds[0])
+            raise
+
+        def sync() -> None:
+            try:
+                for fd in fds:
+                    os.fsync(fd)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+
+        return sync
 
     # ----------------------------------------------------------------- query
     def now(self) -> float:
