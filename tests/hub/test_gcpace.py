@@ -21,7 +21,7 @@ class Clock:
         return self.t
 
 
-def _pace(busy: list[bool], heap: list[int] | None = None) -> tuple[GcPace, Clock, list[int]]:
+def _pace(busy: list[bool], heap: list[int] | None = None) -> tuple[GcPace, Clock, list[object]]:
     clock, done = Clock(), []
     blocks = heap if heap is not None else [1000]
 
@@ -29,49 +29,45 @@ def _pace(busy: list[bool], heap: list[int] | None = None) -> tuple[GcPace, Cloc
         done.append(gen)
         return 0
 
-    return GcPace(lambda: busy[0], clock, collect, lambda: blocks[0]), clock, done
+    return GcPace(lambda: busy[0], clock, collect, lambda: done.append("freeze"),
+                  lambda: done.append("unfreeze"), lambda: blocks[0]), clock, done
 
 
-def test_young_passes_run_on_the_clock_not_while_a_read_runs() -> None:
+def test_young_passes_run_on_the_clock_not_while_a_read_runs_and_freeze_what_survives() -> None:
     busy = [False]
     pace, clock, done = _pace(busy)
     assert pace.maybe() is None  # not due yet
     clock.t += gcpace.YOUNG_EVERY_S
-    assert pace.maybe() == 0 and done == [0]
+    assert pace.maybe() == 0 and done == [0, "freeze"]
     assert pace.maybe() is None  # the next one a period later
     clock.t += gcpace.YOUNG_EVERY_S
     busy[0] = True
-    assert pace.maybe() is None and done == [0]  # deferred while the read runs
+    assert pace.maybe() is None and len(done) == 2  # deferred while the read runs
     busy[0] = False
-    assert pace.maybe() == 0 and done == [0, 0]  # and run at the first push after it
+    assert pace.maybe() == 0 and done == [0, "freeze", 0, "freeze"]  # run at the first push after it
 
 
-def test_the_middle_generation_on_its_own_clock_and_the_oldest_when_the_heap_grew(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_pass_unfreezes_collects_and_freezes_again_once_the_heap_grew(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gc, "get_threshold", lambda: (50_000, 10, 2))
     heap = [1000]
     pace, clock, done = _pace([False], heap)
 
-    def run_until(gen: int) -> int:
-        for n in range(1, 10_000):
+    def passes(seconds: float) -> list[int | None]:
+        out = []
+        for _ in range(round(seconds / gcpace.YOUNG_EVERY_S)):
             clock.t += gcpace.YOUNG_EVERY_S
-            if pace.maybe() == gen:
-                return n
-        raise AssertionError(f"no pass of generation {gen}")
+            out.append(pace.maybe())
+        return out
 
-    per_middle = round(gcpace.MIDDLE_EVERY_S / gcpace.YOUNG_EVERY_S)
-    assert run_until(1) == per_middle and set(done[:-1]) == {0}
-    assert run_until(1) == per_middle
-    for _ in range(3):  # threshold[2] middle passes, but the heap has not grown: no full pass
-        assert run_until(1) == per_middle
-    heap[0] = 1300  # grown by more than a quarter: the next middle pass is a full one
-    assert run_until(2) == per_middle
-    full = len(done)
-    heap[0] = 1600  # a quarter more than after that pass: not yet
-    for _ in range(3):
-        assert run_until(1) == per_middle
-    assert 2 not in done[full:]
-    heap[0] = 1700
-    assert run_until(2) == per_middle
+    heap[0] = 2000
+    assert 2 not in passes(gcpace.OLD_CHECK_S)  # grown, but fewer than threshold[2] checks so far
+    del done[:]
+    assert passes(gcpace.OLD_CHECK_S)[-1] == 2
+    assert done[-3:] == ["unfreeze", 2, "freeze"]
+    heap[0] = 2400  # less than a quarter more than after that pass
+    assert 2 not in passes(5 * gcpace.OLD_CHECK_S)
+    heap[0] = 2600
+    assert passes(gcpace.OLD_CHECK_S)[-1] == 2
 
 
 def test_the_hub_runs_its_pace_after_each_push(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -136,3 +137,20 @@ def test_an_api_read_from_a_remote_history_holds_no_push(tmp_path: Path) -> None
             hub.store = store
     finally:
         hub.close()
+
+
+def test_while_reads_run_a_thread_waiting_for_the_gil_asks_for_it_sooner() -> None:
+    """The switch interval is short while any hub in the process reads, and back after the last."""
+    normal = sys.getswitchinterval()
+    a, b = ReadFirst(), ReadFirst()
+    with a.reading():
+        assert sys.getswitchinterval() == readfirst.READ_SWITCH_S
+        with b.reading():  # another hub's read overlapping (the interval is the process's)
+            pass
+        assert sys.getswitchinterval() == readfirst.READ_SWITCH_S
+        with b.reading():
+            with a.reading():
+                pass
+    assert sys.getswitchinterval() == normal
+    with a.reading(first=False):  # background reads leave it alone
+        assert sys.getswitchinterval() == normal

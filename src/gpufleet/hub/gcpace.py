@@ -4,17 +4,17 @@ Every push replaces its node's kept snapshot, ~50 tracked lists (the decoded rec
 fields), and alert evaluation replaces its state every few seconds. CPython starts a young pass
 when allocations minus frees pass a threshold, and such churn leaves that count near zero: at
 1,000 nodes its passes came every ~5 s, each over the whole fleet's latest snapshots (70-240 ms
-holding the GIL, and a history query arriving meanwhile waited: the week query's p99). Run every
-YOUNG_EVERY_S instead, a young pass scans what a quarter second left (a few ms); each object is still
-scanned about once there, so the CPU is the same.
+holding the GIL, and a history query arriving meanwhile waited: the week query's p99); each
+middle pass (every ~55 s) walked them again, with whatever a join had just made (80-310 ms).
 
-The collector's count-based passes stay on (a fleet joining grows it fast), but a young pass run
-here resets that count, so the older generations are done here too: the middle one every
-MIDDLE_EVERY_S (as often as the counts gave at 1,000 nodes), the oldest after `threshold[2]`
-middle passes once the heap has grown by a quarter since the last full pass (CPython's own rule
-counts objects moved into the oldest generation, which Python cannot read; the heap's blocks are
-a cheap measure of the same growth, and keep full passes rare with millions of long-lived series
-and shapes that stay).
+Here a young pass runs every YOUNG_EVERY_S and scans what a quarter second left (a few ms); what
+survives it is frozen (gc.freeze: moved out of the collector's sight, no walk), so no later young
+or middle pass walks it again. Frozen objects are freed by their reference counts as ever; only
+cycles among them wait, for a full pass: every OLD_CHECK_S, once `threshold[2]` checks have gone
+by and the heap (sys.getallocatedblocks) has grown by a quarter since the last one, everything is
+unfrozen, collected and frozen again (CPython's rule for full passes is the same quarter, of
+objects moved into the oldest generation, which Python cannot read). The usage report's own
+freeze/unfreeze (usage/report.py) leaves things in the oldest generation: equally out of sight.
 """
 
 from __future__ import annotations
@@ -25,20 +25,23 @@ import time
 from collections.abc import Callable
 
 YOUNG_EVERY_S = 0.25
-MIDDLE_EVERY_S = 60.0
+OLD_CHECK_S = 60.0
 
 
 class GcPace:
     def __init__(self, busy: Callable[[], bool], clock: Callable[[], float] = time.monotonic,
-                 collect: Callable[[int], int] = gc.collect,
+                 collect: Callable[[int], int] = gc.collect, freeze: Callable[[], None] = gc.freeze,
+                 unfreeze: Callable[[], None] = gc.unfreeze,
                  heap: Callable[[], int] = sys.getallocatedblocks) -> None:
         self.busy = busy  # an API read is running: no pass starts now
         self.clock = clock
         self.collect = collect
+        self.freeze = freeze
+        self.unfreeze = unfreeze
         self.heap = heap
         self._next = clock() + YOUNG_EVERY_S
-        self._middle_at = clock() + MIDDLE_EVERY_S
-        self._middle = 0  # middle passes since the last full one
+        self._check_at = clock() + OLD_CHECK_S
+        self._checks = 0  # since the last full pass
         self._heap = heap()  # after the last full pass (or at start)
 
     def maybe(self) -> int | None:
@@ -47,17 +50,16 @@ class GcPace:
         if now < self._next or not gc.isenabled() or self.busy():
             return None
         self._next = now + YOUNG_EVERY_S
-        t2 = gc.get_threshold()[2]
         gen = 0
-        if now >= self._middle_at:
-            self._middle_at = now + MIDDLE_EVERY_S
-            gen = 1
-            if self._middle >= t2 and self.heap() > self._heap * 5 // 4:
+        if now >= self._check_at:
+            self._check_at = now + OLD_CHECK_S
+            self._checks += 1
+            if self._checks >= gc.get_threshold()[2] and self.heap() > self._heap * 5 // 4:
                 gen = 2
+                self._checks = 0
+                self.unfreeze()
         self.collect(gen)
-        if gen == 1:
-            self._middle += 1
-        elif gen == 2:
-            self._middle = 0
+        self.freeze()
+        if gen == 2:
             self._heap = self.heap()
         return gen
