@@ -94,14 +94,30 @@ def test_a_message_never_fetched_makes_the_node_unavailable_at_expiry(d: Dispatc
     assert not _poll(d, "a")
 
 
-def test_a_held_poll_whose_agent_left_stops_counting_as_fetching(d: Dispatcher,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runs_mod, "GONE_CHECK", 0.05)
-
-    async def gone() -> bool:
-        return True
+def test_a_held_poll_whose_agent_left_stops_counting_as_fetching(d: Dispatcher) -> None:
+    async def gone() -> None:
+        await asyncio.sleep(0.05)  # the client disconnects while its poll is held
 
     started = time.monotonic()
     assert asyncio.run(d.next_for("a", 20, gone)) == []
     assert time.monotonic() - started < 5
     assert not d.fetching("a")
+
+
+def test_a_held_poll_gets_a_message_at_once_and_leaves_no_task_behind(d: Dispatcher) -> None:
+    async def still_there() -> None:
+        await asyncio.Event().wait()  # never disconnects
+
+    async def main() -> tuple[list[dict[str, object]], float, int]:
+        poll = asyncio.ensure_future(d.next_for("a", 20, still_there))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        d.start("alice", ["true"], ["a"], 30, 1, {})
+        got = await poll
+        took = time.monotonic() - started
+        await asyncio.sleep(0)  # the cancelled waits finish
+        return got, took, len(asyncio.all_tasks()) - 1
+
+    got, took, left = asyncio.run(main())
+    assert [m["payload"]["argv"] for m in got] == [["true"]] and took < 5
+    assert left == 0 and d.fetching("a")

@@ -36,6 +36,12 @@ MAX_RESULT_BODY = 1024 * 1024
 PING = 15.0
 
 
+async def _disconnect(request: Request) -> None:
+    """Returns when the client has gone (a GET's empty body comes first)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 class RunBody(BaseModel):
     argv: list[str] = Field(min_length=1, max_length=1024, description="program and arguments (no shell)")
     nodes: str | None = Field(None, max_length=1000, description="glob over node names, e.g. 'gpu-*'")
@@ -142,7 +148,7 @@ def mount(app: FastAPI, ext: CommandsExtension) -> None:
         node = hub.authenticate(_bearer(request))
         if d.closing:
             raise HTTPException(503, "the hub is shutting down", headers={"Retry-After": "2"})
-        return {"messages": await d.next_for(node, wait, request.is_disconnected)}
+        return {"messages": await d.next_for(node, wait, lambda: _disconnect(request))}
 
     @app.post("/api/v1/commands/{run_id}/result", tags=["agents"], dependencies=[agent()])
     async def post_result(run_id: str, request: Request) -> dict[str, Any]:
