@@ -178,17 +178,18 @@ def build_series(recs: Sequence[tuple[str, tuple[str, ...], Collection[str]]],
         slot = sets.setdefault(labels, len(sets))
         metrics += names
         slots.extend(repeat(slot, len(names)))
-    shared = _one(_METRICS, got := tuple(metrics), got, _SHARED_MAX)
-    shared_slots = _one(_SLOTS, slots.tobytes(), slots, _SHARED_MAX)
+    shared_metrics = shared(_METRICS, got := tuple(metrics), got)
+    shared_slots = shared(_SLOTS, slots.tobytes(), slots)
     common_set = set(next(iter(sets), ())).intersection(*sets)
     own = [tuple([p for p in s if p not in common_set]) for s in sets] if common_set else list(sets)
-    rests = tuple([_one(_RESTS, x, x, _RESTS_MAX) for x in own])
-    rests = _one(_SETS, rests, rests, _SHARED_MAX)  # nodes of the same hardware: the same sets
-    return SeriesList(shared, shared_slots, rests, tuple(sorted(common_set))), picks
+    rests = tuple([shared(_RESTS, x, x, _RESTS_MAX) for x in own])
+    rests = shared(_SETS, rests, rests)  # nodes of the same hardware: the same sets
+    return SeriesList(shared_metrics, shared_slots, rests, tuple(sorted(common_set))), picks
 
 
-def _one(cache: dict[_K, _V], key: _K, value: _V, most: int) -> _V:
-    """The value kept under `key`, else `value` (kept from now on while the cache has fewer than `most`)."""
+def shared(cache: dict[_K, _V], key: _K, value: _V, most: int = _SHARED_MAX) -> _V:
+    """The value kept under `key`, else `value` (kept from now on while the cache has fewer than
+    `most`): one object for what many nodes hold alike, bounded so churn does not grow it."""
     got = cache.get(key)
     if got is not None:
         return got

@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import numpy as np
 
 from ..compact import LENGTH, MAGIC, PACKED_SCOPES, UNKNOWN_SHAPE, Frame, ShapeRecord
 from ..scopes import STORED_SCOPES, records
-from ..series import build_series
+from ..series import build_series, shared
 from ..snapshot import CpuCore, NodeSnapshot
 from ..store.serieslist import SeriesList
 from .state import scrub_own_secrets
@@ -108,30 +108,16 @@ def _shared(t: tuple[str, ...]) -> tuple[str, ...]:
 # same order and store the same values of their frames (a pick follows the records' value keys,
 # not their labels), so a fleet holds a few of each rather than one per node and shape (the
 # record lists, starts, picks and core numbers: ~20 KB a shape of a 224-core node). Read only once made.
-_SHARED_MAX = 1_000  # of each kind: a fleet churning shapes does not grow them without end
+# (series.shared keeps at most 1,000 of each kind: a fleet churning shapes does not grow them without end)
 _IDS: dict[tuple[tuple[str, ...], ...], list[tuple[str, ...]]] = {}
 _RECORD_NAMES: dict[tuple[tuple[str, ...], ...], list[tuple[str, ...]]] = {}
 _STARTS: dict[bytes, array[int]] = {}
 _PICKS: dict[bytes, np.ndarray] = {}
 _CPUS: dict[tuple[int, ...], list[int]] = {}
 _LINKS: dict[tuple[tuple[int, ...], ...], list[list[int]]] = {}
-_K = TypeVar("_K")
-_V = TypeVar("_V")
-
-
-def _one(cache: dict[_K, _V], key: _K, value: _V) -> _V:
-    """The value kept under `key`, else `value` (kept from now on while there is room)."""
-    got = cache.get(key)
-    if got is not None:
-        return got
-    if len(cache) < _SHARED_MAX:
-        cache[key] = value
-    return value
-
-
 def _shared_pick(pick: np.ndarray) -> np.ndarray:
     pick.setflags(write=False)  # perhaps shared: read only
-    return _one(_PICKS, pick.tobytes(), pick)
+    return shared(_PICKS, pick.tobytes(), pick)
 
 
 # The cores' JSON by its bytes: every node with as many cores sends the same (~2.6 KB for 224).
@@ -139,7 +125,7 @@ _CPU_JSON: dict[bytes, bytes] = {}
 
 
 def _shared_cpu_json(data: bytes) -> bytes:
-    return _CPU_JSON.setdefault(data, data) if len(_CPU_JSON) < 1_000 else _CPU_JSON.get(data, data)
+    return shared(_CPU_JSON, data, data)
 
 
 _NO_SERIES = SeriesList((), array("i"), ())
@@ -340,8 +326,8 @@ def _shape(series: list[tuple[str, list[str], list[str]]], i: int) -> Shape:
         names_of.append(t_names)
         starts.append(n)
         n += len(names)
-    return Shape(n, {scope: _one(_IDS, tuple(got), got) for scope, got in ids.items()},
-                 _one(_RECORD_NAMES, tuple(names_of), names_of), _one(_STARTS, starts.tobytes(), starts))
+    return Shape(n, {scope: shared(_IDS, tuple(got), got) for scope, got in ids.items()},
+                 shared(_RECORD_NAMES, tuple(names_of), names_of), shared(_STARTS, starts.tobytes(), starts))
 
 
 def decode(body: bytes, shapes: Shapes, check: Callable[[int, NodeSnapshot], None],
@@ -490,8 +476,8 @@ def _same_numbers(snap: NodeSnapshot, scope: str, shape: Shape) -> bool:
     alone; False when that cannot tell (the caller compares their label tuples then)."""
     if not shape.numbered:
         cpus, links = _numbers(shape)
-        shape.cpus = cpus if cpus is None else _one(_CPUS, tuple(cpus), cpus)
-        shape.links = links if links is None else _one(_LINKS, tuple(map(tuple, links)), links)
+        shape.cpus = cpus if cpus is None else shared(_CPUS, tuple(cpus), cpus)
+        shape.links = links if links is None else shared(_LINKS, tuple(map(tuple, links)), links)
         shape.numbered = True
     if scope == "cpu":
         return shape.cpus is not None and [c.cpu for c in snap.cpus] == shape.cpus
