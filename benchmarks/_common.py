@@ -166,6 +166,44 @@ def free_port() -> int:
     return fp()
 
 
+@contextmanager
+def hub_with_token(tmp: Path) -> Iterator[tuple[subprocess.Popen, str, str]]:
+    """A real hub process (data in tmp/hub) on a free port: (process, its URL, a join token)."""
+    port = free_port()
+    hub_cmd = [sys.executable, "-m", "gpufleet", "hub", "--listen", f"127.0.0.1:{port}", "--data", str(tmp / "hub")]
+    with server(hub_cmd, port, "/healthz", tmp / "hub.log") as hub:
+        token = subprocess.run([sys.executable, "-m", "gpufleet", "token", "create", "--data", str(tmp / "hub")],
+                               capture_output=True, text=True, check=True).stdout.split()[-1]
+        yield hub, f"http://127.0.0.1:{port}", token
+
+
+@contextmanager
+def command_nodes(url: str, token: str, nodes: int, hosts: int, tmp: Path) -> Iterator[list[subprocess.Popen]]:
+    """`nodes` command-polling nodes (benchmarks/_cmdagents.py) in `hosts` processes, each host
+    ready (its nodes registered and polling) before this yields; the hosts are stopped after."""
+    procs: list[subprocess.Popen] = []
+    try:
+        share = -(-nodes // hosts)
+        for h in range(hosts):
+            first, count = h * share, min(share, nodes - h * share)
+            if count <= 0:
+                break
+            with open(tmp / f"agents-{h}.log", "wb") as log:
+                procs.append(subprocess.Popen(
+                    [sys.executable, str(ROOT / "benchmarks" / "_cmdagents.py"), "--hub", url, "--token", token,
+                     "--first", str(first), "--nodes", str(count), "--dir", str(tmp / "agents")],
+                    stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True))
+        for h, p in enumerate(procs):
+            if '"ready"' not in (p.stdout.readline() if p.stdout else ""):
+                sys.exit(f"node host {h} did not start: {(tmp / f'agents-{h}.log').read_text()[-2000:]}")
+        yield procs
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+
+
 def count_series(body: bytes) -> int:
     """Sample lines of a Prometheus text exposition (comments and blank lines excluded)."""
     return sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, free_port, machine_line, median, proc_cpu_seconds, server, table, verdict
+from _common import command_nodes, hub_with_token, machine_line, median, proc_cpu_seconds, table, verdict
 
 GOAL_S = 3.0
 
@@ -68,38 +68,13 @@ def main() -> None:
     print(machine_line())
     with tempfile.TemporaryDirectory(prefix="bench-commands-") as tmp_s:
         tmp = Path(tmp_s)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        with server(gpufleet("hub", "--listen", f"127.0.0.1:{port}", "--data", str(tmp / "hub")), port,
-                    "/healthz", tmp / "hub.log") as hub:
-            token = subprocess.run(gpufleet("token", "create", "--data", str(tmp / "hub")), capture_output=True,
-                                   text=True, check=True).stdout.split()[-1]
+        with hub_with_token(tmp) as (hub, url, token):
             _make_key(tmp / "hub", tmp)
-            hosts = []
-            try:
-                share = -(-a.nodes // a.hosts)
-                for h in range(a.hosts):
-                    first, count = h * share, min(share, a.nodes - h * share)
-                    if count <= 0:
-                        break
-                    with open(tmp / f"agents-{h}.log", "wb") as log:
-                        hosts.append(subprocess.Popen(
-                            [sys.executable, str(ROOT / "benchmarks" / "_cmdagents.py"), "--hub", url, "--token", token,
-                             "--first", str(first), "--nodes", str(count), "--dir", str(tmp / "agents")],
-                            stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True))
-                for h, p in enumerate(hosts):
-                    line = p.stdout.readline() if p.stdout else ""
-                    if '"ready"' not in line:
-                        sys.exit(f"node host {h} did not start: {(tmp / f'agents-{h}.log').read_text()[-2000:]}")
+            with command_nodes(url, token, a.nodes, a.hosts, tmp) as hosts:
                 _wait_fetching(url, a.nodes)
                 pids = [hub.pid] + [p.pid for p in hosts]
                 rows, fan = _fan_out(url, a, pids)
                 seq = _sequential(url, a.sample)
-            finally:
-                for p in hosts:
-                    p.terminate()
-                for p in hosts:
-                    p.wait(10)
     per_node = median(seq)
     naive = per_node * a.nodes
     best = median([w for w, _ in fan])
