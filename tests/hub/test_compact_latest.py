@@ -188,7 +188,7 @@ def test_a_rule_added_after_the_push_reads_the_whole_snapshot(tmp_path: Path) ->
                         lambda i, x: None, LEAN_LACKS)
         h.fleet.keep = frozenset({"cpu"})  # the rule arrives meanwhile
         h.ingest([f.snapshot for f in frames], None, [f.packed(None) for f in frames],
-                 [f.series({"node": "n1"}, None, h.shapes["n1"]) for f in frames], LEAN_LACKS)
+                 [f.series({"node": "n1"}, None) for f in frames], LEAN_LACKS)
         v = h.fleet.nodes["n1"]
         assert v.kept == frozenset() and v.snapshot is not None and v.snapshot.cpus == []
         whole = h.fleet.snapshot(v)

@@ -183,7 +183,7 @@ class Shape:
             self._runs = out
         return self._runs
 
-    def store_keys(self, base: dict[str, str], skew: bool, shapes: Shapes) -> None:
+    def store_keys(self, base: dict[str, str], skew: bool) -> None:
         """Build keys, pick and skew_at for these labels, once (the next pushes reuse them)."""
         want = (tuple(base.items()), skew)
         if want == self.built_for:
@@ -264,11 +264,10 @@ class Decoded:
         """What the fleet keeps of the node's latest snapshot: ~1/3 of its JSON's bytes."""
         return Packed(self.head, self.values.copy(), self.shape, skew)  # copied: not the whole body
 
-    def series(self, base: dict[str, str], skew: float | None,
-               shapes: Shapes) -> tuple[SeriesList, np.ndarray]:
+    def series(self, base: dict[str, str], skew: float | None) -> tuple[SeriesList, np.ndarray]:
         """What the store takes: keys (the same SeriesList each push of this shape) and values."""
         shape = self.shape
-        shape.store_keys(base, skew is not None, shapes)
+        shape.store_keys(base, skew is not None)
         values = self.values if shape.pick is None else self.values[shape.pick]
         if skew is not None and shape.skew_at >= 0:
             if shape.skew_insert:

@@ -432,7 +432,7 @@ class Hub:
         for f in frames:
             if skew is not None:
                 f.snapshot.agent["clock_skew_seconds"] = skew  # as a JSON push: stored beside the node's data
-            keys, values = f.series({"node": node, **f.snapshot.labels, **v.labels}, skew, shapes)
+            keys, values = f.series({"node": node, **f.snapshot.labels, **v.labels}, skew)
             series.append((keys, values))
         try:
             return self.ingest([f.snapshot for f in frames], now, [f.packed(skew) for f in frames], series, defer)
