@@ -80,7 +80,11 @@ class Counter:
 
 @dataclass(slots=True)
 class NodeCols:
-    snap: Any  # the snapshot object (NodeInput.snapshot) these columns were read for: the cache key
+    # The snapshot these columns were read for, known by its node-level `values` dict (with its
+    # time): holding the snapshot itself kept every node's previous one alive until the next
+    # evaluation, ~85 MiB at 1,000 nodes; the dict is a few KB and, held, cannot be another's.
+    key: dict[str, float]
+    t: float
     labels_key: tuple[tuple[str, str], ...]
     base: dict[str, str]
     ids: dict[str, list[tuple[str, ...]]]  # scope -> record identities
@@ -172,7 +176,7 @@ class ColumnReader:
         """Drop what is kept for nodes the fleet no longer has, once their columns could not count
         again (a node back with the same snapshot object, while fresh, finds its columns as they were)."""
         gone = {n for n, c in self._cache.items()
-                if n not in names and not (c.snap is not None and now - c.snap.timestamp <= self.lookback)}
+                if n not in names and not now - c.t <= self.lookback}
         for name in gone:
             del self._cache[name]
         for name in [n for n in self._columns if n not in names]:
@@ -188,7 +192,7 @@ class ColumnReader:
         if now - self._swept < self.SWEEP_S:
             return 0
         self._swept = now
-        latest = {name: c.snap.timestamp for name, c in self._cache.items() if c.snap is not None}
+        latest = {name: c.t for name, c in self._cache.items()}
         forgot = 0
         for ck in [ck for ck in self._trackers if ck not in self._counter_windows]:
             forgot += len(self._trackers.pop(ck))
@@ -206,7 +210,7 @@ class ColumnReader:
         snap = n.snapshot
         labels_key = tuple(n.labels.items())
         c = self._cache.get(n.name)
-        if c is not None and c.snap is snap and c.labels_key == labels_key:
+        if c is not None and c.key is snap.values and c.t == snap.timestamp and c.labels_key == labels_key:
             return c
         read = snap
         if n.whole is not None and not LEAN_LACKS.isdisjoint(self._need):
@@ -236,7 +240,7 @@ class ColumnReader:
             base = {"node": n.name, **n.labels}
             ident = {scope: {} for scope in ids}
         counters = self._track_counters(n.name, snap, ids, rows)  # type: ignore[arg-type]
-        c = NodeCols(snap, labels_key, base, ids, rows, counters, ident)
+        c = NodeCols(snap.values, snap.timestamp, labels_key, base, ids, rows, counters, ident)
         self._cache[n.name] = c
         return c
 
