@@ -15,6 +15,7 @@ from access import authed_client
 from gpufleet.hub.extensions import load_extensions
 from gpufleet.hub.jobs import Jobs
 from gpufleet.hub.service import Hub, HubOptions
+from gpufleet.snapshot import to_json
 from conftest import eventually
 from sample_snapshot import sample_snapshot
 
@@ -166,3 +167,40 @@ def test_metrics_while_ingest_threads_append_lags(tmp_path: Path) -> None:
         for th in threads:
             th.join()
         hub.close()
+
+
+def test_alert_evaluation_and_the_snapshot_save_run_on_the_ingest_thread(tmp_path: Path) -> None:
+    """Python-work steps run between pushes on the one ingest thread, not on threads of their own
+    that took turns for the GIL with it and the event loop (the week query's p99, issue 14)."""
+    import threading
+
+    hub = Hub(HubOptions(data=tmp_path / "data"))
+    extensions = load_extensions(hub)
+    alerts = next(e for e in extensions if type(e).__name__ == "AlertsExtension")
+    alerts.interval = 0.05
+    threads: dict[str, set[str]] = {"alerts": set(), "save": set(), "push": set()}
+
+    def spy(kind: str, fn: object) -> object:
+        def wrapped(*a: object, **kw: object) -> object:
+            threads[kind].add(threading.current_thread().name)
+            return fn(*a, **kw)  # type: ignore[operator]
+        return wrapped
+
+    alerts.evaluate = spy("alerts", alerts.evaluate)
+    hub.save_latest = spy("save", hub.save_latest)  # type: ignore[method-assign]
+    hub.ingest_push = spy("push", hub.ingest_push)  # type: ignore[method-assign]
+    try:
+        with authed_client(hub, extensions) as client:
+            r = client.post("/api/v1/register", json={"node": "n1", "labels": {}},
+                            headers={"Authorization": f"Bearer {hub.state.create_token()}"})
+            assert r.status_code == 200, r.text
+            snap = sample_snapshot("n1")
+            snap.timestamp = time.time()
+            r = client.post("/api/v1/push", content=b'{"snapshots":[' + to_json(snap) + b"]}",
+                            headers={"Authorization": f"Bearer {r.json()['credential']}"})
+            assert r.status_code == 200, r.text
+            eventually(lambda: threads["alerts"] and threads["save"], timeout=20, what="alerts and save ran")
+            seen = {kind: set(names) for kind, names in threads.items()}  # not the save at exit
+    finally:
+        hub.close()
+    assert seen == {"alerts": {"gpufleet-ingest"}, "save": {"gpufleet-ingest"}, "push": {"gpufleet-ingest"}}

@@ -132,6 +132,7 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
     names = access.host_names()
     app.add_middleware(AccessMiddleware, names=names)
     worker = IngestWorker()
+    hub.jobs.worker = worker.run  # the background steps that are Python work run between pushes (jobs.py)
     from . import apidocs
 
     apidocs.mount(app)

@@ -5,7 +5,9 @@ semaphore and one of several threads per push, which then queued on the store lo
 anyway (ingest is Python holding the GIL, one push at a time in effect). One long-lived worker
 does the same work with less: a C queue in, and results handed back to the event loop in batches,
 one wake-up for all the pushes finished since the loop last ran (not a self-pipe write each).
-Reads (query_range, pages) run in Starlette's own thread pool, not behind this queue.
+Reads (query_range, pages) run in Starlette's own thread pool, not behind this queue. The hub's
+background steps that are Python work (alert evaluation, the latest-snapshot save) run here too,
+between pushes (jobs.py, `with_pushes`).
 
 The thread starts on first use and ends after IDLE_S without work, so apps that come and go
 (tests) leave no threads behind. `stop()` (the app's shutdown) runs what is queued first, so no

@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,8 @@ class Jobs:
         self._clock = clock
         self._lock = threading.Lock()
         self.jobs: dict[str, JobState] = {}
+        # Runs a step on the thread that ingests pushes (the app's IngestWorker.run), between them.
+        self.worker: Callable[..., Awaitable[Any]] | None = None
 
     def _state(self, job: str) -> JobState:
         st = self.jobs.get(job)
@@ -118,12 +120,22 @@ class Jobs:
         self.ok(job)
         return True
 
-    async def run(self, job: str, fn: Callable[..., Any], *args: Any, thread: bool = False) -> bool:
-        """Run one step (a coroutine function, or a plain one; `thread` moves it off the loop)."""
+    async def run(self, job: str, fn: Callable[..., Any], *args: Any, thread: bool = False,
+                  with_pushes: bool = False) -> bool:
+        """Run one step (a coroutine function, or a plain one; `thread` moves it off the loop).
+
+        `with_pushes`: on the ingest worker, between pushes, where there is one (else a thread).
+        For steps that are Python work: on a thread of their own they took turns for the GIL with
+        the ingest thread and the event loop, and every request the loop read meanwhile waited
+        for several of those turns (the week query's p99 at 1,000 nodes: 100-150 ms, 20 ms
+        without the alert evaluation and the snapshot save beside ingest).
+        """
         if not self.due(job):
             return False
         try:
-            if thread:
+            if with_pushes and self.worker is not None:
+                await self.worker(fn, *args)
+            elif thread or with_pushes:
                 await asyncio.to_thread(fn, *args)
             else:
                 result = fn(*args)

@@ -720,7 +720,7 @@ class Hub:
                     await self.jobs.run("flush", self._flush_store, thread=True)
                 if now_m - last_save >= 5.0 or self._status_dirty:
                     last_save = now_m
-                    await self.jobs.run("save", self.save_latest, thread=True)
+                    await self.jobs.run("save", self.save_latest, with_pushes=True)
                 if now_m - last_maint >= 1.0:
                     last_maint = now_m
                     await self.jobs.run("store_upkeep", self.maintain, thread=True)

@@ -139,7 +139,7 @@ class AlertsExtension:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            if not await self.hub.jobs.run("alerts", self._step, thread=True):
+            if not await self.hub.jobs.run("alerts", self._step, with_pushes=True):
                 self.eval_errors += 1
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.interval)
