@@ -94,7 +94,10 @@ SKEW_ALERT_S = 60.0
 # restart loses nothing; after a crash a node shows one at most this old until it pushes again).
 # Once a minute, making 1,000 compact-pushed nodes' JSON took ~5% of the hub's CPU.
 LATEST_SAVE_S = 300.0
-LATEST_SAVE_SHARE = 1 / 6  # of the fleet's nodes saved in one round (every 5 s) at most
+# Of the fleet's nodes saved in one round (every 5 s) at most: twice the pace that keeps up with
+# LATEST_SAVE_S. A sixth of 1,000 nodes a round (~180 ms of the GIL) stalled queries at every
+# round for the half minute after a start, and then every LATEST_SAVE_S.
+LATEST_SAVE_SHARE = 1 / 30
 LATEST_SAVE_MIN = 50  # nodes a round may save whatever the fleet's size
 DISK_FULL_HOLD_S = 5.0  # after ENOSPC, refuse pushes this long before trying to write again
 
@@ -640,8 +643,8 @@ class Hub:
         A snapshot is saved only so that a restarted hub shows every node at once; each node's
         next push replaces it within seconds, so a few minutes old one does: rewriting 1,000 nodes'
         ~90 KB snapshots every 5 s wrote ~17 MB/s to hub.db. The nodes due are spread over the
-        rounds (at most a sixth of the fleet a round): a compact-pushed node's JSON is made here,
-        and 1,000 at once held the GIL for ~1.5 s a minute, which stalled queries.
+        rounds (at most a thirtieth of the fleet, or LATEST_SAVE_MIN nodes, a round): a compact-pushed
+        node's JSON is made here, ~1 ms of the GIL each, and 1,000 at once held it for ~1.5 s.
         """
         self.sync_state()
         now_m = time.monotonic()
