@@ -154,3 +154,31 @@ def test_while_reads_run_a_thread_waiting_for_the_gil_asks_for_it_sooner() -> No
     assert sys.getswitchinterval() == normal
     with a.reading(first=False):  # background reads leave it alone
         assert sys.getswitchinterval() == normal
+
+
+def test_a_history_read_gets_the_short_interval_from_the_moment_the_app_sees_it(tmp_path: Path) -> None:
+    """Before its route holds the gate, a week query's hops (middleware, the API-key check) each
+    waited up to a 5 ms interval behind the ingest thread; other requests leave the interval alone."""
+    from access import authed_client
+
+    hub = Hub(HubOptions(data=tmp_path / "data"))
+    normal = sys.getswitchinterval()
+    try:
+        with authed_client(hub, role="viewer", background=False) as c:
+            auth = c.app.state.auth
+            seen: list[float] = []
+            identify = auth.identify
+
+            def spy(request: Any) -> Any:
+                seen.append(sys.getswitchinterval())  # the credential check, before the route
+                return identify(request)
+
+            auth.identify = spy
+            assert c.get("/api/v1/query_range", params={"metric": "gpufleet_gpu_utilization_ratio"}).status_code == 200
+            assert c.get("/api/v1/metrics").status_code == 200
+            assert c.get("/api/v1/query_range", params={"metric": "gpufleet_gpu_utilization_ratio"},
+                          headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert seen == [readfirst.READ_SWITCH_S, normal, readfirst.READ_SWITCH_S]
+        assert sys.getswitchinterval() == normal  # back after each, a refused one too
+    finally:
+        hub.close()

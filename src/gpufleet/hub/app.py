@@ -34,6 +34,7 @@ from .register import MAX_BODY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_a
 from . import bodies, gzipped
 from .ingestworker import IngestWorker
 from .pushpath import MISSING_CREDENTIAL, SENT_AT, PushPath, bearer, read_body
+from .readfirst import fast_switch
 from .sd import sd_groups
 from .service import RETRY_AFTER_S, Hub, IngestError
 
@@ -77,11 +78,16 @@ class HubApp(FastAPI):
     middleware stack; they stay declared as FastAPI routes for the OpenAPI document and policies."""
 
     push_path: PushPath | None = None
+    fast_reads: frozenset[str] = frozenset()  # GET paths of reads of the embedded store (readfirst.fast_switch)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.push_path
         if fast is not None and scope["type"] == "http" and scope["path"] in fast.routes and scope["method"] == "POST":
             await fast(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope["path"] in self.fast_reads:
+            with fast_switch():
+                await super().__call__(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
@@ -354,6 +360,8 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
         return Response("\n".join(out), media_type=TEXT_CONTENT_TYPE)
 
     app.push_path = PushPath(hub, {"/api/v1/push": "ingest_push", compact.PATH: "ingest_compact"}, names, worker)
+    if hub.store is not None:
+        app.fast_reads = frozenset({"/api/v1/query_range"})
     bodies.install(app)
     for ext in hub.extensions:
         try:
