@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gpufleet.hub.alerts.engine import FIRING, PENDING, RESOLVED, Alert, Engine, NodeInput
 from gpufleet.hub.alerts.rules import Rule, load_rules
 from gpufleet.snapshot import Gpu, NodeSnapshot
@@ -183,3 +185,28 @@ def test_the_columns_cache_does_not_keep_a_replaced_snapshot_alive(tmp_path: Pat
     new = _snap("a", 1000.0, [50.0, 95.0])
     eng.evaluate(_inputs(new), now=1003.0)
     assert set(_active(eng, "TestHot")) == {("a", "1")}
+
+
+def test_the_texts_that_print_the_value_are_rendered_when_read_not_at_each_evaluation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of pending alerts whose value moves at every push (GPUs allocated but idle) had
+    their texts rendered at every evaluation, a quarter of its time; now when somebody reads them."""
+    from gpufleet.hub.alerts import templating
+
+    eng = Engine(_rules(tmp_path))
+    eng.evaluate(_inputs(_snap("a", 1000.0, [92.0])), now=1000.0)
+    a = _active(eng, "TestHot")[("a", "0")]
+    renders: list[str] = []
+    real = templating.Template.render
+
+    def counting(self: templating.Template, labels: dict[str, str], value: float) -> str:
+        renders.append(self.text)
+        return real(self, labels, value)
+
+    monkeypatch.setattr(templating.Template, "render", counting)
+    for i, temp in enumerate((93.0, 94.0, 95.5)):
+        eng.evaluate(_inputs(_snap("a", 1005.0 + 5 * i, [temp])), now=1005.0 + 5 * i)
+    assert renders == [] and a.value == 95.5
+    assert a.annotations == {"summary": "GPU 0 on a is at 95.5 C", "runbook": "see the a page"}
+    assert len(renders) == 1  # the summary, once; the runbook prints no value
+    assert a.as_dict()["annotations"]["summary"] == "GPU 0 on a is at 95.5 C" and len(renders) == 1
