@@ -7,7 +7,7 @@ when allocations minus frees pass a threshold, and such churn leaves that count 
 holding the GIL, and a history query arriving meanwhile waited: the week query's p99); each
 middle pass (every ~55 s) walked them again, with whatever a join had just made (80-310 ms).
 
-Here a young pass runs every YOUNG_EVERY_S and scans what a quarter second left (a few ms); what
+Here a young pass runs every YOUNG_EVERY_S and scans what that time left (a ms or so); what
 survives it is frozen (gc.freeze: moved out of the collector's sight, no walk), so no later young
 or middle pass walks it again. Frozen objects are freed by their reference counts as ever; only
 cycles among them wait, for a full pass: every OLD_CHECK_S, once `threshold[2]` checks have gone
@@ -24,7 +24,10 @@ import sys
 import time
 from collections.abc import Callable
 
-YOUNG_EVERY_S = 0.25
+# Every 50 ms, not 250: a pass over what an alert evaluation or a round of new series shapes left
+# took 20-50 ms, and a request arriving meanwhile waited for all of it (bench_hub steady, two runs
+# each: the week query's p99 62 / 70 ms -> 51 / 29 ms; passes over 3 ms 25-27 -> 20-21).
+YOUNG_EVERY_S = 0.05
 OLD_CHECK_S = 60.0
 
 
