@@ -49,6 +49,7 @@ def test_young_passes_run_on_the_clock_not_while_a_read_runs_and_freeze_what_sur
 
 def test_a_full_pass_unfreezes_collects_and_freezes_again_once_the_heap_grew(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gc, "get_threshold", lambda: (50_000, 10, 2))
+    monkeypatch.setattr(gcpace, "YOUNG_EVERY_S", 0.25)  # a step the clock adds up without rounding
     heap = [1000]
     pace, clock, done = _pace([False], heap)
 
