@@ -291,6 +291,7 @@ class BusyQueries:
         self.c = Http(port, key)
         self.args = (start, end)
         self.times: list[float] = []
+        self.stamps: list[tuple[float, float]] = []  # (wall clock at the start, seconds): to line up with hub traces
         self.errors = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -299,8 +300,10 @@ class BusyQueries:
     def _run(self) -> None:
         while not self._stop.wait(1.0):
             try:
+                t = time.time()
                 dt, _ = query_http(self.c, *self.args, 1, warm=False)
                 self.times.append(dt)
+                self.stamps.append((t, dt))
             except (OSError, RuntimeError, http.client.HTTPException, ValueError):
                 self.errors += 1
 
@@ -561,6 +564,7 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
         finally:
             busy.stop()
         q_during = busy.times
+        q_stamps = busy.stamps
         print(f"# 7-day query over HTTP during ingest: {len(q_during)} queries, median "
               f"{median(q_during) * 1e3:.2f} ms, p99 {percentile(q_during, 99) * 1e3:.2f} ms, "
               f"max {max(q_during, default=float('nan')) * 1e3:.2f} ms, errors {busy.errors}")
@@ -714,6 +718,7 @@ def run(a: argparse.Namespace, work: Path, rows: list, verdicts: list) -> None:
         "query_during_ingest_ms_median": median(q_during) * 1e3 if q_during else None,
         "query_during_ingest_ms_p99": percentile(q_during, 99) * 1e3 if q_during else None,
         "query_during_ingest_ms_max": max(q_during) * 1e3 if q_during else None,
+        "query_during_ingest_log": [[round(t, 3), round(dt * 1e3, 2)] for t, dt in q_stamps],
         "snapshots_ms_median": snap_med * 1e3, "snapshots_first_ms": cold * 1e3,
         "snapshots_bytes": snap_bytes, "snapshots_gzip_bytes": snap_gz_bytes,
         "rss_ratio": h["rss_max"] / vmd["rss_max"] if vm else None,
