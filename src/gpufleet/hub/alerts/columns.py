@@ -208,6 +208,7 @@ class ColumnReader:
 
     def node_cols(self, n: NodeInput) -> NodeCols:
         snap = n.snapshot
+        assert snap is not None  # the engine reads only nodes with a fresh snapshot
         labels_key = tuple(n.labels.items())
         c = self._cache.get(n.name)
         if c is not None and c.key is snap.values and c.t == snap.timestamp and c.labels_key == labels_key:
@@ -223,7 +224,7 @@ class ColumnReader:
             nans = [NAN] * len(keys)
             sid: list[tuple[str, ...]] = []
             flat: list[float] = []
-            for rid, vals in _records(read, scope):  # type: ignore[arg-type]
+            for rid, vals in _records(read, scope):
                 sid.append(rid)
                 flat.extend(map(vals.get, keys, nans))  # one C-level pass per record
             ids[scope], rows[scope] = sid, array("d", flat)
@@ -239,7 +240,7 @@ class ColumnReader:
         else:
             base = {"node": n.name, **n.labels}
             ident = {scope: {} for scope in ids}
-        counters = self._track_counters(n.name, snap, ids, rows)  # type: ignore[arg-type]
+        counters = self._track_counters(n.name, snap, ids, rows)
         c = NodeCols(snap.values, snap.timestamp, labels_key, base, ids, rows, counters, ident)
         self._cache[n.name] = c
         return c
