@@ -105,7 +105,7 @@ class AlertsExtension:
                 hub_values = self.hub.values()
             except Exception:
                 hub_values = {}
-            self.engine.pause = self.hub.reads_first.wait
+            self.engine.pause = self.hub.yield_point
             changed = self.engine.evaluate(self.nodes(), hub_values, now)
             if now - self._last_full_save >= FULL_SAVE_EVERY:
                 self._last_full_save = now
