@@ -182,3 +182,66 @@ def test_a_history_read_gets_the_short_interval_from_the_moment_the_app_sees_it(
         assert sys.getswitchinterval() == normal  # back after each, a refused one too
     finally:
         hub.close()
+
+
+def test_one_nodes_history_is_read_on_the_event_loop_unless_the_store_is_busy(tmp_path: Path) -> None:
+    """A read pinned to one node skips the hop to a worker thread and back (each hop waited for
+    the GIL behind the ingest thread); one that may span the fleet, or finds the store held by a
+    push or its upkeep, goes to a worker thread as before, and answers the same."""
+    import asyncio
+
+    from access import authed_client
+    from sample_snapshot import sample_snapshot
+
+    hub = Hub(HubOptions(data=tmp_path / "data"))
+    try:
+        now = time.time()
+        for k in range(3):
+            snap = sample_snapshot("n1")
+            snap.timestamp = now - 20 + 5 * k
+            hub.ingest([snap], now=snap.timestamp)
+        assert hub.store is not None
+        real = hub.store.query_range
+        on_loop: list[bool] = []
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(True)
+            except RuntimeError:
+                on_loop.append(False)
+            return real(*args, **kwargs)
+
+        hub.store.query_range = spy  # type: ignore[method-assign]
+        metric = "gpufleet_gpu_utilization_ratio"
+        window = {"start": now - 60, "end": now + 1, "step": 5}
+
+        def ask(client: Any, match: list[str]) -> list[Any]:
+            r = client.get("/api/v1/query_range", params={"metric": metric, "match": match, **window})
+            assert r.status_code == 200, r.text
+            return list(r.json()["series"])
+
+        with authed_client(hub, role="viewer", background=False) as c:
+            one = ask(c, ['node="n1"', 'gpu="0"'])
+            fleet = ask(c, ['gpu="0"'])
+            assert on_loop == [True, False]
+            assert one and one == fleet and len(one[0]["values"]) == 3
+            # The store held elsewhere (a push storing): not waited for on the loop.
+            held = threading.Event()
+            release = threading.Event()
+
+            def hold() -> None:
+                with hub._store_lock:
+                    held.set()
+                    release.wait(5)
+
+            t = threading.Thread(target=hold)
+            t.start()
+            held.wait(5)
+            threading.Timer(0.3, release.set).start()
+            assert ask(c, ['node="n1"', 'gpu="0"']) == one
+            t.join(5)
+            assert on_loop == [True, False, False]
+            assert hub.reads_first._reads == 0
+    finally:
+        hub.close()
