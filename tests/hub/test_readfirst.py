@@ -184,7 +184,7 @@ def test_a_history_read_gets_the_short_interval_from_the_moment_the_app_sees_it(
         hub.close()
 
 
-def test_one_nodes_history_is_read_on_the_event_loop_unless_the_store_is_busy(tmp_path: Path) -> None:
+def test_one_nodes_history_is_read_on_the_event_loop_unless_the_store_is_busy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A read pinned to one node skips the hop to a worker thread and back (each hop waited for
     the GIL behind the ingest thread); one that may span the fleet, or finds the store held by a
     push or its upkeep, goes to a worker thread as before, and answers the same."""
@@ -242,6 +242,11 @@ def test_one_nodes_history_is_read_on_the_event_loop_unless_the_store_is_busy(tm
             assert ask(c, ['node="n1"', 'gpu="0"']) == one
             t.join(5)
             assert on_loop == [True, False, False]
+            # Many series of one node (its CPU cores, say): a worker thread too.
+            from gpufleet.hub import service
+            monkeypatch.setattr(service, "INLINE_READ_SERIES", 0)
+            assert ask(c, ['node="n1"', 'gpu="0"']) == one
+            assert on_loop == [True, False, False, False]
             assert hub.reads_first._reads == 0
     finally:
         hub.close()

@@ -287,7 +287,8 @@ def create_app(hub: Hub, extensions: Sequence[Extension] = (), *, background: bo
                 # One node's history is read right here on the event loop (a few ms) when the store
                 # is free: the hop to a worker thread and back waited twice for the GIL behind the
                 # ingest thread, ~3 of a week query's ~9 ms while 1,000 nodes push. A read that may
-                # span the fleet, or would wait for the store, goes to a worker thread.
+                # span the fleet, of many series, or that would wait for the store goes to a worker
+                # thread (Hub.query_range_now).
                 results = None
                 if any(m.name == "node" and m.op == "=" for m in matchers):
                     results = hub.query_range_now(metric, matchers, start_, end_, step_, agg)

@@ -47,6 +47,10 @@ log = logging.getLogger("gpufleet.hub")
 
 
 MAINTAIN_BUDGET_S = 0.1
+# A history read of at most this many series runs on the event loop (one node's GPUs: a week
+# at 1,000 points ~2 ms); more (one node's CPU cores, the fleet) goes to a worker thread.
+INLINE_READ_SERIES = 16
+
 # Every background job, named as in gpufleet_hub_background_errors_total{job=...} and /healthz.
 # `ingest` fails while writes are paused (disk full or below --min-free-space).
 JOBS = ("ingest", "status", "save", "flush", "store_upkeep", "pulls", "alerts", "remote_write", "ui")
@@ -845,15 +849,18 @@ class Hub:
 
     def query_range_now(self, metric: str, matchers: list[Matcher], start: float, end: float, step: float,
                         agg: str) -> list[SeriesResult] | None:
-        """The same read on the caller's thread, or None at once where it would wait: the store
-        busy (a push or its upkeep holds it), or none here (--history: the network). For the
-        event loop (app.py), which must not block."""
+        """The same read on the caller's thread, or None at once where it would wait or take long:
+        the store busy (a push or its upkeep holds it), none here (--history: the network), or
+        more than INLINE_READ_SERIES series to read (one node's CPU cores, say). For the event
+        loop (app.py), which must not block."""
         if self.store is None or self.store_broken:
             return None
         with self.reads_first.reading():
             if not self._store_lock.acquire(blocking=False):
                 return None
             try:
+                if self.store.count_series(metric, matchers) > INLINE_READ_SERIES:
+                    return None
                 return list(self.store.query_range(metric, matchers, start, end, step, agg))
             finally:
                 self._store_lock.release()

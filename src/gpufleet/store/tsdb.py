@@ -384,6 +384,10 @@ class TimeSeriesStore(Recovery, Compaction):
         keys = self.series_index.keys(sids[have].tolist())
         return {k: v for k, v in zip(keys, row[have].tolist()) if k is not None}
 
+    def count_series(self, metric: str, matchers: Sequence[Matcher]) -> int:
+        """How many series query_range would read for these (an index lookup, no data read)."""
+        return sum(1 for _ in self.series_index.match(metric, matchers))
+
     def series(self, metric: str | None = None, matchers: Sequence[Matcher] = ()) -> list[dict[str, str]]:
         """Label sets (with __name__ and node) of known series matching metric and matchers."""
         return [self.series_index.labels(s) for s in self.series_index.match(metric, matchers)]
