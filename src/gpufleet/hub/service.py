@@ -171,9 +171,7 @@ def _after_reads(push: Callable[..., T]) -> Callable[..., T]:
         try:
             return push(self, *args, **kwargs)
         finally:
-            pace = self.gc_pace
-            if pace is not None:
-                pace.maybe()  # between pushes, when due and no read runs (gcpace.py)
+            self.gc_pass_if_due()  # between pushes
     return after_reads
 
 
@@ -822,6 +820,10 @@ class Hub:
         made so far. After a whole evaluation (~26,000 new objects at 1,000 nodes: a column
         cache per node) the next pass took 20-30 ms holding the GIL; a read arriving then waited."""
         self.reads_first.wait()
+        self.gc_pass_if_due()
+
+    def gc_pass_if_due(self) -> None:
+        """The served hub's GC pass, when due and no read runs (gcpace.py; none in-process)."""
         pace = self.gc_pace
         if pace is not None:
             pace.maybe()
