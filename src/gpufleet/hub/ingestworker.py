@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from . import loopfirst
+
 T = TypeVar("T")
 IDLE_S = 30.0
 
@@ -96,6 +98,7 @@ class IngestWorker:
             self._done[loop] = [(fut, ok, result)]
         try:
             loop.call_soon_threadsafe(self._drain, loop)
+            loopfirst.woke(loop)  # it runs the drain before this thread's next step (loopfirst.py)
         except RuntimeError:  # the loop closed meanwhile: nobody waits for the result
             with self._lock:
                 self._done.pop(loop, None)

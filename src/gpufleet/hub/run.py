@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import UserError
+from . import loopfirst
 from .app import create_app
 from .datadir import DataDirInUse
 from .extensions import load_extensions
@@ -84,6 +86,11 @@ def _notifying_server() -> type:
 
         notifier = Notifier()
         _last_ping = 0.0
+
+        def run(self, sockets: list[socket.socket] | None = None) -> None:
+            # The hub's own loop (loopfirst.py): the ingest thread waits while it is awake.
+            with asyncio.Runner(loop_factory=loopfirst.new_event_loop) as runner:
+                runner.run(self.serve(sockets=sockets))
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)

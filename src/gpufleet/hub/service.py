@@ -20,7 +20,7 @@ import msgspec
 
 from ..series import SeriesCache, SeriesKey, snapshot_series
 from ..snapshot import NodeSnapshot, from_json
-from . import datadir
+from . import datadir, loopfirst
 from .diskspace import Floor, FreeSpace
 from .extensions import Extension
 from .fleet import LEAN_LACKS, Fleet, NodeView
@@ -168,6 +168,7 @@ def _after_reads(push: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(push)
     def after_reads(self: Hub, *args: Any, **kwargs: Any) -> T:
         self.reads_first.wait()
+        loopfirst.wait()
         try:
             return push(self, *args, **kwargs)
         finally:
@@ -820,6 +821,7 @@ class Hub:
         made so far. After a whole evaluation (~26,000 new objects at 1,000 nodes: a column
         cache per node) the next pass took 20-30 ms holding the GIL; a read arriving then waited."""
         self.reads_first.wait()
+        loopfirst.wait()
         self.gc_pass_if_due()
 
     def gc_pass_if_due(self) -> None:

@@ -1,0 +1,102 @@
+"""The event loop goes before the ingest thread's next step.
+
+The hub's event loop parses every request (1,000 nodes' pushes, the API's reads) and the ingest
+thread runs the pushes' work, alert evaluations and the save: both Python, sharing one GIL. Each
+time the loop made a system call (a socket read or write, its own wait for events) the ingest
+thread took the GIL, and the loop got it back only when the interpreter forced a switch, 5 ms
+later: a loop step of 0.3 ms of CPU took 5-30 ms, a pass over a few ready sockets 30-50 ms, and
+a history query arriving then waited for all of it (bench_hub, traced: the week query's p99).
+
+So the loop says when it is awake (woken by a socket, a timer or a thread handing it a result)
+and when it goes back to waiting for events; the ingest thread, between pushes and between the
+steps of its long jobs, waits while a loop is awake: MAX_WAIT_S at most, and once a wait has
+run out, not again until the loop has slept (a loop kept busy, say by fleet pages asked for
+over and over, shares the GIL with ingest as before instead of holding it up). Waiting there releases the GIL at once, where a thread that merely runs would
+keep it until forced. A thread that wakes the loop (`woke`) counts it awake right away: the loop
+itself can say so only once it holds the GIL again.
+
+Only loops made by `new_event_loop` take part; with none running (tests, in-process use) the
+wait returns at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import threading
+from typing import Any
+
+MAX_WAIT_S = 0.05
+
+_cv = threading.Condition(threading.Lock())
+_awake: set[int] = set()  # ids of the gated loops awake now
+_waiting = 0
+_sleeps = 0  # times a gated loop went to sleep
+_gave_up = -1  # _sleeps when a wait last ran out
+
+
+def awake() -> bool:
+    """A gated loop is running callbacks (or was just woken to)."""
+    return bool(_awake)
+
+
+def wait() -> None:
+    """Called by the ingest thread between steps: returns once no gated loop is awake (at once in
+    the common case), or after MAX_WAIT_S (then at once until a loop has slept)."""
+    global _waiting, _gave_up
+    if not _awake or _sleeps == _gave_up:  # read without the lock: the common case costs nothing
+        return
+    with _cv:
+        _waiting += 1
+        try:
+            if not _cv.wait_for(lambda: not _awake, MAX_WAIT_S):
+                _gave_up = _sleeps
+        finally:
+            _waiting -= 1
+
+
+def woke(loop: asyncio.AbstractEventLoop) -> None:
+    """`loop` was just handed work from another thread (call_soon_threadsafe): it is awake from
+    now on, for the caller's next `wait()`, though it has not run yet."""
+    if isinstance(loop, GatedLoop) and not loop.is_closed():
+        _awake.add(id(loop))
+
+
+class _GatedSelector(selectors.DefaultSelector):
+    """The loop's selector, marking the loop asleep while it blocks for events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop_id = 0
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None or timeout > 0:  # nothing ready to run: the loop is going to sleep
+            _asleep(self.loop_id)
+        try:
+            return super().select(timeout)
+        finally:
+            _awake.add(self.loop_id)
+
+
+def _asleep(loop_id: int) -> None:
+    global _sleeps
+    _sleeps += 1
+    _awake.discard(loop_id)
+    if _waiting and not _awake:
+        with _cv:
+            _cv.notify_all()
+
+
+class GatedLoop(asyncio.SelectorEventLoop):
+    def __init__(self) -> None:
+        selector = _GatedSelector()
+        super().__init__(selector)
+        selector.loop_id = id(self)
+
+    def close(self) -> None:
+        _asleep(id(self))
+        super().close()
+
+
+def new_event_loop(*_: Any) -> asyncio.AbstractEventLoop:
+    return GatedLoop()
