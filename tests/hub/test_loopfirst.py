@@ -90,6 +90,21 @@ def test_a_loop_awake_for_long_holds_a_step_at_most_max_wait(loop: asyncio.Abstr
     assert returned >= end
 
 
+def test_the_loop_itself_never_waits_for_itself(loop: asyncio.AbstractEventLoop) -> None:
+    took: list[float] = []
+
+    def callback() -> None:
+        assert loopfirst.awake()
+        t0 = time.perf_counter()
+        loopfirst.wait()
+        took.append(time.perf_counter() - t0)
+
+    loop.run_until_complete(asyncio.sleep(0.01))  # it has slept once: its thread is known
+    loop.call_soon(callback)
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert took and took[0] < 0.01
+
+
 def test_a_loop_woken_from_a_thread_runs_before_that_threads_next_step(loop: asyncio.AbstractEventLoop) -> None:
     ran: list[str] = []
 

@@ -33,6 +33,7 @@ _awake: set[int] = set()  # ids of the gated loops awake now
 _waiting = 0
 _sleeps = 0  # times a gated loop went to sleep
 _gave_up = -1  # _sleeps when a wait last ran out
+_loop_threads: set[int] = set()  # the threads running gated loops: they never wait for themselves
 
 
 def awake() -> bool:
@@ -45,6 +46,8 @@ def wait() -> None:
     the common case), or after MAX_WAIT_S (then at once until a loop has slept)."""
     global _waiting, _gave_up
     if not _awake or _sleeps == _gave_up:  # read without the lock: the common case costs nothing
+        return
+    if threading.get_ident() in _loop_threads:  # a push stored right on the loop (none in the served hub)
         return
     with _cv:
         _waiting += 1
@@ -68,9 +71,12 @@ class _GatedSelector(selectors.DefaultSelector):
     def __init__(self) -> None:
         super().__init__()
         self.loop_id = 0
+        self.thread_id: int | None = None
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is None or timeout > 0:  # nothing ready to run: the loop is going to sleep
+            self.thread_id = threading.get_ident()
+            _loop_threads.add(self.thread_id)
             _asleep(self.loop_id)
         try:
             return super().select(timeout)
@@ -89,12 +95,14 @@ def _asleep(loop_id: int) -> None:
 
 class GatedLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
-        selector = _GatedSelector()
-        super().__init__(selector)
-        selector.loop_id = id(self)
+        self._gated = _GatedSelector()
+        super().__init__(self._gated)
+        self._gated.loop_id = id(self)
 
     def close(self) -> None:
         _asleep(id(self))
+        if self._gated.thread_id is not None:
+            _loop_threads.discard(self._gated.thread_id)
         super().close()
 
 
