@@ -97,8 +97,10 @@ class IngestWorker:
                 return
             self._done[loop] = [(fut, ok, result)]
         try:
-            loop.call_soon_threadsafe(self._drain, loop)
+            # Counted awake first: marked after, a loop quick enough to have drained and slept
+            # meanwhile would be held awake, and this thread's next step wait for nothing.
             loopfirst.woke(loop)  # it runs the drain before this thread's next step (loopfirst.py)
+            loop.call_soon_threadsafe(self._drain, loop)
         except RuntimeError:  # the loop closed meanwhile: nobody waits for the result
             with self._lock:
                 self._done.pop(loop, None)
