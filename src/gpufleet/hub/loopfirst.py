@@ -9,11 +9,13 @@ a history query arriving then waited for all of it (bench_hub, traced: the week 
 
 So the loop says when it is awake (woken by a socket, a timer or a thread handing it a result)
 and when it goes back to waiting for events; the ingest thread, between pushes and between the
-steps of its long jobs, waits while a loop is awake: MAX_WAIT_S at most, and once a wait has
-run out, not again until the loop has slept (a loop kept busy, say by fleet pages asked for
-over and over, shares the GIL with ingest as before instead of holding it up). Waiting there releases the GIL at once, where a thread that merely runs would
-keep it until forced. A thread that wakes the loop (`woke`) counts it awake right away: the loop
-itself can say so only once it holds the GIL again.
+steps of its long jobs, waits while a loop is awake. Waiting releases the GIL at once, where a
+thread that merely runs keeps it until forced. The wait is MAX_WAIT_S at most, and once one has
+run out, none again until the loop has slept: a loop kept busy (say, by fleet pages asked for
+over and over) then shares the GIL with ingest as before instead of holding it up. A thread that
+wakes the loop (`woke`) counts it awake right away: the loop itself can say so only once it
+holds the GIL again. (A 1 ms switch interval on top, so that the loop's first wait after waking
+is shorter, was tried: the week query's p99 no lower, the hub's CPU 53 -> 63 % of a core.)
 
 Only loops made by `new_event_loop` take part; with none running (tests, in-process use) the
 wait returns at once.
@@ -24,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import selectors
 import threading
-from typing import Any
 
 MAX_WAIT_S = 0.05
 
@@ -106,5 +107,5 @@ class GatedLoop(asyncio.SelectorEventLoop):
         super().close()
 
 
-def new_event_loop(*_: Any) -> asyncio.AbstractEventLoop:
+def new_event_loop() -> asyncio.AbstractEventLoop:
     return GatedLoop()
