@@ -164,7 +164,8 @@ T = TypeVar("T")
 
 
 def _after_reads(push: Callable[..., T]) -> Callable[..., T]:
-    """A push method that lets history reads running now finish first (readfirst.py)."""
+    """A push method that lets history reads running now finish first (readfirst.py), and the
+    event loop run what woke it (loopfirst.py)."""
     @functools.wraps(push)
     def after_reads(self: Hub, *args: Any, **kwargs: Any) -> T:
         self.reads_first.wait()
@@ -817,9 +818,10 @@ class Hub:
 
     def yield_point(self) -> None:
         """Between two steps of a long job on the ingest thread (an alert evaluation, the save):
-        history reads running now go first, and a GC pass due runs here, over what the job
-        made so far. After a whole evaluation (~26,000 new objects at 1,000 nodes: a column
-        cache per node) the next pass took 20-30 ms holding the GIL; a read arriving then waited."""
+        history reads running now and the awake event loop go first, and a GC pass due runs here,
+        over what the job made so far. After a whole evaluation (~26,000 new objects at 1,000
+        nodes: a column cache per node) the next pass took 20-30 ms holding the GIL; a read
+        arriving then waited."""
         self.reads_first.wait()
         loopfirst.wait()
         self.gc_pass_if_due()
