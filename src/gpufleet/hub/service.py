@@ -164,12 +164,10 @@ T = TypeVar("T")
 
 
 def _after_reads(push: Callable[..., T]) -> Callable[..., T]:
-    """A push method that lets history reads running now finish first (readfirst.py), and the
-    event loop run what woke it (loopfirst.py)."""
+    """A push method that lets others go first (Hub.others_first) and runs a GC pass due after it."""
     @functools.wraps(push)
     def after_reads(self: Hub, *args: Any, **kwargs: Any) -> T:
-        self.reads_first.wait()
-        loopfirst.wait()
+        self.others_first()
         try:
             return push(self, *args, **kwargs)
         finally:
@@ -822,9 +820,14 @@ class Hub:
         over what the job made so far. After a whole evaluation (~26,000 new objects at 1,000
         nodes: a column cache per node) the next pass took 20-30 ms holding the GIL; a read
         arriving then waited."""
+        self.others_first()
+        self.gc_pass_if_due()
+
+    def others_first(self) -> None:
+        """Before a push or a step of a long job: history reads running now finish first
+        (readfirst.py), and the event loop runs what woke it (loopfirst.py)."""
         self.reads_first.wait()
         loopfirst.wait()
-        self.gc_pass_if_due()
 
     def gc_pass_if_due(self) -> None:
         """The served hub's GC pass, when due and no read runs (gcpace.py; none in-process)."""
